@@ -1,0 +1,5 @@
+import sys
+
+from hearlib.cli import main
+
+sys.exit(main())

@@ -1,0 +1,589 @@
+"""The ablation engine: mean ablation of image-to-text attention, per query head.
+
+One attention function, ``"hear"``, is registered with transformers'
+``AttentionInterface`` and installed on the decoder of a vision-language model. Outside an
+:func:`ablation` context it is plain causal attention (SDPA), so the model behaves as
+shipped. Inside one, a *plan* decides what each decoder layer's attention does:
+
+* :class:`RecordPlan` – the unablated forward; keeps the prefix/image keys and values, the
+  attention of text queries over image keys (Eq. 10, 13) and each head's output at the last
+  position (logit lens).
+* :class:`LiteralPlan` – the paper read literally: a full-sequence forward in which text
+  query ``t`` of head ``n`` reads the mean key and value at image position ``j`` unless
+  ``x_n · u_t · v_j = 1``. The reference for tests.
+* :class:`FastPlan` – the same quantity computed from text tokens only: the prefix and
+  image keys/values come from the recorded forward and are shared by every mask in the
+  batch; attention for a text query runs over [prefix | image (own or mean) | text] in blocks.
+
+Masks use 1 (True) = intact; head ``n = l·H + h``.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+from hearlib.errors import UserError
+
+if TYPE_CHECKING:
+    from hearlib.means import MeanKV
+
+PAPER_PROMPT = "What is the main object in the image? Please answer with a single word."
+ATTENTION_NAME = "hear"
+
+_ACTIVE_PLAN: contextvars.ContextVar["_Plan | None"] = contextvars.ContextVar("hear_plan", default=None)
+
+
+def hear_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """The registered attention function: plain SDPA unless an ablation plan is active."""
+    plan = _ACTIVE_PLAN.get()
+    layer = getattr(module, "layer_idx", None)
+    if plan is None or layer is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling,
+                                      dropout=dropout, **kwargs)
+    if scaling is None:
+        scaling = query.shape[-1] ** -0.5
+    return plan.attend(module, layer, query, key, value, scaling), None
+
+
+AttentionInterface.register(ATTENTION_NAME, hear_attention)
+ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION_NAME, sdpa_mask)
+
+
+@contextlib.contextmanager
+def ablation(plan: "_Plan") -> Iterator["_Plan"]:
+    """Activate ``plan`` for every decoder attention call inside the block; always cleaned up."""
+    token = _ACTIVE_PLAN.set(plan)
+    try:
+        yield plan
+    finally:
+        _ACTIVE_PLAN.reset(token)
+
+
+def _expand_heads(states: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Repeat key/value heads so that each query head has its own (GQA groups expanded)."""
+    n_kv = states.shape[-3]
+    if n_kv == n_heads:
+        return states
+    return states.repeat_interleave(n_heads // n_kv, dim=-3)
+
+
+def _causal_scores_mask(n_query: int, n_key: int, device) -> torch.Tensor:
+    """Boolean [n_query, n_key] mask, True where a query may not attend (future keys).
+    Queries are the last ``n_query`` positions of the ``n_key`` long sequence."""
+    offset = n_key - n_query
+    q = torch.arange(n_query, device=device)[:, None] + offset
+    k = torch.arange(n_key, device=device)[None, :]
+    return k > q
+
+
+# ---------------------------------------------------------------------------------------
+# Plans
+# ---------------------------------------------------------------------------------------
+class _Plan:
+    def attend(self, module, layer, query, key, value, scaling) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+class RecordPlan(_Plan):
+    """Unablated causal attention that records what later forwards and analyses need."""
+
+    def __init__(self, text_start: int, image_positions: torch.Tensor, *, keep_head_outputs: bool = True):
+        self.text_start = text_start
+        self.image_positions = image_positions
+        self.keep_head_outputs = keep_head_outputs
+        self.keys: dict[int, torch.Tensor] = {}          # [KVH, text_start, D], rotated
+        self.values: dict[int, torch.Tensor] = {}
+        self.text_to_image: dict[int, torch.Tensor] = {}  # [H, P_txt, P_img]
+        self.head_outputs: dict[int, torch.Tensor] = {}   # [H, d_model]
+
+    def attend(self, module, layer, query, key, value, scaling):
+        _, n_heads, seq, _ = query.shape
+        self.keys[layer] = key[0, :, : self.text_start].detach().clone()
+        self.values[layer] = value[0, :, : self.text_start].detach().clone()
+        keys, values = _expand_heads(key, n_heads), _expand_heads(value, n_heads)
+        scores = torch.matmul(query, keys.transpose(-1, -2)).float() * scaling
+        scores.masked_fill_(_causal_scores_mask(seq, seq, query.device), float("-inf"))
+        probs = scores.softmax(-1)
+        out = torch.matmul(probs.to(values.dtype), values)                   # [1, H, S, D]
+        text_rows = probs[0, :, self.text_start:]                             # [H, P_txt, S]
+        self.text_to_image[layer] = text_rows[:, :, self.image_positions].detach().clone()
+        if self.keep_head_outputs:
+            o_weight = module.o_proj.weight                                   # [d_model, H*D]
+            per_head = o_weight.view(o_weight.shape[0], n_heads, -1)          # [d_model, H, D]
+            self.head_outputs[layer] = torch.einsum("hd,mhd->hm", out[0, :, -1].to(per_head.dtype), per_head).detach()
+        return out.transpose(1, 2).contiguous()
+
+
+def _keep_mask(layer: int, n_heads: int, heads: torch.Tensor, text: torch.Tensor | None,
+               image: torch.Tensor | None) -> torch.Tensor:
+    """keep[b, h, t, j] = x[b, l·H + h] · u[b, t] · v[b, j], broadcastable ([B, H, T|1, P|1])."""
+    keep = heads[:, layer * n_heads:(layer + 1) * n_heads][:, :, None, None]
+    if text is not None:
+        keep = keep & text[:, None, :, None]
+    if image is not None:
+        keep = keep & image[:, None, None, :]
+    return keep
+
+
+class LiteralPlan(_Plan):
+    """Full-sequence forward; text queries read per-(head, query, image token) own or mean K/V."""
+
+    def __init__(self, text_start: int, image_positions: torch.Tensor, means: "MeanKV",
+                 heads: torch.Tensor, text: torch.Tensor | None, image: torch.Tensor | None):
+        self.text_start, self.image_positions, self.means = text_start, image_positions, means
+        self.heads, self.text, self.image = heads, text, image
+
+    def attend(self, module, layer, query, key, value, scaling):
+        batch, n_heads, seq, _ = query.shape
+        ts, img = self.text_start, self.image_positions
+        keys, values = _expand_heads(key, n_heads), _expand_heads(value, n_heads)
+        mean_k = _expand_heads(self.means.k[layer], n_heads).to(query)        # [H, P_img, D]
+        mean_v = _expand_heads(self.means.v[layer], n_heads).to(query)
+        keep = _keep_mask(layer, n_heads, self.heads, self.text, self.image)
+        keep = keep.expand(batch, n_heads, seq - ts, img.numel())[..., None]  # [B, H, T, P, 1]
+
+        # The keys and values each text query reads at the image positions.
+        own_k, own_v = keys[:, :, img][:, :, None], values[:, :, img][:, :, None]   # [B, H, 1, P, D]
+        text_k = torch.where(keep, own_k, mean_k[None, :, None])                    # [B, H, T, P, D]
+        text_v = torch.where(keep, own_v, mean_v[None, :, None])
+
+        scores = torch.matmul(query, keys.transpose(-1, -2)) * scaling
+        text_query = query[:, :, ts:]
+        scores[:, :, ts:, img] = torch.einsum("bhtd,bhtpd->bhtp", text_query, text_k) * scaling
+        scores = scores.float().masked_fill(_causal_scores_mask(seq, seq, query.device), float("-inf"))
+        probs = scores.softmax(-1).to(values.dtype)
+
+        out = torch.matmul(probs, values)
+        text_probs = probs[:, :, ts:].clone()
+        image_probs = text_probs[..., img]
+        text_probs[..., img] = 0
+        out[:, :, ts:] = torch.matmul(text_probs, values) + torch.einsum("bhtp,bhtpd->bhtd", image_probs, text_v)
+        return out.transpose(1, 2).contiguous()
+
+
+@dataclass
+class _FastLayer:
+    prefix_k: torch.Tensor   # [H, P0, D]  prefix + image keys of the sample, per query head
+    prefix_v: torch.Tensor
+    mean_k: torch.Tensor     # [H, P_img, D]
+    value_shift: torch.Tensor  # [H, P_img, D]  mean value − own value at the image positions
+
+
+class FastPlan(_Plan):
+    """Text tokens only, a batch of masks at once, prefix/image K/V shared by the batch."""
+
+    def __init__(self, layers: Sequence[_FastLayer], image_slice: slice | torch.Tensor,
+                 heads: torch.Tensor, text: torch.Tensor | None, image: torch.Tensor | None):
+        self.layers, self.image_slice = layers, image_slice
+        self.heads, self.text, self.image = heads, text, image
+
+    def attend(self, module, layer, query, key, value, scaling):
+        batch, n_heads, n_text, dim = query.shape
+        cached = self.layers[layer]
+        n_prefix, n_image = cached.prefix_k.shape[1], cached.mean_k.shape[1]
+        img = self.image_slice
+        rows = query.transpose(0, 1).reshape(n_heads, batch * n_text, dim)          # [H, B·T, D]
+
+        prefix_scores = torch.matmul(rows, cached.prefix_k.transpose(-1, -2)).view(n_heads, batch, n_text, n_prefix)
+        mean_scores = torch.matmul(rows, cached.mean_k.transpose(-1, -2)).view(n_heads, batch, n_text, n_image)
+        keep = _keep_mask(layer, n_heads, self.heads, self.text, self.image).transpose(0, 1)  # [H, B, T|1, P|1]
+        prefix_scores[..., img] = torch.where(keep, prefix_scores[..., img], mean_scores)
+
+        text_k, text_v = _expand_heads(key, n_heads), _expand_heads(value, n_heads)
+        text_scores = torch.matmul(query, text_k.transpose(-1, -2)).transpose(0, 1)  # [H, B, T, T]
+        text_scores = text_scores.masked_fill(_causal_scores_mask(n_text, n_text, query.device), float("-inf"))
+
+        scores = torch.cat([prefix_scores, text_scores], dim=-1).float() * scaling
+        probs = scores.softmax(-1).to(query.dtype)
+        prefix_probs, text_probs = probs[..., :n_prefix], probs[..., n_prefix:]
+
+        out = torch.matmul(prefix_probs.reshape(n_heads, batch * n_text, n_prefix), cached.prefix_v)
+        mean_probs = prefix_probs[..., img] * (~keep)
+        out += torch.matmul(mean_probs.reshape(n_heads, batch * n_text, n_image), cached.value_shift)
+        out = out.view(n_heads, batch, n_text, dim) + torch.matmul(text_probs, text_v.transpose(0, 1))
+        return out.permute(1, 2, 0, 3).contiguous()                                   # [B, T, H, D]
+
+
+# ---------------------------------------------------------------------------------------
+# Samples and records
+# ---------------------------------------------------------------------------------------
+@dataclass
+class Sample:
+    """One (image, prompt, answer) prepared by the model's own processor and chat template."""
+
+    inputs: dict
+    prompt: str
+    answer: str | None
+    answer_id: int | None
+    answer_tokens: list[str]
+    image_positions: torch.Tensor
+    text_start: int
+    seq_len: int
+    prefix_hash: str
+    sample_id: str = ""
+    _state: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def n_text(self) -> int:
+        return self.seq_len - self.text_start
+
+    @property
+    def n_image(self) -> int:
+        return int(self.image_positions.numel())
+
+
+@dataclass
+class Record:
+    """What one unablated forward tells about a sample."""
+
+    logit: float                     # adjusted logit of the answer token
+    predicted_id: int                # argmax at the last position
+    image_attention: np.ndarray      # [L, H] Eq. 10
+    text_to_image: np.ndarray        # [L, H, P_txt, P_img]
+    head_outputs: np.ndarray         # [L, H, d_model]
+
+    @property
+    def correct(self) -> bool:
+        return bool(self._answer_id is not None and self.predicted_id == self._answer_id)
+
+    _answer_id: int | None = None
+
+
+def _as_mask(mask, rows: int | None, cols: int, name: str, device) -> torch.Tensor:
+    tensor = torch.as_tensor(np.asarray(mask), device=device)
+    if tensor.dtype != torch.bool:
+        if not torch.all((tensor == 0) | (tensor == 1)):
+            raise UserError(f"{name} mask must be boolean or 0/1")
+        tensor = tensor.bool()
+    if tensor.ndim == 1:
+        tensor = tensor[None]
+    if tensor.ndim != 2 or tensor.shape[1] != cols or (rows is not None and tensor.shape[0] != rows):
+        expected = f"[{rows if rows is not None else 'M'}, {cols}]"
+        raise UserError(f"{name} mask has shape {tuple(tensor.shape)}, expected {expected}")
+    return tensor
+
+
+# ---------------------------------------------------------------------------------------
+# The engine
+# ---------------------------------------------------------------------------------------
+class Engine:
+    """Mean ablation of image-to-text attention on a transformers vision-language model."""
+
+    def __init__(self, model, processor, *, name: str | None = None,
+                 resolution: tuple[int, int] | None = None):
+        self.model = model.eval()
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.name = name or getattr(model.config, "_name_or_path", "") or model.config.model_type
+        self.resolution = resolution
+        self.decoder = model.model.language_model
+        self.lm_head = model.get_output_embeddings()
+        text_config = model.config.text_config
+        self.n_layers = text_config.num_hidden_layers
+        self.n_heads = text_config.num_attention_heads
+        self.n_kv_heads = getattr(text_config, "num_key_value_heads", None) or self.n_heads
+        self.head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // self.n_heads
+        self.image_token_id = model.config.image_token_id
+        model.set_attn_implementation({"text_config": ATTENTION_NAME})
+        for layer_index, layer in enumerate(self.decoder.layers):
+            if getattr(layer.self_attn, "layer_idx", None) != layer_index:
+                raise UserError(f"decoder layer {layer_index} has no matching layer_idx; unsupported attention module")
+
+    # -- identity ----------------------------------------------------------------------
+    @property
+    def n_total_heads(self) -> int:
+        return self.n_layers * self.n_heads
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.decoder.parameters()).dtype
+
+    def weight_signature(self) -> list[float]:
+        """A few numbers that tell this model's weights apart from another's (dtype-robust)."""
+        weight = self.decoder.get_input_embeddings().weight.detach()
+        rows = weight[: min(8, weight.shape[0])].float()
+        return [round(float(v), 4) for v in rows.norm(dim=-1).tolist()]
+
+    # -- samples -----------------------------------------------------------------------
+    def load_image(self, image):
+        from PIL import Image, UnidentifiedImageError
+
+        if isinstance(image, (str, Path)):
+            path = Path(image)
+            if not path.is_file():
+                raise UserError(f"image not found: {path}")
+            try:
+                with Image.open(path) as opened:
+                    opened.load()
+                    image = opened.convert("RGB")
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+                raise UserError(f"cannot read image {path}: {error}") from None
+        elif not isinstance(image, Image.Image):
+            raise UserError(f"expected a PIL image or a path, got {type(image).__name__}")
+        else:
+            image = image.convert("RGB")
+        if self.resolution is not None and image.size != tuple(self.resolution):
+            image = image.resize(tuple(self.resolution), Image.BICUBIC)
+        return image
+
+    def chat_text(self, prompt: str | None) -> str:
+        prompt = PAPER_PROMPT if prompt is None else prompt
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise UserError("the prompt must be a non-empty string")
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        try:
+            return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        except Exception as error:  # the template's own error, whatever it raises
+            raise UserError(f"the model's chat template cannot take this prompt: {error}") from None
+
+    def answer_tokens(self, chat_text: str, answer: str) -> list[int]:
+        """Token ids the model would emit for ``answer`` right after the prompt."""
+        if not isinstance(answer, str) or not answer.strip():
+            raise UserError("the answer must be a non-empty word")
+        separator = "" if chat_text[-1:].isspace() else " "
+        prompt_ids = self.tokenizer(chat_text, add_special_tokens=False)["input_ids"]
+        full_ids = self.tokenizer(chat_text + separator + answer.strip(), add_special_tokens=False)["input_ids"]
+        if full_ids[: len(prompt_ids)] != prompt_ids or len(full_ids) == len(prompt_ids):
+            full_ids = prompt_ids + self.tokenizer(answer.strip(), add_special_tokens=False)["input_ids"]
+        ids = full_ids[len(prompt_ids):]
+        unk = self.tokenizer.unk_token_id
+        if not ids or (unk is not None and unk in ids):
+            raise UserError(f"the tokenizer cannot represent the answer {answer!r}")
+        return ids
+
+    def prepare(self, image, answer: str | None = None, prompt: str | None = None,
+                sample_id: str = "") -> Sample:
+        """Tokenize (image, prompt) with the model's processor and locate prefix, image and text."""
+        image = self.load_image(image)
+        text = self.chat_text(prompt)
+        try:
+            inputs = self.processor(images=[image], text=[text], return_tensors="pt")
+        except Exception as error:
+            raise UserError(f"the processor cannot take this image/prompt: {error}") from None
+        inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+        for key, value in inputs.items():
+            if torch.is_tensor(value) and value.is_floating_point():
+                inputs[key] = value.to(self.dtype)
+        ids = inputs["input_ids"][0]
+        positions = (ids == self.image_token_id).nonzero().flatten()
+        if positions.numel() == 0:
+            raise UserError("the chat template placed no image token in the prompt")
+        text_start = int(positions[-1]) + 1
+        if text_start >= ids.numel():
+            raise UserError("the prompt has no text token after the image")
+        answer_ids = self.answer_tokens(text, answer) if answer is not None else []
+        prefix = ids[: int(positions[0])].tolist()
+        digest = hashlib.sha256(repr((prefix, int(positions.numel()))).encode()).hexdigest()[:16]
+        return Sample(inputs=inputs, prompt=PAPER_PROMPT if prompt is None else prompt, answer=answer,
+                      answer_id=answer_ids[0] if answer_ids else None,
+                      answer_tokens=self.tokenizer.convert_ids_to_tokens(answer_ids),
+                      image_positions=positions, text_start=text_start, seq_len=int(ids.numel()),
+                      prefix_hash=digest, sample_id=sample_id)
+
+    def prefix_hash(self, prompt: str | None = None) -> str:
+        """Hash of the token ids before the image (and of the image token count) for ``prompt``."""
+        from PIL import Image
+
+        size = tuple(self.resolution) if self.resolution else (224, 224)
+        return self.prepare(Image.new("RGB", size), prompt=prompt).prefix_hash
+
+    # -- the unablated forward ---------------------------------------------------------
+    @torch.no_grad()
+    def _recorded_forward(self, sample: Sample, keep_head_outputs: bool = True):
+        plan = RecordPlan(sample.text_start, sample.image_positions, keep_head_outputs=keep_head_outputs)
+        captured = {}
+
+        def capture(module, args, kwargs):
+            captured.update(inputs_embeds=kwargs.get("inputs_embeds"), position_ids=kwargs.get("position_ids"))
+
+        handle = self.decoder.register_forward_pre_hook(capture, with_kwargs=True)
+        try:
+            with ablation(plan):
+                logits = self.model(**sample.inputs, use_cache=False).logits[0, -1]
+        finally:
+            handle.remove()
+        return plan, captured, logits
+
+    def record(self, sample: Sample) -> Record:
+        """The unablated forward: answer logit, attention statistics, per-head outputs.
+
+        Also keeps (on the sample) the prefix/image keys and values and the text
+        embeddings that the fast path reuses for every mask."""
+        if "record" in sample._state:
+            return sample._state["record"]
+        plan, captured, logits = self._recorded_forward(sample)
+        embeds = captured["inputs_embeds"]
+        if embeds is None:
+            raise UserError("the decoder was not called with inputs_embeds; unsupported model")
+        positions = captured["position_ids"]
+        if positions is None:
+            positions = torch.arange(sample.seq_len, device=self.device)[None]
+        sample._state.update(
+            prefix_k=[plan.keys[l] for l in range(self.n_layers)],
+            prefix_v=[plan.values[l] for l in range(self.n_layers)],
+            text_embeds=embeds[:, sample.text_start:].detach(),
+            text_positions=positions[..., sample.text_start:].detach(),
+        )
+        text_to_image = torch.stack([plan.text_to_image[l] for l in range(self.n_layers)])
+        record = Record(
+            logit=self._adjusted(logits[None], sample)[0] if sample.answer_id is not None else float("nan"),
+            predicted_id=int(logits.argmax()),
+            image_attention=text_to_image.sum(-1).mean(-1).double().cpu().numpy(),
+            text_to_image=text_to_image.float().cpu().numpy(),
+            head_outputs=torch.stack([plan.head_outputs[l] for l in range(self.n_layers)]).float().cpu().numpy(),
+            _answer_id=sample.answer_id,
+        )
+        sample._state["record"] = record
+        return record
+
+    @torch.no_grad()
+    def image_keys_values(self, sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys (rotated) and values at the image positions: [L, KVH, P_img, D] each."""
+        if "prefix_k" in sample._state:
+            keys, values = sample._state["prefix_k"], sample._state["prefix_v"]
+        else:
+            plan, _, _ = self._recorded_forward(sample, keep_head_outputs=False)
+            keys = [plan.keys[l] for l in range(self.n_layers)]
+            values = [plan.values[l] for l in range(self.n_layers)]
+        img = sample.image_positions
+        return torch.stack([k[:, img] for k in keys]), torch.stack([v[:, img] for v in values])
+
+    def _adjusted(self, logits: torch.Tensor, sample: Sample) -> np.ndarray:
+        logits = logits.double()
+        return (logits[:, sample.answer_id] - logits.mean(-1)).cpu().numpy()
+
+    # -- ablated forwards --------------------------------------------------------------
+    def _check_means(self, sample: Sample, means: "MeanKV") -> None:
+        means.check(self, sample)
+
+    def _fast_layers(self, sample: Sample, means: "MeanKV") -> list[_FastLayer]:
+        key = ("fast_layers", id(means))
+        if key not in sample._state:
+            self.record(sample)
+            img = sample.image_positions
+            layers = []
+            for l in range(self.n_layers):
+                prefix_k = _expand_heads(sample._state["prefix_k"][l], self.n_heads).contiguous()
+                prefix_v = _expand_heads(sample._state["prefix_v"][l], self.n_heads).contiguous()
+                mean_k = _expand_heads(means.k[l], self.n_heads).to(prefix_k).contiguous()
+                mean_v = _expand_heads(means.v[l], self.n_heads).to(prefix_v)
+                layers.append(_FastLayer(prefix_k, prefix_v, mean_k, (mean_v - prefix_v[:, img]).contiguous()))
+            sample._state = {k: v for k, v in sample._state.items() if not (isinstance(k, tuple) and k[0] == "fast_layers")}
+            sample._state[key] = layers
+        return sample._state[key]
+
+    @staticmethod
+    def _image_index(sample: Sample) -> slice | torch.Tensor:
+        img = sample.image_positions
+        first, last = int(img[0]), int(img[-1])
+        if last - first + 1 == img.numel():
+            return slice(first, last + 1)
+        return img
+
+    @torch.no_grad()
+    def _fast(self, sample, means, heads, text, image) -> np.ndarray:
+        plan = FastPlan(self._fast_layers(sample, means), self._image_index(sample), heads, text, image)
+        batch = heads.shape[0]
+        embeds = sample._state["text_embeds"].expand(batch, -1, -1)
+        positions = sample._state["text_positions"]
+        positions = positions.expand(*positions.shape[:-2], batch, positions.shape[-1])
+        with ablation(plan):
+            hidden = self.decoder(inputs_embeds=embeds, position_ids=positions, use_cache=False).last_hidden_state
+        return self._adjusted(self.lm_head(hidden[:, -1]), sample)
+
+    @torch.no_grad()
+    def _literal(self, sample, means, heads, text, image) -> np.ndarray:
+        plan = LiteralPlan(sample.text_start, sample.image_positions, means, heads, text, image)
+        with ablation(plan):
+            logits = self.model(**sample.inputs, use_cache=False).logits[:, -1]
+        return self._adjusted(logits, sample)
+
+    def logits(self, sample: Sample, means: "MeanKV", heads, text=None, image=None, *,
+               method: str = "fast", batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Adjusted answer logits ℓ(x, u, v) for each row of the masks (True = intact).
+
+        heads: bool [M, N]; text: bool [M, P_txt] or None (all intact); image: bool [M, P_img]
+        or None. ``method="literal"`` runs one full-sequence forward per mask (the reference);
+        ``"fast"`` reruns only the text tokens, ``batch_size`` masks at a time, halving the
+        batch if the device runs out of memory."""
+        if sample.answer_id is None:
+            raise UserError("this sample was prepared without an answer word")
+        if method not in ("fast", "literal"):
+            raise UserError(f"unknown method {method!r}; use 'fast' or 'literal'")
+        self._check_means(sample, means)
+        device = self.device
+        heads = _as_mask(heads, None, self.n_total_heads, "head", device)
+        n_masks = heads.shape[0]
+        text = None if text is None else _as_mask(text, n_masks, sample.n_text, "text-token", device)
+        image = None if image is None else _as_mask(image, n_masks, sample.n_image, "image-token", device)
+        run = self._fast if method == "fast" else self._literal
+        step = max(1, int(batch_size)) if method == "fast" else 1
+        out = np.empty(n_masks, dtype=np.float64)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=n_masks, desc=f"masks ({method})", unit="mask", leave=False)
+        start = 0
+        while start < n_masks:
+            stop = min(start + step, n_masks)
+            rows = slice(start, stop)
+            try:
+                out[rows] = run(sample, means, heads[rows], None if text is None else text[rows],
+                                None if image is None else image[rows])
+            except torch.OutOfMemoryError:
+                if step == 1:
+                    raise
+                step = max(1, step // 2)
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                import warnings
+                warnings.warn(f"out of memory: mask batch halved to {step}", RuntimeWarning, stacklevel=2)
+                continue
+            if bar is not None:
+                bar.update(stop - start)
+            start = stop
+        if bar is not None:
+            bar.close()
+        return out
+
+    def reference_logits(self, sample: Sample, means: "MeanKV", method: str = "fast") -> tuple[float, float]:
+        """ℓ(1) and ℓ(0): every head intact, every head ablated (u = v = 1)."""
+        key = ("reference", id(means), method)
+        if key not in sample._state:
+            masks = np.stack([np.ones(self.n_total_heads, bool), np.zeros(self.n_total_heads, bool)])
+            intact, ablated = self.logits(sample, means, masks, method=method)
+            sample._state[key] = (float(intact), float(ablated))
+        return sample._state[key]
+
+    def normalized(self, sample: Sample, means: "MeanKV", heads, text=None, image=None, *,
+                   method: str = "fast", batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """π = (ℓ(x, u, v) − ℓ(0)) / (ℓ(1) − ℓ(0))."""
+        intact, ablated = self.reference_logits(sample, means, method)
+        values = self.logits(sample, means, heads, text, image, method=method, batch_size=batch_size,
+                             progress=progress)
+        return (values - ablated) / (intact - ablated)
+
+    # -- logit lens --------------------------------------------------------------------
+    @torch.no_grad()
+    def logit_lens(self, record: Record, layer: int, head: int, k: int = 10) -> list[tuple[str, float]]:
+        """Top-k tokens of one head's output at the last position, through final norm and unembedding."""
+        vector = torch.as_tensor(record.head_outputs[layer, head], device=self.device, dtype=self.dtype)
+        logits = self.lm_head(self.decoder.norm(vector[None]))[0].float()
+        values, ids = logits.topk(k)
+        tokens = self.tokenizer.convert_ids_to_tokens(ids.tolist())
+        return [(token, float(value)) for token, value in zip(tokens, values.tolist())]

@@ -1,0 +1,142 @@
+"""Mean image keys and values: the baseline that mean ablation substitutes.
+
+For every decoder layer, key/value head and image position j, the average over R reference
+images of that image's key (after rotary embedding) and value at j, with the same prompt
+prefix. Saved as safetensors with the model's identity, input resolution and prompt-prefix
+hash; :meth:`MeanKV.load` refuses a file that belongs to another model or prompt.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from hearlib.errors import MeansMismatch, UserError
+
+if TYPE_CHECKING:
+    from hearlib.engine import Engine, Sample
+
+FORMAT_VERSION = "1"
+
+
+@dataclass
+class MeanKV:
+    k: torch.Tensor               # [L, KVH, P_img, D]
+    v: torch.Tensor
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_images(self) -> int:
+        return int(self.meta.get("n_images", 0))
+
+    # -- identity ----------------------------------------------------------------------
+    @staticmethod
+    def identity(engine: "Engine", prefix_hash: str) -> dict:
+        return {
+            "format": FORMAT_VERSION,
+            "model": str(engine.name),
+            "model_type": engine.model.config.model_type,
+            "geometry": json.dumps([engine.n_layers, engine.n_heads, engine.n_kv_heads, engine.head_dim]),
+            "weights": json.dumps(engine.weight_signature()),
+            "resolution": json.dumps(list(engine.resolution) if engine.resolution else None),
+            "prefix_hash": prefix_hash,
+        }
+
+    def check(self, engine: "Engine", sample: "Sample | None" = None, prompt: str | None = None) -> None:
+        """Raise :class:`MeansMismatch` unless these means belong to ``engine`` and the prompt."""
+        meta = self.meta
+        problems = []
+        if meta.get("model_type") != engine.model.config.model_type or meta.get("geometry") != json.dumps(
+                [engine.n_layers, engine.n_heads, engine.n_kv_heads, engine.head_dim]):
+            problems.append(f"it was computed for model {meta.get('model')!r} ({meta.get('model_type')}), "
+                            f"not {engine.name!r}")
+        else:
+            saved = json.loads(meta.get("weights", "[]"))
+            now = engine.weight_signature()
+            if len(saved) != len(now) or any(abs(a - b) > 1e-2 * max(1.0, abs(b)) for a, b in zip(saved, now)):
+                problems.append(f"it was computed for other weights ({meta.get('model')!r})")
+        if meta.get("resolution") != json.dumps(list(engine.resolution) if engine.resolution else None):
+            problems.append(f"its input resolution {meta.get('resolution')} differs from the engine's "
+                            f"{list(engine.resolution) if engine.resolution else None}")
+        prefix = sample.prefix_hash if sample is not None else (
+            engine.prefix_hash(prompt) if prompt is not None else None)
+        if prefix is not None and meta.get("prefix_hash") != prefix:
+            problems.append("its prompt prefix (the tokens before the image, or the image token count) differs")
+        expected = (engine.n_layers, engine.n_kv_heads)
+        if tuple(self.k.shape[:2]) != expected or (sample is not None and self.k.shape[2] != sample.n_image):
+            problems.append(f"its shape {tuple(self.k.shape)} does not fit this model and image size")
+        if problems:
+            source = meta.get("path", "mean keys/values")
+            raise MeansMismatch(f"{source} cannot be used here: " + "; ".join(problems))
+
+    # -- files -------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write atomically (temporary file in the same folder, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {k: str(v) for k, v in self.meta.items() if k != "path"}
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(handle)
+        try:
+            save_file({"k": self.k.detach().float().contiguous().cpu(),
+                       "v": self.v.detach().float().contiguous().cpu()}, tmp, metadata=meta)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, engine: "Engine | None" = None, prompt: str | None = None) -> "MeanKV":
+        """Load a means file; with ``engine`` (and ``prompt``), check that it belongs to them."""
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"means file not found: {path}")
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                meta = dict(handle.metadata() or {})
+                k, v = handle.get_tensor("k"), handle.get_tensor("v")
+        except Exception as error:
+            raise UserError(f"cannot read means file {path}: {error}") from None
+        if meta.get("format") != FORMAT_VERSION:
+            raise MeansMismatch(f"{path} is not a hearlib means file (format {meta.get('format')!r})")
+        meta["path"] = str(path)
+        means = cls(k, v, meta)
+        if engine is not None:
+            means.k, means.v = k.to(engine.device, engine.dtype), v.to(engine.device, engine.dtype)
+            means.check(engine, prompt=prompt)
+        return means
+
+
+def compute_means(engine: "Engine", images: Iterable, prompt: str | None = None, *,
+                  progress: bool = True) -> MeanKV:
+    """Average the image keys/values of ``images`` (paths or PIL images) under ``prompt``."""
+    images = list(images)
+    if not images:
+        raise UserError("no reference images to compute means from")
+    total_k = total_v = None
+    prefix_hash = None
+    iterator = images
+    if progress:
+        from tqdm.auto import tqdm
+        iterator = tqdm(images, desc="mean keys/values", unit="image")
+    for image in iterator:
+        sample = engine.prepare(image, prompt=prompt)
+        if prefix_hash is None:
+            prefix_hash = sample.prefix_hash
+        elif sample.prefix_hash != prefix_hash:
+            raise UserError("reference images gave different image token counts; use one fixed resolution")
+        k, v = engine.image_keys_values(sample)
+        k, v = k.double(), v.double()
+        total_k = k if total_k is None else total_k + k
+        total_v = v if total_v is None else total_v + v
+    meta = MeanKV.identity(engine, prefix_hash)
+    meta["n_images"] = str(len(images))
+    return MeanKV((total_k / len(images)).to(engine.dtype), (total_v / len(images)).to(engine.dtype), meta)

@@ -1,0 +1,38 @@
+"""Where everything lives: one place that knows the project's folders.
+
+Every folder can be moved with an environment variable, so a user can point the
+study at their own disk (``HEARLIB_DATA``, ``HEARLIB_FIGURES``, ``HEARLIB_BUILD``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser().resolve() if value else default
+
+
+DATA = _env_path("HEARLIB_DATA", ROOT / "data")
+FIGURES = _env_path("HEARLIB_FIGURES", ROOT / "figures")
+BUILD = _env_path("HEARLIB_BUILD", ROOT / "build")
+NOTEBOOKS = ROOT / "notebooks"
+
+MODELS = DATA / "models"          # committed organisms: data/models/<name>/
+SCENES = DATA / "scenes"          # generated COCO / DomainNet-layout data (not committed)
+MEANS = DATA / "means"            # mean image keys/values, one safetensors file per (model, prompt prefix)
+STORE = DATA / "store"            # per-sample ablation records
+SHARED_COCO_TINY = ROOT.parent / "shared" / "data" / "coco-tiny"
+
+
+def organism(name: str) -> Path:
+    """Folder of a committed model organism, e.g. ``organism("hear-organism-s")``."""
+    return MODELS / name
+
+
+def ensure(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
