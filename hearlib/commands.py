@@ -1,0 +1,102 @@
+"""The engine's commands: ``means`` (mean image keys/values) and ``attribute`` (HeAr on one image)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from hearlib.engine import PAPER_PROMPT
+from hearlib.errors import UserError
+
+
+def register(subparsers) -> None:
+    means = subparsers.add_parser("means", help="mean image keys/values from R reference images")
+    means.add_argument("--model", required=True, help="model folder, hub id or registry name")
+    means.add_argument("--images", required=True, type=Path, help="folder of reference images (searched recursively)")
+    means.add_argument("--out", required=True, type=Path, help="output .safetensors file")
+    means.add_argument("--prompt", default=None, help=f"default: {PAPER_PROMPT!r}")
+    means.add_argument("--n-images", type=int, default=100, help="R, the number of reference images (default 100)")
+    means.add_argument("--device", default=None)
+    means.set_defaults(func=run_means)
+
+    attribute = subparsers.add_parser("attribute", help="head attribution (HeAr) for one image")
+    attribute.add_argument("--model", required=True)
+    attribute.add_argument("--image", required=True, type=Path)
+    attribute.add_argument("--answer", required=True, help="the answer word (its first token is scored)")
+    attribute.add_argument("--means", required=True, type=Path)
+    attribute.add_argument("--prompt", default=None)
+    attribute.add_argument("--n-masks", type=int, required=True, help="M, masks to draw (paper: 10,000)")
+    attribute.add_argument("--ablation-ratio", type=float, default=0.75, help="p, share of heads ablated per mask")
+    attribute.add_argument("--seed", type=int, default=0)
+    attribute.add_argument("--method", choices=("fast", "literal"), default="fast")
+    attribute.add_argument("--batch-size", type=int, default=64)
+    attribute.add_argument("--device", default=None)
+    attribute.add_argument("--out", required=True, type=Path, help="output folder")
+    attribute.set_defaults(func=run_attribute)
+
+
+def run_means(args: argparse.Namespace) -> int:
+    from hearlib.io import image_files
+    from hearlib.means import compute_means
+    from hearlib.models import load_engine
+
+    if args.n_images < 1:
+        raise UserError("--n-images must be at least 1")
+    if not args.images.is_dir():
+        raise UserError(f"image folder not found: {args.images}")
+    files = image_files(args.images)[: args.n_images]
+    if not files:
+        raise UserError(f"no images in {args.images}")
+    engine = load_engine(args.model, device=args.device)
+    means = compute_means(engine, files, prompt=args.prompt)
+    means.save(args.out)
+    print(f"wrote {args.out}: mean keys/values of {len(files)} images, {means.k.shape[2]} image tokens")
+    return 0
+
+
+def run_attribute(args: argparse.Namespace) -> int:
+    from hearlib.attribution import fit_attribution
+    from hearlib.io import save_json, save_npy
+    from hearlib.masks import sample_head_masks
+    from hearlib.means import MeanKV
+    from hearlib.models import load_engine
+
+    if args.n_masks < 10:
+        raise UserError("--n-masks must be at least 10 (the fit holds out 20% of them)")
+    if not 0 < args.ablation_ratio < 1:
+        raise UserError("--ablation-ratio must lie strictly between 0 and 1")
+    if not args.image.is_file():
+        raise UserError(f"image not found: {args.image}")
+    if not args.means.is_file():
+        raise UserError(f"means file not found: {args.means}")
+    engine = load_engine(args.model, device=args.device)
+    sample = engine.prepare(args.image, answer=args.answer, prompt=args.prompt)
+    means = MeanKV.load(args.means, engine=engine, prompt=args.prompt)
+    record = engine.record(sample)
+    masks = sample_head_masks(engine.n_total_heads, args.n_masks, args.ablation_ratio,
+                              np.random.default_rng(args.seed))
+    intact, ablated = engine.reference_logits(sample, means, method=args.method)
+    logits = engine.logits(sample, means, masks, method=args.method, batch_size=args.batch_size, progress=True)
+    pi = (logits - ablated) / (intact - ablated)
+    fit = fit_attribution(masks, pi, seed=args.seed)
+    out = args.out
+    save_npy(out / "masks.npy", masks.astype(bool))
+    save_npy(out / "logits.npy", logits.astype(np.float64))
+    save_npy(out / "coef.npy", np.asarray(fit.coef, dtype=np.float64))
+    summary = {
+        "model": engine.name, "image": str(args.image), "answer": args.answer,
+        "answer_tokens": sample.answer_tokens, "prompt": sample.prompt,
+        "n_layers": engine.n_layers, "n_heads": engine.n_heads, "n_masks": int(args.n_masks),
+        "ablation_ratio": args.ablation_ratio, "seed": args.seed, "method": args.method,
+        "logit_intact": intact, "logit_ablated": ablated,
+        "predicted_token": engine.tokenizer.convert_ids_to_tokens([record.predicted_id])[0],
+        "correct": record.predicted_id == sample.answer_id,
+        "r2": float(fit.r2), "pearson": float(fit.pearson), "intercept": float(fit.intercept),
+        "means": str(args.means), "n_mean_images": means.n_images,
+    }
+    save_json(out / "summary.json", summary)
+    top = np.argsort(-fit.coef)[:5]
+    heads = ", ".join(f"L{n // engine.n_heads}H{n % engine.n_heads} ({fit.coef[n]:.3f})" for n in top)
+    print(f"wrote {out}: R² {fit.r2:.3f}, Pearson {fit.pearson:.3f}; top heads {heads}")
+    return 0

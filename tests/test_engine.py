@@ -1,0 +1,204 @@
+"""The ablation engine, on a tiny random-weight model of every family of the paper.
+
+The literal ablation (one full-sequence forward per mask, substitution inside attention)
+is the reference for the fast one."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hearlib.errors import MeansMismatch, UserError
+from hearlib.means import MeanKV, compute_means
+from hearlib.models import load_engine
+from hearlib.testing import FAMILIES
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def setup(request, tiny_model_dir, random_images):
+    engine = load_engine(tiny_model_dir(request.param))
+    images = random_images(5, seed=1)
+    means = compute_means(engine, images[1:], progress=False)
+    sample = engine.prepare(images[0], answer="dog")
+    return engine, means, sample, images
+
+
+def unpatched_adjusted_logits(engine, sample, positions=slice(-1, None)):
+    """The model as shipped (eager attention), adjusted answer logit at ``positions``."""
+    model = engine.model
+    model.set_attn_implementation({"text_config": "eager"})
+    try:
+        with torch.no_grad():
+            logits = model(**sample.inputs).logits[0, positions].double()
+    finally:
+        model.set_attn_implementation({"text_config": "hear"})
+    return logits
+
+
+def random_masks(engine, sample, n, seed):
+    rng = np.random.default_rng(seed)
+    heads = rng.random((n, engine.n_total_heads)) > 0.5
+    text = rng.random((n, sample.n_text)) > 0.3
+    image = rng.random((n, sample.n_image)) > 0.3
+    return heads, text, image
+
+
+def test_sample_layout_is_prefix_image_text(setup):
+    engine, _, sample, _ = setup
+    ids = sample.inputs["input_ids"][0]
+    image = sample.image_positions
+    assert sample.n_image > 0 and sample.n_text > 0
+    assert bool((ids[image] == engine.image_token_id).all())
+    assert not bool((ids[sample.text_start:] == engine.image_token_id).any())
+    assert sample.text_start == int(image[-1]) + 1
+
+
+def test_fast_equals_literal_for_random_head_text_and_image_masks(setup):
+    engine, means, sample, _ = setup
+    heads, text, image = random_masks(engine, sample, 6, seed=0)
+    fast = engine.logits(sample, means, heads, text, image, method="fast", batch_size=4)
+    literal = engine.logits(sample, means, heads, text, image, method="literal")
+    assert np.abs(fast - literal).max() <= 1e-4
+    assert np.ptp(literal) > 1e-3, "the masks must actually change the logit"
+
+
+def test_fast_equals_literal_for_head_masks_only(setup):
+    engine, means, sample, _ = setup
+    heads, _, _ = random_masks(engine, sample, 5, seed=3)
+    fast = engine.logits(sample, means, heads, method="fast", batch_size=5)
+    literal = engine.logits(sample, means, heads, method="literal")
+    assert np.abs(fast - literal).max() <= 1e-4
+
+
+def test_all_intact_masks_reproduce_the_unpatched_model(setup):
+    engine, means, sample, _ = setup
+    logits = unpatched_adjusted_logits(engine, sample)[0]
+    expected = float(logits[sample.answer_id] - logits.mean())
+    intact = np.ones((2, engine.n_total_heads), bool)
+    for method in ("fast", "literal"):
+        assert np.abs(engine.logits(sample, means, intact, method=method) - expected).max() <= 1e-5
+    assert abs(engine.record(sample).logit - expected) <= 1e-5
+
+
+def test_means_from_the_samples_own_image_make_full_ablation_a_no_op(setup):
+    engine, _, sample, images = setup
+    own = compute_means(engine, [images[0]], progress=False)
+    intact = engine.record(sample).logit
+    ablated = np.zeros((1, engine.n_total_heads), bool)
+    for method in ("fast", "literal"):
+        assert abs(engine.logits(sample, own, ablated, method=method)[0] - intact) <= 1e-5
+
+
+def test_ablation_changes_text_positions_only(setup):
+    engine, means, sample, _ = setup
+    from hearlib.engine import LiteralPlan, ablation
+
+    before = unpatched_adjusted_logits(engine, sample, positions=slice(None))
+    heads = torch.zeros((1, engine.n_total_heads), dtype=torch.bool)
+    with torch.no_grad(), ablation(LiteralPlan(sample.text_start, sample.image_positions, means, heads, None, None)):
+        after = engine.model(**sample.inputs).logits[0].double()
+    ts = sample.text_start
+    assert torch.allclose(before[:ts], after[:ts], atol=1e-5)
+    assert (before[ts:] - after[ts:]).abs().max() > 1e-4
+
+
+def test_gqa_models_expand_key_value_groups_per_query_head(setup):
+    engine, means, sample, _ = setup
+    if engine.n_kv_heads == engine.n_heads:
+        pytest.skip("this tiny family has no GQA")
+    # Ablating one query head of a shared KV group must differ from ablating its neighbour.
+    group = engine.n_heads // engine.n_kv_heads
+    masks = np.ones((2, engine.n_total_heads), bool)
+    masks[0, 0] = False
+    masks[1, group - 1 if group > 1 else 1] = False
+    fast = engine.logits(sample, means, masks, method="fast")
+    literal = engine.logits(sample, means, masks, method="literal")
+    assert np.abs(fast - literal).max() <= 1e-4
+    assert abs(fast[0] - fast[1]) > 1e-7
+
+
+def test_normalized_logit_is_one_intact_and_zero_fully_ablated(setup):
+    engine, means, sample, _ = setup
+    masks = np.stack([np.ones(engine.n_total_heads, bool), np.zeros(engine.n_total_heads, bool)])
+    pi = engine.normalized(sample, means, masks)
+    assert np.allclose(pi, [1.0, 0.0], atol=1e-6)
+
+
+def test_record_attention_statistics_match_their_definition(setup):
+    engine, _, sample, _ = setup
+    record = engine.record(sample)
+    L, H = engine.n_layers, engine.n_heads
+    assert record.image_attention.shape == (L, H)
+    assert record.text_to_image.shape == (L, H, sample.n_text, sample.n_image)
+    # Eq. 10: sum over image keys, mean over text queries; a share of attention lies in [0, 1].
+    assert np.allclose(record.image_attention, record.text_to_image.sum(-1).mean(-1), atol=1e-6)
+    assert (record.image_attention >= 0).all() and (record.image_attention <= 1 + 1e-6).all()
+    # Eager attention weights of the unpatched model give the same numbers.
+    engine.model.set_attn_implementation({"text_config": "eager"})
+    try:
+        with torch.no_grad():
+            attentions = engine.model(**sample.inputs, output_attentions=True).attentions
+    finally:
+        engine.model.set_attn_implementation({"text_config": "hear"})
+    ts, img = sample.text_start, sample.image_positions
+    for layer, attention in enumerate(attentions):
+        expected = attention[0, :, ts:][:, :, img].float().numpy()
+        assert np.allclose(record.text_to_image[layer], expected, atol=1e-5)
+
+
+def test_head_outputs_sum_to_the_attention_block_output(setup):
+    engine, _, sample, _ = setup
+    record = engine.record(sample)
+    layer = engine.n_layers - 1
+    captured = {}
+    attn = engine.decoder.layers[layer].self_attn
+    handle = attn.o_proj.register_forward_hook(lambda m, a, out: captured.update(out=out[0, -1].double()))
+    try:
+        with torch.no_grad():
+            engine.model(**sample.inputs)
+    finally:
+        handle.remove()
+    bias = attn.o_proj.bias.double() if attn.o_proj.bias is not None else 0
+    total = torch.as_tensor(record.head_outputs[layer]).double().sum(0) + bias
+    assert torch.allclose(total, captured["out"], atol=1e-4)
+    lens = engine.logit_lens(record, layer, 0, k=5)
+    assert len(lens) == 5 and lens[0][1] >= lens[-1][1]
+
+
+def test_means_file_round_trip_and_mismatch_errors(setup, tmp_path, tiny_model_dir):
+    engine, means, sample, _ = setup
+    path = means.save(tmp_path / "means.safetensors")
+    loaded = MeanKV.load(path, engine=engine)
+    assert torch.equal(loaded.k.float(), means.k.float())
+    heads = np.zeros((1, engine.n_total_heads), bool)
+    assert np.allclose(engine.logits(sample, loaded, heads), engine.logits(sample, means, heads))
+    other_prompt = engine.prepare(_any_image(), answer="dog",
+                                  prompt="What colour is the main object in the image?")
+    # The prompt text after the image does not change the prefix: same means apply.
+    assert other_prompt.prefix_hash == sample.prefix_hash
+    loaded.meta["prefix_hash"] = "0" * 16
+    with pytest.raises(MeansMismatch, match="prompt prefix"):
+        engine.logits(sample, loaded, heads)
+    other = FAMILIES[(FAMILIES.index(engine.model.config.model_type) + 1) % len(FAMILIES)]
+    other_engine = load_engine(tiny_model_dir(other))
+    with pytest.raises(MeansMismatch, match="cannot be used here"):
+        MeanKV.load(path, engine=other_engine)
+
+
+def _any_image():
+    from PIL import Image
+    return Image.new("RGB", (48, 48), (120, 30, 200))
+
+
+def test_bad_inputs_are_clear_errors(setup, tmp_path):
+    engine, means, sample, _ = setup
+    with pytest.raises(UserError, match="cannot represent the answer"):
+        engine.prepare(_any_image(), answer="xylophonequux")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(UserError, match="cannot read image"):
+        engine.prepare(broken, answer="dog")
+    with pytest.raises(UserError, match="mask has shape"):
+        engine.logits(sample, means, np.ones((2, engine.n_total_heads + 1), bool))
+    with pytest.raises(UserError, match="non-empty"):
+        engine.prepare(_any_image(), answer="dog", prompt="   ")
