@@ -1,0 +1,309 @@
+"""Tiny random-weight vision-language models of the paper's five families, built offline.
+
+:func:`build_tiny` writes a model *and* a working processor (tokenizer, image processor,
+chat template) into a folder with ``save_pretrained``, so that
+``transformers.AutoProcessor.from_pretrained(dir)`` and
+``transformers.AutoModelForImageTextToText.from_pretrained(dir)`` load it exactly like a hub
+checkpoint. Every family uses transformers' own model, processor and image-processor classes;
+nothing is downloaded. The tokenizer is a word-level ``tokenizers`` model over a fixed
+vocabulary (the paper prompt and the appendix prompts, role words, answer words,
+punctuation) plus each family's special tokens, wrapped in ``PreTrainedTokenizerFast``.
+Words outside the vocabulary map to ``<unk>``; white space (including ``\\n``) only splits
+words and is not a token.
+
+All decoders have 2 layers, 4 query heads and 2 key/value heads (GQA), head_dim 16
+(hidden 64). The decoder is ``model.model.language_model`` in every family and the text
+config is ``model.config.text_config``; the image token id is ``model.config.image_token_id``
+in every family (it equals ``processor.image_token_id`` and
+``tokenizer.convert_tokens_to_ids(processor.image_token)``).
+
+Per family (``processor.apply_chat_template`` of one user turn ``[image, text p]`` with
+``add_generation_prompt=True``; "fixed size" is what the image processor turns *any*
+square input into, e.g. the 48×48 test images or the 336/448 px resolution that
+:data:`hearlib.models.FAMILIES` resizes to first):
+
+``llava`` -- ``LlavaForConditionalGeneration`` (CLIP vision 32 px, patch 8, CLS dropped by
+    ``vision_feature_select_strategy="default"``, Llama decoder), ``LlavaProcessor`` +
+    ``CLIPImageProcessor`` (resize shortest edge 32, center crop 32×32).
+    Template: ``USER: <image>\\n{p} ASSISTANT:``; the tokenizer prepends ``<s>``.
+    Image token ``<image>``; 16 image tokens (4×4 patches).
+``llava_next`` -- ``LlavaNextForConditionalGeneration`` (same towers) +
+    ``LlavaNextProcessor`` / ``LlavaNextImageProcessor`` with ``image_grid_pinpoints``
+    ``[[32, 32], [32, 64], [64, 32]]``. A square input picks the 32×32 pinpoint: base image
+    (16) + one 4×4 crop with an ``image_newline`` per row (20) = 36 image tokens.
+    Template: ``USER: <image>\\n{p} ASSISTANT:`` (LLaVA-1.6 vicuna), ``<s>`` prepended.
+    Non-square inputs give other counts (anyres); run it at one fixed resolution.
+``qwen2_vl`` -- ``Qwen2VLForConditionalGeneration`` (vision depth 2, embed_dim 32,
+    patch 8, temporal patch 2, ``spatial_merge_size`` 2; text M-RoPE ``mrope_section``
+    ``[2, 3, 3]`` = head_dim/2) + ``Qwen2VLProcessor`` / ``Qwen2VLImageProcessor``
+    (``min_pixels`` 60², ``max_pixels`` 6000, so every square image becomes 64×64 → 8×8
+    patches → 16 image tokens) + ``Qwen2VLVideoProcessor``. Template:
+    ``<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n<|im_start|>user\\n``
+    ``<|vision_start|><|image_pad|><|vision_end|>{p}<|im_end|>\\n<|im_start|>assistant\\n``;
+    no BOS. Image token ``<|image_pad|>`` (``config.image_token_id``; also
+    ``vision_start_token_id`` / ``vision_end_token_id``).
+``qwen2_5_vl`` -- the same with ``Qwen2_5_VLForConditionalGeneration`` /
+    ``Qwen2_5_VLProcessor`` (vision hidden 32, window attention with ``window_size`` 32,
+    full attention in block 1); 16 image tokens at 64×64.
+``internvl`` -- ``InternVLForConditionalGeneration`` (``InternVLVisionConfig`` 64 px,
+    patch 8 → 8×8 patches, CLS dropped, pixel shuffle 0.5 → 16 tokens; ``Qwen2Config``
+    decoder) + ``InternVLProcessor`` / ``GotOcr2ImageProcessor`` (64×64,
+    ``crop_to_patches`` off, ``max_patches`` 1) with ``image_seq_length`` 16. Template:
+    ``<|im_start|>system\\nYou are InternVL, a helpful assistant.<|im_end|>\\n``
+    ``<|im_start|>user\\n<IMG_CONTEXT>\\n{p}<|im_end|>\\n<|im_start|>assistant\\n``; the
+    processor expands ``<IMG_CONTEXT>`` to ``<img>`` + 16 × ``<IMG_CONTEXT>`` + ``</img>``.
+    Image token ``<IMG_CONTEXT>``; no BOS.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+FAMILIES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "internvl")
+
+PAPER_PROMPT = "What is the main object in the image? Please answer with a single word."
+
+# Decoder shared by every family: GQA (4 query heads, 2 key/value heads), head_dim 16.
+TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2)
+HEAD_DIM = 16
+
+# image tokens that one square image of any size produces, per family
+NUM_IMAGE_TOKENS = {"llava": 16, "llava_next": 36, "qwen2_vl": 16, "qwen2_5_vl": 16, "internvl": 16}
+# the size (w, h) the image processor brings a square input to
+PROCESSED_SIZE = {"llava": (32, 32), "llava_next": (32, 32), "qwen2_vl": (64, 64), "qwen2_5_vl": (64, 64),
+                  "internvl": (64, 64)}
+
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+_WORDS = """
+what is the main object in image please answer with a single word identify primary subject this
+picture specify key item using one only give me stated provide term for principal depicted here
+focus of photo name element limiting your to which best describes using that stands out most offer
+from restricted color where kind thing are you helpful assistant internvl user assistant system
+dog cat car boat bus truck bird horse sheep cow elephant bear zebra giraffe person bicycle airplane
+train chair couch bed table cup bottle apple banana pizza cake clock vase book laptop phone tv
+red green blue yellow black white orange purple brown gray pink left right top bottom center middle
+animal vehicle food furniture yes no a an the
+""".split()
+_PUNCT = list(".,?!:;'\u2019-\"()")
+
+# family -> (special tokens in id order, tokenizer attributes, bos)
+_SPECIALS = {
+    "llava": (["<pad>", "<unk>", "<s>", "</s>", "<image>"], {"image_token": "<image>"}, "<s>"),
+    "qwen": (["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+              "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"],
+             {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
+              "vision_bos_token": "<|vision_start|>", "vision_eos_token": "<|vision_end|>"}, None),
+    "internvl": (["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>",
+                  "<video>", "<quad>", "</quad>", "<ref>", "</ref>", "<box>", "</box>"],
+                 {"start_image_token": "<img>", "end_image_token": "</img>",
+                  "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"}, None),
+}
+
+LLAVA_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}"
+    "{% if not loop.first %} {% endif %}USER: "
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
+    "{% endif %}"
+    "{% elif message['role'] == 'assistant' %} ASSISTANT: "
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
+    "{% endif %}</s>"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %} ASSISTANT:{% endif %}"
+)
+
+
+def _im_template(system: str, image: str) -> str:
+    """ChatML template (Qwen2-VL, InternVL2.5): default system turn, images before the text."""
+    return (
+        "{% for message in messages %}"
+        "{% if loop.first and message['role'] != 'system' %}"
+        "<|im_start|>system\n" + system + "<|im_end|>\n{% endif %}"
+        "<|im_start|>{{ message['role'] }}\n"
+        "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n{% else %}"
+        "{% for c in message['content'] %}{% if c['type'] == 'image' %}" + image + "{% endif %}{% endfor %}"
+        "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
+        "<|im_end|>\n{% endif %}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+
+
+QWEN_TEMPLATE = _im_template("You are a helpful assistant.", "<|vision_start|><|image_pad|><|vision_end|>")
+INTERNVL_TEMPLATE = _im_template("You are InternVL, a helpful assistant.", "<IMG_CONTEXT>\n")
+
+
+def _vocabulary() -> list[str]:
+    words = list(_WORDS)
+    try:  # the project's prompts and scene words, when available
+        from hearlib import organism
+        for prompts, _ in organism.QUESTIONS.values():
+            for p in prompts:
+                words += p.lower().replace("?", " ").replace(".", " ").replace(",", " ").split()
+        words += organism.answer_vocabulary()
+    except Exception:  # noqa: BLE001 - the fixed list above is enough
+        pass
+    words += [w.capitalize() for w in list(words)] + ["USER", "ASSISTANT", "InternVL"]
+    seen: dict[str, None] = {}
+    for w in words + _PUNCT:
+        seen.setdefault(w, None)
+    return list(seen)
+
+
+def build_tokenizer(family: str):
+    """Word-level ``PreTrainedTokenizerFast`` with the family's special tokens and attributes."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    key = "qwen" if family.startswith("qwen") else ("llava" if family.startswith("llava") else "internvl")
+    specials, attributes, bos = _SPECIALS[key]
+    vocab = {t: i for i, t in enumerate(specials)}
+    for w in _vocabulary():
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    if bos is not None:
+        tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A $B",
+                                                           special_tokens=[(bos, vocab[bos])])
+    if key == "llava":
+        kw = dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>", padding_side="left")
+    else:
+        kw = dict(eos_token="<|im_end|>", unk_token="<unk>", pad_token="<|endoftext|>", padding_side="left")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, extra_special_tokens=dict(attributes),
+                                   model_max_length=512, **kw)
+    others = [t for t in specials if t not in set(attributes.values()) | set(kw.values())]
+    if others:
+        fast.add_special_tokens({"additional_special_tokens": others}, replace_extra_special_tokens=False)
+    assert len(fast) == len(vocab), (len(fast), len(vocab))
+    return fast
+
+
+def _text_kwargs(tokenizer) -> dict:
+    return dict(vocab_size=len(tokenizer), head_dim=HEAD_DIM, max_position_embeddings=512, rms_norm_eps=1e-6,
+                tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **TEXT)
+
+
+def _clip_vision(image_size: int):
+    from transformers import CLIPVisionConfig
+    return CLIPVisionConfig(image_size=image_size, patch_size=8, num_channels=3, hidden_size=32,
+                            intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                            projection_dim=32, hidden_act="quick_gelu")
+
+
+def _clip_image_processor_kwargs(size: int) -> dict:
+    return dict(do_resize=True, size={"shortest_edge": size}, resample=3, do_center_crop=True,
+                crop_size={"height": size, "width": size}, do_rescale=True, rescale_factor=1 / 255,
+                do_normalize=True, image_mean=CLIP_MEAN, image_std=CLIP_STD, do_convert_rgb=True)
+
+
+def _build_llava(tokenizer, next_: bool):
+    import transformers as tf
+    from transformers import LlamaConfig
+    text = LlamaConfig(**_text_kwargs(tokenizer))
+    image_token_id = tokenizer.convert_tokens_to_ids("<image>")
+    common = dict(vision_config=_clip_vision(32), text_config=text, image_token_id=image_token_id,
+                  projector_hidden_act="gelu", vision_feature_select_strategy="default",
+                  vision_feature_layer=-1, tie_word_embeddings=False)
+    proc_kw = dict(tokenizer=tokenizer, patch_size=8, vision_feature_select_strategy="default",
+                   chat_template=LLAVA_TEMPLATE, image_token="<image>", num_additional_image_tokens=1)
+    if not next_:
+        config = tf.LlavaConfig(image_seq_length=16, **common)
+        processor = tf.LlavaProcessor(image_processor=tf.CLIPImageProcessor(**_clip_image_processor_kwargs(32)),
+                                      **proc_kw)
+        return config, tf.LlavaForConditionalGeneration, processor
+    pinpoints = [[32, 32], [32, 64], [64, 32]]
+    config = tf.LlavaNextConfig(image_grid_pinpoints=pinpoints, image_seq_length=16, **common)
+    image_processor = tf.LlavaNextImageProcessor(image_grid_pinpoints=pinpoints,
+                                                 **_clip_image_processor_kwargs(32))
+    processor = tf.LlavaNextProcessor(image_processor=image_processor, **proc_kw)
+    return config, tf.LlavaNextForConditionalGeneration, processor
+
+
+def _build_qwen(tokenizer, v25: bool):
+    import transformers as tf
+    ids = {name: tokenizer.convert_tokens_to_ids(t) for name, t in (
+        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"))}
+    text = dict(_text_kwargs(tokenizer), rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                          "mrope_section": [2, 3, 3]})
+    text.pop("head_dim")  # head_dim = hidden / heads = 16 in both Qwen decoders
+    hidden = TEXT["hidden_size"]
+    if v25:
+        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=8,
+                      temporal_patch_size=2, spatial_merge_size=2, window_size=32, out_hidden_size=hidden,
+                      fullatt_block_indexes=[1], hidden_act="silu")
+        config = tf.Qwen2_5_VLConfig(vision_config=vision, text_config=text, tie_word_embeddings=False, **ids)
+        model_cls, proc_cls = tf.Qwen2_5_VLForConditionalGeneration, tf.Qwen2_5_VLProcessor
+    else:
+        vision = dict(depth=2, embed_dim=32, hidden_size=hidden, mlp_ratio=2, num_heads=2, patch_size=8,
+                      temporal_patch_size=2, spatial_merge_size=2, hidden_act="quick_gelu")
+        config = tf.Qwen2VLConfig(vision_config=vision, text_config=text, tie_word_embeddings=False, **ids)
+        model_cls, proc_cls = tf.Qwen2VLForConditionalGeneration, tf.Qwen2VLProcessor
+    # square inputs of any size -> 64×64 -> 8×8 patches of 8 px -> 16 merged image tokens
+    pixels = dict(min_pixels=60 * 60, max_pixels=6000, patch_size=8, temporal_patch_size=2, merge_size=2,
+                  image_mean=CLIP_MEAN, image_std=CLIP_STD)
+    image_processor = tf.Qwen2VLImageProcessor(size={"shortest_edge": 60 * 60, "longest_edge": 6000}, **pixels)
+    video_processor = tf.Qwen2VLVideoProcessor(size={"shortest_edge": 60 * 60, "longest_edge": 6000}, **pixels)
+    processor = proc_cls(image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor,
+                         chat_template=QWEN_TEMPLATE)
+    return config, model_cls, processor
+
+
+def _build_internvl(tokenizer):
+    import transformers as tf
+    vision = tf.InternVLVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                     num_attention_heads=2, image_size=[64, 64], patch_size=[8, 8],
+                                     use_mean_pooling=False, norm_type="layer_norm")
+    text = tf.Qwen2Config(**_text_kwargs(tokenizer), rope_parameters={"rope_type": "default",
+                                                                      "rope_theta": 10000.0})
+    config = tf.InternVLConfig(vision_config=vision, text_config=text,
+                               image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
+                               image_seq_length=16, downsample_ratio=0.5, projector_hidden_act="gelu",
+                               vision_feature_layer=-1, vision_feature_select_strategy="default",
+                               tie_word_embeddings=False)
+    image_processor = tf.GotOcr2ImageProcessor(
+        size={"height": 64, "width": 64}, crop_to_patches=False, min_patches=1, max_patches=1,
+        do_resize=True, resample=3, do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
+        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225], do_convert_rgb=True)
+    video_processor = tf.InternVLVideoProcessor(size={"height": 64, "width": 64}, image_mean=[0.485, 0.456, 0.406],
+                                                image_std=[0.229, 0.224, 0.225])
+    processor = tf.InternVLProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                     video_processor=video_processor, image_seq_length=16,
+                                     chat_template=INTERNVL_TEMPLATE)
+    return config, tf.InternVLForConditionalGeneration, processor
+
+
+def build_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:
+    """Build a tiny random-weight model of ``family`` and its processor into ``out_dir``."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(family)
+    if family in ("llava", "llava_next"):
+        config, model_cls, processor = _build_llava(tokenizer, next_=family == "llava_next")
+    elif family in ("qwen2_vl", "qwen2_5_vl"):
+        config, model_cls, processor = _build_qwen(tokenizer, v25=family == "qwen2_5_vl")
+    else:
+        config, model_cls, processor = _build_internvl(tokenizer)
+    for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        setattr(config, key, getattr(tokenizer, key))
+    torch.manual_seed(seed)
+    model = model_cls(config).eval()
+    gc = model.generation_config
+    gc.bos_token_id, gc.eos_token_id, gc.pad_token_id = (tokenizer.bos_token_id, tokenizer.eos_token_id,
+                                                         tokenizer.pad_token_id)
+    gc.do_sample = False
+    gc.max_new_tokens = 4
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir

@@ -1,0 +1,112 @@
+"""hearlib.testing: tiny random-weight models of every family load like hub checkpoints."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hearlib.testing import FAMILIES, NUM_IMAGE_TOKENS, PAPER_PROMPT, build_tiny
+
+MESSAGES = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PAPER_PROMPT}]}]
+EXPECTED_TEXT = {
+    "llava": f"USER: <image>\n{PAPER_PROMPT} ASSISTANT:",
+    "llava_next": f"USER: <image>\n{PAPER_PROMPT} ASSISTANT:",
+    "qwen2_vl": ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+                 f"<|vision_start|><|image_pad|><|vision_end|>{PAPER_PROMPT}<|im_end|>\n<|im_start|>assistant\n"),
+    "internvl": ("<|im_start|>system\nYou are InternVL, a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+                 f"<IMG_CONTEXT>\n{PAPER_PROMPT}<|im_end|>\n<|im_start|>assistant\n"),
+}
+EXPECTED_TEXT["qwen2_5_vl"] = EXPECTED_TEXT["qwen2_vl"]
+
+
+def _image(size, seed=0):
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    return Image.fromarray((rng.random((size[1], size[0], 3)) * 255).astype("uint8"))
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def loaded(request, tmp_path_factory):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    family = request.param
+    folder = build_tiny(family, tmp_path_factory.mktemp(f"testing-{family}"))
+    processor = AutoProcessor.from_pretrained(folder)
+    model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32).eval()
+    return family, processor, model
+
+
+def _inputs(processor, image):
+    text = processor.apply_chat_template(MESSAGES, add_generation_prompt=True)
+    return processor(images=image, text=text, return_tensors="pt")
+
+
+def test_chat_template_and_image_token_ids(loaded):
+    family, processor, model = loaded
+    assert processor.apply_chat_template(MESSAGES, add_generation_prompt=True) == EXPECTED_TEXT[family]
+    assert model.config.image_token_id == processor.image_token_id
+    assert processor.tokenizer.convert_tokens_to_ids(processor.image_token) == model.config.image_token_id
+    assert model.config.text_config.vocab_size == len(processor.tokenizer)
+    # every prompt word is in the vocabulary
+    ids = processor.tokenizer(PAPER_PROMPT, add_special_tokens=False).input_ids
+    assert processor.tokenizer.unk_token_id not in ids
+    assert hasattr(model.model, "language_model")
+
+
+def test_image_tokens_match_features_and_forward(loaded):
+    family, processor, model = loaded
+    inputs = _inputs(processor, _image((48, 48)))
+    n_image = int((inputs.input_ids == model.config.image_token_id).sum())
+    assert n_image == NUM_IMAGE_TOKENS[family]
+    pixel_kwargs = {k: v for k, v in inputs.items() if k in ("image_sizes", "image_grid_thw")}
+    with torch.no_grad():
+        features = model.get_image_features(pixel_values=inputs.pixel_values, **pixel_kwargs)
+        features = getattr(features, "pooler_output", features)
+        if isinstance(features, (list, tuple)):
+            features = torch.cat([f.reshape(-1, f.shape[-1]) for f in features])
+        out = model(**inputs)
+    assert features.reshape(-1, features.shape[-1]).shape[0] == n_image
+    assert out.logits.shape == (1, inputs.input_ids.shape[1], model.config.text_config.vocab_size)
+    assert torch.isfinite(out.logits).all()
+    # the same image size gives the same count twice; other square sizes give it too
+    for size in ((48, 48), (448, 448)):
+        again = _inputs(processor, _image(size, seed=1))
+        assert int((again.input_ids == model.config.image_token_id).sum()) == n_image
+        assert again.input_ids.shape == inputs.input_ids.shape
+
+
+def test_gqa(loaded):
+    _, _, model = loaded
+    text = model.config.text_config
+    assert text.num_key_value_heads < text.num_attention_heads
+    assert model.model.language_model.layers[0].self_attn.k_proj.out_features == text.num_key_value_heads * 16
+
+
+def test_eager_matches_sdpa(loaded):
+    _, processor, model = loaded
+    inputs = _inputs(processor, _image((48, 48)))
+    try:
+        model.set_attn_implementation({"text_config": "sdpa"})
+        with torch.no_grad():
+            sdpa = model(**inputs).logits
+        model.set_attn_implementation({"text_config": "eager"})
+        assert model.config.text_config._attn_implementation == "eager"
+        with torch.no_grad():
+            eager = model(**inputs).logits
+    finally:
+        model.set_attn_implementation({"text_config": "sdpa"})
+    assert torch.allclose(sdpa, eager, atol=1e-5, rtol=0)
+
+
+def test_same_seed_same_weights(tmp_path):
+    from safetensors.torch import load_file
+    a = load_file(str(build_tiny("llava", tmp_path / "a", seed=3) / "model.safetensors"))
+    b = load_file(str(build_tiny("llava", tmp_path / "b", seed=3) / "model.safetensors"))
+    c = load_file(str(build_tiny("llava", tmp_path / "c", seed=4) / "model.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_unknown_family(tmp_path):
+    with pytest.raises(ValueError):
+        build_tiny("blip", tmp_path)
