@@ -26,7 +26,7 @@ def tiny_model_dir(tmp_path_factory):
     return get
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def random_images():
     """``random_images(n, size=(48, 48), seed=0)`` -> list of random RGB PIL images."""
     from PIL import Image
