@@ -34,11 +34,11 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
 from hearlib.errors import UserError
+from hearlib.prompts import PAPER_PROMPT
 
 if TYPE_CHECKING:
     from hearlib.means import MeanKV
 
-PAPER_PROMPT = "What is the main object in the image? Please answer with a single word."
 ATTENTION_NAME = "hear"
 
 _ACTIVE_PLAN: contextvars.ContextVar["_Plan | None"] = contextvars.ContextVar("hear_plan", default=None)

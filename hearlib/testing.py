@@ -60,9 +60,9 @@ from pathlib import Path
 
 import torch
 
-FAMILIES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "internvl")
+from hearlib.prompts import PAPER_PROMPT  # noqa: F401  (re-exported)
 
-PAPER_PROMPT = "What is the main object in the image? Please answer with a single word."
+FAMILIES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "internvl")
 
 # Decoder shared by every family: GQA (4 query heads, 2 key/value heads), head_dim 16.
 TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
