@@ -1,0 +1,83 @@
+"""hearlib.study on a tiny random-weight LLaVA: records are computed once, stored, and consistent."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hearlib.attribution import fit_attribution
+from hearlib.masks import n_ablated
+
+
+@pytest.fixture(scope="module")
+def study_setup(tmp_path_factory):
+    from hearlib import scenes
+    from hearlib.testing import build_tiny
+
+    root = tmp_path_factory.mktemp("study")
+    model = build_tiny("llava", root / "tiny")
+    scenes.generate(root / "scenes", 8, seed=1, progress=False)
+    return model, root
+
+
+def _study(setup, monkeypatch, **kw):
+    from hearlib import paths
+    from hearlib.study import Study
+
+    model, root = setup
+    monkeypatch.setattr(paths, "MEANS", root / "means")
+    return Study(model, root / "scenes", store=root / "store", n_mean_images=3, progress=False, **kw)
+
+
+def test_stages_store_and_reuse(study_setup, monkeypatch):
+    st = _study(study_setup, monkeypatch)
+    items = st.samples(2, correct_only=False)
+    assert [it.image_id for it in items] == [it.image_id for it in st.items()[:2]]
+    item = items[0]
+    attr = st.attribution(item, n_masks=40, seed=3)
+    n = st.engine.n_total_heads
+    assert attr["masks"].shape == (40, n)
+    assert ((~attr["masks"]).sum(axis=1) == n_ablated(n, 0.75)).all()
+    # θ and the held-out scores are the paper's fit on the stored masks and π
+    fit = fit_attribution(attr["masks"], attr["pi"], seed=3)
+    np.testing.assert_allclose(attr["theta"], fit.coef)
+    assert attr.meta["r2"] == pytest.approx(fit.r2)
+    # π is the engine's normalized logit for those masks
+    pi = st.evaluator(item)(attr["masks"][:5])
+    np.testing.assert_allclose(attr["pi"][:5], pi, atol=1e-4)   # batch size changes fp32 rounding
+
+    valid = st.validation(item, n_masks=40, seed=3)
+    assert valid["faithfulness"].shape == (4, n) and valid["faithfulness"][:, -1] == pytest.approx(1.0, abs=1e-6)
+    assert valid["completeness"][:, -1] == pytest.approx(0.0, abs=1e-6)
+    k = valid.meta["k_star"]
+    assert valid["x_star"].sum() == k and valid["faithfulness"][0, k - 1] > 0.8
+    text = st.text(item, n_masks=40, seed=3)
+    assert text["delta_text"].shape == (st.screen(item)["n_text"],)
+    image = st.image(item, n_masks=40, seed=3, n_image_masks=30)
+    assert image["theta_img"].shape == image["w"].shape == (st.screen(item)["n_image"],)
+
+    # a second study reads everything from the store: the engine is never loaded
+    again = _study(study_setup, monkeypatch)
+    again._engine = _NoEngine()
+    assert again.samples(2, correct_only=False)[0].image_id == item.image_id
+    np.testing.assert_array_equal(again.attribution(item, n_masks=40, seed=3)["theta"], attr["theta"])
+    np.testing.assert_array_equal(again.image(item, n_masks=40, seed=3, n_image_masks=30)["w"], image["w"])
+    # other settings are another record
+    other = st.attribution(item, n_masks=40, seed=4)
+    assert not np.array_equal(other["masks"], attr["masks"])
+
+
+class _NoEngine:
+    def __getattr__(self, name):
+        raise AssertionError(f"the engine was used ({name}) although every record is stored")
+
+
+def test_folder_store_roundtrip(tmp_path):
+    from hearlib.study import FolderStore
+
+    store = FolderStore(tmp_path)
+    assert store.get("a/b") is None
+    store.put("a/b", {"x": np.arange(3)}, {"r2": 0.5})
+    entry = store.get("a/b")
+    np.testing.assert_array_equal(entry["x"], [0, 1, 2])
+    assert entry["r2"] == 0.5 and "x" in entry
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.rglob("*"))
