@@ -58,7 +58,7 @@ from hearlib.masks import sample_head_masks, sample_rng
 
 __all__ = ["Entry", "FolderStore", "Study", "open_store", "settings_hash", "stack", "PAPER_PROMPT"]
 
-PAPER_PROMPT = "What is the main object in the image? Please answer with a single word."
+from hearlib.prompts import PAPER_PROMPT
 STAGE_VERSION = {"screen": 1, "attribution": 1, "validation": 1, "text": 1, "image": 1}
 
 
@@ -207,6 +207,17 @@ def _model_id(model: str | Path) -> str:
     return f"{_slug(path.name)}-{digest.hexdigest()[:8]}"
 
 
+def _from_root(path):
+    """A relative path that exists under the repository root (notebooks run from anywhere)."""
+    text = str(path)
+    candidate = Path(text).expanduser()
+    if not candidate.is_absolute() and not candidate.exists() and (paths.ROOT / candidate).exists():
+        return paths.ROOT / candidate
+    if not candidate.is_absolute() and text.startswith(("data/", "./", "figures/", "build/")):
+        return paths.ROOT / candidate
+    return path
+
+
 def _dataset_kind(data: Path) -> str:
     if (data / "annotations").is_dir() or (data / "coco").is_dir() or data.suffix == ".json":
         return "coco"
@@ -228,6 +239,8 @@ class Study:
                  domains: Sequence[str] | None = None, store: str | Path | None = None,
                  n_mean_images: int = 100, method: str = "fast", batch_size: int = 64,
                  device: str | None = None, progress: bool = True):
+        model, data = _from_root(model), _from_root(data)
+        store = _from_root(store) if store is not None else None
         self.model = str(model)
         self.data = Path(data)
         if not self.data.exists():
@@ -371,14 +384,24 @@ class Study:
         return self._cached("screen", {"prompt": prompt or PAPER_PROMPT}, item, compute)
 
     def samples(self, n: int | None, correct_only: bool = True, prompt: str | None = None,
-                per_class: int | None = None, min_per_class: int | None = None) -> list:
+                per_class: int | None = None, min_per_class: int | None = None,
+                interleave: Sequence[str] | None = None) -> list:
         """The first ``n`` dataset items (sorted order) the model answers correctly.
 
         ``per_class`` caps the samples per label (the paper's t-SNE: up to 15 per object);
         ``min_per_class`` then drops labels with fewer (the paper: objects with ≥ 10 samples).
+        ``interleave`` (e.g. ``("domain", "label")``) walks the items round-robin over the groups
+        of those attributes, in sorted group order, instead of the listing order (DomainNet's
+        listing is sorted by domain and class, so its first ``n`` would be one class).
         """
         chosen, counts = [], {}
         iterator = self.items()
+        if interleave:
+            groups: dict[tuple, list] = {}
+            for it in iterator:
+                groups.setdefault(tuple(str(getattr(it, a)) for a in interleave), []).append(it)
+            lists = [groups[k] for k in sorted(groups)]
+            iterator = [lst[i] for i in range(max(map(len, lists), default=0)) for lst in lists if i < len(lst)]
         bar = None
         if self.progress and n is not None:
             from tqdm.auto import tqdm
