@@ -324,8 +324,8 @@ def _background(scene: Scene, style: str, size: int) -> np.ndarray:
     if style == "real":
         c1 = np.array(_hsv(scene.bg_hue, 0.25, 0.75), np.float32)
         c2 = np.array(_hsv(scene.bg_hue + 0.08, 0.35, 0.5), np.float32)
-        img = c1 * (1 - 0.6 * pattern) + c2 * 0.6 * pattern
-        img = img + 40 * _smooth_noise(rng, size, 16)[..., None]          # lighting blotches
+        img = c1 * (1 - 0.45 * pattern) + c2 * 0.45 * pattern
+        img = img + 22 * _smooth_noise(rng, size, 16)[..., None]          # lighting blotches
         yy = np.linspace(-1, 1, size, dtype=np.float32)[:, None, None]
         img = img * (1.0 - 0.15 * yy)                                       # vignette-ish light
         return img

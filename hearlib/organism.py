@@ -1,0 +1,194 @@
+"""The model organism: a small, real ``LlavaForConditionalGeneration`` trained by the project.
+
+It has the architecture of LLaVA-1.5: a CLIP vision tower (``CLIPVisionConfig``), the
+standard two-layer MLP projector (``projector_hidden_act="gelu"``) and a Llama decoder,
+with the project's own word-level tokenizer (trained with the ``tokenizers`` library,
+every answer word a single token) and a ``LlavaProcessor`` whose chat template gives
+exactly ``USER: <image>\\n{prompt} ASSISTANT:``. Saved with ``save_pretrained``, it
+loads with ``AutoProcessor`` / ``AutoModelForImageTextToText.from_pretrained(dir)``.
+
+The sizes in :data:`SIZES` share one vision tower (like LLaVA-1.5-7B and -13B share one
+CLIP) and differ in the decoder (layers × heads and width).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+
+from hearlib import scenes
+
+IMAGE_SIZE = scenes.IMAGE_SIZE          # 64 px
+PATCH_SIZE = 8                          # 8×8 grid = 64 image tokens (CLS dropped)
+NUM_IMAGE_TOKENS = (IMAGE_SIZE // PATCH_SIZE) ** 2
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+PAPER_PROMPT = "What is the main object in the image? Please answer with a single word."
+# Paper appendix C.3, the nine alternative prompts, verbatim (prompt 9 has a typographic apostrophe).
+ALT_PROMPTS = (
+    "Identify the primary subject in this picture with a single word.",
+    "Please specify the key item in this image using one word only.",
+    "Please give me the main subject in this picture, stated in a single word.",
+    "Provide a one-word term for the principal object depicted here.",
+    "In one word, what is the primary focus of the photo?",
+    "Name the primary element in the photo, limiting your answer to one word.",
+    "Which single word best describes the main subject of this picture?",
+    "Using a single word, name the object that stands out the most in this image.",
+    "Offer the primary object\u2019s name from the picture, restricted to a single word.",
+)
+COLOR_PROMPT = "What color is the main object? Please answer with a single word."
+POSITION_PROMPT = "Where is the main object in the image? Please answer with a single word."
+KIND_PROMPT = "What kind of thing is the main object? Please answer with a single word."
+
+# question type -> (prompts, label key in the scene labels)
+QUESTIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "object": ((PAPER_PROMPT,) + ALT_PROMPTS, "object"),
+    "color": ((COLOR_PROMPT,), "color"),
+    "position": ((POSITION_PROMPT,), "position"),
+    "kind": ((KIND_PROMPT,), "supercategory"),
+}
+
+SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<image>"]
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}"
+    "{% if not loop.first %} {% endif %}USER: "
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
+    "{% endif %}"
+    "{% elif message['role'] == 'assistant' %} ASSISTANT: "
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
+    "{% endif %}</s>"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %} ASSISTANT:{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    layers: int
+    heads: int
+    hidden: int
+    intermediate: int
+
+    @property
+    def n_heads_total(self) -> int:
+        return self.layers * self.heads
+
+
+SIZES: dict[str, Size] = {
+    "hear-organism-s": Size("hear-organism-s", 4, 4, 128, 256),
+    "hear-organism-m": Size("hear-organism-m", 6, 6, 144, 288),
+    "hear-organism-l": Size("hear-organism-l", 8, 8, 160, 320),
+}
+VISION = dict(hidden_size=96, intermediate_size=192, num_hidden_layers=4, num_attention_heads=4)
+
+
+def resolve_size(name: str) -> Size:
+    from hearlib.errors import UserError
+    key = name if name in SIZES else f"hear-organism-{name}"
+    if key not in SIZES:
+        raise UserError(f"unknown organism size {name!r}; choose from {', '.join(SIZES)} (or s, m, l)")
+    return SIZES[key]
+
+
+def prompt_text(prompt: str) -> str:
+    """The chat-template string of one image + prompt turn."""
+    return f"USER: <image>\n{prompt} ASSISTANT:"
+
+
+def corpus(answer_words: list[str]) -> list[str]:
+    """Text the tokenizer is trained on: every prompt (as typed and lower-cased) and answer word."""
+    lines = [prompt_text(p) for ps, _ in QUESTIONS.values() for p in ps]
+    lines += [line.lower() for line in lines]
+    lines += ["USER ASSISTANT : . , ? ! ' \u2019 - yes no"]
+    lines += list(answer_words)
+    return lines
+
+
+def answer_vocabulary() -> list[str]:
+    words = list(scenes.CATEGORIES) + list(scenes.SUPERCATEGORIES) + list(scenes.COLORS)
+    words += list(scenes.POSITIONS) + list(scenes.DISTRACTORS) + ["center", "colour", "shape"]
+    return words
+
+
+def build_tokenizer(extra_words: list[str] = ()):
+    """Word-level tokenizer trained with ``tokenizers`` and wrapped in ``PreTrainedTokenizerFast``."""
+    from transformers import PreTrainedTokenizerFast
+    words = answer_vocabulary() + [w for w in extra_words if w not in answer_vocabulary()]
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.WordLevelTrainer(special_tokens=SPECIAL_TOKENS, min_frequency=1, vocab_size=100000)
+    tok.train_from_iterator(corpus(words), trainer=trainer)
+    bos = tok.token_to_id("<s>")
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B",
+                                                       special_tokens=[("<s>", bos)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                   unk_token="<unk>", pad_token="<pad>",
+                                   extra_special_tokens={"image_token": "<image>"},
+                                   padding_side="left", model_max_length=256)
+    return fast
+
+
+def build_processor(tokenizer):
+    from transformers import CLIPImageProcessor, LlavaProcessor
+    image_processor = CLIPImageProcessor(
+        do_resize=True, size={"shortest_edge": IMAGE_SIZE}, resample=3, do_center_crop=True,
+        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, do_rescale=True, rescale_factor=1 / 255,
+        do_normalize=True, image_mean=CLIP_MEAN, image_std=CLIP_STD, do_convert_rgb=True)
+    return LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=PATCH_SIZE,
+                          vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE,
+                          image_token="<image>", num_additional_image_tokens=1)
+
+
+def build_config(size: Size, tokenizer):
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
+    vision = CLIPVisionConfig(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, num_channels=3,
+                              hidden_act="quick_gelu", projection_dim=VISION["hidden_size"], **VISION)
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=size.hidden, intermediate_size=size.intermediate,
+                       num_hidden_layers=size.layers, num_attention_heads=size.heads,
+                       num_key_value_heads=size.heads, head_dim=size.hidden // size.heads,
+                       max_position_embeddings=256, rms_norm_eps=1e-5, rope_theta=10000.0,
+                       tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
+                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = LlavaConfig(vision_config=vision, text_config=text,
+                         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+                         projector_hidden_act="gelu", vision_feature_select_strategy="default",
+                         vision_feature_layer=-1, image_seq_length=NUM_IMAGE_TOKENS,
+                         tie_word_embeddings=False)
+    config.pad_token_id = tokenizer.pad_token_id
+    config.bos_token_id = tokenizer.bos_token_id
+    config.eos_token_id = tokenizer.eos_token_id
+    return config
+
+
+def build_model(size: Size, tokenizer, seed: int = 0):
+    from transformers import LlavaForConditionalGeneration
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(build_config(size, tokenizer))
+    gc = model.generation_config
+    gc.bos_token_id, gc.eos_token_id, gc.pad_token_id = (tokenizer.bos_token_id, tokenizer.eos_token_id,
+                                                         tokenizer.pad_token_id)
+    gc.max_new_tokens = 4
+    gc.do_sample = False
+    return model
+
+
+def parts(model):
+    """(vision_tower, projector, language_model, lm_head, embed_tokens) of a Llava model."""
+    inner = model.model
+    return (inner.vision_tower, inner.multi_modal_projector, inner.language_model, model.lm_head,
+            inner.language_model.embed_tokens)
+
+
+def image_features(vision_tower, pixel_values: torch.Tensor) -> torch.Tensor:
+    """What LLaVA feeds the projector here: last layer (vision_feature_layer=-1), CLS dropped."""
+    out = vision_tower(pixel_values=pixel_values, output_hidden_states=True)
+    return out.hidden_states[-1][:, 1:]

@@ -1,0 +1,505 @@
+"""Trainer of the model organisms: ``python -m hearlib train --data DIR --out DIR``.
+
+Recipe (LLaVA-1.5 in miniature, sized for two CPU cores):
+
+* stage A, the shared vision tower: the CLIP tower is trained from scratch with linear
+  heads on the mean of its last-layer patch tokens (the tokens LLaVA hands the projector),
+  one head per label the data has (object; with generated scenes also colour and
+  position), AdamW with warmup + cosine decay. Trained once and shared by every size.
+* stage B, one per size: the tower is frozen (its patch features are computed once),
+  and the projector + Llama decoder + LM head learn next-token prediction of the answer
+  word at the final ``:`` and of ``</s>`` after it, over all question types (the paper
+  prompt, the nine prompts of paper C.3, colour, position, kind).
+
+Held-out accuracy (per question type and per style/domain) is measured through the
+real ``LlavaForConditionalGeneration`` forward (vision tower included).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from hearlib import organism as O
+from hearlib.datasets import ImageRecord, load_domainnet
+from hearlib.errors import UserError
+
+LABEL_KEYS = {"object": "object", "color": "color", "position": "position", "kind": "supercategory"}
+
+
+# --------------------------------------------------------------------------- data
+def record_labels(r: ImageRecord) -> dict:
+    out = {"object": r.label}
+    if r.supercategory:
+        out["supercategory"] = r.supercategory
+    for k in ("color", "position"):
+        if k in r.extra:
+            out[k] = r.extra[k]
+    return out
+
+
+def load_images(records: list[ImageRecord], progress: bool = True) -> torch.Tensor:
+    """uint8 [N, 3, S, S]: resized (shortest edge, bicubic) and centre-cropped like the processor."""
+    from PIL import Image
+    from tqdm import tqdm
+    S = O.IMAGE_SIZE
+    out = torch.empty((len(records), 3, S, S), dtype=torch.uint8)
+    for i, r in enumerate(tqdm(records, desc="loading images", disable=not progress, leave=False)):
+        with Image.open(r.path) as im:
+            im = im.convert("RGB")
+            if im.size != (S, S):
+                w, h = im.size
+                k = S / min(w, h)
+                im = im.resize((max(S, round(w * k)), max(S, round(h * k))), Image.BICUBIC)
+                w, h = im.size
+                left, top = (w - S) // 2, (h - S) // 2
+                im = im.crop((left, top, left + S, top + S))
+            out[i] = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
+    return out
+
+
+_MEAN = torch.tensor(O.CLIP_MEAN).view(1, 3, 1, 1)
+_STD = torch.tensor(O.CLIP_STD).view(1, 3, 1, 1)
+
+
+def normalize(images_u8: torch.Tensor) -> torch.Tensor:
+    return (images_u8.float() / 255.0 - _MEAN) / _STD
+
+
+class Data:
+    """Images in memory plus, per question type, the label index of each image."""
+
+    def __init__(self, records: list[ImageRecord], images: torch.Tensor, questions: list[str]):
+        self.records, self.images, self.questions = records, images, questions
+        self.labels = {q: [record_labels(r).get(LABEL_KEYS[q]) for r in records] for q in questions}
+        self.domains = [r.domain or "all" for r in records]
+        self.patch_cover = patch_cover(records)
+
+
+def patch_cover(records: list[ImageRecord]) -> torch.Tensor | None:
+    """Fraction of each patch covered by the main object [N, P] (generated scenes only, else None).
+
+    The geometry of a scene is the same in every style, so it is recomputed from (seed, scene id)."""
+    from hearlib import scenes
+    if not records or not all("scene_id" in r.extra and "seed" in r.extra for r in records):
+        return None
+    g = O.IMAGE_SIZE // O.PATCH_SIZE
+    cache = {}
+    out = torch.empty((len(records), g * g))
+    for i, r in enumerate(records):
+        key = (r.extra["seed"], r.extra["scene_id"])
+        if key not in cache:
+            m = scenes._mask(scenes.make_scene(*key).main, O.IMAGE_SIZE).astype(np.float32)
+            cache[key] = torch.from_numpy(m.reshape(g, O.PATCH_SIZE, g, O.PATCH_SIZE).mean((1, 3)).reshape(-1))
+        out[i] = cache[key]
+    return out
+
+
+def _lr(step, total, peak, warmup):
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return peak * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def _optimizer(params, lr, wd):
+    decay = [p for p in params if p.ndim >= 2]
+    rest = [p for p in params if p.ndim < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": wd}, {"params": rest, "weight_decay": 0.0}],
+                             lr=lr, betas=(0.9, 0.98))
+
+
+# --------------------------------------------------------------------------- stage A
+class VisionHeads(nn.Module):
+    """Linear heads on the mean patch token, plus a dense head on every patch token
+    (object class of the main object where it covers the patch, else background)."""
+
+    def __init__(self, width: int, n_classes: dict[str, int]):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.heads = nn.ModuleDict({k: nn.Linear(width, n) for k, n in n_classes.items()})
+        self.dense_norm = nn.LayerNorm(width)
+        self.dense = nn.Linear(width, n_classes["object"] + 1)
+
+    def forward(self, feats):
+        pooled = self.norm(feats.mean(1))
+        out = {k: h(pooled) for k, h in self.heads.items()}
+        out["dense"] = self.dense(self.dense_norm(feats))
+        return out
+
+
+def train_vision(vision_tower, data: Data, vocab: dict[str, list[str]], steps: int, batch: int = 64,
+                 lr: float = 2e-3, seed: int = 0, progress: bool = True, log: list | None = None,
+                 dense_weight: float = 1.0):
+    """Stage A: the CLIP tower with linear heads on its pooled patch tokens."""
+    from tqdm import tqdm
+    g = torch.Generator().manual_seed(seed)
+    tasks = {q: vocab[q] for q in data.questions if q in ("object", "color")}  # position: left to the decoder
+    targets = {q: torch.tensor([vocab[q].index(v) if v is not None else -100 for v in data.labels[q]])
+               for q in tasks}
+    heads = VisionHeads(vision_tower.config.hidden_size, {q: len(v) for q, v in tasks.items()})
+    params = list(vision_tower.parameters()) + list(heads.parameters())
+    opt = _optimizer(params, lr, 0.05)
+    vision_tower.train()
+    n = len(data.records)
+    bar = tqdm(range(steps), desc="stage A: vision tower", disable=not progress)
+    ema = None
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, steps, lr, max(1, steps // 20))
+        idx = torch.randint(0, n, (batch,), generator=g)
+        x = normalize(data.images[idx])
+        out = heads(O.image_features(vision_tower, x))
+        loss = sum(F.cross_entropy(out[q], targets[q][idx], ignore_index=-100) for q in tasks)
+        if data.patch_cover is not None and dense_weight > 0:
+            cover = data.patch_cover[idx]
+            obj = targets["object"][idx]
+            dense_t = torch.where(cover >= 0.25, obj[:, None].expand_as(cover), torch.full_like(obj[:, None], len(tasks["object"])).expand_as(cover))
+            dense_t = torch.where((cover > 0.02) & (cover < 0.25), torch.full_like(dense_t, -100), dense_t)
+            loss = loss + dense_weight * F.cross_entropy(out["dense"].flatten(0, 1), dense_t.flatten(), ignore_index=-100)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        acc = (out["object"].argmax(-1) == targets["object"][idx]).float().mean().item()
+        ema = (loss.item(), acc) if ema is None else (0.95 * ema[0] + 0.05 * loss.item(), 0.95 * ema[1] + 0.05 * acc)
+        if log is not None:
+            log.append(loss.item())
+        bar.set_postfix(loss=f"{ema[0]:.3f}", obj_acc=f"{ema[1]:.2f}")
+    vision_tower.eval()
+    return heads
+
+
+@torch.no_grad()
+def vision_accuracy(vision_tower, heads, data: Data, vocab, batch=256) -> dict:
+    vision_tower.eval()
+    correct = defaultdict(lambda: [0, 0])
+    for s in range(0, len(data.records), batch):
+        x = normalize(data.images[s:s + batch])
+        out = heads(O.image_features(vision_tower, x))
+        for q, logits in out.items():
+            if q == "dense":
+                continue
+            pred = logits.argmax(-1).tolist()
+            for i, p in enumerate(pred):
+                lab = data.labels[q][s + i]
+                if lab is None:
+                    continue
+                key = (q, data.domains[s + i])
+                correct[key][0] += int(vocab[q][p] == lab)
+                correct[key][1] += 1
+    return {k: c / t for k, (c, t) in correct.items()}
+
+
+# --------------------------------------------------------------------------- stage B
+class Prompts:
+    """Token ids of every prompt, with the image token expanded as the processor does."""
+
+    def __init__(self, tokenizer, questions: list[str]):
+        self.tok = tokenizer
+        self.image_id = tokenizer.convert_tokens_to_ids("<image>")
+        self.items = []  # (question, prompt, ids)
+        for q in questions:
+            for p in O.QUESTIONS[q][0]:
+                ids = tokenizer(O.prompt_text(p))["input_ids"]
+                k = ids.index(self.image_id)
+                ids = ids[:k] + [self.image_id] * O.NUM_IMAGE_TOKENS + ids[k + 1:]
+                if tokenizer.unk_token_id in ids:
+                    raise UserError(f"prompt {p!r} has words outside the organism's vocabulary")
+                self.items.append((q, p, ids))
+        self.by_question = defaultdict(list)
+        for i, (q, _, _) in enumerate(self.items):
+            self.by_question[q].append(i)
+
+
+def answer_id(tokenizer, word: str) -> int:
+    ids = tokenizer(word, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1 or ids[0] == tokenizer.unk_token_id:
+        raise UserError(f"answer word {word!r} is not a single token of the organism's vocabulary")
+    return ids[0]
+
+
+def _question_weights(questions):
+    w = {"object": 0.45, "color": 0.2, "position": 0.2, "kind": 0.15}
+    ws = np.array([w[q] for q in questions], dtype=np.float64)
+    return ws / ws.sum()
+
+
+def train_decoder(model, tokenizer, feats: torch.Tensor, data: Data, steps: int, batch: int = 48,
+                  lr: float = 1.5e-3, seed: int = 0, progress: bool = True, log: list | None = None,
+                  desc: str = "stage B"):
+    """Stage B: projector + decoder + LM head on frozen tower features ``feats`` [N, P, w]."""
+    from tqdm import tqdm
+    vt, proj, lm, head, embed = O.parts(model)
+    for p in vt.parameters():
+        p.requires_grad_(False)
+    params = [p for m in (proj, lm, head) for p in m.parameters()]
+    opt = _optimizer(params, lr, 0.01)
+    prompts = Prompts(tokenizer, data.questions)
+    rng = np.random.default_rng(seed)
+    qw = _question_weights(data.questions)
+    ans = {q: [answer_id(tokenizer, v) if v is not None else None for v in data.labels[q]] for q in data.questions}
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id
+    n = len(data.records)
+    model.train()
+    bar = tqdm(range(steps), desc=desc, disable=not progress)
+    ema = None
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, steps, lr, max(1, steps // 20))
+        seqs, img_idx, lens = [], [], []
+        while len(seqs) < batch:
+            i = int(rng.integers(n))
+            q = data.questions[rng.choice(len(qw), p=qw)]
+            a = ans[q][i]
+            if a is None:
+                continue
+            ids = prompts.items[prompts.by_question[q][rng.integers(len(prompts.by_question[q]))]][2]
+            seqs.append(ids + [a, eos])
+            img_idx.append(i)
+            lens.append(len(ids))
+        T = max(len(s) for s in seqs) - 1
+        inp = torch.full((batch, T), pad, dtype=torch.long)
+        mask = torch.zeros((batch, T), dtype=torch.long)
+        for b, s in enumerate(seqs):
+            inp[b, :len(s) - 1] = torch.tensor(s[:-1])
+            mask[b, :len(s) - 1] = 1
+        emb = embed(inp)
+        img = proj(feats[torch.tensor(img_idx)])
+        emb = emb.masked_scatter((inp == prompts.image_id).unsqueeze(-1).expand_as(emb), img.reshape(-1, img.shape[-1]))
+        hidden = lm(inputs_embeds=emb, attention_mask=mask).last_hidden_state
+        L = torch.tensor(lens)
+        b = torch.arange(batch)
+        pos = torch.stack([L - 1, L], 1)                                  # ':' -> answer, answer -> </s>
+        tgt = torch.stack([torch.tensor([s[-2] for s in seqs]), torch.full((batch,), eos)], 1)
+        logits = head(hidden[b[:, None], pos])
+        loss_ans = F.cross_entropy(logits[:, 0], tgt[:, 0])
+        loss = loss_ans + 0.2 * F.cross_entropy(logits[:, 1], tgt[:, 1])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        acc = (logits[:, 0].argmax(-1) == tgt[:, 0]).float().mean().item()
+        ema = (loss_ans.item(), acc) if ema is None else (0.95 * ema[0] + 0.05 * loss_ans.item(), 0.95 * ema[1] + 0.05 * acc)
+        if log is not None:
+            log.append(loss_ans.item())
+        bar.set_postfix(loss=f"{ema[0]:.3f}", acc=f"{ema[1]:.2f}")
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def compute_features(vision_tower, images_u8, batch=256):
+    vision_tower.eval()
+    return torch.cat([O.image_features(vision_tower, normalize(images_u8[s:s + batch]))
+                      for s in range(0, len(images_u8), batch)])
+
+
+@torch.no_grad()
+def evaluate(model, tokenizer, data: Data, batch: int = 128, object_prompts: str = "all",
+             alt_subset: int | None = None, progress: bool = False) -> dict:
+    """Held-out accuracy through the full Llava forward (vision tower included).
+
+    Returns ``{(question, domain): acc}`` plus ``("object:<prompt index>", "all")`` entries.
+    ``alt_subset`` evaluates the nine alternative prompts on the first that many images only.
+    """
+    from tqdm import tqdm
+    model.eval()
+    prompts = Prompts(tokenizer, data.questions)
+    res = defaultdict(lambda: [0, 0])
+    n = len(data.records)
+    work = []
+    for k, (q, p, ids) in enumerate(prompts.items):
+        is_alt = q == "object" and p != O.PAPER_PROMPT
+        m = min(n, alt_subset) if (is_alt and alt_subset) else n
+        work.append((k, q, p, ids, m, is_alt))
+    bar = tqdm(total=sum(w[4] for w in work), desc="held-out eval", disable=not progress, leave=False)
+    for k, q, p, ids, m, is_alt in work:
+        for s in range(0, m, batch):
+            e = min(m, s + batch)
+            keep = [i for i in range(s, e) if data.labels[q][i] is not None]
+            if not keep:
+                continue
+            pix = normalize(data.images[keep])
+            inp = torch.tensor([ids] * len(keep))
+            logits = model(input_ids=inp, pixel_values=pix).logits[:, -1]
+            pred = tokenizer.convert_ids_to_tokens(logits.argmax(-1).tolist())
+            for i, w in zip(keep, pred):
+                ok = int(w == data.labels[q][i])
+                keys = [(f"object:{k}", "all")] if q == "object" else []
+                if not is_alt:
+                    keys += [(q, data.domains[i]), (q, "all")]
+                for key in keys:
+                    res[key][0] += ok
+                    res[key][1] += 1
+            bar.update(e - s)
+    bar.close()
+    return {k: c / t for k, (c, t) in res.items()}
+
+
+def format_table(name: str, acc: dict) -> str:
+    questions = [q for q in ("object", "color", "position", "kind") if (q, "all") in acc]
+    domains = sorted({d for (q, d) in acc if d != "all" and not q.startswith("object:")})
+    lines = [f"held-out accuracy, {name} (paper prompt for object; one row per question type)",
+             "  " + "question".ljust(10) + "".join(d.rjust(9) for d in domains) + "all".rjust(9)]
+    for q in questions:
+        lines.append("  " + q.ljust(10) + "".join(f"{100 * acc.get((q, d), float('nan')):8.1f}%" for d in domains)
+                     + f"{100 * acc[(q, 'all')]:8.1f}%")
+    alts = sorted((int(q.split(":")[1]), v) for (q, d), v in acc.items() if q.startswith("object:"))
+    if alts:
+        lines.append("  object prompts (0 = paper prompt, 1-9 = paper C.3): "
+                     + " ".join(f"{k}:{100 * v:.0f}%" for k, v in alts))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- pipeline
+def _prepare(data_dir: Path, heldout_dir: Path | None, seed: int, holdout_frac: float, limit: int | None,
+             progress: bool):
+    records = load_domainnet(data_dir)
+    has_labels = any("color" in r.extra for r in records)
+    questions = ["object", "color", "position", "kind"] if has_labels else ["object"]
+    if heldout_dir is not None:
+        held = load_domainnet(heldout_dir)
+        train = records
+    else:
+        # seeded split by image (scene id for generated data, so no scene is on both sides)
+        rng = random.Random(seed)
+        keys = sorted({r.extra.get("scene_id", r.image_id) for r in records}, key=str)
+        rng.shuffle(keys)
+        cut = set(keys[:max(1, int(len(keys) * holdout_frac))])
+        held = [r for r in records if r.extra.get("scene_id", r.image_id) in cut]
+        train = [r for r in records if r.extra.get("scene_id", r.image_id) not in cut]
+    if limit:
+        rng = random.Random(seed + 1)
+        train = rng.sample(train, min(limit, len(train)))
+    for r in train + held:
+        for ch in "-' ":
+            if ch in r.label:
+                raise UserError(f"class folder {r.label!r} is not a single word; rename it (e.g. with '_')")
+    vocab = {}
+    for q in questions:
+        vocab[q] = sorted({record_labels(r).get(LABEL_KEYS[q]) for r in train + held} - {None})
+    return train, held, questions, vocab
+
+
+def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=None, vision_steps: int = 1200,
+              decoder_steps: dict | None = None, limit: int | None = None, holdout_frac: float = 0.1,
+              progress: bool = True, save: bool = True, eval_alt_subset: int | None = 150,
+              vision_batch: int = 64, decoder_batch: int = 48, vision_lr: float = 2e-3,
+              decoder_lr: float = 1.5e-3, dense_weight: float = 1.0, vision_from=None) -> dict:
+    """Train the shared vision tower and the given sizes; save to ``out_dir/<name>/``."""
+    torch.manual_seed(seed)
+    t0 = time.time()
+    train, held, questions, vocab = _prepare(Path(data_dir), Path(heldout_dir) if heldout_dir else None,
+                                             seed, holdout_frac, limit, progress)
+    extra_words = sorted(set(w for v in vocab.values() for w in v))
+    tokenizer = O.build_tokenizer(extra_words)
+    processor = O.build_processor(tokenizer)
+    print(f"data: {len(train)} training images, {len(held)} held-out images; questions: {', '.join(questions)}; "
+          f"{len(vocab['object'])} object classes; vocabulary {len(tokenizer)} tokens", flush=True)
+    tr = Data(train, load_images(train, progress), questions)
+    ho = Data(held, load_images(held, progress), questions)
+    t_data = time.time() - t0
+
+    sizes = [O.resolve_size(s) for s in sizes]
+    first = O.build_model(sizes[0], tokenizer, seed)
+    vt = first.model.vision_tower
+    logs = {"vision": []}
+    t1 = time.time()
+    if vision_from:
+        from transformers import AutoModelForImageTextToText
+        src = AutoModelForImageTextToText.from_pretrained(vision_from)
+        vt.load_state_dict(src.model.vision_tower.state_dict())
+        vt.eval()
+        vacc = {}
+        print(f"stage A skipped: vision tower taken from {vision_from}", flush=True)
+    else:
+        heads = train_vision(vt, tr, vocab, vision_steps, batch=vision_batch, lr=vision_lr, seed=seed,
+                             progress=progress, log=logs["vision"], dense_weight=dense_weight)
+        vacc = vision_accuracy(vt, heads, ho, vocab)
+        print("stage A (vision tower, linear heads) held-out: "
+              + ", ".join(f"{q}/{d} {100 * a:.1f}%" for (q, d), a in sorted(vacc.items())), flush=True)
+    t_vision = time.time() - t1
+    feats = compute_features(vt, tr.images)
+    vision_state = {k: v.clone() for k, v in vt.state_dict().items()}
+
+    results = {"data_s": t_data, "vision_s": t_vision, "vision_acc": {f"{q}/{d}": a for (q, d), a in vacc.items()},
+               "sizes": {}}
+    for size in sizes:
+        t2 = time.time()
+        model = first if size is sizes[0] else O.build_model(size, tokenizer, seed)
+        model.model.vision_tower.load_state_dict(vision_state)
+        steps = (decoder_steps or {}).get(size.name, 600)
+        logs[size.name] = []
+        train_decoder(model, tokenizer, feats, tr, steps, batch=decoder_batch, lr=decoder_lr, seed=seed,
+                      progress=progress,
+                      log=logs[size.name], desc=f"stage B: {size.name}")
+        for p in model.parameters():
+            p.requires_grad_(True)
+        t_train = time.time() - t2
+        acc = evaluate(model, tokenizer, ho, alt_subset=eval_alt_subset, progress=progress)
+        print(format_table(size.name, acc), flush=True)
+        print(f"  {size.name}: {size.layers} layers × {size.heads} heads, decoder trained in {t_train / 60:.1f} min",
+              flush=True)
+        results["sizes"][size.name] = {"train_s": t_train, "acc": {f"{q}/{d}": a for (q, d), a in acc.items()}}
+        if save:
+            dest = Path(out_dir) / size.name
+            dest.mkdir(parents=True, exist_ok=True)
+            model.save_pretrained(dest)
+            processor.save_pretrained(dest)
+            meta = {"name": size.name, "seed": seed, "data": str(data_dir), "heldout": str(heldout_dir),
+                    "vision_steps": vision_steps, "decoder_steps": steps, "questions": questions,
+                    "answers": vocab, "heldout_accuracy": results["sizes"][size.name]["acc"],
+                    "vision_heldout_accuracy": results["vision_acc"]}
+            (dest / "hearlib_training.json").write_text(json.dumps(meta, indent=1))
+    results["total_s"] = time.time() - t0
+    results["logs"] = logs
+    print(f"total training time {results['total_s'] / 60:.1f} min (data {t_data:.0f} s, vision tower "
+          f"{t_vision / 60:.1f} min)", flush=True)
+    return results
+
+
+DEFAULT_VISION_STEPS = 3000
+DEFAULT_DECODER_STEPS = {"hear-organism-s": 400, "hear-organism-m": 350, "hear-organism-l": 300}
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    data = Path(args.data)
+    if not data.is_dir():
+        raise UserError(f"--data {data} is not a folder")
+    sizes = list(O.SIZES) if args.size == "all" else [O.resolve_size(args.size).name]
+    steps = {s: args.decoder_steps or DEFAULT_DECODER_STEPS[s] for s in sizes}
+    train_all(data, Path(args.out), sizes, seed=args.seed, heldout_dir=args.heldout,
+              vision_steps=args.vision_steps, decoder_steps=steps, limit=args.limit, vision_from=args.vision_from)
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train model organisms on a scenes or DomainNet-layout folder",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, type=Path,
+                   help="folder made by `hearlib scenes`, or any <domain>/<class>/<image> folder")
+    p.add_argument("--out", required=True, type=Path, help="parent folder; each size goes to OUT/<name>/")
+    p.add_argument("--size", default="all", help="hear-organism-s|m|l (or s, m, l) or all (default)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (initialisation, batches, split)")
+    p.add_argument("--heldout", type=Path, default=None,
+                   help="held-out folder (default: a seeded 10%% split of --data)")
+    p.add_argument("--vision-steps", type=int, default=DEFAULT_VISION_STEPS,
+                   help="stage A steps (shared vision tower)")
+    p.add_argument("--vision-from", type=Path, default=None,
+                   help="take the vision tower from this organism folder and skip stage A")
+    p.add_argument("--decoder-steps", type=int, default=None, help="stage B steps per size")
+    p.add_argument("--limit", type=int, default=None, help="use at most this many training images")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.set_defaults(func=_cmd)

@@ -1,0 +1,101 @@
+"""The model organism: tokenizer/processor/chat template, a short training run, and the
+committed organisms (plain Auto classes, generate, held-out accuracy >= 95% per style)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hearlib import organism as O
+from hearlib import scenes
+from hearlib.paths import MODELS
+
+COMMITTED = [name for name in O.SIZES if (MODELS / name / "model.safetensors").exists()]
+needs_organisms = pytest.mark.skipif(
+    len(COMMITTED) < len(O.SIZES),
+    reason=f"committed organisms not found under {MODELS} (run `make model` to train them)")
+HELDOUT_SEED = 4242          # never used in training (training uses scenes.TRAIN_SEED = 0)
+PER_STYLE = 60
+
+
+def _messages(prompt):
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+
+
+def test_tokenizer_and_processor():
+    tok = O.build_tokenizer()
+    proc = O.build_processor(tok)
+    for word in O.answer_vocabulary():
+        ids = tok(word, add_special_tokens=False)["input_ids"]
+        assert len(ids) == 1 and ids[0] != tok.unk_token_id
+    for prompts, _ in O.QUESTIONS.values():
+        for p in prompts:
+            text = proc.apply_chat_template(_messages(p), add_generation_prompt=True)
+            assert text == f"USER: <image>\n{p} ASSISTANT:"
+            assert tok.unk_token_id not in tok(text)["input_ids"]
+    assert len(O.QUESTIONS["object"][0]) == 10
+    text = O.prompt_text(O.PAPER_PROMPT)
+    image = scenes.render(scenes.make_scene(HELDOUT_SEED, 0), "real")
+    inputs = proc(text=text, images=image, return_tensors="pt")
+    ids = inputs["input_ids"][0].tolist()
+    tokens = tok.convert_ids_to_tokens(ids)
+    assert tokens[:3] == ["<s>", "USER", ":"] and tokens[-2:] == ["ASSISTANT", ":"]
+    assert ids.count(tok.convert_tokens_to_ids("<image>")) == O.NUM_IMAGE_TOKENS == 64
+    assert inputs["pixel_values"].shape == (1, 3, 64, 64)
+    # the trainer's own preprocessing is the processor's
+    from hearlib.train import normalize
+    mine = normalize(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)[None])
+    assert torch.allclose(mine, inputs["pixel_values"], atol=1e-5)
+
+
+def test_short_training_run_lowers_the_loss(tmp_path):
+    from hearlib.train import train_all
+    torch.set_num_threads(2)
+    scenes.generate(tmp_path / "data", 40, seed=scenes.TRAIN_SEED, progress=False)
+    res = train_all(tmp_path / "data", tmp_path / "models", ["s"], seed=0, vision_steps=40,
+                    decoder_steps={"hear-organism-s": 40}, holdout_frac=0.25, progress=False,
+                    save=True, eval_alt_subset=4, vision_batch=32, decoder_batch=16)
+    for key in ("vision", "hear-organism-s"):
+        log = res["logs"][key]
+        assert np.mean(log[-8:]) < 0.8 * np.mean(log[:8]), (key, log[:8], log[-8:])
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    folder = tmp_path / "models" / "hear-organism-s"
+    model = AutoModelForImageTextToText.from_pretrained(folder)
+    assert type(model).__name__ == "LlavaForConditionalGeneration"
+    assert isinstance(AutoProcessor.from_pretrained(folder).tokenizer.convert_tokens_to_ids("cat"), int)
+
+
+@needs_organisms
+@pytest.mark.parametrize("name", list(O.SIZES))
+def test_committed_organism_answers_heldout_scenes(name):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    torch.set_num_threads(2)
+    folder = MODELS / name
+    proc = AutoProcessor.from_pretrained(folder)
+    model = AutoModelForImageTextToText.from_pretrained(folder).eval()
+    size = O.SIZES[name]
+    cfg = model.config
+    assert type(model).__name__ == "LlavaForConditionalGeneration"
+    assert (cfg.text_config.num_hidden_layers, cfg.text_config.num_attention_heads) == (size.layers, size.heads)
+    assert cfg.projector_hidden_act == "gelu" and cfg.vision_feature_select_strategy == "default"
+    text = proc.apply_chat_template(_messages(O.PAPER_PROMPT), add_generation_prompt=True)
+    assert text == O.prompt_text(O.PAPER_PROMPT)
+    found = [scenes.make_scene(HELDOUT_SEED, i) for i in range(PER_STYLE)]
+    for style in scenes.STYLES:
+        images = [scenes.render(s, style) for s in found]
+        inputs = proc(text=[text] * len(images), images=images, return_tensors="pt")
+        with torch.no_grad():
+            logits = model(**inputs).logits[:, -1]
+        pred = proc.tokenizer.convert_ids_to_tokens(logits.argmax(-1).tolist())
+        acc = np.mean([p == s.category for p, s in zip(pred, found)])
+        assert acc >= 0.95, f"{name} {style}: held-out object accuracy {acc:.2%} < 95%"
+    # generate() gives the answer word then </s>; the answer depends on the question
+    scene = found[0]
+    image = scenes.render(scene, "real")
+    for prompt, want in ((O.PAPER_PROMPT, scene.category), (O.COLOR_PROMPT, scene.color),
+                         (O.KIND_PROMPT, scene.supercategory)):
+        inputs = proc(text=O.prompt_text(prompt), images=image, return_tensors="pt")
+        out = model.generate(**inputs, max_new_tokens=3, do_sample=False)
+        new = proc.tokenizer.convert_ids_to_tokens(out[0, inputs["input_ids"].shape[1]:].tolist())
+        assert new[0] == want, (prompt, new, want)
+        assert "</s>" in new[:2]
