@@ -218,6 +218,30 @@ def _from_root(path):
     return path
 
 
+def _interleave(items: Sequence, attributes: Sequence[str]) -> list:
+    """Round-robin order: the first item of every group before the second of any.
+
+    With ``("domain", "label")``: apple/clipart, apple/real, apple/sketch, banana/clipart, ...
+    then the second image of each; the outer attribute cycles fastest, so any prefix is
+    balanced over domains first and labels second.
+    """
+    keys = [tuple(str(getattr(it, a)) for a in attributes) for it in items]
+    within: dict[tuple, int] = {}
+    level_values: list[dict[tuple, list]] = [{} for _ in attributes]
+    for key in keys:
+        for depth in range(len(attributes)):
+            values = level_values[depth].setdefault(key[:depth], [])
+            if key[depth] not in values:
+                values.append(key[depth])
+    order = []
+    for index, key in enumerate(keys):
+        rank = within.get(key, 0)
+        within[key] = rank + 1
+        value_ranks = [sorted(level_values[d][key[:d]]).index(key[d]) for d in range(len(attributes))]
+        order.append(((rank, *reversed(value_ranks)), index))
+    return [items[i] for _, i in sorted(order)]
+
+
 def _dataset_kind(data: Path) -> str:
     if (data / "annotations").is_dir() or (data / "coco").is_dir() or data.suffix == ".json":
         return "coco"
@@ -397,11 +421,7 @@ class Study:
         chosen, counts = [], {}
         iterator = self.items()
         if interleave:
-            groups: dict[tuple, list] = {}
-            for it in iterator:
-                groups.setdefault(tuple(str(getattr(it, a)) for a in interleave), []).append(it)
-            lists = [groups[k] for k in sorted(groups)]
-            iterator = [lst[i] for i in range(max(map(len, lists), default=0)) for lst in lists if i < len(lst)]
+            iterator = _interleave(iterator, interleave)
         bar = None
         if self.progress and n is not None:
             from tqdm.auto import tqdm

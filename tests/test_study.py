@@ -81,3 +81,17 @@ def test_folder_store_roundtrip(tmp_path):
     np.testing.assert_array_equal(entry["x"], [0, 1, 2])
     assert entry["r2"] == 0.5 and "x" in entry
     assert not any(p.name.endswith(".tmp") for p in tmp_path.rglob("*"))
+
+
+def test_interleave_balances_outer_then_inner():
+    from types import SimpleNamespace as S
+
+    from hearlib.study import _interleave
+
+    items = [S(domain=d, label=l, i=i) for d in ("real", "sketch", "clipart") for l in ("cat", "apple") for i in range(2)]
+    order = _interleave(items, ("domain", "label"))
+    assert sorted(map(id, order)) == sorted(map(id, items))
+    first = [(x.domain, x.label) for x in order[:6]]
+    assert first == [("clipart", "apple"), ("real", "apple"), ("sketch", "apple"),
+                     ("clipart", "cat"), ("real", "cat"), ("sketch", "cat")]
+    assert all(x.i == 0 for x in order[:6]) and all(x.i == 1 for x in order[6:])

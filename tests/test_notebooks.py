@@ -1,0 +1,48 @@
+"""The eight notebooks: py:percent sources with a `parameters` cell, paired .ipynb in sync, no outputs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+jupytext = pytest.importorskip("jupytext")
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ["01_head_ablation", "02_head_attribution", "03_validation", "04_tsne", "05_text_tokens",
+             "06_image_tokens", "07_domainnet", "08_prompt_robustness"]
+REQUIRED = {"model", "data", "n_masks", "seed", "out", "store", "n_mean_images", "profile"}
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_source_has_a_parameters_cell(name):
+    nb = jupytext.read(ROOT / "notebooks" / f"{name}.py")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", []), "the first code cell must be tagged 'parameters'"
+    names = {line.split("=")[0].strip() for line in code[0].source.splitlines() if "=" in line and not line.startswith("#")}
+    assert REQUIRED <= names, f"missing parameters: {REQUIRED - names}"
+    text = "\n".join(c.source for c in code)
+    assert 'matplotlib.use("Agg")' in text and "report.headline(" in text
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_ipynb_pair_is_in_sync_and_has_no_outputs(name):
+    py = jupytext.read(ROOT / "notebooks" / f"{name}.py")
+    ipynb_path = ROOT / "notebooks" / f"{name}.ipynb"
+    assert ipynb_path.is_file(), "run `make notebooks-sync`"
+    ipynb = jupytext.read(ipynb_path)
+    assert [(c.cell_type, c.source) for c in py.cells] == [(c.cell_type, c.source) for c in ipynb.cells], \
+        "the .ipynb is out of sync with the .py: run `make notebooks-sync`"
+    for cell in ipynb.cells:
+        if cell.cell_type == "code":
+            assert not cell.get("outputs") and cell.get("execution_count") is None, "committed notebooks carry no outputs"
+
+
+def test_profiles_parse_and_cover_the_parameters():
+    import yaml
+
+    for profile in ("quick", "paper", "ci"):
+        params = yaml.safe_load((ROOT / "notebooks" / "profiles" / f"{profile}.yaml").read_text())
+        assert params["profile"] == profile
+        assert {"model", "models", "n_samples", "n_masks", "seed", "n_mean_images"} <= set(params)
+    paper = yaml.safe_load((ROOT / "notebooks" / "profiles" / "paper.yaml").read_text())
+    assert paper["n_samples"] == 200 and paper["n_masks"] == 10_000 and paper["n_mean_images"] == 100
