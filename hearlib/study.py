@@ -42,6 +42,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -165,7 +166,10 @@ class _StoreAdapter:
         return Entry(dict(arrays or {}), dict(meta or {}))
 
     def put(self, key: str, arrays: dict[str, np.ndarray], meta: dict) -> Entry:
-        self.store.put(key, arrays, meta)
+        try:   # study stages are not samples of a `hearlib run`: keep them out of the manifest
+            self.store.put(key, arrays, meta, mark=False)
+        except TypeError:
+            self.store.put(key, arrays, meta)
         return Entry({k: np.asarray(v) for k, v in arrays.items()}, json.loads(json.dumps(meta, default=_jsonable)))
 
 
@@ -183,6 +187,34 @@ def open_store(root: str | Path | None = None):
             except Exception:   # an incompatible store API falls back to the folder store
                 pass
     return FolderStore(root)
+
+
+class _SingleProcess:
+    """The part of accelerate's PartialState that hearlib.collect's means loader uses, for one process."""
+
+    is_main_process = True
+    is_local_main_process = True
+
+    @staticmethod
+    def main_process_first():
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+def _attribution_entry(record) -> Entry:
+    """A hearlib.collect record as an attribution Entry (``theta`` = ``coef``)."""
+    arrays = dict(getattr(record, "arrays", {}) or {})
+    meta = dict(getattr(record, "meta", {}) or {})
+    if "coef" in arrays and "theta" not in arrays:
+        arrays["theta"] = arrays["coef"]
+    return Entry(arrays, meta)
+
+
+def settings_hash_store(settings: dict) -> str:
+    from hearlib.store import settings_hash as store_hash
+
+    return store_hash(settings)
 
 
 # ----------------------------------------------------------------------------- model / data identity
@@ -279,11 +311,16 @@ class Study:
         self.batch_size = int(batch_size)
         self.device = device
         self.progress = progress
-        self.model_id = _model_id(model)
+        try:   # the same identities as `python -m hearlib run`, so both find each other's records
+            from hearlib.collect import dataset_id as _collect_dataset_id, model_fingerprint
+        except ImportError:
+            model_fingerprint = _collect_dataset_id = None
+        self.model_id = model_fingerprint(model) if model_fingerprint else _model_id(model)
         data_name = self.data.resolve().name
         if self.kind == "domainnet" and self.domains:
             data_name += "-" + "+".join(self.domains)
-        self.dataset_id = f"{self.kind}-{_slug(data_name)}"
+        self.dataset_id = (_collect_dataset_id(self.data, self.kind, self.domains) if _collect_dataset_id
+                           else f"{self.kind}-{_slug(data_name)}")
         self._engine = None
         self._means: dict[str, Any] = {}
         self._items = None
@@ -323,21 +360,67 @@ class Study:
             raise UserError(f"no images under {root} for the mean keys/values")
         return files[-self.n_mean_images:][::-1]
 
+    def _collect(self):
+        """:mod:`hearlib.collect` when it and :mod:`hearlib.store` are in use, else None."""
+        if not isinstance(self.store, _StoreAdapter):
+            return None
+        try:
+            from hearlib import collect
+        except ImportError:
+            return None
+        return collect
+
+    def _image_root(self) -> Path:
+        """The image folder whose last R images are the mean reference images (as hearlib.collect)."""
+        if self.kind == "coco":
+            items = self.items()
+            return Path(items[0].path).parent if items else self.data
+        return self.data / "domains" if (self.data / "domains").is_dir() else self.data
+
     def means(self, prompt: str | None = None):
-        """Mean image keys/values for the prompt's prefix; computed once and saved under data/means."""
+        """Mean image keys/values for the prompt's prefix, computed once and saved.
+
+        With :mod:`hearlib.collect` present, the same file and reference images as
+        ``python -m hearlib run`` (``STORE/_means/...``), so both share records; otherwise
+        under ``data/means``.
+        """
         from hearlib.means import MeanKV, compute_means
 
         engine = self.engine
         prefix = engine.prefix_hash(prompt)
-        if prefix not in self._means:
-            path = paths.MEANS / self.model_id / f"{self.dataset_id}-{prefix}-R{self.n_mean_images}.safetensors"
-            if path.is_file():
-                self._means[prefix] = MeanKV.load(path, engine=engine, prompt=prompt)
-            else:
-                means = compute_means(engine, self._mean_images(), prompt=prompt, progress=self.progress)
-                means.save(path)
-                self._means[prefix] = MeanKV.load(path, engine=engine, prompt=prompt)
-        return self._means[prefix]
+        if prefix in self._means:
+            return self._means[prefix][0]
+        collect = self._collect()
+        if collect is not None:
+            cfg = self._collect_config(prompt, 10, 0.75, 0)
+            means, spec, meta = collect._load_means(cfg, engine, _SingleProcess(), self.store.store, self.model_id,
+                                                    self.dataset_id, self._image_root(), [])
+            self._means[prefix] = (means, spec)
+            return means
+        path = paths.MEANS / self.model_id / f"{self.dataset_id}-{prefix}-R{self.n_mean_images}.safetensors"
+        if not path.is_file():
+            compute_means(engine, self._mean_images(), prompt=prompt, progress=self.progress).save(path)
+        self._means[prefix] = (MeanKV.load(path, engine=engine, prompt=prompt), None)
+        return self._means[prefix][0]
+
+    def _means_spec(self) -> dict:
+        """What hearlib.collect puts in the settings for dataset means (no engine needed)."""
+        if "_spec" not in self._means:
+            collect = self._collect()
+            refs = collect.mean_reference_images(self._image_root(), self.n_mean_images)
+            root = self._image_root()
+            names = [str(p.relative_to(root)) if p.is_relative_to(root) else p.name for p in refs]
+            digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+            self._means["_spec"] = {"source": "dataset", "n_images": len(refs), "images": digest}
+        return self._means["_spec"]
+
+    def _collect_config(self, prompt, n_masks, ratio, seed, include_wrong: bool = False):
+        collect = self._collect()
+        return collect.CollectConfig(model=self.model, data=self.data, out=self.store.store.root, kind=self.kind,
+                                     domains=self.domains, n_masks=int(n_masks), seed=int(seed), ratio=float(ratio),
+                                     n_mean_images=self.n_mean_images, batch_size=self.batch_size, prompt=prompt,
+                                     method=self.method, include_wrong=include_wrong, device=self.device,
+                                     progress=self.progress)
 
     def prepared(self, item, prompt: str | None = None):
         """The engine's :class:`Sample` for ``item`` (kept in memory for the last few samples)."""
@@ -445,7 +528,18 @@ class Study:
 
     def attribution(self, item, n_masks: int = 10_000, ratio: float = 0.75, seed: int = 0,
                     prompt: str | None = None) -> Entry:
-        """HeAr for one sample: masks, π, θ, held-out R² and Pearson, Eq. 10 attention weight."""
+        """HeAr for one sample: masks, π, θ, held-out R² and Pearson, Eq. 10 attention weight.
+
+        With :mod:`hearlib.collect` present this *is* the record of ``python -m hearlib run`` with
+        the same settings (same key, same masks from the per-sample seed), read if it exists —
+        e.g. precomputed by a sharded ``accelerate launch`` run — or computed with
+        :func:`hearlib.collect.compute_sample` and stored under that key. A sample the model
+        gets wrong (under this prompt) is stored as ``python -m hearlib run --include-wrong``
+        would. ``entry["theta"]`` is the record's ``coef``.
+        """
+        collect = self._collect()
+        if collect is not None:
+            return self._collected_attribution(collect, item, n_masks, ratio, seed, prompt)
         settings = {"prompt": prompt or PAPER_PROMPT, "n_masks": int(n_masks), "ratio": float(ratio), "seed": int(seed)}
 
         def compute():
@@ -469,6 +563,30 @@ class Study:
             return arrays, meta
 
         return self._cached("attribution", settings, item, compute)
+
+    def _collected_attribution(self, collect, item, n_masks, ratio, seed, prompt) -> Entry:
+        store = self.store.store
+        spec = self._means_spec()
+        keys = {}
+        for include_wrong in (False, True):
+            settings = self._collect_config(prompt, n_masks, ratio, seed, include_wrong).settings(spec)
+            keys[include_wrong] = (store.key(self.model_id, self.dataset_id, str(item.image_id), settings), settings)
+            record = store.get(keys[include_wrong][0])
+            if record is not None:
+                return _attribution_entry(record)
+        include_wrong = not self.screen(item, prompt)["correct"]
+        key, settings = keys[include_wrong]
+        cfg = self._collect_config(prompt, n_masks, ratio, seed, include_wrong)
+        cfg.validate()
+        means = self.means(prompt)
+        arrays, meta = collect.compute_sample(self.engine, means, item, cfg, {"batch_size": self.batch_size})
+        meta.update(model=str(self.model), model_id=self.model_id, dataset=self.dataset_id, data=str(self.data),
+                    settings=settings, settings_hash=settings_hash_store(settings), run_id="study",
+                    computed_at=time.time(), process_index=0, num_processes=1, device=str(self.engine.device))
+        record = store.put(key, arrays, meta, mark=False)
+        store.mark(key, "finished", "", info={"sample": str(item.image_id), "label": item.label,
+                                              "r2": meta["r2"], "n_masks": meta["n_masks"]})
+        return _attribution_entry(store.get(key) or record)
 
     def validation(self, item, n_masks: int = 10_000, ratio: float = 0.75, seed: int = 0,
                    prompt: str | None = None, threshold: float = 0.8,

@@ -95,3 +95,22 @@ def test_interleave_balances_outer_then_inner():
     assert first == [("clipart", "apple"), ("real", "apple"), ("sketch", "apple"),
                      ("clipart", "cat"), ("real", "cat"), ("sketch", "cat")]
     assert all(x.i == 0 for x in order[:6]) and all(x.i == 1 for x in order[6:])
+
+
+def test_reads_the_records_of_hearlib_run(study_setup, monkeypatch, tmp_path):
+    """A record written by `python -m hearlib run` (hearlib.collect) is the study's attribution record."""
+    collect = pytest.importorskip("hearlib.collect")
+    from hearlib.study import Study
+
+    model, root = study_setup
+    cfg = collect.CollectConfig(model=str(model), data=root / "scenes", out=tmp_path / "store", n_samples=1,
+                                n_masks=40, seed=5, n_mean_images=3, include_wrong=True, progress=False)
+    collect.collect(cfg)
+    st = Study(model, root / "scenes", store=tmp_path / "store", n_mean_images=3, progress=False)
+    st._engine = _NoEngine()
+    item = st.items()[0]
+    entry = st.attribution(item, n_masks=40, seed=5)
+    assert entry["settings"]["include_wrong"] is True and entry["n_masks"] == 40
+    np.testing.assert_array_equal(entry["theta"], entry["coef"])
+    fit = fit_attribution(entry["masks"], entry["pi"], seed=5)
+    np.testing.assert_allclose(entry["theta"], fit.coef)
