@@ -99,8 +99,8 @@ def load_engine(model: str | Path, *, device: str | torch.device | None = None,
                                f"{supported_architectures()}")
     if resolution is None:
         resolution = checkpoint.resolution if checkpoint else FAMILIES[config.model_type][1]
-    dtype = dtype or (torch.float32 if (device is None or str(device) == "cpu") and device_map is None
-                      else torch.bfloat16)
+    on_cpu = device is None or torch.device(device).type == "cpu"
+    dtype = dtype or (torch.float32 if on_cpu and device_map is None else torch.bfloat16)
     try:
         processor = AutoProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
         model_obj = AutoModelForImageTextToText.from_pretrained(

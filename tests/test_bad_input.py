@@ -1,0 +1,189 @@
+"""Bad input never stops a run: each case gives a clear message and the other samples finish."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest_plugins = ["fixtures_collect"]
+
+
+@pytest.fixture(scope="module")
+def messy(tiny_engine, tmp_path_factory):
+    """3 good samples, 1 wrong answer, 1 two-word answer, 1 truncated image, 2 without annotations."""
+    from fixtures_collect import make_coco
+
+    root = tmp_path_factory.mktemp("messy-coco")
+    groups = make_coco(root, tiny_engine, n_correct=3, n_wrong=1, multi_token=1, broken=1, no_annotation=2,
+                       seed=11)
+    return root, groups
+
+
+def _cfg(model, data, out, **kw):
+    from hearlib.collect import CollectConfig
+
+    base = dict(n_samples=6, n_masks=32, n_mean_images=3, batch_size=32, progress=False)
+    base.update(kw)
+    return CollectConfig(model=str(model), data=data, out=out, **base)
+
+
+@pytest.fixture(scope="module")
+def messy_run(tiny_llava, messy, tmp_path_factory):
+    import torch
+
+    from hearlib.collect import collect
+    from hearlib.store import Store
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        data, groups = messy
+        out = tmp_path_factory.mktemp("messy-store")
+        counts = collect(_cfg(tiny_llava, data, out))
+    finally:
+        torch.set_num_threads(threads)
+    store = Store(out)
+    by_sample = {e["sample"]: e for e in store.manifest(counts["prefix"]).values()}
+    return counts, store, by_sample, groups
+
+
+def test_run_is_intact(messy_run):
+    counts, store, by_sample, groups = messy_run
+    # 3 correct + 1 two-word answer finish; the wrong one is skipped; the truncated image fails
+    assert (counts["finished"], counts["skipped"], counts["failed"]) == (4, 1, 1)
+    finished = sorted(s for s, e in by_sample.items() if e["status"] == "finished")
+    assert finished == sorted(groups["correct"] + groups["multi"])
+    assert len(store.keys(counts["prefix"])) == 4
+
+
+def test_truncated_image_fails_with_reason(messy_run, capfd):
+    _, store, by_sample, groups = messy_run
+    (broken,) = groups["broken"]
+    entry = by_sample[broken]
+    assert entry["status"] == "failed"
+    assert entry["reason"].startswith("cannot read image") and entry["path"].endswith(".png")
+    assert store.get(entry["key"]) is None
+
+
+def test_images_without_annotations_are_reported(messy_run):
+    _, _, by_sample, groups = messy_run
+    assert len(groups["none"]) == 2
+    for image_id in groups["none"]:
+        assert by_sample[image_id]["status"] == "skipped"
+        assert by_sample[image_id]["reason"].startswith("no annotations")
+
+
+def test_wrong_answer_is_skipped_and_recorded(messy_run):
+    _, store, by_sample, groups = messy_run
+    (wrong,) = groups["wrong"]
+    entry = by_sample[wrong]
+    assert entry["status"] == "skipped" and entry["label"] in ("zebra", "giraffe", "elephant")
+    assert entry["reason"].startswith(f"model answers {entry['predicted']!r}, not {entry['label']!r}")
+    assert store.get(entry["key"]) is None
+
+
+def test_multi_token_answer_uses_first_token(messy_run, tiny_engine):
+    _, store, by_sample, groups = messy_run
+    (multi,) = groups["multi"]
+    record = store.get(by_sample[multi]["key"])
+    word = record.meta["label"].split()[0]
+    assert record.meta["answer_tokens"] == [word, "red"] and record.meta["answer_token"] == word
+    assert record.meta["answer_multi_token"] and "the first" in record.meta["answer_note"]
+    assert record.arrays["answer_ids"].tolist() == tiny_engine.tokenizer.convert_tokens_to_ids([word, "red"])
+    assert record.meta["answer_id"] == record.arrays["answer_ids"][0] == record.meta["predicted_id"]
+
+
+def test_failed_sample_is_retried_and_skips_are_not(tiny_llava, messy, tmp_path, one_thread):
+    """A restart retries the failed image (here repaired) and leaves skipped ones alone."""
+    import shutil
+
+    from hearlib.collect import collect
+
+    data, groups = messy
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    counts = collect(_cfg(tiny_llava, copy, tmp_path / "s"))
+    assert counts["failed"] == 1
+    (broken,) = groups["broken"]
+    good = next(p for p in sorted((copy / "images").iterdir()) if p.stem.lstrip("0") != broken)
+    shutil.copy(good, copy / "images" / f"{int(broken):06d}.png")
+    counts = collect(_cfg(tiny_llava, copy, tmp_path / "s", include_wrong=False))
+    assert counts["failed"] == 0 and counts["earlier"] == 5
+    assert counts["finished"] + counts["skipped"] == 1     # the repaired image, answered right or wrong
+
+
+def test_means_from_another_model(tiny_llava, messy, tmp_path, capsys, tiny_engine):
+    from hearlib.cli import main
+    from hearlib.errors import MeansMismatch
+    from hearlib.means import MeanKV, compute_means
+    from hearlib.models import load_engine
+    from hearlib.testing import build_tiny
+
+    data, _ = messy
+    other = load_engine(build_tiny("llava", tmp_path / "other", seed=1))
+    image = sorted((data / "images").iterdir())[0]
+    other_means = compute_means(other, [image], progress=False).save(tmp_path / "other.safetensors")
+    args = ["run", "--model", str(tiny_llava), "--data", str(data), "--out", str(tmp_path / "s"),
+            "--n-samples", "2", "--n-masks", "16", "--no-progress", "--means", str(other_means)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "hearlib run: error:" in err and "cannot be used here" in err and "other weights" in err
+    assert not (tmp_path / "s" / "_manifest").exists()
+    # a means file for another prompt prefix (tokens before the image) is refused the same way
+    means = compute_means(tiny_engine, [image], progress=False)
+    means.meta["prefix_hash"] = "0" * 16
+    path = means.save(tmp_path / "prefix.safetensors")
+    with pytest.raises(MeansMismatch, match="prompt prefix"):
+        from hearlib.collect import collect
+
+        collect(_cfg(tiny_llava, data, tmp_path / "s2", means=path))
+    # the right file works
+    good = compute_means(tiny_engine, [image], progress=False).save(tmp_path / "good.safetensors")
+    assert main(args[:-1] + [str(good)]) == 0
+
+
+def test_unknown_architecture(messy, tmp_path, capsys):
+    from hearlib.cli import main
+
+    model = tmp_path / "bert"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
+    data, _ = messy
+    assert main(["run", "--model", str(model), "--data", str(data), "--out", str(tmp_path / "s"),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "hearlib run: error:" in err and "'bert' model" in err and "LLaVA-1.5" in err
+    assert "Traceback" not in err
+
+
+def test_out_of_memory_halves_the_mask_batch(tiny_llava, messy, tmp_path, monkeypatch, one_thread):
+    import torch
+
+    from hearlib.collect import collect
+    from hearlib.engine import Engine
+    from hearlib.store import Store
+
+    data, _ = messy
+    reference = collect(_cfg(tiny_llava, data, tmp_path / "ref", n_samples=1))
+    real = Engine.logits
+    calls = []
+
+    def flaky(self, sample, means, heads, *args, **kwargs):
+        calls.append(len(heads))
+        if len(heads) > 16 and len([c for c in calls if c > 16]) == 1:   # the first large batch
+            raise torch.OutOfMemoryError("CUDA out of memory (injected by the test)")
+        return real(self, sample, means, heads, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "logits", flaky)
+    with pytest.warns(RuntimeWarning, match="mask batch halved to 16"):
+        counts = collect(_cfg(tiny_llava, data, tmp_path / "oom", n_samples=1))
+    assert counts["finished"] == 1 and counts["failed"] == 0
+    assert 32 in calls and calls.count(16) >= 2
+    store = Store(tmp_path / "oom")
+    record = store.get(store.keys()[0])
+    assert record.meta["oom_halvings"] == 1 and record.meta["batch_size"] == 16
+    ref = Store(tmp_path / "ref")
+    ref_record = ref.get(ref.keys()[0])
+    np.testing.assert_array_equal(record.arrays["masks"], ref_record.arrays["masks"])
+    np.testing.assert_allclose(record.arrays["logits"], ref_record.arrays["logits"], atol=1e-5)
