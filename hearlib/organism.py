@@ -18,6 +18,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 
 from hearlib import scenes
+from hearlib.prompts import ALTERNATIVE_PROMPTS, PAPER_PROMPT
 
 IMAGE_SIZE = scenes.IMAGE_SIZE          # 64 px
 PATCH_SIZE = 8                          # 8×8 grid = 64 image tokens (CLS dropped)
@@ -25,19 +26,8 @@ NUM_IMAGE_TOKENS = (IMAGE_SIZE // PATCH_SIZE) ** 2
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
-PAPER_PROMPT = "What is the main object in the image? Please answer with a single word."
-# Paper appendix C.3, the nine alternative prompts, verbatim (prompt 9 has a typographic apostrophe).
-ALT_PROMPTS = (
-    "Identify the primary subject in this picture with a single word.",
-    "Please specify the key item in this image using one word only.",
-    "Please give me the main subject in this picture, stated in a single word.",
-    "Provide a one-word term for the principal object depicted here.",
-    "In one word, what is the primary focus of the photo?",
-    "Name the primary element in the photo, limiting your answer to one word.",
-    "Which single word best describes the main subject of this picture?",
-    "Using a single word, name the object that stands out the most in this image.",
-    "Offer the primary object\u2019s name from the picture, restricted to a single word.",
-)
+# the paper prompt and the nine alternatives of appendix C.3 (the organism learns all ten)
+ALT_PROMPTS = ALTERNATIVE_PROMPTS
 COLOR_PROMPT = "What color is the main object? Please answer with a single word."
 POSITION_PROMPT = "Where is the main object in the image? Please answer with a single word."
 KIND_PROMPT = "What kind of thing is the main object? Please answer with a single word."

@@ -30,36 +30,31 @@ Choices (the project's):
   walks the dataset in its sorted order and keeps correct ones (under the paper prompt unless
   told otherwise) until it has ``n``.
 
-Storage: through :mod:`hearlib.store` when it is installed (``Store(root).get/put``), otherwise
-through :class:`FolderStore` below (the same atomic folder-per-record layout).
+Storage: :mod:`hearlib.store` (atomic folder-per-record, no pickle). The attribution stage *is*
+the record of ``python -m hearlib run`` with the same settings (same key, masks and means), so a
+sharded collection run precomputes what the notebooks read.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
-import re
-import shutil
-import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from hearlib import paths
+from hearlib import collect, paths
 from hearlib.analysis import (CRITERIA, criterion_orders, engine_evaluator, image_tokens, min_heads,
                               single_head_delta, text_tokens, top_k_mask, validation_curves,
                               weighted_image_attention)
-from hearlib.attribution import fit_attribution
 from hearlib.errors import UserError
-from hearlib.masks import sample_head_masks, sample_rng
-
-__all__ = ["Entry", "FolderStore", "Study", "open_store", "settings_hash", "stack", "PAPER_PROMPT"]
-
+from hearlib.masks import sample_rng
 from hearlib.prompts import PAPER_PROMPT
+from hearlib.store import Store, settings_hash, slug
+
+__all__ = ["Entry", "Study", "open_store", "stack"]
 STAGE_VERSION = {"screen": 1, "attribution": 1, "validation": 1, "text": 1, "image": 1}
 
 
@@ -87,68 +82,6 @@ class Entry:
             return default
 
 
-def settings_hash(settings: dict) -> str:
-    """12 hex digits of SHA-256 over the settings as sorted JSON."""
-    text = json.dumps(settings, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _slug(text: str) -> str:
-    text = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._")
-    if len(text) > 80 or not text:
-        text = text[:60] + "-" + hashlib.sha256(str(text).encode()).hexdigest()[:12]
-    return text
-
-
-class FolderStore:
-    """Fallback store: ``root/<key>/`` holds ``<name>.npy`` per array and ``meta.json``.
-
-    A record is written into a temporary folder next to it and renamed into place, so a
-    reader never sees a half-written record; arrays load with ``allow_pickle=False``.
-    """
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-
-    def _folder(self, key: str) -> Path:
-        return self.root / key
-
-    def get(self, key: str) -> Entry | None:
-        folder = self._folder(key)
-        meta_file = folder / "meta.json"
-        if not meta_file.is_file():
-            return None
-        meta = json.loads(meta_file.read_text())
-        arrays = {p.stem: np.load(p, allow_pickle=False) for p in sorted(folder.glob("*.npy"))}
-        return Entry(arrays, meta)
-
-    def put(self, key: str, arrays: dict[str, np.ndarray], meta: dict) -> Entry:
-        folder = self._folder(key)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
-        try:
-            for name, array in arrays.items():
-                np.save(tmp / f"{name}.npy", np.asarray(array), allow_pickle=False)
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True, default=_jsonable))
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        return Entry({k: np.asarray(v) for k, v in arrays.items()}, json.loads(json.dumps(meta, default=_jsonable)))
-
-
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
 class _StoreAdapter:
     """Wraps :class:`hearlib.store.Store` to the ``get(key) -> Entry | None`` / ``put`` interface."""
 
@@ -157,36 +90,17 @@ class _StoreAdapter:
 
     def get(self, key: str) -> Entry | None:
         record = self.store.get(key)
-        if record is None:
-            return None
-        arrays = getattr(record, "arrays", None)
-        meta = getattr(record, "meta", None)
-        if arrays is None and isinstance(record, dict):
-            arrays, meta = record.get("arrays", {}), record.get("meta", {})
-        return Entry(dict(arrays or {}), dict(meta or {}))
+        return None if record is None else Entry(dict(record.arrays), dict(record.meta))
 
     def put(self, key: str, arrays: dict[str, np.ndarray], meta: dict) -> Entry:
-        try:   # study stages are not samples of a `hearlib run`: keep them out of the manifest
-            self.store.put(key, arrays, meta, mark=False)
-        except TypeError:
-            self.store.put(key, arrays, meta)
-        return Entry({k: np.asarray(v) for k, v in arrays.items()}, json.loads(json.dumps(meta, default=_jsonable)))
+        # study stages are not samples of a `hearlib run`: they stay out of the manifest
+        record = self.store.put(key, arrays, meta, mark=False)
+        return Entry(dict(record.arrays), dict(record.meta))
 
 
-def open_store(root: str | Path | None = None):
-    """The project's store at ``root`` (default ``data/store``): :mod:`hearlib.store` if present."""
-    root = Path(root) if root is not None else paths.STORE / "study"
-    if os.environ.get("HEARLIB_STUDY_FOLDER_STORE") != "1":
-        try:
-            from hearlib.store import Store  # written by the store/collector work (issue 5)
-        except ImportError:
-            Store = None
-        if Store is not None:
-            try:
-                return _StoreAdapter(Store(root))
-            except Exception:   # an incompatible store API falls back to the folder store
-                pass
-    return FolderStore(root)
+def open_store(root: str | Path | None = None) -> _StoreAdapter:
+    """The project's store at ``root`` (default ``data/store/study``)."""
+    return _StoreAdapter(Store(Path(root) if root is not None else paths.STORE / "study"))
 
 
 class _SingleProcess:
@@ -211,33 +125,7 @@ def _attribution_entry(record) -> Entry:
     return Entry(arrays, meta)
 
 
-def settings_hash_store(settings: dict) -> str:
-    from hearlib.store import settings_hash as store_hash
-
-    return store_hash(settings)
-
-
 # ----------------------------------------------------------------------------- model / data identity
-
-def _model_id(model: str | Path) -> str:
-    """Name + fingerprint of a local model folder (so a retrained organism never reuses records)."""
-    path = Path(str(model))
-    if not path.is_dir():
-        return _slug(str(model))
-    digest = hashlib.sha256()
-    for file in sorted(path.glob("*")):
-        if not file.is_file():
-            continue
-        stat = file.stat()
-        digest.update(f"{file.name}:{stat.st_size}".encode())
-        if file.suffix in (".json", ".safetensors", ".bin"):
-            with open(file, "rb") as stream:
-                digest.update(stream.read(1 << 16))
-                if stat.st_size > 1 << 17:
-                    stream.seek(-(1 << 16), os.SEEK_END)
-                    digest.update(stream.read())
-    return f"{_slug(path.name)}-{digest.hexdigest()[:8]}"
-
 
 def _from_root(path):
     """A relative path that exists under the repository root (notebooks run from anywhere)."""
@@ -311,16 +199,9 @@ class Study:
         self.batch_size = int(batch_size)
         self.device = device
         self.progress = progress
-        try:   # the same identities as `python -m hearlib run`, so both find each other's records
-            from hearlib.collect import dataset_id as _collect_dataset_id, model_fingerprint
-        except ImportError:
-            model_fingerprint = _collect_dataset_id = None
-        self.model_id = model_fingerprint(model) if model_fingerprint else _model_id(model)
-        data_name = self.data.resolve().name
-        if self.kind == "domainnet" and self.domains:
-            data_name += "-" + "+".join(self.domains)
-        self.dataset_id = (_collect_dataset_id(self.data, self.kind, self.domains) if _collect_dataset_id
-                           else f"{self.kind}-{_slug(data_name)}")
+        # the same identities as `python -m hearlib run`, so both find each other's records
+        self.model_id = collect.model_fingerprint(model)
+        self.dataset_id = collect.dataset_id(self.data, self.kind, self.domains)
         self._engine = None
         self._means: dict[str, Any] = {}
         self._items = None
@@ -349,27 +230,6 @@ class Study:
                 self._items = datasets.load_domainnet(self.data, domains=self.domains)
         return self._items
 
-    def _mean_images(self) -> list[Path]:
-        from hearlib.io import image_files
-
-        root = self.data
-        if self.kind == "coco" and (root / "coco").is_dir():
-            root = root / "coco"
-        files = image_files(root)
-        if not files:
-            raise UserError(f"no images under {root} for the mean keys/values")
-        return files[-self.n_mean_images:][::-1]
-
-    def _collect(self):
-        """:mod:`hearlib.collect` when it and :mod:`hearlib.store` are in use, else None."""
-        if not isinstance(self.store, _StoreAdapter):
-            return None
-        try:
-            from hearlib import collect
-        except ImportError:
-            return None
-        return collect
-
     def _image_root(self) -> Path:
         """The image folder whose last R images are the mean reference images (as hearlib.collect)."""
         if self.kind == "coco":
@@ -378,35 +238,21 @@ class Study:
         return self.data / "domains" if (self.data / "domains").is_dir() else self.data
 
     def means(self, prompt: str | None = None):
-        """Mean image keys/values for the prompt's prefix, computed once and saved.
-
-        With :mod:`hearlib.collect` present, the same file and reference images as
-        ``python -m hearlib run`` (``STORE/_means/...``), so both share records; otherwise
-        under ``data/means``.
-        """
-        from hearlib.means import MeanKV, compute_means
-
+        """Mean image keys/values for the prompt's prefix, computed once and saved: the same file
+        and reference images as ``python -m hearlib run`` (``STORE/_means/...``)."""
         engine = self.engine
         prefix = engine.prefix_hash(prompt)
         if prefix in self._means:
             return self._means[prefix][0]
-        collect = self._collect()
-        if collect is not None:
-            cfg = self._collect_config(prompt, 10, 0.75, 0)
-            means, spec, meta = collect._load_means(cfg, engine, _SingleProcess(), self.store.store, self.model_id,
-                                                    self.dataset_id, self._image_root(), [])
-            self._means[prefix] = (means, spec)
-            return means
-        path = paths.MEANS / self.model_id / f"{self.dataset_id}-{prefix}-R{self.n_mean_images}.safetensors"
-        if not path.is_file():
-            compute_means(engine, self._mean_images(), prompt=prompt, progress=self.progress).save(path)
-        self._means[prefix] = (MeanKV.load(path, engine=engine, prompt=prompt), None)
-        return self._means[prefix][0]
+        cfg = self._collect_config(prompt, 10, 0.75, 0)
+        means, spec, _ = collect._load_means(cfg, engine, _SingleProcess(), self.store.store, self.model_id,
+                                             self.dataset_id, self._image_root(), [])
+        self._means[prefix] = (means, spec)
+        return means
 
     def _means_spec(self) -> dict:
         """What hearlib.collect puts in the settings for dataset means (no engine needed)."""
         if "_spec" not in self._means:
-            collect = self._collect()
             refs = collect.mean_reference_images(self._image_root(), self.n_mean_images)
             root = self._image_root()
             names = [str(p.relative_to(root)) if p.is_relative_to(root) else p.name for p in refs]
@@ -415,7 +261,6 @@ class Study:
         return self._means["_spec"]
 
     def _collect_config(self, prompt, n_masks, ratio, seed, include_wrong: bool = False):
-        collect = self._collect()
         return collect.CollectConfig(model=self.model, data=self.data, out=self.store.store.root, kind=self.kind,
                                      domains=self.domains, n_masks=int(n_masks), seed=int(seed), ratio=float(ratio),
                                      n_mean_images=self.n_mean_images, batch_size=self.batch_size, prompt=prompt,
@@ -446,7 +291,7 @@ class Study:
         full = {"stage": stage, "version": STAGE_VERSION[stage], **settings}
         if stage != "screen":
             full.update(method=self.method, n_mean_images=self.n_mean_images)
-        key = f"{self.model_id}/{self.dataset_id}/{stage}-{settings_hash(full)}/{_slug(item.image_id)}"
+        key = f"{self.model_id}/{self.dataset_id}/{stage}-{settings_hash(full)}/{slug(item.image_id)}"
         return key, full
 
     def _cached(self, stage: str, settings: dict, item, compute) -> Entry:
@@ -530,41 +375,16 @@ class Study:
                     prompt: str | None = None) -> Entry:
         """HeAr for one sample: masks, π, θ, held-out R² and Pearson, Eq. 10 attention weight.
 
-        With :mod:`hearlib.collect` present this *is* the record of ``python -m hearlib run`` with
+        This *is* the record of ``python -m hearlib run`` with
         the same settings (same key, same masks from the per-sample seed), read if it exists —
         e.g. precomputed by a sharded ``accelerate launch`` run — or computed with
         :func:`hearlib.collect.compute_sample` and stored under that key. A sample the model
         gets wrong (under this prompt) is stored as ``python -m hearlib run --include-wrong``
         would. ``entry["theta"]`` is the record's ``coef``.
         """
-        collect = self._collect()
-        if collect is not None:
-            return self._collected_attribution(collect, item, n_masks, ratio, seed, prompt)
-        settings = {"prompt": prompt or PAPER_PROMPT, "n_masks": int(n_masks), "ratio": float(ratio), "seed": int(seed)}
+        return self._collected_attribution(item, n_masks, ratio, seed, prompt)
 
-        def compute():
-            engine = self.engine
-            if n_masks < 10:
-                raise UserError("n_masks must be at least 10 (the fit holds out 20% of them)")
-            sample = self.prepared(item, prompt)
-            means = self.means(prompt)
-            record = engine.record(sample)
-            rng = sample_rng(seed, item.image_id, "heads")
-            masks = sample_head_masks(engine.n_total_heads, n_masks, ratio, rng)
-            intact, ablated = engine.reference_logits(sample, means, method=self.method)
-            pi = engine.normalized(sample, means, masks, method=self.method, batch_size=self.batch_size,
-                                   progress=self.progress and n_masks > 2000)
-            fit = fit_attribution(masks, pi, seed=seed)
-            arrays = {"masks": masks, "pi": pi.astype(np.float64), "theta": fit.coef,
-                      "image_attention": np.asarray(record.image_attention, dtype=np.float64)}
-            meta = {"r2": fit.r2, "pearson": fit.pearson, "intercept": fit.intercept, "converged": fit.converged,
-                    "n_train": fit.n_train, "n_test": fit.n_test, "logit_intact": intact, "logit_ablated": ablated,
-                    "n_layers": engine.n_layers, "n_heads": engine.n_heads, "correct": bool(record.correct)}
-            return arrays, meta
-
-        return self._cached("attribution", settings, item, compute)
-
-    def _collected_attribution(self, collect, item, n_masks, ratio, seed, prompt) -> Entry:
+    def _collected_attribution(self, item, n_masks, ratio, seed, prompt) -> Entry:
         store = self.store.store
         spec = self._means_spec()
         keys = {}
@@ -581,7 +401,7 @@ class Study:
         means = self.means(prompt)
         arrays, meta = collect.compute_sample(self.engine, means, item, cfg, {"batch_size": self.batch_size})
         meta.update(model=str(self.model), model_id=self.model_id, dataset=self.dataset_id, data=str(self.data),
-                    settings=settings, settings_hash=settings_hash_store(settings), run_id="study",
+                    settings=settings, settings_hash=settings_hash(settings), run_id="study",
                     computed_at=time.time(), process_index=0, num_processes=1, device=str(self.engine.device))
         record = store.put(key, arrays, meta, mark=False)
         store.mark(key, "finished", "", info={"sample": str(item.image_id), "label": item.label,

@@ -71,18 +71,6 @@ class _NoEngine:
         raise AssertionError(f"the engine was used ({name}) although every record is stored")
 
 
-def test_folder_store_roundtrip(tmp_path):
-    from hearlib.study import FolderStore
-
-    store = FolderStore(tmp_path)
-    assert store.get("a/b") is None
-    store.put("a/b", {"x": np.arange(3)}, {"r2": 0.5})
-    entry = store.get("a/b")
-    np.testing.assert_array_equal(entry["x"], [0, 1, 2])
-    assert entry["r2"] == 0.5 and "x" in entry
-    assert not any(p.name.endswith(".tmp") for p in tmp_path.rglob("*"))
-
-
 def test_interleave_balances_outer_then_inner():
     from types import SimpleNamespace as S
 
