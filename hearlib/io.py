@@ -36,17 +36,20 @@ def load_npy(path: str | Path) -> np.ndarray:
 
 
 def save_json(path: str | Path, data) -> Path:
-    text = json.dumps(data, indent=2, sort_keys=True, default=_jsonable).encode()
+    text = json.dumps(data, indent=2, sort_keys=True, default=jsonable).encode()
     return _atomic(Path(path), lambda stream: stream.write(text))
 
 
-def _jsonable(value):
+def jsonable(value):
+    """``json.dumps(default=...)``: numpy scalars/arrays, paths and sets as plain JSON."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 

@@ -44,6 +44,8 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from hearlib.io import jsonable
+
 __all__ = ["Record", "Store", "settings_hash", "slug", "STATUSES"]
 
 STATUSES = ("finished", "failed", "skipped")
@@ -59,20 +61,8 @@ _HOST = socket.gethostname().replace("-", "_")[:40] or "host"
 
 # ----------------------------------------------------------------------------- helpers
 
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (set, frozenset)):
-        return sorted(value)
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
 def _dumps(data, **kwargs) -> str:
-    return json.dumps(data, default=_jsonable, allow_nan=True, **kwargs)
+    return json.dumps(data, default=jsonable, allow_nan=True, **kwargs)
 
 
 def settings_hash(settings: Mapping[str, Any]) -> str:

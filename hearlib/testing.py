@@ -60,6 +60,7 @@ from pathlib import Path
 
 import torch
 
+from hearlib.organism import CHAT_TEMPLATE
 from hearlib.prompts import PAPER_PROMPT  # noqa: F401  (re-exported)
 
 FAMILIES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "internvl")
@@ -103,22 +104,7 @@ _SPECIALS = {
                   "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"}, None),
 }
 
-LLAVA_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'user' %}"
-    "{% if not loop.first %} {% endif %}USER: "
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
-    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
-    "{% endif %}"
-    "{% elif message['role'] == 'assistant' %} ASSISTANT: "
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
-    "{% endif %}</s>"
-    "{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %} ASSISTANT:{% endif %}"
-)
+LLAVA_TEMPLATE = CHAT_TEMPLATE          # the organism's LLaVA-1.5 template
 
 
 def _im_template(system: str, image: str) -> str:
