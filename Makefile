@@ -26,11 +26,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-test: venv
+# unit tests, then every notebook executed by nbval under the ci profile (see mk/figures.mk)
+test: venv nbval-prepare
 	$(PY) -m pytest -q -p no:cacheprovider tests $(NBVAL_ARGS)
 
 test-fast: venv
-	$(PY) -m pytest -q -x -m "not slow" tests
+	$(PY) -m pytest -q -x -p no:cacheprovider tests
 
 benchmark: venv
 	$(PY) benchmarks/bench_ablation.py
