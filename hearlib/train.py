@@ -5,7 +5,7 @@ Recipe (LLaVA-1.5 in miniature, sized for two CPU cores):
 * stage A, the shared vision tower: the CLIP tower is trained from scratch with linear
   heads on the mean of its last-layer patch tokens (the tokens LLaVA hands the projector),
   one head per label the data has (object; with generated scenes also colour and
-  position), AdamW with warmup + cosine decay. Trained once and shared by every size.
+  position), plus a dense per-patch head for the main object's class, AdamW with warmup + cosine decay. Trained once and shared by every size.
 * stage B, one per size: the tower is frozen (its patch features are computed once),
   and the projector + Llama decoder + LM head learn next-token prediction of the answer
   word at the final ``:`` and of ``</s>`` after it, over all question types (the paper
@@ -143,7 +143,7 @@ def train_vision(vision_tower, data: Data, vocab: dict[str, list[str]], steps: i
     """Stage A: the CLIP tower with linear heads on its pooled patch tokens."""
     from tqdm import tqdm
     g = torch.Generator().manual_seed(seed)
-    tasks = {q: vocab[q] for q in data.questions if q in ("object", "color")}  # position: left to the decoder
+    tasks = {q: vocab[q] for q in data.questions if q in ("object", "color", "position")}
     targets = {q: torch.tensor([vocab[q].index(v) if v is not None else -100 for v in data.labels[q]])
                for q in tasks}
     heads = VisionHeads(vision_tower.config.hidden_size, {q: len(v) for q, v in tasks.items()})
@@ -416,14 +416,15 @@ def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=No
     vt = first.model.vision_tower
     logs = {"vision": []}
     t1 = time.time()
+    vacc = {}
     if vision_from:
         from transformers import AutoModelForImageTextToText
         src = AutoModelForImageTextToText.from_pretrained(vision_from)
         vt.load_state_dict(src.model.vision_tower.state_dict())
         vt.eval()
-        vacc = {}
-        print(f"stage A skipped: vision tower taken from {vision_from}", flush=True)
-    else:
+        print(f"vision tower taken from {vision_from}" + (f"; stage A continues for {vision_steps} steps"
+                                                           if vision_steps else "; stage A skipped"), flush=True)
+    if vision_steps:
         heads = train_vision(vt, tr, vocab, vision_steps, batch=vision_batch, lr=vision_lr, seed=seed,
                              progress=progress, log=logs["vision"], dense_weight=dense_weight)
         vacc = vision_accuracy(vt, heads, ho, vocab)
@@ -469,8 +470,8 @@ def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=No
     return results
 
 
-DEFAULT_VISION_STEPS = 3000
-DEFAULT_DECODER_STEPS = {"hear-organism-s": 400, "hear-organism-m": 350, "hear-organism-l": 300}
+DEFAULT_VISION_STEPS = 6000
+DEFAULT_DECODER_STEPS = {"hear-organism-s": 1500, "hear-organism-m": 1200, "hear-organism-l": 1000}
 
 
 def _cmd(args: argparse.Namespace) -> int:
@@ -480,6 +481,8 @@ def _cmd(args: argparse.Namespace) -> int:
         raise UserError(f"--data {data} is not a folder")
     sizes = list(O.SIZES) if args.size == "all" else [O.resolve_size(args.size).name]
     steps = {s: args.decoder_steps or DEFAULT_DECODER_STEPS[s] for s in sizes}
+    if args.vision_steps is None:
+        args.vision_steps = 0 if args.vision_from else DEFAULT_VISION_STEPS
     train_all(data, Path(args.out), sizes, seed=args.seed, heldout_dir=args.heldout,
               vision_steps=args.vision_steps, decoder_steps=steps, limit=args.limit, vision_from=args.vision_from)
     return 0
@@ -495,10 +498,11 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="training seed (initialisation, batches, split)")
     p.add_argument("--heldout", type=Path, default=None,
                    help="held-out folder (default: a seeded 10%% split of --data)")
-    p.add_argument("--vision-steps", type=int, default=DEFAULT_VISION_STEPS,
-                   help="stage A steps (shared vision tower)")
+    p.add_argument("--vision-steps", type=int, default=None,
+                   help=f"stage A steps (shared vision tower; default {DEFAULT_VISION_STEPS}, 0 with --vision-from)")
     p.add_argument("--vision-from", type=Path, default=None,
-                   help="take the vision tower from this organism folder and skip stage A")
+                   help="start from the vision tower of this organism folder (stage A skipped unless "
+                        "--vision-steps is given)")
     p.add_argument("--decoder-steps", type=int, default=None, help="stage B steps per size")
     p.add_argument("--limit", type=int, default=None, help="use at most this many training images")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")

@@ -1,12 +1,15 @@
-# make model: regenerate the scenes and retrain every organism size from a seed
-# (hearlib.train; shared CLIP tower, then one decoder per size). Prints a tqdm bar and the
-# held-out accuracy per question type and per style; saves data/models/hear-organism-{s,m,l}/.
+# make model: regenerate the scenes and retrain every organism size from a seed.
+# Stage A (the shared CLIP tower) runs once, with the smallest size; the larger sizes start
+# from that tower (--vision-from), as LLaVA-1.5-7B and -13B share one CLIP. Prints tqdm bars and
+# the held-out accuracy per question type and per style; saves data/models/hear-organism-{s,m,l}/.
 PY ?= .venv/bin/python
 MODEL_SEED ?= 0
 MODEL_TRAIN_SCENES ?= 8000
 MODEL_HELDOUT_SCENES ?= 300
 MODEL_TRAIN_ARGS ?=
 SCENES_DIR ?= data/scenes
+MODEL_TRAIN = $(PY) -m hearlib train --data $(SCENES_DIR)/train --heldout $(SCENES_DIR)/heldout \
+	--out data/models --seed $(MODEL_SEED) $(MODEL_TRAIN_ARGS)
 
 .PHONY: model scenes
 
@@ -16,5 +19,6 @@ scenes:
 	$(PY) -m hearlib scenes --out $(SCENES_DIR)/heldout --n $(MODEL_HELDOUT_SCENES) --seed 1 --workers 2
 
 model: scenes
-	$(PY) -m hearlib train --data $(SCENES_DIR)/train --heldout $(SCENES_DIR)/heldout \
-		--out data/models --size all --seed $(MODEL_SEED) $(MODEL_TRAIN_ARGS)
+	$(MODEL_TRAIN) --size hear-organism-s
+	$(MODEL_TRAIN) --size hear-organism-m --vision-from data/models/hear-organism-s
+	$(MODEL_TRAIN) --size hear-organism-l --vision-from data/models/hear-organism-s

@@ -99,3 +99,34 @@ def test_committed_organism_answers_heldout_scenes(name):
         new = proc.tokenizer.convert_ids_to_tokens(out[0, inputs["input_ids"].shape[1]:].tolist())
         assert new[0] == want, (prompt, new, want)
         assert "</s>" in new[:2]
+
+
+@needs_organisms
+@pytest.mark.parametrize("name", list(O.SIZES))
+def test_committed_organism_runs_through_the_engine_fast_equals_literal(name):
+    """The organism goes through the same engine as a 7B checkpoint: the fast ablation gives the
+    literal one's logits for random head, text-query and image-token masks."""
+    from hearlib.means import compute_means
+    from hearlib.models import load_engine
+
+    torch.set_num_threads(2)
+    engine = load_engine(MODELS / name)
+    assert (engine.n_layers, engine.n_heads) == (O.SIZES[name].layers, O.SIZES[name].heads)
+    references = [scenes.render(scenes.make_scene(HELDOUT_SEED, 100 + i), "real") for i in range(6)]
+    means = compute_means(engine, references, progress=False)
+    scene = scenes.make_scene(HELDOUT_SEED, 1)
+    sample = engine.prepare(scenes.render(scene, "real"), answer=scene.category)
+    assert sample.n_image == O.NUM_IMAGE_TOKENS
+    record = engine.record(sample)
+    assert engine.tokenizer.convert_ids_to_tokens([record.predicted_id])[0] == scene.category
+    rng = np.random.default_rng(0)
+    M = 6
+    heads = rng.random((M, engine.n_total_heads)) < 0.3
+    text = rng.random((M, sample.n_text)) < 0.5
+    image = rng.random((M, sample.n_image)) < 0.5
+    fast = engine.logits(sample, means, heads, text, image, method="fast")
+    literal = engine.logits(sample, means, heads, text, image, method="literal")
+    np.testing.assert_allclose(fast, literal, atol=1e-4, rtol=0)
+    intact = engine.logits(sample, means, np.ones((1, engine.n_total_heads), bool), method="fast")
+    assert abs(intact[0] - record.logit) <= 1e-5
+    assert np.ptp(fast) > 1e-3, "the masks should move the answer logit"
