@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hearlib.engine import PAPER_PROMPT, Engine  # noqa: E402
 from hearlib.means import compute_means  # noqa: E402
 from hearlib.masks import sample_head_masks  # noqa: E402
+from hearlib.organism import CHAT_TEMPLATE  # noqa: E402  (LLaVA-1.5: USER: <image>\n… ASSISTANT:)
 
 PAPER_SECONDS_PER_SAMPLE = 0.81 * 3600   # 0.81 GPU-hours per image, 10,000 masks, LLaVA-1.5-7B
 
@@ -53,9 +54,6 @@ def build_llava15_shape(shape: dict, folder: Path, device: str, dtype: torch.dty
     fast_tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>",
                                              bos_token="<s>", eos_token="</s>",
                                              extra_special_tokens={"image_token": "<image>"})
-    template = ("{% for m in messages %}USER: {% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n"
-                "{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endfor %}"
-                "{% if add_generation_prompt %} ASSISTANT:{% endif %}")
     vision = CLIPVisionConfig(hidden_size=shape["vision_hidden"], intermediate_size=4 * shape["vision_hidden"],
                               num_hidden_layers=shape["vision_layers"], num_attention_heads=shape["vision_heads"],
                               image_size=336, patch_size=14)
@@ -76,7 +74,7 @@ def build_llava15_shape(shape: dict, folder: Path, device: str, dtype: torch.dty
     processor = LlavaProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 336},
                                                                   crop_size={"height": 336, "width": 336}),
                                tokenizer=fast_tokenizer, patch_size=14, vision_feature_select_strategy="default",
-                               num_additional_image_tokens=1, chat_template=template)
+                               num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE)
     return Engine(model.eval(), processor, name=f"llava-1.5-shape-{shape['layers']}x{shape['heads']}")
 
 

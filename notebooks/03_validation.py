@@ -128,7 +128,7 @@ for m in models:
     per_model[m] = (sm, sm.many("validation", its, **settings))
 
 fig, axes = plt.subplots(len(models), 2, figsize=(8, 3.0 * len(models)), squeeze=False)
-trend = []
+trend, by_model = [], []
 for row, m in zip(axes, models):
     sm, va = per_model[m]
     n_heads = va[0]["faithfulness"].shape[1]
@@ -136,7 +136,21 @@ for row, m in zip(axes, models):
     bars(row, f, c, sm.model_id, n_heads)
     trend.append({"model": sm.model_id, "heads": n_heads, "faithfulness>0.8": f[:, hear].mean(),
                   "completeness<0.2": c[:, hear].mean(), "faith_std": f[:, hear].std(), "comp_std": c[:, hear].std()})
+    by_model += [{"model": sm.model_id, "heads": n_heads, "samples": len(va), "criterion": name,
+                  "faithfulness>0.8 mean": f[:, i].mean(), "completeness<0.2 mean": c[:, i].mean()}
+                 for i, name in enumerate(criteria)]
 report.figure(fig, "fig11_min_heads_models", "Fig. 11")
+by_model = pd.DataFrame(by_model)
+report.table(by_model, "fig11_min_heads_models", "Fig. 11",
+             "Minimum number of heads per criterion and model (mean over samples).")
+hear_fewest = {mid: all(g.loc[g.criterion == "HeAr", col].iloc[0] < g.loc[g.criterion != "HeAr", col].min()
+                        for col in ("faithfulness>0.8 mean", "completeness<0.2 mean"))
+               for mid, g in by_model.groupby("model", sort=False)}
+report.headline("Fig. 11", "models where HeAr needs strictly the fewest heads for both thresholds",
+                f"{sum(hear_fewest.values())} of {len(hear_fewest)}", "all ten models",
+                "" if all(hear_fewest.values()) else
+                "On " + ", ".join(m for m, ok in hear_fewest.items() if not ok) + " another criterion needs as few "
+                "heads as HeAr or fewer for at least one threshold.")
 trend = pd.DataFrame(trend).sort_values("heads")
 report.table(trend, "fig3b_size_trend", "Fig. 3B", "HeAr minimum heads (mean over samples) against model size.")
 
