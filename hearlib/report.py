@@ -18,7 +18,7 @@ import numpy as np
 
 from hearlib import paths
 
-__all__ = ["Report", "markdown_table", "write_readme", "resolve_path", "fmt_pm"]
+__all__ = ["Report", "markdown_table", "write_readme", "resolve_path", "fmt_pm", "head_grid"]
 
 
 def resolve_path(path: str | Path) -> Path:
@@ -34,6 +34,16 @@ def fmt_pm(values, digits: int = 2) -> str:
     if values.size == 0:
         return "n/a"
     return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
+
+
+def head_grid(ax) -> None:
+    """Label an L × H heat map of heads: integer layer and head ticks (no 0.5 steps on small models)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
 
 
 def _cell(value) -> str:

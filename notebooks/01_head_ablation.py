@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from hearlib import analysis as A
-from hearlib.report import Report
+from hearlib.report import Report, head_grid
 from hearlib.study import Study, stack
 
 st = Study(model, data, store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size,
@@ -79,8 +79,7 @@ vmax = max(0.05, float(deltas[show].max()))
 for ax, s in zip(axes.flat, show):
     im = ax.imshow(deltas[s].reshape(L, H), cmap="Reds", vmin=0, vmax=vmax, aspect="auto")
     ax.set_title(f"{items[s].label} (#{items[s].image_id}) max Δ={deltas[s].max():.2f}", fontsize=8)
-    ax.set_xlabel("head")
-    ax.set_ylabel("layer")
+    head_grid(ax)
 for ax in axes.flat[len(show):]:
     ax.axis("off")
 fig.colorbar(im, ax=axes, shrink=0.8, label="Δ_n = 1 − π(x_¬n)")

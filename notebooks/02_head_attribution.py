@@ -50,7 +50,7 @@ import pandas as pd
 
 from hearlib import analysis as A
 from hearlib.attribution import train_test_indices
-from hearlib.report import Report, fmt_pm
+from hearlib.report import Report, fmt_pm, head_grid
 from hearlib.study import Study, stack
 
 common = dict(store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device)
@@ -82,8 +82,7 @@ a1.set_ylabel("π̂(x) = θ·x + b")
 a1.set_title(f"{items[0].label}: R² {ex['r2']:.2f}, ρ {ex['pearson']:.2f} (held-out)")
 im = a2.imshow(ex["theta"].reshape(L, H), cmap="RdBu_r", vmin=-abs(ex["theta"]).max(), vmax=abs(ex["theta"]).max(),
                aspect="auto")
-a2.set_xlabel("head")
-a2.set_ylabel("layer")
+head_grid(a2)
 a2.set_title("attribution coefficients θ")
 fig.colorbar(im, ax=a2)
 report.figure(fig, "fig2_attribution_example", "Fig. 2")
@@ -141,8 +140,7 @@ print("R² ≥ 0.7 and ρ ≥ 0.85 for every size:", ok)
 # %%
 def head_map(ax, dist, title):
     im = ax.imshow(dist, cmap="viridis", vmin=0, vmax=1, aspect="auto")
-    ax.set_xlabel("head")
-    ax.set_ylabel("layer")
+    head_grid(ax)
     ax.set_title(title, fontsize=9)
     return im
 

@@ -51,7 +51,7 @@ from openTSNE import TSNE
 from PIL import Image
 
 from hearlib import analysis as A
-from hearlib.report import Report, fmt_pm
+from hearlib.report import Report, fmt_pm, head_grid
 from hearlib.study import Study, stack
 
 st = Study(model, domain_data or data, kind="domainnet", domains=domains, store=store, n_mean_images=n_mean_images,
@@ -113,8 +113,7 @@ for ax, d in zip(axes[0], present):
     maps[d] = A.head_distribution(stack([v for v, x in zip(valid, dom) if x == d], "x_star"), L, H)
     im = ax.imshow(maps[d], cmap="viridis", vmin=0, vmax=1, aspect="auto")
     ax.set_title(d)
-    ax.set_xlabel("head")
-    ax.set_ylabel("layer")
+    head_grid(ax)
 fig.colorbar(im, ax=axes, shrink=0.8)
 report.figure(fig, "fig9b_head_distribution", "Fig. 9B")
 map_cos = {f"{a}–{b}": A.cosine_similarity(maps[a], maps[b]) for i, a in enumerate(present) for b in present[i + 1:]}
