@@ -372,11 +372,21 @@ def _prepare(data_dir: Path, heldout_dir: Path | None, seed: int, holdout_frac: 
         held = load_domainnet(heldout_dir)
         train = records
     else:
-        # seeded split by image (scene id for generated data, so no scene is on both sides)
+        # seeded split by image (scene id for generated data, so no scene is on both sides),
+        # stratified by (domain, class) so that every domain and class is held out
         rng = random.Random(seed)
-        keys = sorted({r.extra.get("scene_id", r.image_id) for r in records}, key=str)
-        rng.shuffle(keys)
-        cut = set(keys[:max(1, int(len(keys) * holdout_frac))])
+        first = {}
+        for r in records:
+            first.setdefault(r.extra.get("scene_id", r.image_id), r)
+        strata = defaultdict(list)
+        for key, r in first.items():
+            strata[(None if "scene_id" in r.extra else r.domain, r.label)].append(key)
+        cut = set()
+        for stratum in sorted(strata, key=str):
+            keys = sorted(strata[stratum], key=str)
+            rng.shuffle(keys)
+            if len(keys) >= 2:
+                cut.update(keys[:max(1, round(len(keys) * holdout_frac))])
         held = [r for r in records if r.extra.get("scene_id", r.image_id) in cut]
         train = [r for r in records if r.extra.get("scene_id", r.image_id) not in cut]
     if limit:
@@ -497,7 +507,7 @@ def register(subparsers) -> None:
     p.add_argument("--size", default="all", help="hear-organism-s|m|l (or s, m, l) or all (default)")
     p.add_argument("--seed", type=int, default=0, help="training seed (initialisation, batches, split)")
     p.add_argument("--heldout", type=Path, default=None,
-                   help="held-out folder (default: a seeded 10%% split of --data)")
+                   help="held-out folder (default: a seeded 10%% split of --data, stratified by domain and class)")
     p.add_argument("--vision-steps", type=int, default=None,
                    help=f"stage A steps (shared vision tower; default {DEFAULT_VISION_STEPS}, 0 with --vision-from)")
     p.add_argument("--vision-from", type=Path, default=None,

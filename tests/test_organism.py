@@ -65,6 +65,28 @@ def test_short_training_run_lowers_the_loss(tmp_path):
     assert isinstance(AutoProcessor.from_pretrained(folder).tokenizer.convert_tokens_to_ids("cat"), int)
 
 
+def test_train_command_on_a_plain_domainnet_folder(tmp_path, capsys):
+    """`python -m hearlib train` on any <domain>/<class>/<image> folder (no labels file): object
+    naming only, the class folders as answer words, held-out accuracy printed per domain."""
+    import shutil
+
+    from hearlib.cli import main
+    scenes.generate(tmp_path / "gen", 24, seed=scenes.TRAIN_SEED, progress=False)
+    plain = tmp_path / "plain"
+    shutil.copytree(tmp_path / "gen" / "domains", plain)          # the layout alone, no labels.json
+    code = main(["train", "--data", str(plain), "--out", str(tmp_path / "models"), "--size", "s",
+                 "--vision-steps", "4", "--decoder-steps", "4", "--threads", "2"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "questions: object;" in out
+    table = out[out.index("held-out accuracy"):]
+    assert all(d in table.splitlines()[1] for d in scenes.STYLES)       # one column per domain
+    assert "color" not in table and "position" not in table
+    from transformers import AutoProcessor
+    tok = AutoProcessor.from_pretrained(tmp_path / "models" / "hear-organism-s").tokenizer
+    assert all(tok.convert_tokens_to_ids(c) != tok.unk_token_id for c in {p.name for p in plain.glob("*/*")})
+
+
 @needs_organisms
 @pytest.mark.parametrize("name", list(O.SIZES))
 def test_committed_organism_answers_heldout_scenes(name):
