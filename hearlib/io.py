@@ -27,6 +27,16 @@ def _atomic(path: Path, write) -> Path:
     return path
 
 
+def save_bytes(path: str | Path, write) -> Path:
+    """Atomically write ``path`` with ``write(stream)`` (a binary stream): figures, tables, text."""
+    return _atomic(Path(path), write)
+
+
+def save_text(path: str | Path, text: str) -> Path:
+    data = text.encode()
+    return _atomic(Path(path), lambda stream: stream.write(data))
+
+
 def save_npy(path: str | Path, array: np.ndarray) -> Path:
     return _atomic(Path(path), lambda stream: np.save(stream, np.asarray(array), allow_pickle=False))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -85,10 +86,12 @@ class Report:
         """Save ``fig`` as ``<out>/<name>.png`` and ``.pdf`` for paper item ``item`` (e.g. "Fig. 7")."""
         import matplotlib.pyplot as plt
 
+        from hearlib.io import save_bytes
+
         written = []
         for suffix in (".png", ".pdf"):
             path = self.out / f"{name}{suffix}"
-            fig.savefig(path, dpi=dpi, bbox_inches="tight")
+            save_bytes(path, lambda stream: fig.savefig(stream, format=suffix[1:], dpi=dpi, bbox_inches="tight"))
             written.append(path)
         plt.close(fig)
         self._item(item)["files"] += [p.name for p in written if p.name not in self._item(item)["files"]]
@@ -96,10 +99,12 @@ class Report:
 
     def table(self, df, name: str, item: str, caption: str = "") -> None:
         """Save ``df`` as ``<out>/<name>.csv`` and ``<out>/<name>.md``."""
+        from hearlib.io import save_text
+
         csv = self.out / f"{name}.csv"
         md = self.out / f"{name}.md"
-        df.to_csv(csv, index=False)
-        md.write_text((f"{caption}\n\n" if caption else "") + markdown_table(df))
+        save_text(csv, df.to_csv(index=False))
+        save_text(md, (f"{caption}\n\n" if caption else "") + markdown_table(df))
         self._item(item)["files"] += [p.name for p in (csv, md) if p.name not in self._item(item)["files"]]
         self._save()
 
@@ -123,6 +128,16 @@ def _item_key(item: str):
     if not m:
         return (2, 0, item)
     return (0 if m.group(1) == "Fig" else 1, int(m.group(2)), m.group(3))
+
+
+def missing_files(out: str | Path = "figures") -> list[str]:
+    """Files the notebooks registered under ``out`` that are absent or empty."""
+    out = resolve_path(out)
+    bad = []
+    for file in sorted((out / ".report").glob("*.json")):
+        for item in json.loads(file.read_text())["items"]:
+            bad += [f for f in item["files"] if not (out / f).is_file() or (out / f).stat().st_size == 0]
+    return bad
 
 
 def write_readme(out: str | Path = "figures") -> Path:
@@ -160,9 +175,9 @@ def write_readme(out: str | Path = "figures") -> Path:
     for rep in reports:
         settings = ", ".join(f"{k}={v}" for k, v in sorted(rep["settings"].items()))
         lines.append(f"- `{rep['notebook']}` ({rep.get('written', '')}): {settings}")
-    path = out / "README.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    from hearlib.io import save_text
+
+    return save_text(out / "README.md", "\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(paths.FIGURES))
     args = parser.parse_args(argv)
     print(f"wrote {write_readme(args.out)}")
+    bad = missing_files(args.out)
+    if bad:
+        print(f"error: {len(bad)} registered file(s) missing or empty: {', '.join(bad)}", file=sys.stderr)
+        return 1
     return 0
 
 
