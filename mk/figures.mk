@@ -23,6 +23,9 @@ STUDY_SCENES_N ?= $(or $(SCENES_N_$(PROFILE)),400)
 STUDY_SCENES := data/scenes/study-$(STUDY_SCENES_N)
 
 ifdef DATA
+ifeq ($(wildcard $(DATA)),)
+$(error DATA=$(DATA) does not exist: give a COCO-format folder (annotations/instances*.json + images) or a DomainNet-layout folder)
+endif
 STUDY_DATA := $(DATA)
 DATA_DEP :=
 else
