@@ -1,7 +1,9 @@
 """Where everything lives: one place that knows the project's folders.
 
 Every folder can be moved with an environment variable, so a user can point the
-study at their own disk (``HEARLIB_DATA``, ``HEARLIB_FIGURES``, ``HEARLIB_BUILD``).
+study at their own disk (``HEARLIB_DATA``, ``HEARLIB_FIGURES``, ``HEARLIB_BUILD``). The committed
+organisms stay in the repository (``HEARLIB_MODELS`` moves them); ``HEARLIB_COCO_TINY`` points the
+tests at the real COCO annotations of the shared coco-tiny folder.
 """
 from __future__ import annotations
 
@@ -21,11 +23,10 @@ FIGURES = _env_path("HEARLIB_FIGURES", ROOT / "figures")
 BUILD = _env_path("HEARLIB_BUILD", ROOT / "build")
 NOTEBOOKS = ROOT / "notebooks"
 
-MODELS = DATA / "models"          # committed organisms: data/models/<name>/
+MODELS = _env_path("HEARLIB_MODELS", ROOT / "data" / "models")   # committed organisms: data/models/<name>/
 SCENES = DATA / "scenes"          # generated COCO / DomainNet-layout data (not committed)
-MEANS = DATA / "means"            # mean image keys/values, one safetensors file per (model, prompt prefix)
 STORE = DATA / "store"            # per-sample ablation records
-SHARED_COCO_TINY = ROOT.parent / "shared" / "data" / "coco-tiny"
+SHARED_COCO_TINY = _env_path("HEARLIB_COCO_TINY", ROOT.parent / "shared" / "data" / "coco-tiny")
 
 
 def organism(name: str) -> Path:

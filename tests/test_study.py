@@ -20,11 +20,9 @@ def study_setup(tmp_path_factory):
 
 
 def _study(setup, monkeypatch, **kw):
-    from hearlib import paths
     from hearlib.study import Study
 
     model, root = setup
-    monkeypatch.setattr(paths, "MEANS", root / "means")
     return Study(model, root / "scenes", store=root / "store", n_mean_images=3, progress=False, **kw)
 
 
