@@ -35,7 +35,7 @@ from bench_ablation import CPU_SHAPE, FULL_SHAPE, PAPER_SECONDS_PER_SAMPLE, buil
 from hearlib.analysis import (CRITERIA, criterion_orders, engine_evaluator, image_tokens,  # noqa: E402
                               single_head_delta, text_tokens, top_k_mask, validation_curves)
 from hearlib.attribution import fit_attribution, r2_by_mask_count  # noqa: E402
-from hearlib.collect import curve_counts  # noqa: E402
+from hearlib.stages import curve_counts  # noqa: E402
 from hearlib.masks import sample_head_masks  # noqa: E402
 from hearlib.means import compute_means  # noqa: E402
 

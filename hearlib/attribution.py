@@ -29,6 +29,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import ElasticNet
 from sklearn.metrics import explained_variance_score
 
+# Bumped whenever a change to the fit would give another θ for the same masks and π; it enters
+# every stored record's key (hearlib.stages).
+FIT_VERSION = 1
+
 __all__ = [
     "ALPHA",
     "L1_RATIO",

@@ -587,3 +587,16 @@ class Engine:
         values, ids = logits.topk(k)
         tokens = self.tokenizer.convert_ids_to_tokens(ids.tolist())
         return [(token, float(value)) for token, value in zip(tokens, values.tolist())]
+
+    @torch.no_grad()
+    def logit_lens_all(self, record: Record, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`logit_lens` of every head at once: token ids and logits, int64/float32 [N, k]
+        (head n = l·H + h)."""
+        outputs = record.head_outputs.reshape(-1, record.head_outputs.shape[-1])
+        ids, values = [], []
+        for start in range(0, outputs.shape[0], 256):
+            vectors = torch.as_tensor(outputs[start:start + 256], device=self.device, dtype=self.dtype)
+            top = self.lm_head(self.decoder.norm(vectors)).float().topk(k, dim=-1)
+            ids.append(top.indices.cpu().numpy())
+            values.append(top.values.cpu().numpy())
+        return np.concatenate(ids).astype(np.int64), np.concatenate(values).astype(np.float32)

@@ -30,6 +30,10 @@ __all__ = [
     "sample_rng",
 ]
 
+# Bumped whenever a change to this module would draw other masks for the same seed; it enters
+# every stored record's key (hearlib.stages), so old records are never read as new ones.
+SAMPLER_VERSION = 1
+
 # Rows drawn per block: keeps the temporary float matrix small for M = 10,000 and N in the
 # thousands, without changing the result (see module docstring).
 _BLOCK_ROWS = 1024

@@ -1,0 +1,165 @@
+"""What the study collects: the records every notebook reads, derived from a profile's parameters.
+
+A profile (``notebooks/profiles/<name>.yaml``) sets sizes such as ``n_samples`` and ``n_masks``;
+:func:`study_plan` turns it into :class:`Request` s — (model, dataset, selection of samples,
+stage, settings) — one per thing a notebook reads. ``python -m hearlib run`` computes them (in
+``make figures``' collect phase); the notebooks then ask :class:`hearlib.study.Study` for the same
+records, and find them. The groups are what ``hearlib run --stages`` selects:
+
+``attribution``  θ for the main samples, the t-SNE samples, and every compared model
+``validation``   Figs. 3A/3B/5/7/11, Fig. 6's ablation-ratio sweep
+``text``         Fig. 4A/15, Table 3
+``image``        Fig. 4B/16/17
+``lens``         Fig. 8
+``prompts``      Table 1: θ and correctness under the nine alternative prompts
+``domains``      Fig. 9: attribution and validation on the DomainNet-layout dataset
+
+The notebooks and their order, and which groups each reads, are listed in :data:`NOTEBOOKS`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from hearlib import paths
+from hearlib.errors import UserError
+from hearlib.pipeline import Selection
+from hearlib.prompts import ALTERNATIVE_PROMPTS, PAPER_PROMPT
+from hearlib.stages import Settings
+
+__all__ = ["GROUPS", "NOTEBOOKS", "DEFAULTS", "Request", "load_profile", "study_plan", "profile_params"]
+
+GROUPS = ("attribution", "validation", "text", "image", "lens", "prompts", "domains")
+
+# The notebooks in dependency order, each with the plan groups it reads (one place; the Makefile,
+# the tests and the README's table read this).
+NOTEBOOKS: dict[str, tuple[str, ...]] = {
+    "01_head_ablation": ("validation",),
+    "02_head_attribution": ("attribution", "validation", "lens"),
+    "03_validation": ("validation",),
+    "04_tsne": ("attribution",),
+    "05_text_tokens": ("text",),
+    "06_image_tokens": ("image",),
+    "07_domainnet": ("domains",),
+    "08_prompt_robustness": ("prompts",),
+}
+
+# What a parameter is when the profile does not set it (the paper's values).
+DEFAULTS = dict(
+    model=str(paths.organism("hear-organism-s")), models=None, data=None, domain_data=None,
+    domains=["real", "sketch", "clipart"], n_samples=200, n_size_samples=200, n_masks=10_000, ratio=0.75,
+    seed=0, n_mean_images=100, correct_only=True, method="fast", batch_size=64,
+    ratios=[0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875], n_ratio_samples=50, n_tsne_samples=1000,
+    n_size_tsne_samples=200, per_class=15, min_per_class=10, n_image_samples=50, n_image_masks=10_000,
+    image_ratio=0.75, n_more=12, n_domain_samples=300, n_prompt_samples=40, n_lens_samples=4,
+    threshold=0.8, token_threshold=0.05, prompt=None, adaptive=None,
+)
+
+
+@dataclass(frozen=True)
+class Request:
+    """Records of ``stage`` for the samples of ``selection`` of (model, data)."""
+
+    group: str
+    model: str
+    data: str
+    kind: str | None
+    domains: tuple[str, ...] | None
+    selection: Selection
+    stage: str
+    settings: Settings
+
+    @property
+    def dataset(self) -> tuple:
+        return (self.model, self.data, self.kind, self.domains)
+
+
+def load_profile(profile: str | Path) -> dict:
+    """A profile's parameters: ``quick``/``paper``/``ci`` (``notebooks/profiles/``) or a YAML file."""
+    import yaml
+
+    path = Path(profile)
+    if not path.suffix:
+        path = paths.NOTEBOOKS / "profiles" / f"{profile}.yaml"
+    if not path.is_file():
+        raise UserError(f"profile not found: {profile} (give quick, paper, ci or a YAML file)")
+    values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(values, dict):
+        raise UserError(f"profile {path} is not a mapping of parameters")
+    return values
+
+
+def profile_params(profile: str | Path | None = None, **overrides) -> dict:
+    """:data:`DEFAULTS`, then the profile's values, then ``overrides`` that are not None."""
+    params = dict(DEFAULTS)
+    if profile is not None:
+        params.update(load_profile(profile))
+    params.update({k: v for k, v in overrides.items() if v is not None})
+    if not params.get("models"):
+        params["models"] = [params["model"]]
+    if params.get("data") is None:
+        raise UserError("no dataset: give --data (a COCO-format or DomainNet-layout folder)")
+    return params
+
+
+def study_plan(params: dict, groups: Iterable[str] = GROUPS) -> list[Request]:
+    """Every record the notebooks read under ``params`` (see the module docstring), for ``groups``."""
+    groups = tuple(groups)
+    unknown = set(groups) - set(GROUPS)
+    if unknown:
+        raise UserError(f"unknown stage group(s) {sorted(unknown)}; choose from {', '.join(GROUPS)}")
+    p = params
+    main, data = str(p["model"]), str(p["data"])
+    others = [str(m) for m in p["models"] if str(m) != main]
+    base = Settings.make(n_masks=p["n_masks"], ratio=p["ratio"], seed=p["seed"], threshold=p["threshold"],
+                         token_threshold=p["token_threshold"], n_image_masks=p["n_image_masks"],
+                         image_ratio=p["image_ratio"], prompt=p.get("prompt"), **(p.get("adaptive") or {}))
+    correct = bool(p["correct_only"])
+
+    def pick(n, **kwargs) -> Selection:
+        return Selection(n=None if n is None else int(n), correct_only=correct, **kwargs)
+
+    tsne = dict(per_class=p["per_class"])      # min_per_class only filters this selection
+    out: list[Request] = []
+
+    def add(group, model, selection, stage, settings=base, dataset=(data, None, None)):
+        if group in groups:
+            out.append(Request(group, str(model), *dataset, selection, stage, settings))
+
+    add("attribution", main, pick(p["n_samples"]), "attribution")
+    add("attribution", main, pick(p["n_tsne_samples"], **tsne), "attribution")
+    add("validation", main, pick(p["n_samples"]), "validation")
+    for ratio in p["ratios"]:
+        add("validation", main, pick(p["n_ratio_samples"]), "validation",
+            base.with_(ratio=float(ratio), criteria=("HeAr",)))
+    add("text", main, pick(p["n_samples"]), "text")
+    add("image", main, pick(p["n_image_samples"]), "image")
+    add("lens", main, pick(p["n_lens_samples"]), "lens")
+    for model in others:
+        add("attribution", model, pick(p["n_size_samples"]), "attribution")
+        add("attribution", model, pick(p["n_size_tsne_samples"], **tsne), "attribution")
+        add("validation", model, pick(p["n_size_samples"]), "validation")
+        add("text", model, pick(p["n_size_samples"]), "text")
+    if others:
+        add("image", others[0], pick(min(int(p["n_more"]), int(p["n_image_samples"]))), "image")
+    for prompt in (PAPER_PROMPT, *ALTERNATIVE_PROMPTS):
+        settings = base.with_(prompt=prompt)
+        add("prompts", main, pick(p["n_prompt_samples"]), "screen", settings)
+        add("prompts", main, pick(p["n_prompt_samples"]), "attribution", settings)
+    domains = (str(p.get("domain_data") or data), "domainnet", tuple(p["domains"]))
+    add("domains", main, pick(p["n_domain_samples"]), "validation", dataset=domains)
+    return out
+
+
+def fill_command(params: dict, profile: str | None, store: str | Path, groups: Sequence[str] | None = None) -> str:
+    """The ``hearlib run`` command that collects ``params``' records (named in error messages)."""
+    parts = ["python -m hearlib run"]
+    if profile:
+        parts.append(f"--profile {profile}")
+    parts += [f"--data {params['data']}", f"--out {store}"]
+    if params.get("domain_data"):
+        parts.append(f"--domain-data {params['domain_data']}")
+    if groups:
+        parts.append("--stages " + ",".join(groups))
+    return " ".join(parts)
