@@ -1,5 +1,6 @@
-# hearlib: `make figures` rebuilds every figure and table of the paper; `make test` runs the tests.
-# Both create/update the local virtual environment (.venv) themselves.
+# hearlib: `make figures` rebuilds every figure and table of the paper; `make test` runs the tests;
+# `make lab` opens the notebooks in JupyterLab. Each creates/updates the local virtual environment
+# (.venv) itself, with the extras in EXTRAS (JupyterLab included).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -7,21 +8,25 @@ PY := $(VENV)/bin/python
 # On this kind of machine pip takes these from local disk; GPU users get CUDA builds the same way.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.hearlib-installed
+EXTRAS ?= test,vision,lab
+# extra arguments of `make lab`, e.g. LAB_ARGS="--no-browser --ip=0.0.0.0 --port=8888" on a remote machine
+LAB_ARGS ?=
 
-.PHONY: venv test test-fast benchmark clean-venv help
+.PHONY: venv test test-fast lab benchmark clean-venv help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make figures   rebuild every figure/table of the paper (PROFILE=quick|paper|ci, MODEL=, DATA=)"
 	@echo "make test      unit tests + notebooks through nbval"
 	@echo "make model     retrain the model organisms from a seed"
+	@echo "make lab       JupyterLab on notebooks/ (LAB_ARGS=--no-browser on a machine without a browser)"
 	@echo "make benchmark literal vs fast ablation speed on this machine"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e ".[test,vision]"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
 venv: $(STAMP)
@@ -32,6 +37,10 @@ test: venv nbval-prepare
 
 test-fast: venv
 	$(PY) -m pytest -q -x -p no:cacheprovider tests
+
+# the .py sources open as notebooks (jupytext); kernels run with this venv's python
+lab: venv
+	$(PY) -m jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
 
 benchmark: venv
 	$(PY) benchmarks/bench_ablation.py

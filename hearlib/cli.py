@@ -1,42 +1,77 @@
-"""Command line: ``python -m hearlib <command> ...``.
+"""Command line: ``python -m hearlib <command> [options]`` (or ``hearlib ...``).
 
-Each command lives in its own module that exposes ``register(subparsers)``; the
-parser it adds sets ``func``. Errors a user can fix (missing model, unreadable image,
-bad answer word) are :class:`hearlib.errors.UserError` and end with one line on
-stderr and exit status 2, never a traceback.
+Each command lives in a module that exposes ``register(subparsers)``; the parser it adds sets
+``func``. Only the module of the command being run is imported, so ``--help`` answers at once
+(no torch). Errors a user can fix (missing model, unreadable image, bad answer word) are
+:class:`hearlib.errors.UserError` and end with one line on stderr and exit status 2, never a
+traceback. Help text is shown as plain text (reStructuredText markup removed).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from hearlib.errors import UserError
 
-COMMAND_MODULES = (
-    "hearlib.commands",   # means, attribute
-    "hearlib.scenes",     # scenes
-    "hearlib.train",      # train
-    "hearlib.collect",    # run
-)
+# name: (module that registers it, summary for `hearlib --help`; the same as the module's help=)
+COMMANDS = {
+    "means": ("hearlib.commands", "mean image keys/values from R reference images"),
+    "attribute": ("hearlib.commands", "head attribution (HeAr) for one image"),
+    "scenes": ("hearlib.scenes", "generate synthetic scenes (COCO + DomainNet layout)"),
+    "train": ("hearlib.train", "train model organisms on a scenes or DomainNet-layout folder"),
+    "run": ("hearlib.collect", "collect per-sample HeAr records into a store (shard with accelerate launch)"),
+}
+
+DESCRIPTION = ("Head attribution (HeAr): which attention heads carry the image to the answer in a "
+               "vision-language model.")
+
+_ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`~?([^`]+)`")
+_LITERAL = re.compile(r"``([^`]+)``|`([^`]+)`")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hearlib", description=__doc__.splitlines()[0])
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as error:
-            if error.name == name:
-                continue
-            raise
-        module.register(subparsers)
+def plain(text: str) -> str:
+    """Help text without reStructuredText: roles become their target, literals are 'quoted'."""
+    text = _ROLE.sub(lambda m: m.group(1).split(".")[-1] if m.group(0).count("~") else m.group(1), text)
+    return _LITERAL.sub(lambda m: f"'{m.group(1) or m.group(2)}'", text)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser (and its subcommands) whose help and usage are plain text."""
+
+    def format_help(self) -> str:
+        return plain(super().format_help())
+
+    def format_usage(self) -> str:
+        return plain(super().format_usage())
+
+
+def requested(argv: list[str]) -> str | None:
+    """The command named in ``argv`` (the first word that is not an option), if any."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def build_parser(commands=None) -> argparse.ArgumentParser:
+    """The ``hearlib`` parser with the full parsers of ``commands`` (default: all of them);
+    every other command is listed by name and summary without importing its module."""
+    modules = {COMMANDS[name][0] for name in (COMMANDS if commands is None else commands)}
+    parser = Parser(prog="hearlib", description=DESCRIPTION,
+                    epilog="Run 'hearlib <command> --help' for the options of a command.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="<command>")
+    for name, (module, summary) in COMMANDS.items():
+        if module in modules:
+            importlib.import_module(module).register(subparsers)   # all of the module's commands
+            modules.discard(module)
+        elif name not in subparsers.choices:
+            subparsers.add_parser(name, help=summary, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = requested(argv)
+    args = build_parser([command] if command in COMMANDS else []).parse_args(argv)
     try:
         result = args.func(args)
     except UserError as error:

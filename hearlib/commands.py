@@ -1,37 +1,59 @@
-"""The engine's commands: ``means`` (mean image keys/values) and ``attribute`` (HeAr on one image)."""
+"""The engine's commands: ``means`` (mean image keys/values) and ``attribute`` (HeAr on one image).
+
+Nothing heavy is imported until a command runs, so ``--help`` is instant.
+"""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-import numpy as np
-
-from hearlib.engine import PAPER_PROMPT
 from hearlib.errors import UserError
+from hearlib.prompts import PAPER_PROMPT
+
+MEANS_DESCRIPTION = (
+    "Average the image keys and values of R reference images, per layer, key/value head and image "
+    "position, under the prompt. Mean ablation replaces an ablated head's image keys/values with "
+    "these. The file records the model, input resolution and prompt; 'attribute' and 'run' refuse "
+    "a means file made for another model or prompt.")
+ATTRIBUTE_DESCRIPTION = (
+    "Head attribution (HeAr) for one image: draw M random head masks (each ablating a share p of "
+    "all heads), compute the answer's logit under each, and fit a sparse linear model from masks "
+    "to the normalised logit. Writes OUT/masks.npy, logits.npy, coef.npy (one weight per head, "
+    "layer-major) and summary.json.")
 
 
 def register(subparsers) -> None:
-    means = subparsers.add_parser("means", help="mean image keys/values from R reference images")
+    means = subparsers.add_parser("means", help="mean image keys/values from R reference images",
+                                  description=MEANS_DESCRIPTION)
     means.add_argument("--model", required=True, help="model folder, hub id or registry name")
     means.add_argument("--images", required=True, type=Path, help="folder of reference images (searched recursively)")
     means.add_argument("--out", required=True, type=Path, help="output .safetensors file")
-    means.add_argument("--prompt", default=None, help=f"default: {PAPER_PROMPT!r}")
-    means.add_argument("--n-images", type=int, default=100, help="R, the number of reference images (default 100)")
-    means.add_argument("--device", default=None)
+    means.add_argument("--prompt", default=None, help=f"task prompt (default: the paper's, {PAPER_PROMPT!r})")
+    means.add_argument("--n-images", type=int, default=100,
+                       help="R, the number of reference images, first in sorted order (default 100)")
+    means.add_argument("--device", default=None, help="torch device, e.g. cuda or cuda:1 (default: cpu)")
     means.set_defaults(func=run_means)
 
-    attribute = subparsers.add_parser("attribute", help="head attribution (HeAr) for one image")
-    attribute.add_argument("--model", required=True)
-    attribute.add_argument("--image", required=True, type=Path)
-    attribute.add_argument("--answer", required=True, help="the answer word (its first token is scored)")
-    attribute.add_argument("--means", required=True, type=Path)
-    attribute.add_argument("--prompt", default=None)
-    attribute.add_argument("--n-masks", type=int, required=True, help="M, masks to draw (paper: 10,000)")
-    attribute.add_argument("--ablation-ratio", type=float, default=0.75, help="p, share of heads ablated per mask")
-    attribute.add_argument("--seed", type=int, default=0)
-    attribute.add_argument("--method", choices=("fast", "literal"), default="fast")
-    attribute.add_argument("--batch-size", type=int, default=64)
-    attribute.add_argument("--device", default=None)
+    attribute = subparsers.add_parser("attribute", help="head attribution (HeAr) for one image",
+                                      description=ATTRIBUTE_DESCRIPTION)
+    attribute.add_argument("--model", required=True, help="model folder, hub id or registry name")
+    attribute.add_argument("--image", required=True, type=Path, help="the image file")
+    attribute.add_argument("--answer", required=True,
+                           help="the answer word whose logit is attributed (its first token is scored)")
+    attribute.add_argument("--means", required=True, type=Path,
+                           help="mean keys/values file from 'hearlib means' (same model and prompt)")
+    attribute.add_argument("--prompt", default=None, help="task prompt (default: the paper's)")
+    attribute.add_argument("--n-masks", type=int, required=True, help="M, masks to draw (paper: 10,000; at least 10)")
+    attribute.add_argument("--ablation-ratio", type=float, default=0.75,
+                           help="p, share of heads ablated per mask (default 0.75, the paper's)")
+    attribute.add_argument("--seed", type=int, default=0, help="seed of the masks and of the fit (default 0)")
+    attribute.add_argument("--method", choices=("fast", "literal"), default="fast",
+                           help="fast: rerun only the text tokens, --batch-size masks at a time (default); "
+                                "literal: one full-sequence forward per mask (the slow reference)")
+    attribute.add_argument("--batch-size", type=int, default=64,
+                           help="masks per forward pass with --method fast; halved on out-of-memory (default 64)")
+    attribute.add_argument("--device", default=None, help="torch device, e.g. cuda or cuda:1 (default: cpu)")
     attribute.add_argument("--out", required=True, type=Path, help="output folder")
     attribute.set_defaults(func=run_attribute)
 
@@ -56,6 +78,8 @@ def run_means(args: argparse.Namespace) -> int:
 
 
 def run_attribute(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from hearlib.attribution import fit_attribution
     from hearlib.io import save_json, save_npy
     from hearlib.masks import sample_head_masks
@@ -74,6 +98,10 @@ def run_attribute(args: argparse.Namespace) -> int:
     sample = engine.prepare(args.image, answer=args.answer, prompt=args.prompt)
     means = MeanKV.load(args.means, engine=engine, prompt=args.prompt)
     record = engine.record(sample)
+    if not record.correct:
+        said = engine.tokenizer.decode([record.predicted_id]).strip()
+        print(f"note: the model answers {said!r}, not {args.answer!r}; attributing the logit of "
+              f"{args.answer!r} anyway", file=sys.stderr)
     masks = sample_head_masks(engine.n_total_heads, args.n_masks, args.ablation_ratio,
                               np.random.default_rng(args.seed))
     intact, ablated = engine.reference_logits(sample, means, method=args.method)

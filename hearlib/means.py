@@ -8,8 +8,6 @@ hash; :meth:`MeanKV.load` refuses a file that belongs to another model or prompt
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
@@ -19,6 +17,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from hearlib.errors import MeansMismatch, UserError
+from hearlib.io import atomic_path
 
 if TYPE_CHECKING:
     from hearlib.engine import Engine, Sample
@@ -78,19 +77,12 @@ class MeanKV:
 
     # -- files -------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write atomically (temporary file in the same folder, then rename)."""
+        """Write atomically (:func:`hearlib.io.atomic_path`: temporary file, then rename)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {k: str(v) for k, v in self.meta.items() if k != "path"}
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(handle)
-        try:
+        with atomic_path(path) as tmp:
             save_file({"k": self.k.detach().float().contiguous().cpu(),
-                       "v": self.v.detach().float().contiguous().cpu()}, tmp, metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+                       "v": self.v.detach().float().contiguous().cpu()}, str(tmp), metadata=meta)
         return path
 
     @classmethod

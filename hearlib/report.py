@@ -141,8 +141,13 @@ def missing_files(out: str | Path = "figures") -> list[str]:
 
 
 def write_readme(out: str | Path = "figures") -> Path:
-    """``<out>/README.md`` from every ``<out>/.report/*.json``."""
-    out = resolve_path(out)
+    """``<out>/README.md`` from every ``<out>/.report/*.json``; rewritten only if its text changes.
+
+    It holds results and settings, no run times, so reruns with the same results leave it as is."""
+    return _write_readme(resolve_path(out))[0]
+
+
+def _write_readme(out: Path) -> tuple[Path, bool]:
     reports = []
     for file in sorted((out / ".report").glob("*.json")):
         try:
@@ -171,20 +176,24 @@ def write_readme(out: str | Path = "figures") -> Path:
         for h in item["headlines"]:
             if h.get("note"):
                 lines.append(f"- **{item['item']}** ({h['what']}): {h['note']}")
-    lines += ["", "## Settings per notebook", ""]
+    lines += ["", "## Settings per notebook", "",
+              "When each notebook last ran is in `.report/<notebook>.json` (not tracked), so this file",
+              "changes only when results or settings do.", ""]
     for rep in reports:
         settings = ", ".join(f"{k}={v}" for k, v in sorted(rep["settings"].items()))
-        lines.append(f"- `{rep['notebook']}` ({rep.get('written', '')}): {settings}")
-    from hearlib.io import save_text
+        lines.append(f"- `{rep['notebook']}`: {settings}")
+    from hearlib.io import save_text_if_changed
 
-    return save_text(out / "README.md", "\n".join(lines) + "\n")
+    readme = out / "README.md"
+    return readme, save_text_if_changed(readme, "\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hearlib.report", description="regenerate figures/README.md")
-    parser.add_argument("--out", default=str(paths.FIGURES))
+    parser.add_argument("--out", default=str(paths.FIGURES), help="figures folder (default: %(default)s)")
     args = parser.parse_args(argv)
-    print(f"wrote {write_readme(args.out)}")
+    readme, changed = _write_readme(resolve_path(args.out))
+    print(f"wrote {readme}" if changed else f"{readme} is up to date")
     bad = missing_files(args.out)
     if bad:
         print(f"error: {len(bad)} registered file(s) missing or empty: {', '.join(bad)}", file=sys.stderr)

@@ -35,28 +35,25 @@ import math
 import os
 import re
 import shutil
-import socket
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from hearlib.io import jsonable
+from hearlib.io import HOST as _HOST
+from hearlib.io import TMP_PREFIX, fsync_path, jsonable, save_bytes, tmp_name, write_file
 
 __all__ = ["Record", "Store", "settings_hash", "slug", "STATUSES"]
 
 STATUSES = ("finished", "failed", "skipped")
 MANIFEST = "_manifest"
 META = "meta.json"
-TMP_PREFIX = ".tmp-"
 # A temporary entry whose writer cannot be identified is removed once it is this old (seconds).
 STALE_AFTER = 6 * 3600
 
 _NAME = re.compile(r"^[A-Za-z0-9-][A-Za-z0-9._+=@,-]*$")
-_HOST = socket.gethostname().replace("-", "_")[:40] or "host"
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -100,23 +97,6 @@ def _check_array_name(name: str) -> None:
         raise ValueError(f"bad array name {name!r} (plain names only, not 'meta')")
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _tmp_name(stem: str) -> str:
-    return f"{TMP_PREFIX}{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}-{stem}"
-
-
 def _writer_alive(name: str) -> bool | None:
     """For a temporary entry's name: True/False if its writer process is (not) running on this
     host, None if it cannot tell (another host, unparsable name)."""
@@ -140,20 +120,9 @@ def _writer_alive(name: str) -> bool | None:
 
 
 def write_json_atomic(path: Path, data) -> Path:
-    """Write JSON to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / _tmp_name(path.name)
-    try:
-        with open(tmp, "w", encoding="utf-8") as stream:
-            stream.write(_dumps(data, indent=1, sort_keys=True))
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    """Write JSON to ``path`` atomically (:func:`hearlib.io.save_bytes`)."""
+    text = _dumps(data, indent=1, sort_keys=True).encode("utf-8")
+    return save_bytes(path, lambda stream: stream.write(text))
 
 
 # ----------------------------------------------------------------------------- records
@@ -265,24 +234,18 @@ class Store:
         meta["_arrays"] = sorted(clean_arrays)
         meta_text = _dumps(meta, indent=1, sort_keys=True)     # fail before touching the disk
         folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = folder.parent / _tmp_name(folder.name)
+        tmp = folder.parent / tmp_name(folder.name)
         trash = None
         try:
             tmp.mkdir()
             for name, array in clean_arrays.items():
-                with open(tmp / f"{name}.npy", "wb") as stream:
-                    np.save(stream, array, allow_pickle=False)
-                    stream.flush()
-                    os.fsync(stream.fileno())
-            with open(tmp / META, "w", encoding="utf-8") as stream:
-                stream.write(meta_text)
-                stream.flush()
-                os.fsync(stream.fileno())
+                write_file(tmp / f"{name}.npy", lambda stream: np.save(stream, array, allow_pickle=False))
+            write_file(tmp / META, lambda stream: stream.write(meta_text.encode("utf-8")))
             if folder.exists():
-                trash = folder.parent / _tmp_name(folder.name + "-old")
+                trash = folder.parent / tmp_name(folder.name + "-old")
                 os.replace(folder, trash)
             os.replace(tmp, folder)
-            _fsync_dir(folder.parent)
+            fsync_path(folder.parent)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -297,7 +260,7 @@ class Store:
         """Remove a record and its manifest entry (atomically for readers)."""
         folder = self.path(key)
         if folder.exists():
-            trash = folder.parent / _tmp_name(folder.name + "-old")
+            trash = folder.parent / tmp_name(folder.name + "-old")
             os.replace(folder, trash)
             shutil.rmtree(trash, ignore_errors=True)
         status = self._status_path(key)

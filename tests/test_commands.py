@@ -72,3 +72,26 @@ def test_bad_input_ends_with_one_line_and_nonzero_exit(case, args, message, tmp_
     lines = [line for line in result.stderr.splitlines() if line.startswith("hearlib")]
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_attribute_notes_when_the_model_answers_otherwise(tmp_path, image_folder, tiny_model_dir, capsys):
+    """A one-line note on stderr when the unablated answer is not --answer; none when it is."""
+    from hearlib.models import load_engine
+
+    model = str(tiny_model_dir("llava"))
+    image = image_folder / "001.png"
+    engine = load_engine(model)
+    sample = engine.prepare(image, answer="dog")
+    said = engine.tokenizer.decode([engine.record(sample).predicted_id]).strip()
+    other = "cat" if said != "cat" else "dog"
+    means = tmp_path / "means.safetensors"
+    assert main(["means", "--model", model, "--images", str(image_folder), "--out", str(means),
+                 "--n-images", "2"]) == 0
+    base = ["attribute", "--model", model, "--image", str(image), "--means", str(means), "--n-masks", "20"]
+    capsys.readouterr()
+    assert main(base + ["--answer", other, "--out", str(tmp_path / "a")]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: the model answers {said!r}, not {other!r}; attributing the logit of {other!r} anyway"]
+    assert main(base + ["--answer", said, "--out", str(tmp_path / "b")]) == 0
+    assert "note:" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["correct"] is True

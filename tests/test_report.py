@@ -2,6 +2,9 @@
 nothing registered is missing or empty."""
 from __future__ import annotations
 
+import json
+import os
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -35,7 +38,7 @@ def test_files_readme_and_order(tmp_path):
     assert "R² (held-out): **0.59** | 0.82" in rows[1]
     assert "- **Table 2** (R² (held-out)): The organism's fit is weaker." in text
     assert "`02_head_attribution`" in text and "n_masks=120" in text
-    assert not list(tmp_path.glob(".*.tmp")), "writes go through a temporary file"
+    assert not list(tmp_path.rglob(".tmp-*")), "temporary files are renamed or removed"
 
 
 def test_missing_or_empty_files_fail_the_build(tmp_path, capsys):
@@ -46,3 +49,21 @@ def test_missing_or_empty_files_fail_the_build(tmp_path, capsys):
     assert missing_files(tmp_path) == ["fig2_attribution_example.pdf", "table2_attribution_fit.md"]
     assert main(["--out", str(tmp_path)]) == 1
     assert "2 registered file(s) missing or empty" in capsys.readouterr().err
+
+
+def test_readme_is_rewritten_only_when_results_change(tmp_path):
+    """figures/README.md is tracked in git: a rerun with the same results leaves it untouched."""
+    _report(tmp_path)
+    readme = write_readme(tmp_path)
+    first = readme.read_bytes()
+    old = 1_000_000_000
+    os.utime(readme, (old, old))
+    _report(tmp_path)               # the same results again (a new run time in .report/)
+    assert main(["--out", str(tmp_path)]) == 0
+    assert readme.read_bytes() == first and readme.stat().st_mtime == old
+    written = json.loads((tmp_path / ".report" / "02_head_attribution.json").read_text())["written"]
+    assert written[:10] not in first.decode(), "the run date stays out of the tracked file"
+    Report("02_head_attribution", tmp_path, {"profile": "ci", "n_masks": 120}).headline(
+        "Table 2", "R² (held-out)", "0.61", "0.82")
+    write_readme(tmp_path)
+    assert readme.stat().st_mtime != old and "**0.61**" in readme.read_text()

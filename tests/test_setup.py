@@ -1,0 +1,29 @@
+"""The set-up: a fresh clone's venv gets JupyterLab, and ``make lab`` opens it on notebooks/."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_lab_extra_is_declared_and_installed_by_default():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(req.startswith("jupyterlab") for req in extras["lab"])
+    assert "-e .[test,vision,lab]" in (ROOT / "environment.yml").read_text()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_venv_installs_lab_and_make_lab_opens_the_notebooks():
+    def dry(*args):   # what make would run, without running it (-W: as if pyproject.toml changed)
+        return subprocess.run(["make", "-n", "-s", *args], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.splitlines()
+
+    install = [line for line in dry("venv", "-W", "pyproject.toml") if "pip install" in line and "-e" in line]
+    assert install == ['.venv/bin/python -m pip install --quiet -e ".[test,vision,lab]"']
+    lab = dry("lab", "-o", ".venv/.hearlib-installed", "LAB_ARGS=--no-browser")
+    assert lab == [".venv/bin/python -m jupyter lab --notebook-dir=notebooks --no-browser"]
