@@ -572,7 +572,7 @@ def only_role_and_final(tokens: Sequence[str], positions: Sequence[int], tail: i
     return bool(positions) and all(p >= n - tail or token_text(tokens[p]) in ROLE_TOKENS for p in positions)
 
 
-# ----------------------------------------------------------------------------- patterns across samples (Fig. 3E, 9E, 9B)
+# ----------------------------------------------------------------------------- patterns (Fig. 3E, 9B, 9E)
 
 def same_label_rate(x: np.ndarray, groups: Sequence) -> tuple[float, float]:
     """Share of samples whose nearest neighbour (cosine, rows of ``x``) has the same label, and chance.

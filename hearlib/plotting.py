@@ -33,6 +33,7 @@ __all__ = [
     "W_EQ13",
     "ATTENTION_EQ10",
     "DEPTH",
+    "plain",
     "model_label",
     "criterion_color",
     "group_colors",
@@ -60,7 +61,7 @@ CRITERION_COLORS: dict[str, str] = {"HeAr": "tab:red", "Random": "tab:gray", "At
 # symbols as mathtext, for titles and axis labels
 THETA = r"$\theta$"
 THETA_N = r"$\theta_n$"
-THETA_IMG = r"$\theta^{img}$"
+THETA_IMG = r"$\theta^{\mathrm{img}}$"
 DELTA_N = r"$\Delta_n = 1 - \pi(x_{\neg n})$"
 DELTA_I = r"$\Delta_i = 1 - \pi(x^*, u_{\neg i})\,/\,\pi(x^*)$"
 PI = r"$\pi(x)$"
@@ -68,6 +69,11 @@ PI_HAT = r"$\hat{\pi}(x) = \theta \cdot x + b$"
 W_EQ13 = r"weighted image attention $w$ (Eq. 13)"
 ATTENTION_EQ10 = "image attention weight (Eq. 10)"
 DEPTH = r"relative depth $l\,/\,(L-1)$"
+
+
+def plain(text) -> str:
+    """``text`` as a literal matplotlib label: a ``$`` from data (a token, a file name) does not start mathtext."""
+    return str(text).replace("$", r"\$")
 
 
 def model_label(model) -> str:
@@ -210,7 +216,7 @@ def embedding_scatter(ax, xy: np.ndarray, groups: Sequence, title: str, *, fonts
     colors = group_colors(groups)
     for g, color in colors.items():
         sel = groups == g
-        ax.scatter(xy[sel, 0], xy[sel, 1], s=12, color=color, label=str(g))
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=12, color=color, label=plain(g))
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=fontsize)
@@ -219,14 +225,19 @@ def embedding_scatter(ax, xy: np.ndarray, groups: Sequence, title: str, *, fonts
 
 def token_bars(ax, delta: np.ndarray, tokens: Sequence[str], title: str, threshold: float = 0.05) -> None:
     """Fig. 4A/15: Δ_i per text token, mean ± std over samples (``delta`` [S, P]); tokens above
-    ``threshold`` red, the rest grey; the dashed line marks the threshold."""
+    ``threshold`` red, the rest grey; the dashed line marks the threshold. Tick labels are the
+    tokens as text (:func:`hearlib.analysis.token_text`: no ``▁``/``Ġ`` markers; ``␣`` a bare space,
+    ``\\n`` a line break)."""
+    from hearlib.analysis import token_text
+
     delta = np.atleast_2d(np.asarray(delta, dtype=np.float64))
     mean, std = delta.mean(axis=0), delta.std(axis=0)
     ax.bar(range(len(tokens)), mean, yerr=std, capsize=2,
            color=["tab:red" if m > threshold else "tab:gray" for m in mean])
     ax.axhline(threshold, color="k", lw=0.7, ls="--", label=f"threshold {threshold:g}")
     ax.set_xticks(range(len(tokens)))
-    ax.set_xticklabels([str(t) for t in tokens], rotation=70, fontsize=7)
+    names = [token_text(t) for t in tokens]
+    ax.set_xticklabels([plain("␣" if t == "" else "\\n" if t == "\n" else t) for t in names], rotation=70, fontsize=7)
     ax.set_ylabel(DELTA_I)
     ax.set_title(title, fontsize=9)
 
@@ -258,7 +269,7 @@ def grouped_bars(ax, groups: Sequence[str], series: Mapping[str, Sequence[float]
         color = (colors or {}).get(name, criterion_color(name))
         ax.bar(x + i * width, np.asarray(series[name], dtype=np.float64), width, color=color, label=name)
     ax.set_xticks(x + width * (len(names) - 1) / 2)
-    ax.set_xticklabels([str(g) for g in groups])
+    ax.set_xticklabels([plain(g) for g in groups])
     if ylabel:
         ax.set_ylabel(ylabel)
     if title:
@@ -291,7 +302,7 @@ def image_token_maps(images: Sequence, labels: Sequence[str], entries: Sequence[
     for row, image, label, e in zip(axes, images, labels, entries):
         grid = tuple(int(g) for g in e["grid"])
         row[0].imshow(_load_image(image))
-        row[0].set_title(str(label), fontsize=8)
+        row[0].set_title(plain(label), fontsize=8)
         theta = to_grid(e["theta_img"], grid)
         v = float(np.abs(theta).max()) or 1.0
         im = row[1].imshow(theta, cmap="RdBu_r", vmin=-v, vmax=v)
@@ -316,7 +327,7 @@ def image_panels(images: Sequence, titles: Sequence[str], panel_size=(2.2, 2.4))
     axes = fig.subplots(1, len(images), squeeze=False)
     for ax, image, title in zip(axes[0], images, titles):
         ax.imshow(_load_image(image))
-        ax.set_title(str(title), fontsize=8)
+        ax.set_title(plain(title), fontsize=8)
         ax.axis("off")
     return fig
 
@@ -336,9 +347,9 @@ def head_vector_figure(vectors: np.ndarray, row_order: Sequence[int], col_order:
     ax = fig.subplots()
     im = _image(ax, mat, "RdBu_r", None, None, symmetric=True)
     ax.set_yticks(range(mat.shape[0]))
-    ax.set_yticklabels([str(head_labels[i]) for i in row_order], fontsize=6)
+    ax.set_yticklabels([plain(head_labels[i]) for i in row_order], fontsize=6)
     ax.set_xticks(range(mat.shape[1]))
-    ax.set_xticklabels([str(sample_labels[i]) for i in col_order], rotation=90, fontsize=5)
+    ax.set_xticklabels([plain(sample_labels[i]) for i in col_order], rotation=90, fontsize=5)
     ax.set_xlabel("samples (clustered)")
     ax.set_ylabel("heads (clustered)")
     fig.colorbar(im, ax=ax, label=THETA_N)

@@ -71,7 +71,7 @@ def test_mathtext_labels_render():
                                P.W_EQ13, P.DEPTH)):
         ax.text(0.1, i / 10, label)
     assert renders(fig)
-    assert P.THETA_IMG == r"$\theta^{img}$" and "θ" not in P.THETA_IMG
+    assert P.THETA_IMG == r"$\theta^{\mathrm{img}}$" and "θ" not in P.THETA_IMG
 
 
 def test_head_map_draws_one_image_with_a_colour_bar():
@@ -156,12 +156,12 @@ def test_token_bars_highlight_tokens_above_the_threshold():
     delta = np.array([[0.0, 0.01, 0.3], [0.02, 0.0, 0.5]])
     fig = P.new_figure()
     ax = fig.subplots()
-    P.token_bars(ax, delta, ["▁What", "▁image", ":"], "t", threshold=0.05)
+    P.token_bars(ax, delta, ["▁What", "▁cost$", ":"], "t", threshold=0.05)
     assert len(ax.patches) == 3
     np.testing.assert_allclose([p.get_height() for p in ax.patches], delta.mean(axis=0))
     red = matplotlib.colors.to_rgba("tab:red")
     assert [p.get_facecolor() == red for p in ax.patches] == [False, False, True]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["▁What", "▁image", ":"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["What", "cost\\$", ":"]    # as text, "$" literal
     assert renders(fig)
 
 
@@ -194,7 +194,7 @@ def test_image_token_maps_have_a_colour_bar_on_every_map(tmp_path):
     maps = [ax for ax in fig.axes if ax.images and not isinstance(getattr(ax, "_colorbar", None), Colorbar)]
     assert len(maps) == 6                                       # image, θ^img, w per row
     titles = [ax.get_title() for ax in maps]
-    assert titles[0] == "cat" and titles[1].startswith(r"$\theta^{img}$") and titles[2].startswith("$w$")
+    assert titles[0] == "cat" and titles[1].startswith(P.THETA_IMG) and titles[2].startswith("$w$")
     assert maps[1].images[0].get_array().shape == (2, 3)
     assert fig.get_suptitle() == "hear-organism-s"
     assert renders(fig)
@@ -219,3 +219,14 @@ def test_table_image_and_message_figures():
     assert [ax.get_title() for ax in fig.axes] == ["real: cat", "sketch: cat"]
     fig = P.message_figure("no head with θ > 0.1")
     assert fig.axes[0].texts[0].get_text() == "no head with θ > 0.1" and renders(fig)
+
+
+def test_plain_keeps_data_literal():
+    assert P.plain("US$ 5") == r"US\$ 5" and P.plain("cat") == "cat"
+    fig = P.new_figure()
+    ax = fig.subplots()
+    P.embedding_scatter(ax, np.zeros((2, 2)), ["a$b", "c"], "t")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [r"a\$b", "c"]
+    P.token_bars(ax, np.zeros((1, 2)), ["▁", "<0x0A>"], "t")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["␣", "\\n"]
+    assert renders(fig)
