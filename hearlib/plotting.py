@@ -90,7 +90,11 @@ def model_label(model) -> str:
     stripped = text.rstrip("/") or text
     path = Path(stripped).expanduser()
     # the rule of hearlib.models.load_engine: a hub id is "owner/name" that is not a local path
-    looks_local = path.exists() or stripped.startswith((".", "/", "~")) or stripped.count("/") != 1
+    # (here also not one under the repository root, where hearlib.study looks for relative paths)
+    from hearlib import paths
+
+    looks_local = (path.exists() or (not path.is_absolute() and (paths.ROOT / path).exists())
+                   or stripped.startswith((".", "/", "~")) or stripped.count("/") != 1)
     return path.name if looks_local and path.name else stripped
 
 

@@ -37,7 +37,7 @@ def no_pyplot_leaks():
     assert plt.get_fignums() == before, "a plotting helper left a pyplot figure open"
 
 
-def test_model_label_names_models_as_given(tmp_path):
+def test_model_label_names_models_as_given(tmp_path, monkeypatch):
     organism = tmp_path / "models" / "hear-organism-s"
     organism.mkdir(parents=True)
     assert P.model_label("data/models/hear-organism-s") == "hear-organism-s"
@@ -47,6 +47,8 @@ def test_model_label_names_models_as_given(tmp_path):
     assert P.model_label("./hear-organism-m") == "hear-organism-m"
     assert P.model_label("llava-hf/llava-1.5-7b-hf") == "llava-hf/llava-1.5-7b-hf"     # hub id
     assert P.model_label("llava-1.5-7b") == "llava-1.5-7b"                             # registry name
+    monkeypatch.chdir(tmp_path)                                # "owner/name" shape, but a folder under the root
+    assert P.model_label("notebooks/profiles") == "profiles"
 
     class StudyLike:
         model = str(organism)
