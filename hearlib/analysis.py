@@ -74,6 +74,20 @@ __all__ = [
     "paired_cosine",
     "mean_std",
     "pearson",
+    "min_heads_per_criterion",
+    "heldout_prediction",
+    "head_name",
+    "top_share",
+    "ROLE_TOKENS",
+    "token_text",
+    "answer_in_tokens",
+    "important_tokens",
+    "describe_tokens",
+    "only_role_and_final",
+    "same_label_rate",
+    "tsne_perplexity",
+    "tsne_embedding",
+    "cross_domain_cosines",
 ]
 
 Evaluate = Callable[..., np.ndarray]
@@ -426,3 +440,198 @@ def mean_std(values: np.ndarray) -> tuple[float, float]:
     """(mean, population std) ignoring NaN, as reported in Table 1 ("mean ± std")."""
     values = np.asarray(values, dtype=np.float64)
     return float(np.nanmean(values)), float(np.nanstd(values))
+
+
+# ----------------------------------------------------------------------------- helpers behind the notebooks
+
+def min_heads_per_criterion(entries: Sequence[Mapping], faithfulness: float = 0.8,
+                            completeness: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Minimum heads per sample and criterion (Fig. 3A/11, 9A).
+
+    ``entries``: per-sample validation results, each with ``"faithfulness"`` and
+    ``"completeness"`` curves of shape [C, N] (one row per criterion). Returns
+    ``(k_faithfulness, k_completeness)``, two int arrays [S, C]: :func:`min_heads` with
+    faithfulness > ``faithfulness`` and completeness < ``completeness``.
+    """
+    kf = [[min_heads(row, faithfulness, "faithfulness") for row in np.atleast_2d(e["faithfulness"])]
+          for e in entries]
+    kc = [[min_heads(row, completeness, "completeness") for row in np.atleast_2d(e["completeness"])]
+          for e in entries]
+    return np.asarray(kf, dtype=np.int64), np.asarray(kc, dtype=np.int64)
+
+
+def heldout_prediction(masks: np.ndarray, pi: np.ndarray, theta: np.ndarray, intercept: float,
+                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """π and the linear prediction π̂ = θ·x + b on the held-out 20% of the masks (Fig. 2).
+
+    The split is :func:`hearlib.attribution.train_test_indices` with the fit's ``seed``, so these
+    are the masks the reported R² and Pearson were measured on. Returns ``(pi_test, pred_test)``.
+    """
+    from hearlib.attribution import train_test_indices
+
+    masks = np.asarray(masks)
+    pi = np.asarray(pi, dtype=np.float64).ravel()
+    _, test = train_test_indices(len(pi), seed)
+    pred = masks[test].astype(np.float64) @ np.asarray(theta, dtype=np.float64).ravel() + float(intercept)
+    return pi[test], pred
+
+
+def head_name(n: int, n_heads: int) -> str:
+    """``"L{l}H{h}"`` for head index ``n = l·H + h``."""
+    n = int(n)
+    return f"L{n // n_heads}H{n % n_heads}"
+
+
+def top_share(values: np.ndarray, fraction: float = 0.1) -> float:
+    """Share of the positive mass of ``values`` held by its top ``fraction`` (at least one entry).
+
+    Used for θ^img: how concentrated image-token importance is (1 = all in the top 10% of tokens).
+    0 when no value is positive.
+    """
+    pos = np.clip(np.asarray(values, dtype=np.float64).ravel(), 0.0, None)
+    total = pos.sum()
+    if total <= 0:
+        return 0.0
+    k = max(1, int(len(pos) * fraction))
+    return float(np.sort(pos)[::-1][:k].sum() / total)
+
+
+# ----------------------------------------------------------------------------- tokens in words (Fig. 4A, Fig. 8)
+
+ROLE_TOKENS = ("ASSISTANT", "assistant", "Assistant")
+
+
+def token_text(token: str) -> str:
+    """A tokenizer piece as text: SentencePiece ``▁`` / byte-BPE ``Ġ`` markers and spaces stripped."""
+    text = str(token).replace("▁", " ").replace("Ġ", " ").replace("Ċ", "\n").strip(" ")
+    if text in ("<0x0A>", "\n"):
+        return "\n"
+    return text
+
+
+def answer_in_tokens(answer: str, tokens: Sequence[str]) -> bool:
+    """Whether ``answer`` is one of ``tokens`` (compared as :func:`token_text`, case-insensitive)."""
+    want = str(answer).strip().lower()
+    return any(token_text(t).lower() == want for t in tokens)
+
+
+def important_tokens(delta: np.ndarray, threshold: float = 0.05) -> np.ndarray:
+    """Positions whose Δ_i exceeds ``threshold``: ``delta`` [P] or [S, P] (then the mean over samples)."""
+    delta = np.asarray(delta, dtype=np.float64)
+    mean = delta.mean(axis=0) if delta.ndim == 2 else delta.ravel()
+    return np.flatnonzero(mean > threshold)
+
+
+def _ordinal(k: int) -> str:
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix}"
+
+
+def _token_words(token: str) -> str:
+    text = token_text(token)
+    if text == "":
+        return "a space"
+    if text == "\n":
+        return "a line break"
+    return f"'{text}'"
+
+
+def describe_tokens(tokens: Sequence[str], positions: Sequence[int]) -> str:
+    """The text tokens at ``positions`` in words, for a headline.
+
+    E.g. ``"1 of 17 text tokens: ':' (the last)"`` or ``"2 of 17 text tokens: 'ASSISTANT' (3rd
+    from last), ':' (the last)"``; ``"none of 17 text tokens"`` when ``positions`` is empty.
+    A token's position is counted from the end of the prompt (where the paper's tokens sit) for
+    the last three, from the start otherwise.
+    """
+    n = len(tokens)
+    positions = [int(p) for p in positions]
+    if not positions:
+        return f"none of {n} text tokens"
+    parts = []
+    for p in positions:
+        from_end = n - p
+        if from_end == 1:
+            where = "the last"
+        elif from_end <= 3:
+            where = f"{_ordinal(from_end)} from last"
+        else:
+            where = f"{_ordinal(p + 1)} of {n}"
+        parts.append(f"{_token_words(tokens[p])} ({where})")
+    noun = "text token" if n == 1 else "text tokens"
+    return f"{len(positions)} of {n} {noun}: " + ", ".join(parts)
+
+
+def only_role_and_final(tokens: Sequence[str], positions: Sequence[int], tail: int = 3) -> bool:
+    """Whether every position is a role token (``ASSISTANT``) or among the last ``tail`` text tokens.
+
+    The paper's finding for Fig. 4A. False when ``positions`` is empty.
+    """
+    positions = [int(p) for p in positions]
+    n = len(tokens)
+    return bool(positions) and all(p >= n - tail or token_text(tokens[p]) in ROLE_TOKENS for p in positions)
+
+
+# ----------------------------------------------------------------------------- patterns (Fig. 3E, 9B, 9E)
+
+def same_label_rate(x: np.ndarray, groups: Sequence) -> tuple[float, float]:
+    """Share of samples whose nearest neighbour (cosine, rows of ``x``) has the same label, and chance.
+
+    ``x`` [S, D] (θ per sample), ``groups`` [S] labels. Chance is the probability that a random
+    other sample has the same label: Σ_g c_g (c_g − 1) / (S (S − 1)). Ties in similarity go to
+    the lower index. Needs S ≥ 2.
+    """
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    groups = np.asarray(groups)
+    n = len(groups)
+    if n < 2 or x.shape[0] != n:
+        raise ValueError(f"need at least 2 samples with one label each, got {x.shape[0]} rows and {n} labels")
+    z = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    sim = z @ z.T
+    np.fill_diagonal(sim, -np.inf)
+    nn = sim.argmax(axis=1)
+    _, counts = np.unique(groups, return_counts=True)
+    chance = float((counts * (counts - 1)).sum() / (n * (n - 1)))
+    return float((groups[nn] == groups).mean()), chance
+
+
+def tsne_perplexity(n_samples: int) -> float:
+    """Perplexity for t-SNE on ``n_samples`` points: 30 (openTSNE's default) capped at (S − 1)/3, at least 2."""
+    return float(max(2.0, min(30.0, (n_samples - 1) / 3.0)))
+
+
+def tsne_embedding(x: np.ndarray, seed: int = 0, metric: str = "cosine",
+                   perplexity: float | None = None) -> np.ndarray:
+    """2-D t-SNE (openTSNE) of the rows of ``x`` (θ per sample; Fig. 3E/13, 9E): float64 [S, 2].
+
+    Deterministic for a given ``seed`` (single thread, ``random_state=seed``). Perplexity:
+    :func:`tsne_perplexity` unless given.
+    """
+    from openTSNE import TSNE
+
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    perplexity = tsne_perplexity(len(x)) if perplexity is None else float(perplexity)
+    tsne = TSNE(perplexity=perplexity, metric=metric, random_state=seed, n_jobs=1, verbose=False)
+    return np.asarray(tsne.fit(x), dtype=np.float64)
+
+
+def cross_domain_cosines(thetas: np.ndarray, domains: Sequence, scenes: Sequence,
+                         labels: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine of θ between samples of different domains (Fig. 9): same scene vs same class only.
+
+    Over every pair (i < j) with ``domains[i] != domains[j]``: the cosine goes to the first array
+    when ``scenes[i] == scenes[j]`` (the same scene rendered in two styles), to the second when
+    the scenes differ but ``labels[i] == labels[j]``. Pairs of different classes are skipped.
+    """
+    thetas = np.atleast_2d(np.asarray(thetas, dtype=np.float64))
+    domains, scenes, labels = np.asarray(domains), np.asarray(scenes), np.asarray(labels)
+    same, same_class = [], []
+    for i in range(len(thetas)):
+        for j in range(i + 1, len(thetas)):
+            if domains[i] == domains[j]:
+                continue
+            if scenes[i] == scenes[j]:
+                same.append(cosine_similarity(thetas[i], thetas[j]))
+            elif labels[i] == labels[j]:
+                same_class.append(cosine_similarity(thetas[i], thetas[j]))
+    return np.asarray(same, dtype=np.float64), np.asarray(same_class, dtype=np.float64)

@@ -24,20 +24,20 @@
 
 # %% tags=["parameters"]
 model = "data/models/hear-organism-s"      # organism folder, checkpoint folder, hub id or registry name
-data = "data/scenes/heldout"               # COCO-format folder (or `python -m hearlib scenes` output)
+data = "data/scenes/study-400"             # COCO-format folder (or `python -m hearlib scenes` output)
 n_samples = 40                              # correct samples (paper: 200)
-n_masks = 1000                              # M head masks per sample (paper: 10,000)
+n_masks = 2000                              # M head masks per sample (paper: 10,000)
 ratio = 0.75                                # p, share of heads ablated per mask
 seed = 0
 n_mean_images = 32                          # R, images averaged for the mean keys/values (paper: 100)
 correct_only = True                         # keep samples the model answers correctly (paper)
 method = "fast"
-batch_size = 64
+batch_size = 256
 device = None
 store = "data/store/study"
 out = "figures"
 profile = "quick"
-n_show = 6                                  # samples drawn in Fig. 7
+n_show = 4                                  # samples drawn in Fig. 7
 
 # %%
 import matplotlib
@@ -48,14 +48,15 @@ import numpy as np
 import pandas as pd
 
 from hearlib import analysis as A
-from hearlib.report import Report, head_grid
+from hearlib import plotting as P
+from hearlib.report import Report
 from hearlib.study import Study, stack
 
 st = Study(model, data, store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size,
            device=device)
 settings = dict(n_masks=n_masks, ratio=ratio, seed=seed)
-report = Report("01_head_ablation", out, dict(profile=profile, model=st.model_id, data=st.dataset_id,
-                                              n_samples=n_samples, R=n_mean_images, **settings))
+report = Report("01_head_ablation", out, dict(profile=profile, model=P.model_label(st.model), model_id=st.model_id,
+                                              data=st.dataset_id, n_samples=n_samples, R=n_mean_images, **settings))
 items = st.samples(n_samples, correct_only=correct_only)
 print(st, f"{len(items)} samples")
 
@@ -72,33 +73,25 @@ print("Δ:", deltas.shape, "max over all:", deltas.max().round(3))
 # %%
 rng = np.random.default_rng(seed)
 show = rng.choice(len(items), size=min(n_show, len(items)), replace=False)
-cols = min(3, len(show))
-rows = int(np.ceil(len(show) / cols))
-fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
-vmax = max(0.05, float(deltas[show].max()))
-for ax, s in zip(axes.flat, show):
-    im = ax.imshow(deltas[s].reshape(L, H), cmap="Reds", vmin=0, vmax=vmax, aspect="auto")
-    ax.set_title(f"{items[s].label} (#{items[s].image_id}) max Δ={deltas[s].max():.2f}", fontsize=8)
-    head_grid(ax)
-for ax in axes.flat[len(show):]:
-    ax.axis("off")
-fig.colorbar(im, ax=axes, shrink=0.8, label="Δ_n = 1 − π(x_¬n)")
-fig.suptitle("Fig. 7: single-head ablation")
+titles = [f"{items[s].label} (#{items[s].image_id}): max $\\Delta_n$ = {deltas[s].max():.2f}" for s in show]
+fig = P.head_map_panels([deltas[s].reshape(L, H) for s in show], titles,
+                        cmap="Reds", vmin=0, vmax=max(0.05, float(deltas[show].max())), label=P.DELTA_N,
+                        suptitle=f"Fig. 7: single-head ablation, {P.model_label(st.model)}")
 report.figure(fig, "fig7_single_head_ablation", "Fig. 7")
 
 # %%
 max_delta = deltas.max(axis=1)
 fig, ax = plt.subplots(figsize=(4.5, 3))
 ax.hist(max_delta, bins=20, color="tab:red", alpha=0.8)
-ax.axvline(0.05, color="k", ls="--", label="Δ = 0.05")
-ax.set_xlabel("max_n Δ_n per sample")
+ax.axvline(0.05, color="k", ls="--", label=r"$\Delta_n$ = 0.05")
+ax.set_xlabel(r"$\max_n \Delta_n$ per sample")
 ax.set_ylabel("samples")
 ax.legend()
-ax.set_title("Largest single-head effect per sample")
+ax.set_title(f"{P.model_label(st.model)}: largest single-head effect per sample")
 report.figure(fig, "fig7_max_single_head_delta", "Fig. 7")
 
 table = pd.DataFrame({"sample": [it.image_id for it in items], "label": [it.label for it in items],
-                      "max_delta": max_delta, "argmax_head": deltas.argmax(axis=1),
+                      "max_delta": max_delta, "argmax_head": [A.head_name(n, H) for n in deltas.argmax(axis=1)],
                       "heads_above_0.05": (deltas > 0.05).sum(axis=1)})
 report.table(table, "fig7_single_head_stats", "Fig. 7")
 
@@ -112,5 +105,6 @@ if share < 0.8:
     note = (f"The organism disagrees: only {share:.0%} of samples have no head above 5%. With "
             f"{L * H} heads (LLaVA-1.5-7B: 1,024) each head carries a larger share of the flow, so "
             "single-head ablation matters more; the paper's redundancy grows with model size.")
-report.headline("Fig. 7", "share of samples with no head Δ_n > 0.05", f"{share:.2f}", "0.80", note)
+report.headline("Fig. 7", "share of samples in which no single head's ablation costs more than 5% (Δ_n > 0.05)",
+                f"{share:.0%} of {len(items)} samples", "80%", note)
 report.write_readme();

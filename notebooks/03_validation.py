@@ -24,22 +24,22 @@
 # %% tags=["parameters"]
 model = "data/models/hear-organism-s"
 models = ["data/models/hear-organism-s", "data/models/hear-organism-m", "data/models/hear-organism-l"]
-data = "data/scenes/heldout"
+data = "data/scenes/study-400"
 n_samples = 40
 n_size_samples = 20
-n_masks = 1000
+n_masks = 2000
 ratio = 0.75
 seed = 0
 n_mean_images = 32
 correct_only = True
 method = "fast"
-batch_size = 64
+batch_size = 256
 device = None
 store = "data/store/study"
 out = "figures"
 profile = "quick"
 ratios = [0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875]   # Fig. 6
-n_ratio_samples = 10
+n_ratio_samples = 6
 faith_thresholds = [0.5, 0.6, 0.7, 0.8, 0.9]               # Fig. 5
 comp_thresholds = [0.5, 0.4, 0.3, 0.2, 0.1]
 
@@ -52,14 +52,15 @@ import numpy as np
 import pandas as pd
 
 from hearlib import analysis as A
+from hearlib import plotting as P
 from hearlib.report import Report
 from hearlib.study import Study, stack
 
 common = dict(store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device)
 st = Study(model, data, **common)
 settings = dict(n_masks=n_masks, ratio=ratio, seed=seed)
-report = Report("03_validation", out, dict(profile=profile, model=st.model_id, data=st.dataset_id,
-                                           n_samples=n_samples, n_size_samples=n_size_samples,
+report = Report("03_validation", out, dict(profile=profile, model=P.model_label(st.model), model_id=st.model_id,
+                                           data=st.dataset_id, n_samples=n_samples, n_size_samples=n_size_samples,
                                            n_ratio_samples=n_ratio_samples, R=n_mean_images, **settings))
 items = st.samples(n_samples, correct_only=correct_only)
 valid = st.many("validation", items, **settings)
@@ -67,35 +68,13 @@ criteria = list(valid[0]["criteria"])
 N = valid[0]["faithfulness"].shape[1]
 print(st, f"{len(items)} samples, N = {N}, criteria {criteria}")
 
-
-def min_k(entries, t_faith=0.8, t_comp=0.2):
-    """[S, C] minimum heads per sample and criterion for faithfulness > t and completeness < t."""
-    f = np.array([[A.min_heads(e["faithfulness"][c], t_faith, "faithfulness") for c in range(len(criteria))]
-                  for e in entries])
-    c = np.array([[A.min_heads(e["completeness"][c], t_comp, "completeness") for c in range(len(criteria))]
-                  for e in entries])
-    return f, c
-
-
 # %% [markdown]
 # ## Fig. 3A — minimum heads per criterion (faithfulness > 0.8, completeness < 0.2)
 
 # %%
-colors = {"HeAr": "tab:red", "Random": "tab:gray", "Attention": "tab:blue", "Causal": "tab:green"}
-
-
-def bars(axes, kf, kc, title, n_heads):
-    for ax, k, name in zip(axes, (kf, kc), ("faithfulness > 0.8", "completeness < 0.2")):
-        mean, std = k.mean(axis=0), k.std(axis=0)
-        ax.bar(criteria, mean, yerr=std, color=[colors[c] for c in criteria], capsize=3)
-        ax.axhline(n_heads, color="k", lw=0.6, ls=":")
-        ax.set_title(f"{title}: {name}", fontsize=9)
-        ax.set_ylabel("minimum number of heads")
-
-
-kf, kc = min_k(valid)
+kf, kc = A.min_heads_per_criterion(valid)                     # [S, C] each
 fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
-bars(axes, kf, kc, st.model_id, N)
+P.min_heads_bars(axes, kf, kc, criteria, P.model_label(st.model), N)
 report.figure(fig, "fig3a_min_heads", "Fig. 3A")
 summary = pd.DataFrame({"criterion": criteria, "faithfulness>0.8 mean": kf.mean(0), "faithfulness>0.8 median": np.median(kf, 0),
                         "completeness<0.2 mean": kc.mean(0), "completeness<0.2 median": np.median(kc, 0)})
@@ -114,8 +93,8 @@ if not (fewer_f and fewer_c):
     worse = [criteria[i] for i in others if kf[:, hear].mean() >= kf[:, i].mean() or kc[:, hear].mean() >= kc[:, i].mean()]
     note = (f"On the organism HeAr does not need strictly fewer heads than {', '.join(worse)} for both thresholds; "
             f"with only N = {N} heads the criteria often pick the same few heads.")
-report.headline("Fig. 3A", "mean min heads, faithfulness>0.8 / completeness<0.2", value,
-                "HeAr needs the fewest heads for both (LLaVA-1.5-7B)", note)
+report.headline("Fig. 3A", "mean number of top heads each criterion needs for faithfulness > 0.8 / completeness < 0.2",
+                value, "HeAr needs the fewest heads for both (LLaVA-1.5-7B)", note)
 
 # %% [markdown]
 # ## Fig. 11 and Fig. 3B — every model; the HeAr minimum against model size
@@ -132,13 +111,14 @@ trend, by_model = [], []
 for row, m in zip(axes, models):
     sm, va = per_model[m]
     n_heads = va[0]["faithfulness"].shape[1]
-    f, c = min_k(va)
-    bars(row, f, c, sm.model_id, n_heads)
-    trend.append({"model": sm.model_id, "heads": n_heads, "faithfulness>0.8": f[:, hear].mean(),
+    f, c = A.min_heads_per_criterion(va)
+    P.min_heads_bars(row, f, c, criteria, P.model_label(sm.model), n_heads)
+    trend.append({"model": P.model_label(sm.model), "heads": n_heads, "faithfulness>0.8": f[:, hear].mean(),
                   "completeness<0.2": c[:, hear].mean(), "faith_std": f[:, hear].std(), "comp_std": c[:, hear].std()})
-    by_model += [{"model": sm.model_id, "heads": n_heads, "samples": len(va), "criterion": name,
+    by_model += [{"model": P.model_label(sm.model), "heads": n_heads, "samples": len(va), "criterion": name,
                   "faithfulness>0.8 mean": f[:, i].mean(), "completeness<0.2 mean": c[:, i].mean()}
                  for i, name in enumerate(criteria)]
+fig.tight_layout()
 report.figure(fig, "fig11_min_heads_models", "Fig. 11")
 by_model = pd.DataFrame(by_model)
 report.table(by_model, "fig11_min_heads_models", "Fig. 11",
@@ -159,17 +139,18 @@ for key, color in (("faithfulness>0.8", "tab:red"), ("completeness<0.2", "tab:bl
     std = trend["faith_std" if key.startswith("faith") else "comp_std"]
     ax.errorbar(trend.heads, trend[key], yerr=std, marker="o", color=color, label=key, capsize=3)
 ax.set_xscale("log", base=2)
-ax.set_xlabel("number of heads N (model size)")
+ax.set_xlabel("number of heads $N$ (model size)")
 ax.set_ylabel("minimum heads (HeAr)")
 ax.legend()
+ax.set_title("HeAr minimum heads against model size", fontsize=9)
 report.figure(fig, "fig3b_size_trend", "Fig. 3B")
 gap = (trend["completeness<0.2"] - trend["faithfulness>0.8"]).to_numpy()
 grows = bool(len(gap) < 2 or np.all(np.diff(gap) > 0))
 note = "" if grows and (gap > 0).all() else (
     "On the organisms the completeness−faithfulness gap does not grow monotonically with size "
     f"(gaps {np.round(gap, 1).tolist()} for N = {trend.heads.tolist()}).")
-report.headline("Fig. 3B", "completeness − faithfulness gap (HeAr) by size",
-                ", ".join(f"N={h}: {g:.1f}" for h, g in zip(trend.heads, gap)),
+report.headline("Fig. 3B", "extra heads HeAr needs for completeness < 0.2 over faithfulness > 0.8, per model size",
+                ", ".join(f"{m} (N = {h}): {g:.1f}" for m, h, g in zip(trend.model, trend.heads, gap)),
                 "completeness needs many more heads, and more so in larger models", note)
 
 # %% [markdown]
@@ -181,12 +162,13 @@ rows = []
 for ci, name in enumerate(criteria):
     f = [np.mean([A.min_heads(e["faithfulness"][ci], t, "faithfulness") for e in valid]) for t in faith_thresholds]
     c = [np.mean([A.min_heads(e["completeness"][ci], t, "completeness") for e in valid]) for t in comp_thresholds]
-    axes[0].plot(faith_thresholds, f, marker="o", color=colors[name], label=name)
-    axes[1].plot(comp_thresholds, c, marker="o", color=colors[name], label=name)
+    axes[0].plot(faith_thresholds, f, marker="o", color=P.criterion_color(name), label=name)
+    axes[1].plot(comp_thresholds, c, marker="o", color=P.criterion_color(name), label=name)
     rows += [{"criterion": name, "kind": "faithfulness >", "threshold": t, "min_heads": v} for t, v in zip(faith_thresholds, f)]
     rows += [{"criterion": name, "kind": "completeness <", "threshold": t, "min_heads": v} for t, v in zip(comp_thresholds, c)]
 axes[0].set_xlabel("faithfulness threshold")
 axes[1].set_xlabel("completeness threshold")
+axes[0].set_title(f"{P.model_label(st.model)}: minimum heads against the threshold", fontsize=9)
 axes[1].invert_xaxis()
 for ax in axes:
     ax.set_ylabel("minimum heads")
@@ -219,14 +201,15 @@ report.table(by_ratio, "fig6_ablation_ratio", "Fig. 6")
 fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
 for ax, key in zip(axes, ("faithfulness>0.8", "completeness<0.2")):
     ax.errorbar(by_ratio["ratio"], by_ratio[f"{key} mean"], yerr=by_ratio[f"{key} std"], marker="o", capsize=3)
-    ax.set_xlabel("ablation ratio p")
+    ax.set_xlabel("ablation ratio $p$")
     ax.set_ylabel("minimum heads (HeAr)")
-    ax.set_title(key)
+    ax.set_title(f"{P.model_label(st.model)}: {key}", fontsize=9)
 fig.tight_layout()
 report.figure(fig, "fig6_ablation_ratio", "Fig. 6")
 low = by_ratio[by_ratio.ratio <= 0.5]["faithfulness>0.8 mean"].mean()
 high = by_ratio[by_ratio.ratio > 0.5]["faithfulness>0.8 mean"].mean()
-report.headline("Fig. 6", "mean min heads (faithfulness) for p ≤ 50% vs p > 50%", f"{low:.1f} vs {high:.1f}",
+report.headline("Fig. 6", "mean heads HeAr needs for faithfulness > 0.8, ablation ratio p ≤ 50% vs p > 50%",
+                f"{low:.1f} vs {high:.1f} heads",
                 "p > 50% needs fewer heads, stable across high ratios",
                 "" if high <= low else "On the organism, high ablation ratios do not need fewer heads.")
 report.write_readme()

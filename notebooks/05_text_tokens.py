@@ -24,16 +24,16 @@
 # %% tags=["parameters"]
 model = "data/models/hear-organism-s"
 models = ["data/models/hear-organism-s", "data/models/hear-organism-m", "data/models/hear-organism-l"]
-data = "data/scenes/heldout"
+data = "data/scenes/study-400"
 n_samples = 40
 n_size_samples = 20
-n_masks = 1000
+n_masks = 2000
 ratio = 0.75
 seed = 0
 n_mean_images = 32
 correct_only = True
 method = "fast"
-batch_size = 64
+batch_size = 256
 device = None
 store = "data/store/study"
 out = "figures"
@@ -49,14 +49,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from hearlib import analysis as A
+from hearlib import plotting as P
 from hearlib.report import Report, fmt_pm
 from hearlib.study import Study, stack
 
 common = dict(store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device)
 st = Study(model, data, **common)
 settings = dict(n_masks=n_masks, ratio=ratio, seed=seed, threshold=threshold, token_threshold=token_threshold)
-report = Report("05_text_tokens", out, dict(profile=profile, model=st.model_id, data=st.dataset_id,
-                                            n_samples=n_samples, n_size_samples=n_size_samples,
+report = Report("05_text_tokens", out, dict(profile=profile, model=P.model_label(st.model), model_id=st.model_id,
+                                            data=st.dataset_id, n_samples=n_samples, n_size_samples=n_size_samples,
                                             R=n_mean_images, **settings))
 items = st.samples(n_samples, correct_only=correct_only)
 texts = st.many("text", items, **settings)
@@ -68,19 +70,9 @@ print(st, f"{len(items)} samples, text tokens: {tokens}")
 # ## Fig. 4A — Δ_i per text token (mean ± std over samples)
 
 # %%
-def token_bars(ax, delta, tokens, title):
-    mean, std = delta.mean(axis=0), delta.std(axis=0)
-    colors = ["tab:red" if m > token_threshold else "tab:gray" for m in mean]
-    ax.bar(range(len(tokens)), mean, yerr=std, color=colors, capsize=2)
-    ax.axhline(token_threshold, color="k", lw=0.7, ls="--")
-    ax.set_xticks(range(len(tokens)))
-    ax.set_xticklabels(tokens, rotation=70, fontsize=7)
-    ax.set_ylabel("Δ_i = 1 − π(x*, u¬i)/π(x*)")
-    ax.set_title(title, fontsize=9)
-
-
 fig, ax = plt.subplots(figsize=(max(6, 0.4 * len(tokens)), 3.4))
-token_bars(ax, delta, tokens, f"{st.model_id}: blocking one text token under x*")
+P.token_bars(ax, delta, tokens, f"{P.model_label(st.model)}: blocking one text token's image access under $x^*$",
+             token_threshold)
 report.figure(fig, "fig4a_text_tokens", "Fig. 4A")
 per_token = pd.DataFrame({"position": range(len(tokens)), "token": tokens, "delta_mean": delta.mean(0),
                           "delta_std": delta.std(0), "share_in_u_star": stack(texts, "u_star").mean(0)})
@@ -88,15 +80,14 @@ report.table(per_token, "fig4a_text_tokens", "Fig. 4A")
 per_token
 
 # %%
-important = [t for t, m in zip(tokens, delta.mean(0)) if m > token_threshold]
-role_like = {"ASSISTANT", ":", "▁ASSISTANT", "ĠASSISTANT"}
-last_three = set(range(len(tokens) - 3, len(tokens)))
-tail = all(i in last_three or tokens[i] in role_like for i, m in enumerate(delta.mean(0)) if m > token_threshold)
-report.headline("Fig. 4A", "tokens with mean Δ_i > 0.05", " ".join(important) or "(none)",
+important = A.important_tokens(delta, token_threshold)        # positions, by the mean over samples
+role_and_final = A.only_role_and_final(tokens, important)
+report.headline("Fig. 4A", f"text tokens whose blocked image access costs more than {token_threshold:.0%} of the logit "
+                f"(mean Δ_i > {token_threshold})", A.describe_tokens(tokens, important),
                 "the role tokens (ASSISTANT) and the final ':' only",
-                "" if tail and important else
+                "" if role_and_final else
                 "On the organism, tokens other than the role tokens and the final ':' also receive image information."
-                if important else "On the organism no single text token has Δ_i > 0.05 on average.")
+                if len(important) else f"On the organism no single text token has Δ_i > {token_threshold} on average.")
 
 # %% [markdown]
 # ## Table 3 and Fig. 15 — π(x*, u*) / π(x*) for every model
@@ -108,9 +99,9 @@ for ax, m in zip(axes[:, 0], models):
     sm = st if str(m) == str(model) else Study(m, data, **common)
     its = items[:n_size_samples] if sm is st else sm.samples(n_size_samples, correct_only=correct_only)
     tx = texts[:n_size_samples] if sm is st else sm.many("text", its, **settings)
-    token_bars(ax, stack(tx, "delta_text"), list(tx[0]["text_tokens"]), sm.model_id)
+    P.token_bars(ax, stack(tx, "delta_text"), list(tx[0]["text_tokens"]), P.model_label(sm.model), token_threshold)
     ratio_ = np.array([t["ratio"] for t in tx])
-    rows.append({"model": sm.model_id, "samples": len(tx), "logit relative to π(x*)": fmt_pm(ratio_),
+    rows.append({"model": P.model_label(sm.model), "samples": len(tx), "logit relative to π(x*)": fmt_pm(ratio_),
                  "mean": ratio_.mean(), "tokens kept (mean)": stack(tx, "u_star").sum(1).mean()})
 fig.tight_layout()
 report.figure(fig, "fig15_text_tokens_models", "Fig. 15")
@@ -118,7 +109,9 @@ table3 = pd.DataFrame(rows)
 report.table(table3, "table3_text_token_ratio", "Table 3",
              "π(x*, u*, 1) / π(x*) when only the text tokens with Δ_i > 0.05 keep image access; mean ± std.")
 ratios = np.array([t["ratio"] for t in texts])
-report.headline("Table 3", "π(x*, u*)/π(x*)", fmt_pm(ratios), "0.98 ± 0.02 (LLaVA-1.5-7B; 0.82–0.99 over ten models)",
+report.headline("Table 3", "share of the logit kept when only u* (each sample's text tokens with "
+                f"Δ_i > {token_threshold}) keep image access: π(x*, u*)/π(x*)",
+                fmt_pm(ratios), "0.98 ± 0.02 (LLaVA-1.5-7B; 0.82–0.99 over ten models)",
                 "" if ratios.mean() >= 0.8 else
                 "On the organism the selected tokens preserve less of the logit: the flow is spread over more text tokens.")
 table3

@@ -24,18 +24,18 @@
 # %% tags=["parameters"]
 model = "data/models/hear-organism-s"
 models = ["data/models/hear-organism-s", "data/models/hear-organism-m", "data/models/hear-organism-l"]
-data = "data/scenes/heldout"
+data = "data/scenes/study-400"
 n_samples = 40
-n_image_samples = 20                        # samples with image-token attribution
-n_masks = 1000
-n_image_masks = 1000                        # M image-token masks (paper: 10,000)
+n_image_samples = 12                        # samples with image-token attribution (paper: 50)
+n_masks = 2000
+n_image_masks = 2000                        # M image-token masks (paper: 10,000)
 image_ratio = 0.75
 ratio = 0.75
 seed = 0
 n_mean_images = 32
 correct_only = True
 method = "fast"
-batch_size = 64
+batch_size = 256
 device = None
 store = "data/store/study"
 out = "figures"
@@ -43,7 +43,7 @@ profile = "quick"
 threshold = 0.8
 token_threshold = 0.05
 n_show = 4                                  # rows of Fig. 4B
-n_more = 8                                  # rows of Fig. 16/17
+n_more = 6                                  # rows of Fig. 16/17
 
 # %%
 import matplotlib
@@ -52,9 +52,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from hearlib import analysis as A
+from hearlib import plotting as P
 from hearlib.report import Report, fmt_pm
 from hearlib.study import Study, stack
 
@@ -62,8 +62,9 @@ common = dict(store=store, n_mean_images=n_mean_images, method=method, batch_siz
 st = Study(model, data, **common)
 settings = dict(n_masks=n_masks, ratio=ratio, seed=seed, threshold=threshold, token_threshold=token_threshold,
                 n_image_masks=n_image_masks, image_ratio=image_ratio)
-report = Report("06_image_tokens", out, dict(profile=profile, model=st.model_id, data=st.dataset_id,
-                                             n_image_samples=n_image_samples, R=n_mean_images, **settings))
+report = Report("06_image_tokens", out, dict(profile=profile, model=P.model_label(st.model), model_id=st.model_id,
+                                             data=st.dataset_id, n_image_samples=n_image_samples, R=n_mean_images,
+                                             **settings))
 items = st.samples(n_image_samples, correct_only=correct_only)
 imgs = st.many("image", items, **settings)
 print(st, f"{len(items)} samples, grid {imgs[0]['grid']}")
@@ -72,35 +73,17 @@ print(st, f"{len(items)} samples, grid {imgs[0]['grid']}")
 # ## Fig. 4B — image, θ^img, weighted attention w
 
 # %%
-def maps(study, its, entries, n_rows, title):
-    n_rows = min(n_rows, len(its))
-    fig, axes = plt.subplots(n_rows, 3, figsize=(7.5, 2.5 * n_rows), squeeze=False)
-    for row, it, e in zip(axes, its, entries):
-        grid = tuple(e["grid"])
-        row[0].imshow(Image.open(it.path).convert("RGB"))
-        row[0].set_title(f"{it.label}", fontsize=8)
-        t = A.to_grid(e["theta_img"], grid)
-        v = np.abs(t).max() or 1.0
-        row[1].imshow(t, cmap="RdBu_r", vmin=-v, vmax=v)
-        row[1].set_title(f"θ^img (R² {e['r2']:.2f})", fontsize=8)
-        row[2].imshow(A.to_grid(e["w"], grid), cmap="magma")
-        row[2].set_title(f"w (Eq. 13), ρ = {A.pearson(e['theta_img'], e['w']):.2f}", fontsize=8)
-        for ax in row:
-            ax.set_xticks([])
-            ax.set_yticks([])
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-report.figure(maps(st, items, imgs, n_show, st.model_id), "fig4b_image_tokens", "Fig. 4B")
-report.figure(maps(st, items[n_show:], imgs[n_show:], n_more, f"{st.model_id}: more samples"),
-              "fig16_image_tokens_more", "Fig. 16")
+report.figure(P.image_token_maps([it.path for it in items], [it.label for it in items], imgs, n_show,
+                                 P.model_label(st.model)), "fig4b_image_tokens", "Fig. 4B")
+more = items[n_show:]
+report.figure(P.image_token_maps([it.path for it in more], [it.label for it in more], imgs[n_show:], n_more,
+                                 f"{P.model_label(st.model)}: more samples"), "fig16_image_tokens_more", "Fig. 16")
 if len(models) > 1:
     other = next((m for m in models if str(m) != str(model)), models[0])
     so = Study(other, data, **common)
     its_o = so.samples(min(n_more, n_image_samples), correct_only=correct_only)
-    report.figure(maps(so, its_o, so.many("image", its_o, **settings), n_more, f"{so.model_id}"),
+    report.figure(P.image_token_maps([it.path for it in its_o], [it.label for it in its_o],
+                                     so.many("image", its_o, **settings), n_more, P.model_label(so.model)),
                   "fig17_image_tokens_other_model", "Fig. 17")
 
 # %% [markdown]
@@ -113,21 +96,22 @@ rho_pooled = A.pearson(theta_img.ravel(), w.ravel())
 rho_each = np.array([A.pearson(a, b) for a, b in zip(theta_img, w)])
 fig, ax = plt.subplots(figsize=(4.5, 3.8))
 ax.scatter(w.ravel(), theta_img.ravel(), s=4, alpha=0.35)
-ax.set_xlabel("weighted image attention w (Eq. 13)")
-ax.set_ylabel("θ^img")
-ax.set_title(f"{st.model_id}: ρ = {rho_pooled:.2f} (pooled)", fontsize=9)
+ax.set_xlabel(P.W_EQ13)
+ax.set_ylabel(P.THETA_IMG)
+ax.set_title(f"{P.model_label(st.model)}: $\\rho$ = {rho_pooled:.2f} (pooled over tokens and samples)", fontsize=9)
 report.figure(fig, "fig4c_image_scatter", "Fig. 4C")
 per_sample = pd.DataFrame({"sample": [it.image_id for it in items], "label": [it.label for it in items],
                            "fit_r2": [e["r2"] for e in imgs], "fit_pearson": [e["pearson"] for e in imgs],
                            "pearson_theta_w": rho_each,
-                           "top10pct_tokens_share_of_theta": [np.sort(np.clip(t, 0, None))[::-1][:max(1, len(t) // 10)].sum()
-                                                               / max(np.clip(t, 0, None).sum(), 1e-12) for t in theta_img]})
+                           "top10pct_tokens_share_of_theta": [A.top_share(t, 0.1) for t in theta_img]})
 report.table(per_sample, "fig4c_image_tokens_per_sample", "Fig. 4C")
-report.headline("Fig. 4C", "Pearson(θ^img, w), pooled (per sample mean ± std)",
+report.headline("Fig. 4C", "Pearson ρ between θ^img and the weighted attention w of Eq. 13, pooled "
+                "(per sample mean ± std)",
                 f"{rho_pooled:.2f} ({fmt_pm(rho_each)})", "0.70 (LLaVA-1.5-7B)",
                 "" if abs(rho_pooled - 0.70) < 0.2 else
                 ("On the organism the weighted attention predicts token importance "
                  + ("better" if rho_pooled > 0.7 else "worse") + " than in LLaVA-1.5-7B."))
-report.headline("Fig. 4B", "image-token fit R² (mean ± std)", fmt_pm([e["r2"] for e in imgs]),
+report.headline("Fig. 4B", "held-out R² of the image-token fit θ^img (mean ± std over samples)",
+                fmt_pm([e["r2"] for e in imgs]),
                 "sparse θ^img on the object and some background tokens (qualitative)")
 report.write_readme()

@@ -22,15 +22,15 @@
 
 # %% tags=["parameters"]
 model = "data/models/hear-organism-s"
-data = "data/scenes/heldout"
-n_prompt_samples = 40                       # paper: 40 samples per prompt
-n_masks = 1000
+data = "data/scenes/study-400"
+n_prompt_samples = 16                       # paper: 40 samples per prompt
+n_masks = 2000
 ratio = 0.75
 seed = 0
 n_mean_images = 32
 correct_only = True
 method = "fast"
-batch_size = 64
+batch_size = 256
 device = None
 store = "data/store/study"
 out = "figures"
@@ -45,14 +45,16 @@ import numpy as np
 import pandas as pd
 
 from hearlib import analysis as A
+from hearlib import plotting as P
 from hearlib.prompts import ALTERNATIVE_PROMPTS
 from hearlib.report import Report, fmt_pm
 from hearlib.study import Study, stack
 
 st = Study(model, data, store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device)
 settings = dict(n_masks=n_masks, ratio=ratio, seed=seed)
-report = Report("08_prompt_robustness", out, dict(profile=profile, model=st.model_id, data=st.dataset_id,
-                                                  n_prompt_samples=n_prompt_samples, R=n_mean_images, **settings))
+report = Report("08_prompt_robustness", out, dict(profile=profile, model=P.model_label(st.model), model_id=st.model_id,
+                                                  data=st.dataset_id, n_prompt_samples=n_prompt_samples,
+                                                  R=n_mean_images, **settings))
 items = st.samples(n_prompt_samples, correct_only=correct_only)
 base = stack(st.many("attribution", items, desc="paper prompt", **settings), "theta")
 print(st, f"{len(items)} samples")
@@ -75,16 +77,19 @@ table1[["prompt", "similarity", "paper (LLaVA-1.5-7B)", "correct under prompt"]]
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.2))
-ax.bar(range(1, 10), table1["mean"], yerr=table1["std"], capsize=3, color="tab:red", alpha=0.8, label="organism")
+ax.bar(range(1, 10), table1["mean"], yerr=table1["std"], capsize=3, color="tab:red", alpha=0.8,
+       label=P.model_label(st.model))
 ax.plot(range(1, 10), [float(p.split(" ± ")[0]) for p in PAPER_TABLE1], "ko", label="paper (LLaVA-1.5-7B)")
 ax.set_xticks(range(1, 10))
 ax.set_xlabel("alternative prompt (appendix C.3)")
-ax.set_ylabel("cosine(θ_paper prompt, θ_prompt)")
+ax.set_ylabel(r"cosine($\theta_{paper\ prompt}$, $\theta_{prompt}$)")
 ax.set_ylim(min(0.0, float(np.nanmin(table1["mean"] - table1["std"]))), 1.05)
 ax.legend(fontsize=7)
+ax.set_title(f"{P.model_label(st.model)}: {P.THETA} under each alternative prompt against the paper prompt", fontsize=9)
 report.figure(fig, "table1_prompt_cosine", "Table 1")
 overall = float(np.nanmean(np.concatenate(sims_all)))
-report.headline("Table 1", "mean cosine over the nine prompts", f"{overall:.2f} (range {table1['mean'].min():.2f}–{table1['mean'].max():.2f})",
+report.headline("Table 1", "cosine similarity of θ under the paper prompt and under an alternative one, "
+                "mean over the nine prompts", f"{overall:.2f} (range {table1['mean'].min():.2f}–{table1['mean'].max():.2f})",
                 "0.95 (range 0.91–0.97)",
                 "" if overall >= 0.85 else "The organism's θ depends more on the prompt's wording than LLaVA-1.5-7B's.")
 report.write_readme()

@@ -254,3 +254,111 @@ def test_attribution_on_masks_ranks_heads_like_the_truth():
     assert np.corrcoef(fit.coef, w)[0, 1] > 0.95
     x = A.minimal_head_set(fit.coef, evaluate, 0.8)
     assert evaluate(x[None])[0] > 0.8
+
+
+# ----------------------------------------------------------------------------- helpers behind the notebooks
+
+def test_min_heads_per_criterion_matches_min_heads_per_row():
+    faith = np.array([[0.5, 0.9, 1.0], [0.1, 0.2, 1.0]])          # criterion 0: k = 2; criterion 1: k = 3
+    comp = np.array([[0.1, 0.0, 0.0], [0.5, 0.3, 0.3]])           # criterion 0: k = 1; criterion 1: never (N + 1)
+    entries = [{"faithfulness": faith, "completeness": comp}, {"faithfulness": faith[::-1], "completeness": comp[::-1]}]
+    kf, kc = A.min_heads_per_criterion(entries)
+    assert kf.dtype == np.int64 and kf.shape == (2, 2)
+    assert kf.tolist() == [[2, 3], [3, 2]]
+    assert kc.tolist() == [[1, 4], [4, 1]]
+    kf, kc = A.min_heads_per_criterion(entries, faithfulness=0.95, completeness=0.35)
+    assert kf.tolist() == [[3, 3], [3, 3]] and kc.tolist() == [[1, 2], [2, 1]]
+
+
+def test_heldout_prediction_is_the_fit_on_the_test_split():
+    from hearlib.attribution import fit_attribution, train_test_indices
+
+    rng = np.random.default_rng(0)
+    masks = sample_head_masks(6, 200, 0.5, rng)
+    pi = masks.astype(float) @ W
+    fit = fit_attribution(masks, pi, seed=3)
+    pi_test, pred = A.heldout_prediction(masks, pi, fit.coef, fit.intercept, seed=3)
+    _, test = train_test_indices(200, 3)
+    assert len(pi_test) == len(test) == 40
+    np.testing.assert_allclose(pi_test, pi[test])
+    np.testing.assert_allclose(pred, masks[test].astype(float) @ fit.coef + fit.intercept)
+    assert A.pearson(pi_test, pred) == pytest.approx(fit.pearson)
+
+
+def test_head_name_and_top_share():
+    assert A.head_name(0, 4) == "L0H0" and A.head_name(6, 4) == "L1H2" and A.head_name(np.int64(15), 4) == "L3H3"
+    values = np.array([5.0, 1.0, 1.0, 1.0, 1.0, 1.0, -3.0, 0.0, 0.0, 0.0])
+    assert A.top_share(values) == pytest.approx(0.5)              # top 10% = 1 token of 10: 5 of 10
+    assert A.top_share(values, 0.2) == pytest.approx(0.6)
+    assert A.top_share(np.array([-1.0, 0.0])) == 0.0
+    assert A.top_share(np.array([2.0, 2.0, 0.0])) == pytest.approx(0.5)   # at least one token
+
+
+def test_token_text_and_answer_in_tokens():
+    assert A.token_text("▁ASSISTANT") == "ASSISTANT" and A.token_text("Ġdog") == "dog"
+    assert A.token_text(":") == ":" and A.token_text("▁") == "" and A.token_text("<0x0A>") == "\n"
+    assert A.answer_in_tokens("cat", ["▁dog", "▁Cat"]) and not A.answer_in_tokens("cat", ["▁cats"])
+
+
+def test_important_tokens_and_describe_them_in_words():
+    tokens = ["▁What", "▁is", "▁this", "?", "▁ASSISTANT", ":"]
+    delta = np.array([[0.0, 0.0, 0.12, 0.0, 0.2, 0.9], [0.0, 0.0, 0.0, 0.0, 0.0, 0.7]])
+    assert A.important_tokens(delta, 0.05).tolist() == [2, 4, 5]      # the mean over samples
+    assert A.important_tokens(delta[1], 0.05).tolist() == [5]
+    assert A.describe_tokens(tokens, [5]) == "1 of 6 text tokens: ':' (the last)"
+    assert A.describe_tokens(tokens, [2, 4, 5]) == \
+        "3 of 6 text tokens: 'this' (3rd of 6), 'ASSISTANT' (2nd from last), ':' (the last)"
+    assert A.describe_tokens(tokens, []) == "none of 6 text tokens"
+    assert A.describe_tokens(["▁", "<0x0A>", "a", "b", "c"], [0, 1]) == \
+        "2 of 5 text tokens: a space (1st of 5), a line break (2nd of 5)"
+    assert "**" not in A.describe_tokens(tokens, [5]) and A.describe_tokens(tokens, [5]) != ":"
+
+
+def test_only_role_and_final():
+    tokens = ["▁USER", ":", "▁What", "▁is", "▁it", "?", "▁ASSISTANT", ":"]
+    assert A.only_role_and_final(tokens, [7])
+    assert A.only_role_and_final(tokens, [5, 6, 7])               # the last three
+    assert not A.only_role_and_final(tokens, [1, 7])              # the ':' after USER is not the final one
+    assert not A.only_role_and_final(tokens, [])
+    assert A.only_role_and_final(["▁ASSISTANT", "a", "b", "c", "d"], [0])   # a role token anywhere
+
+
+def test_same_label_rate_on_a_hand_built_example():
+    # two tight pairs (a, a) and (b, b) plus a lone c next to the b pair
+    x = np.array([[1.0, 0.0], [0.99, 0.01], [0.0, 1.0], [0.01, 0.99], [0.1, 1.0]])
+    groups = np.array(["a", "a", "b", "b", "c"])
+    rate, chance = A.same_label_rate(x, groups)
+    # nearest neighbours (cosine): 0→1, 1→0, 2→3, 3→2 (same label); 4→3 (b ≠ c)
+    assert rate == pytest.approx(4 / 5)
+    assert chance == pytest.approx((2 * 1 + 2 * 1) / (5 * 4))
+    # scale does not matter (cosine)
+    assert A.same_label_rate(x * np.array([[1], [5], [2], [0.1], [3]]), groups) == (rate, chance)
+    all_same, chance_same = A.same_label_rate(np.eye(3), ["k", "k", "k"])
+    assert all_same == 1.0 and chance_same == 1.0
+    with pytest.raises(ValueError):
+        A.same_label_rate(np.ones((1, 2)), ["a"])
+
+
+def test_tsne_embedding_shape_and_determinism():
+    pytest.importorskip("openTSNE")
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(0, 0.1, (12, 8)) + 3 * np.eye(8)[0], rng.normal(0, 0.1, (12, 8)) + 3 * np.eye(8)[1]])
+    a = A.tsne_embedding(x, seed=1)
+    b = A.tsne_embedding(x, seed=1)
+    assert a.shape == (24, 2) and a.dtype == np.float64 and np.isfinite(a).all()
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, A.tsne_embedding(x, seed=2))
+    assert A.same_label_rate(a, [0] * 12 + [1] * 12)[0] == 1.0        # the two clusters stay apart
+    assert A.tsne_perplexity(1000) == 30.0 and A.tsne_perplexity(24) == pytest.approx(23 / 3)
+    assert A.tsne_perplexity(4) == 2.0
+
+
+def test_cross_domain_cosines_splits_same_scene_and_same_class():
+    thetas = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, 0.0]])
+    domains = ["real", "sketch", "real", "sketch", "real"]
+    scenes = ["s1", "s1", "s2", "s3", "s4"]
+    labels = ["cat", "cat", "cat", "cat", "dog"]
+    same, same_class = A.cross_domain_cosines(thetas, domains, scenes, labels)
+    np.testing.assert_allclose(same, [1.0])                          # (0, 1)
+    # different domain, different scene, same class: (0, 3), (1, 2), (2, 3); dog is skipped
+    np.testing.assert_allclose(same_class, [1 / np.sqrt(2), 0.0, 1 / np.sqrt(2)])
