@@ -14,7 +14,8 @@ records, and find them. The groups are what ``hearlib run --stages`` selects:
 ``prompts``      Table 1: θ and correctness under the nine alternative prompts
 ``domains``      Fig. 9: attribution and validation on the DomainNet-layout dataset
 
-The notebooks and their order, and which groups each reads, are listed in :data:`NOTEBOOKS`.
+The notebooks and their order, and which groups each reads, are listed in
+:data:`hearlib.figures.NOTEBOOKS`.
 """
 from __future__ import annotations
 
@@ -28,22 +29,9 @@ from hearlib.pipeline import Selection
 from hearlib.prompts import ALTERNATIVE_PROMPTS, PAPER_PROMPT
 from hearlib.stages import Settings
 
-__all__ = ["GROUPS", "NOTEBOOKS", "DEFAULTS", "Request", "load_profile", "study_plan", "profile_params"]
+__all__ = ["GROUPS", "DEFAULTS", "Request", "load_profile", "study_plan", "profile_params"]
 
 GROUPS = ("attribution", "validation", "text", "image", "lens", "prompts", "domains")
-
-# The notebooks in dependency order, each with the plan groups it reads (one place; the Makefile,
-# the tests and the README's table read this).
-NOTEBOOKS: dict[str, tuple[str, ...]] = {
-    "01_head_ablation": ("validation",),
-    "02_head_attribution": ("attribution", "validation", "lens"),
-    "03_validation": ("validation",),
-    "04_tsne": ("attribution",),
-    "05_text_tokens": ("text",),
-    "06_image_tokens": ("image",),
-    "07_domainnet": ("domains",),
-    "08_prompt_robustness": ("prompts",),
-}
 
 # What a parameter is when the profile does not set it (the paper's values).
 DEFAULTS = dict(

@@ -1,16 +1,25 @@
-# make figures: run the eight notebooks with papermill, in dependency order, and write figures/.
-#   PROFILE=quick (default) | paper | ci     parameters from notebooks/profiles/$(PROFILE).yaml
-#   MODEL=<folder|hub id|registry name>     run on a real checkpoint instead of the organisms
-#   DATA=<COCO-format folder>               and on a real dataset (default: generated scenes)
-#   DOMAIN_DATA=<DomainNet-layout folder>   for notebook 07 (default: DATA, scenes have domains/)
-#   FIGURES=<folder>                        output folder (default figures/)
-# Executed notebooks land in build/notebooks/$(PROFILE)/; the notebooks in git carry no outputs.
-# Per-sample results are cached in data/store/study, so a rerun computes nothing twice.
+# make figures = collect, then render.
+#   collect: `hearlib run` fills the store with every record the notebooks read (NPROC=N: N processes
+#            under `accelerate launch`; rerun = resume).
+#   render:  the notebooks (hearlib/figures.py lists them, in order) executed with papermill; they
+#            read the store and draw, load no model (HEARLIB_READ_ONLY), and write figures/.
+# Options:
+#   PROFILE=quick (default) | paper | ci     sizes from notebooks/profiles/$(PROFILE).yaml
+#   MODEL=<folder|hub id|registry name>     the main model (default: the profile's organism)
+#   MODELS="<m1> <m2> ..."                  models compared in Figs. 11-15, 17 and Table 2
+#   DATA=<COCO-format folder>               default: generated scenes
+#   DOMAIN_DATA=<DomainNet-layout folder>   for notebook 07 (default: DATA; scenes have domains/)
+#   CORRECT_ONLY=0                          study every sample, answered correctly or not (dry runs)
+#   NPROC=N                                 collect in N processes (GPUs, or CPU processes)
+#   STORE=<folder>  FIGURES=<folder>        default data/store/study and figures/
 PY ?= .venv/bin/python
+comma := ,
+empty :=
+space := $(empty) $(empty)
 PROFILE ?= quick
 FIGURES ?= figures
-NB_NAMES := 01_head_ablation 02_head_attribution 03_validation 04_tsne 05_text_tokens \
-            06_image_tokens 07_domainnet 08_prompt_robustness
+STORE ?= data/store/study
+NPROC ?= 1
 NB_BUILD := build/notebooks/$(PROFILE)
 PROFILE_FILE := notebooks/profiles/$(PROFILE).yaml
 ORGANISMS := $(foreach s,s m l,data/models/hear-organism-$(s))
@@ -33,21 +42,53 @@ STUDY_DATA := $(STUDY_SCENES)
 DATA_DEP := $(STUDY_SCENES)/labels.json
 endif
 
-NB_PARAMS := -p data "$(STUDY_DATA)" -p out "$(FIGURES)"
-ifdef MODEL
-NB_PARAMS += -p model "$(MODEL)" -y '{models: ["$(MODEL)"]}'
-MODEL_DEP :=
-else
+# the same choices for the collect command (RUN_ARGS) and the notebooks (NB_PARAMS)
+RUN_ARGS := --profile $(PROFILE_FILE) --data "$(STUDY_DATA)" --out "$(STORE)"
+NB_PARAMS := -p data "$(STUDY_DATA)" -p out "$(FIGURES)" -p store "$(STORE)"
 MODEL_DEP := $(addsuffix /config.json,$(ORGANISMS))
+ifdef MODELS
+MODEL ?= $(firstword $(MODELS))
+RUN_ARGS += --models $(MODELS)
+NB_PARAMS += -p models '[$(subst $(space),$(comma) ,$(strip $(MODELS)))]'
+MODEL_DEP :=
+endif
+ifdef MODEL
+RUN_ARGS += --model "$(MODEL)"
+NB_PARAMS += -p model "$(MODEL)"
+ifndef MODELS
+RUN_ARGS += --models "$(MODEL)"
+NB_PARAMS += -p models '["$(MODEL)"]'
+endif
+MODEL_DEP :=
 endif
 ifdef DOMAIN_DATA
+RUN_ARGS += --domain-data "$(DOMAIN_DATA)"
 NB_PARAMS += -p domain_data "$(DOMAIN_DATA)"
 endif
-PAPERMILL_ARGS ?= --progress-bar
+ifeq ($(CORRECT_ONLY),0)
+RUN_ARGS += --include-wrong
+NB_PARAMS += -p correct_only false
+endif
+ifeq ($(NPROC),1)
+HEARLIB_RUN := $(PY) -m hearlib run
+else
+# --multi_gpu: N GPU processes, or N CPU processes where there is no GPU (accelerate's torchrun path)
+HEARLIB_RUN := $(PY) -m accelerate.commands.launch --multi_gpu --num_processes $(NPROC) --num_machines 1 \
+	--mixed_precision no --dynamo_backend no -m hearlib run
+endif
 
-.PHONY: figures figures-readme notebooks-sync notebooks-ci nbval-prepare clean-figures
+.PHONY: figures collect render figures-readme notebooks-sync notebooks-ci nbval-prepare clean-figures
 
-figures: $(addprefix $(NB_BUILD)/,$(addsuffix .ipynb,$(NB_NAMES)))
+figures: collect
+	$(MAKE) --no-print-directory render
+
+collect: $(DATA_DEP) $(MODEL_DEP) | venv
+	$(HEARLIB_RUN) $(RUN_ARGS)
+
+# READ_ONLY=0: let the notebooks compute what is missing (small profiles) instead of stopping
+READ_ONLY ?= 1
+render: | venv
+	$(PY) -m hearlib.figures render --profile $(PROFILE_FILE) --build $(NB_BUILD) $(if $(filter 0,$(READ_ONLY)),--lazy) $(NB_PARAMS)
 	$(PY) -m hearlib.report --out "$(FIGURES)"
 
 figures-readme: venv
@@ -59,49 +100,27 @@ data/scenes/study-%/labels.json: | venv
 data/models/hear-organism-%/config.json:
 	@echo "missing organism $(@D): run 'make model' (or pass MODEL=<checkpoint>)" >&2; exit 1
 
-# one rule per notebook; each depends on the previous one (dependency order) and on its source
-define NOTEBOOK_RULE
-$(NB_BUILD)/$(1).ipynb: notebooks/$(1).py $(PROFILE_FILE) $(DATA_DEP) $(MODEL_DEP) $(2) | venv
-	@mkdir -p $(NB_BUILD)/src
-	$(PY) -m jupytext --quiet --to ipynb notebooks/$(1).py -o $(NB_BUILD)/src/$(1).ipynb
-	MPLBACKEND=Agg $(PY) -m papermill $(PAPERMILL_ARGS) -k python3 --cwd . -f $(PROFILE_FILE) $(NB_PARAMS) \
-		$(NB_BUILD)/src/$(1).ipynb $(NB_BUILD)/$(1).running.ipynb
-	mv $(NB_BUILD)/$(1).running.ipynb $$@
-endef
-$(eval $(call NOTEBOOK_RULE,01_head_ablation,))
-$(eval $(call NOTEBOOK_RULE,02_head_attribution,$(NB_BUILD)/01_head_ablation.ipynb))
-$(eval $(call NOTEBOOK_RULE,03_validation,$(NB_BUILD)/02_head_attribution.ipynb))
-$(eval $(call NOTEBOOK_RULE,04_tsne,$(NB_BUILD)/03_validation.ipynb))
-$(eval $(call NOTEBOOK_RULE,05_text_tokens,$(NB_BUILD)/04_tsne.ipynb))
-$(eval $(call NOTEBOOK_RULE,06_image_tokens,$(NB_BUILD)/05_text_tokens.ipynb))
-$(eval $(call NOTEBOOK_RULE,07_domainnet,$(NB_BUILD)/06_image_tokens.ipynb))
-$(eval $(call NOTEBOOK_RULE,08_prompt_robustness,$(NB_BUILD)/07_domainnet.ipynb))
-
 # refresh the committed .ipynb pairs from the py:percent sources (no outputs)
 notebooks-sync: venv
 	$(PY) -m jupytext --quiet --sync notebooks/*.py
 
-# CI (`make test`): papermill only injects the ci profile's parameters (--prepare-only) into
+# CI (`make test`): the ci profile's parameters injected (papermill prepare-only) into
 # build/notebooks/nbval/; nbval then executes every cell (--nbval-lax: no cell may fail; outputs
-# are not compared, the numbers of a 6-sample run are not meaningful). Fresh store, own figures.
+# are not compared, the numbers of a 6-sample run are not meaningful). Fresh store, own figures;
+# the notebooks compute their records lazily (the ci profile is small).
 NBVAL_DIR := build/notebooks/nbval
 NBVAL_SCENES := data/scenes/study-$(SCENES_N_ci)
 NBVAL_ARGS ?= --nbval-lax --nbval-current-env --nbval-cell-timeout=900 $(NBVAL_DIR)/*.ipynb
 
 nbval-prepare: $(NBVAL_SCENES)/labels.json data/models/hear-organism-s/config.json | venv
 	rm -rf $(NBVAL_DIR) build/store-ci build/figures-ci
-	mkdir -p $(NBVAL_DIR)/src
-	for nb in $(NB_NAMES); do \
-	  $(PY) -m jupytext --quiet --to ipynb notebooks/$$nb.py -o $(NBVAL_DIR)/src/$$nb.ipynb && \
-	  $(PY) -m papermill --prepare-only -k python3 -f notebooks/profiles/ci.yaml -p data $(NBVAL_SCENES) \
-	    -p out build/figures-ci -p store build/store-ci $(NBVAL_DIR)/src/$$nb.ipynb $(NBVAL_DIR)/$$nb.ipynb \
-	    --log-level ERROR || exit 1; \
-	done
+	$(PY) -m hearlib.figures prepare --profile notebooks/profiles/ci.yaml --build $(NBVAL_DIR) \
+	  -p data $(NBVAL_SCENES) -p out build/figures-ci -p store build/store-ci
 	rm -rf $(NBVAL_DIR)/src
 
 # the same notebooks through papermill end to end (ci profile) into build/notebooks/ci/
 notebooks-ci: venv
-	$(MAKE) figures PROFILE=ci FIGURES=build/figures-ci
+	$(MAKE) figures PROFILE=ci FIGURES=build/figures-ci STORE=build/store-ci
 
 clean-figures:
 	rm -rf build/notebooks $(FIGURES)/*.png $(FIGURES)/*.pdf $(FIGURES)/*.csv $(FIGURES)/*.md $(FIGURES)/.report

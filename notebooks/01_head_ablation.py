@@ -53,7 +53,7 @@ from hearlib.report import Report
 from hearlib.study import Study, stack
 
 st = Study(model, data, store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size,
-           device=device)
+           device=device, profile=profile)
 settings = dict(n_masks=n_masks, ratio=ratio, seed=seed)
 report = Report("01_head_ablation", out, dict(profile=profile, model=P.model_label(st.model), model_id=st.model_id,
                                               data=st.dataset_id, n_samples=n_samples, R=n_mean_images, **settings))

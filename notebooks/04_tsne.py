@@ -55,7 +55,8 @@ from hearlib import plotting as P
 from hearlib.report import Report
 from hearlib.study import Study, stack
 
-common = dict(store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device)
+common = dict(store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device,
+              profile=profile)
 st = Study(model, data, **common)
 settings = dict(n_masks=n_masks, ratio=ratio, seed=seed)
 report = Report("04_tsne", out, dict(profile=profile, model=P.model_label(st.model), model_id=st.model_id,

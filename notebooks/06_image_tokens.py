@@ -58,7 +58,8 @@ from hearlib import plotting as P
 from hearlib.report import Report, fmt_pm
 from hearlib.study import Study, stack
 
-common = dict(store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device)
+common = dict(store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device,
+              profile=profile)
 st = Study(model, data, **common)
 settings = dict(n_masks=n_masks, ratio=ratio, seed=seed, threshold=threshold, token_threshold=token_threshold,
                 n_image_masks=n_image_masks, image_ratio=image_ratio)

@@ -54,7 +54,7 @@ from hearlib.report import Report, fmt_pm
 from hearlib.study import Study, stack
 
 st = Study(model, domain_data or data, kind="domainnet", domains=domains, store=store, n_mean_images=n_mean_images,
-           method=method, batch_size=batch_size, device=device)
+           method=method, batch_size=batch_size, device=device, profile=profile)
 settings = dict(n_masks=n_masks, ratio=ratio, seed=seed)
 report = Report("07_domainnet", out, dict(profile=profile, model=P.model_label(st.model), model_id=st.model_id,
                                           data=st.dataset_id, domains=domains, n_domain_samples=n_domain_samples,

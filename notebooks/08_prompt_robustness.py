@@ -50,7 +50,8 @@ from hearlib.prompts import ALTERNATIVE_PROMPTS
 from hearlib.report import Report, fmt_pm
 from hearlib.study import Study, stack
 
-st = Study(model, data, store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device)
+st = Study(model, data, store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device,
+           profile=profile)
 settings = dict(n_masks=n_masks, ratio=ratio, seed=seed)
 report = Report("08_prompt_robustness", out, dict(profile=profile, model=P.model_label(st.model), model_id=st.model_id,
                                                   data=st.dataset_id, n_prompt_samples=n_prompt_samples,

@@ -1,0 +1,116 @@
+"""The study's notebooks, in order, and how ``make figures`` renders them.
+
+:data:`NOTEBOOKS` is the one list of notebooks (dependency order) with the plan groups each reads
+(:mod:`hearlib.plan`); the Makefile, the tests and the README follow it.
+
+``python -m hearlib.figures render`` executes them with papermill after ``hearlib run`` has
+collected the records (``make figures`` = collect, then render). Each notebook gets only the
+parameters its ``parameters`` cell declares, so papermill has nothing to warn about; the terminal
+shows one line per notebook with its time. ``--read-only`` (the default in ``make figures``)
+sets ``HEARLIB_READ_ONLY=1`` for the kernels: a notebook that finds a record missing stops with
+the ``hearlib run`` command that fills it, and no model is ever loaded while rendering.
+``prepare`` only injects the parameters (for nbval in ``make test``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["NOTEBOOKS", "notebook_parameters", "render", "main"]
+
+NOTEBOOKS: dict[str, tuple[str, ...]] = {
+    "01_head_ablation": ("validation",),
+    "02_head_attribution": ("attribution", "validation", "lens"),
+    "03_validation": ("validation",),
+    "04_tsne": ("attribution",),
+    "05_text_tokens": ("text",),
+    "06_image_tokens": ("image",),
+    "07_domainnet": ("domains",),
+    "08_prompt_robustness": ("prompts",),
+}
+
+
+def _root() -> Path:
+    from hearlib import paths
+
+    return paths.ROOT
+
+
+def notebook_parameters(profile: dict, overrides: dict, declared: set[str]) -> dict:
+    """The profile's values and the overrides, restricted to what the notebook declares."""
+    values = {**profile, **{k: v for k, v in overrides.items() if v is not None}}
+    return {k: v for k, v in values.items() if k in declared}
+
+
+def _source(name: str, folder: Path) -> Path:
+    """The notebook's py:percent source as an .ipynb under ``folder`` (jupytext)."""
+    import jupytext
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.ipynb"
+    jupytext.write(jupytext.read(_root() / "notebooks" / f"{name}.py"), path)
+    return path
+
+
+def render(profile: str, overrides: dict, build: Path, *, read_only: bool = True, prepare_only: bool = False,
+           names=None) -> list[Path]:
+    """Execute (or, with ``prepare_only``, parametrize) the notebooks into ``build``; returns their paths."""
+    import logging
+
+    import papermill
+    from hearlib.plan import load_profile
+
+    logging.getLogger("papermill").setLevel(logging.ERROR)
+    params = load_profile(profile)
+    build = Path(build)
+    out = []
+    if read_only:
+        os.environ["HEARLIB_READ_ONLY"] = "1"
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    for number, name in enumerate(names or NOTEBOOKS, start=1):
+        source = _source(name, build / "src")
+        declared = set(papermill.inspect_notebook(str(source)))
+        target = build / f"{name}.ipynb"
+        running = build / f"{name}.running.ipynb"
+        started = time.perf_counter()
+        print(f"[{number}/{len(names or NOTEBOOKS)}] {name} ...", end="", file=sys.stderr, flush=True)
+        papermill.execute_notebook(str(source), str(running), parameters=notebook_parameters(params, overrides, declared),
+                                   kernel_name="python3", cwd=str(_root()), progress_bar=False, log_output=False,
+                                   prepare_only=prepare_only,
+                                   extra_arguments=["--IPKernelApp.log_level=ERROR"])   # no TCP transport notice
+        os.replace(running, target)
+        print(f" {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+        out.append(target)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hearlib.figures",
+                                     description="Execute the study notebooks with papermill (make figures' render step).")
+    parser.add_argument("action", choices=("render", "prepare", "list"),
+                        help="render: execute; prepare: inject parameters only (nbval); list: print the notebooks")
+    parser.add_argument("--profile", default="quick", help="quick, paper, ci or a YAML file")
+    parser.add_argument("--build", type=Path, default=None, help="folder for the executed notebooks")
+    parser.add_argument("--lazy", action="store_true",
+                        help="let the notebooks compute missing records (small profiles only) instead of stopping")
+    parser.add_argument("--only", nargs="+", default=None, help="these notebooks only")
+    parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="a parameter for every notebook that declares it (VALUE is YAML)")
+    args = parser.parse_args(argv)
+    if args.action == "list":
+        print(" ".join(NOTEBOOKS))
+        return 0
+    import yaml
+
+    overrides = {name: yaml.safe_load(value) for name, value in args.param}
+    build = args.build or _root() / "build" / "notebooks" / Path(args.profile).stem
+    render(args.profile, overrides, build, read_only=not args.lazy and args.action == "render",
+           prepare_only=args.action == "prepare", names=args.only)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
