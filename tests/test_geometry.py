@@ -191,6 +191,32 @@ def paper_next_engine(tiny_model_dir):
     return Engine(model, processor, resolution=(336, 336))
 
 
+@pytest.fixture(scope="module")
+def paper_internvl_engine(tiny_model_dir):
+    """The tiny InternVL decoder with InternVL2.5's vision geometry: 448 px tiles, patch 14,
+    pixel shuffle 0.5 (256 tokens a tile), up to 12 tiles + thumbnail (narrow widths)."""
+    import transformers as tf
+
+    tiny = tiny_model_dir("internvl")
+    config = tf.AutoConfig.from_pretrained(tiny)
+    vision = config.vision_config
+    vision.image_size, vision.patch_size, vision.num_hidden_layers = [448, 448], [14, 14], 1
+    config.image_seq_length = 256
+    torch.manual_seed(0)
+    model = tf.InternVLForConditionalGeneration(config).eval()
+    make_vision_local(model)
+    small = tf.AutoProcessor.from_pretrained(tiny)
+    ip = small.image_processor
+    image_processor = tf.GotOcr2ImageProcessor(
+        size={"height": 448, "width": 448}, crop_to_patches=False, min_patches=1, max_patches=12, do_resize=True,
+        resample=3, do_rescale=True, rescale_factor=1 / 255, do_normalize=True, image_mean=ip.image_mean,
+        image_std=ip.image_std, do_convert_rgb=True)
+    processor = tf.InternVLProcessor(image_processor=image_processor, tokenizer=small.tokenizer,
+                                     video_processor=small.video_processor, image_seq_length=256,
+                                     chat_template=small.chat_template)
+    return Engine(model, processor, resolution=(448, 448))
+
+
 # ---------------------------------------------------------------------------------------
 # every family: the layout accounts for every image token
 # ---------------------------------------------------------------------------------------
@@ -262,6 +288,29 @@ def test_llava_next_paper_geometry_336(paper_next_engine):
     np.testing.assert_array_equal(layout.non_spatial["newline"], newline_rows(engine, sample))
     np.testing.assert_array_equal(layout.non_spatial["newline"], 576 + 24 + 25 * np.arange(24))
     assert layout.panel("high-res").box == (0.0, 0.0, 336.0, 336.0)
+
+
+def test_internvl_paper_geometry_448(paper_internvl_engine):
+    """InternVL2.5 at hearlib's 448×448: one tile of 16×16 (the processor's crop_to_patches
+    default is on, but a square 448 image keeps a 1×1 canvas and gets no thumbnail)."""
+    engine = paper_internvl_engine
+    layout = check_rectangles(engine, (448, 448), [(0, 0, 224, 112), (336, 224, 448, 448)])
+    assert layout.n_tokens == 256
+    assert [(p.name, p.shape, p.box) for p in layout.panels] == [("base", (16, 16), (0.0, 0.0, 448.0, 448.0))]
+
+
+def test_internvl_paper_geometry_wide_image_tiles(paper_internvl_engine):
+    """A 896×448 input (engine resolution off): 2 tiles of 448 + a thumbnail, 3 × 256 tokens."""
+    engine = paper_internvl_engine
+    engine.resolution, saved = None, engine.resolution
+    try:
+        layout = check_rectangles(engine, (896, 448), [(0, 0, 448, 112), (672, 224, 896, 448)], margin=8)
+    finally:
+        engine.resolution = saved
+    assert layout.n_tokens == 768
+    assert [(p.name, p.shape, p.box) for p in layout.panels] == [
+        ("tile 0,0", (16, 16), (0.0, 0.0, 448.0, 448.0)), ("tile 0,1", (16, 16), (448.0, 0.0, 896.0, 448.0)),
+        ("thumbnail", (16, 16), (0.0, 0.0, 896.0, 448.0))]
 
 
 # ---------------------------------------------------------------------------------------
