@@ -80,6 +80,20 @@ class TokenLayout:
                 return p
         raise KeyError(f"no panel {name!r}; panels: {[p.name for p in self.panels]}")
 
+    def finest(self) -> list[str]:
+        """Names of panels that do not overlap, finest cells first, ties in panel order (what one
+        Axes can show): InternVL tiles + thumbnail -> the tiles; LLaVA-NeXT -> the high-res grid
+        if finer, else the base (at 336×336 both are 24×24 over the whole image)."""
+        def cell_area(p: Panel) -> float:
+            x0, y0, x1, y1 = p.box
+            return (x1 - x0) * (y1 - y0) / max(p.tokens.size, 1)
+
+        chosen: list[Panel] = []
+        for p in sorted(self.panels, key=cell_area):
+            if not any(_overlap(p.box, q.box) for q in chosen):
+                chosen.append(p)
+        return [p.name for p in self.panels if p in chosen]
+
     def check(self) -> None:
         """Raise ValueError unless every token 0..n_tokens-1 appears exactly once."""
         parts = [p.tokens[p.tokens >= 0].ravel() for p in self.panels] + [self.non_spatial_indices]
@@ -116,6 +130,10 @@ class TokenLayout:
             panels.append(Panel(entry["name"], tokens, tuple(float(v) for v in entry["box"])))
         return cls(data["model_type"], int(data["n_tokens"]), tuple(data["image_size"]), tuple(panels),
                    {k: tuple(int(i) for i in v) for k, v in data.get("non_spatial", {}).items()})
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
 
 
 def _regular(start: int, row_stride: int, rows: int, cols: int) -> np.ndarray:
@@ -312,16 +330,19 @@ def draw_over_image(target, image, values, layout: TokenLayout, *, panels=None, 
                     titles: bool = True):
     """Draw per-token ``values`` over ``image``, each panel on the part of the image it covers.
 
-    ``target`` is a matplotlib Axes (the chosen panels, default all, drawn over one copy of the
-    image, later panels on top) or a Figure (one new Axes per panel, side by side; use it when
-    panels overlap: LLaVA-NeXT's base and high-res grids, InternVL's thumbnail). ``panels``:
-    names or indices to draw. All panels share one colour scale; returns the last mappable
-    (for ``fig.colorbar``)."""
+    ``target`` is a matplotlib Axes (the panels drawn over one copy of the image; default
+    :meth:`TokenLayout.finest`, the non-overlapping finest panels) or a Figure (one new Axes
+    per panel, side by side; default all panels, e.g. LLaVA-NeXT's base and high-res grids).
+    ``panels``: names or indices to draw. All drawn panels share one colour scale (``norm``, or
+    ``vmin``/``vmax``, else the range of the drawn tokens); returns the last mappable (for
+    ``fig.colorbar``)."""
     import matplotlib.colors as mcolors
     from matplotlib.figure import Figure
 
-    chosen = list(range(len(layout.panels))) if panels is None else [
-        p if isinstance(p, int) else [q.name for q in layout.panels].index(p) for p in panels]
+    names = [q.name for q in layout.panels]
+    if panels is None:
+        panels = names if isinstance(target, Figure) else layout.finest()
+    chosen = [p if isinstance(p, int) else names.index(p) for p in panels]
     maps = to_maps(values, layout)
     pixels = np.asarray(image)
     img_h, img_w = pixels.shape[:2]

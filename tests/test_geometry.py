@@ -428,6 +428,24 @@ def _toy_layout():
     return TokenLayout("toy", 10, (40, 20), (base, high), {"newline": (6,)})
 
 
+def test_finest_panels_do_not_overlap(tiny_engine, paper_next_engine):
+    assert _toy_layout().finest() == ["high-res"]             # 100 px² cells against 200 px²
+    engine = paper_next_engine
+    layout = image_token_layout(engine, engine.prepare(random_image((336, 336)), answer="dog"))
+    assert layout.finest() == ["base"]                        # 24×24 both, over the whole image: a tie
+    engine.resolution, saved = None, engine.resolution
+    try:                                                      # 672² -> pinpoint 672×672: 48×48 high-res
+        layout = image_token_layout(engine, engine.prepare(random_image((672, 672)), answer="dog"))
+    finally:
+        engine.resolution = saved
+    assert [p.shape for p in layout.panels] == [(24, 24), (48, 48)] and layout.finest() == ["high-res"]
+    engine = tiny_engine("internvl", (128, 64), local=True, crop_to_patches=True, max_patches=4)
+    layout = image_token_layout(engine, engine.prepare(random_image((128, 64)), answer="dog"))
+    assert layout.finest() == ["tile 0,0", "tile 0,1"]
+    engine = tiny_engine("qwen2_vl")
+    assert image_token_layout(engine, engine.prepare(random_image((48, 48)), answer="dog")).finest() == ["base"]
+
+
 def test_to_maps_places_values_and_nan():
     maps = to_maps(np.arange(10) * 1.5, _toy_layout())
     np.testing.assert_array_equal(maps[0], [[0, 1.5], [3, 4.5]])
@@ -470,7 +488,11 @@ def test_draw_over_image_puts_each_panel_on_its_box():
     layout = _toy_layout()
     image = np.zeros((40, 80, 3), np.uint8)             # drawn at twice the layout's 40×20
     fig, ax = plt.subplots()
-    mappable = draw_over_image(ax, image, np.arange(10.0), layout)
+    draw_over_image(ax, image, np.arange(10.0), layout)       # one Axes: the finest panel only
+    assert len(ax.get_images()) == 2 and ax.get_images()[1].get_extent() == [20.0, 80.0, 40.0, 0.0]
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    mappable = draw_over_image(ax, image, np.arange(10.0), layout, panels=["base", "high-res"])
     overlays = ax.get_images()[1:]
     assert len(ax.get_images()) == 3
     assert overlays[0].get_extent() == [0.0, 80.0, 40.0, 0.0]
