@@ -232,6 +232,7 @@ class Sample:
     seq_len: int
     prefix_hash: str
     sample_id: str = ""
+    image_size: tuple[int, int] | None = None   # (width, height) of the image given to the processor
     _state: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -393,7 +394,7 @@ class Engine:
                       answer_id=answer_ids[0] if answer_ids else None,
                       answer_tokens=self.tokenizer.convert_ids_to_tokens(answer_ids),
                       image_positions=positions, text_start=text_start, seq_len=int(ids.numel()),
-                      prefix_hash=digest, sample_id=sample_id)
+                      prefix_hash=digest, sample_id=sample_id, image_size=tuple(image.size))
 
     def prefix_hash(self, prompt: str | None = None) -> str:
         """Hash of the token ids before the image (and of the image token count) for ``prompt``."""
