@@ -79,6 +79,7 @@ def run_plan(params: dict, groups, store: str | Path, *, means_file=None, device
                 device=device, progress=progress and state.is_local_main_process, means_file=means_file,
                 engine=engines.get(request.model), split=split, fill_command=fill_command,
                 claims_timeout=claims_timeout or DEFAULT_TIMEOUT)
+            pipelines[dataset].delay = delay
         pipe = pipelines[dataset]
         try:
             if (dataset, request.selection) not in selections:
@@ -94,12 +95,12 @@ def run_plan(params: dict, groups, store: str | Path, *, means_file=None, device
         finally:
             if pipe._engine is not None:
                 engines[request.model] = pipe._engine
-        for item, reason in excluded:
+        for item, reason, status in excluded:
             key = pipe.key(request.stage, request.settings, item)
-            if store.status(key) is None:
-                store.mark(key, "skipped", reason, info={"sample": str(item.image_id), "label": item.label,
-                                                         "stage": request.stage})
-                counts["skipped"] += 1
+            if store.status(key) is None or status == "failed":
+                store.mark(key, status, reason, info={"sample": str(item.image_id), "label": item.label,
+                                                      "stage": request.stage, "path": str(item.path)})
+                counts[status] += 1
         order = chosen[rank::world] + [it for i, it in enumerate(chosen) if i % world != rank]
         bar = tqdm(total=len(order), desc=f"[{number}/{len(requests)}] {request.group}: {request.stage} "
                    f"({Path(request.model).name})", unit="sample", file=sys.stderr,
@@ -133,8 +134,6 @@ def run_plan(params: dict, groups, store: str | Path, *, means_file=None, device
                     counts["finished"] += 1
                     if record.meta.get("answer_note"):
                         _log(f"sample {item.image_id}: note: {record.meta['answer_note']}")
-                    if delay:
-                        time.sleep(delay)
                 else:
                     counts["earlier"] += 1
                 bar.update(1)

@@ -177,6 +177,10 @@ class SampleContext:
                 self._prepare()
                 self._problem = None
             except UserError as error:
+                try:       # the image and prompt are fine on their own: the answer is the problem
+                    self.engine.prepare(self.item.path, prompt=self.prompt)
+                except UserError:
+                    raise StageFailed(str(error)) from None
                 self._problem = str(error)
         return self._problem
 
@@ -266,7 +270,8 @@ class Pipeline:
         self._contexts: dict[tuple, SampleContext] = {}
         self._depth: dict[str, int] = {}
         self.computed: list[str] = []      # keys this object wrote (for logs and tests)
-        self.excluded: list[tuple] = []    # (item, reason) screened out by the last select()
+        self.excluded: list[tuple] = []    # (item, reason, status) screened out by the last select()
+        self.delay = 0.0                   # seconds to wait holding a claim before computing (tests)
 
     def __repr__(self) -> str:
         return f"Pipeline(model={self.model_id!r}, dataset={self.dataset_id!r}, store={str(self.store.root)!r})"
@@ -373,6 +378,8 @@ class Pipeline:
         try:
             record = self.store.get(key)
             if record is None:
+                if self.delay and self._depth[name] == 1:
+                    time.sleep(self.delay)
                 record = self._compute(stage, item, settings, key)
         finally:
             self._depth[name] -= 1
@@ -436,7 +443,13 @@ class Pipeline:
                         break
                     if selection.per_class is not None and counts.get(item.label, 0) >= selection.per_class:
                         continue
-                    record = self.ensure("screen", item, screen_settings, block=False)
+                    try:
+                        record = self.ensure("screen", item, screen_settings, block=False)
+                    except (StageFailed, UserError) as error:
+                        if isinstance(error, NotCollected):
+                            raise
+                        excluded.append((item, str(error), "failed"))
+                        continue
                     screened += 1
                     if record is None:
                         pending.append(item)
@@ -445,7 +458,7 @@ class Pipeline:
                         if bar is not None:
                             bar.update(len(chosen) - bar.n)
                     else:
-                        excluded.append((item, record["reason"] or "not usable"))
+                        excluded.append((item, record["reason"] or "not usable", "skipped"))
                         continue
                     counts[item.label] = counts.get(item.label, 0) + 1
                 if not pending:

@@ -304,16 +304,16 @@ def image_token_maps(images: Sequence, labels: Sequence[str], entries: Sequence[
     fig = new_figure(figsize=(9.0, 2.6 * n_rows), layout="constrained")
     axes = fig.subplots(n_rows, 3, squeeze=False)
     for row, image, label, e in zip(axes, images, labels, entries):
-        grid = tuple(int(g) for g in e["grid"])
-        row[0].imshow(_load_image(image))
+        picture = _load_image(image)
+        row[0].imshow(picture)
         row[0].set_title(plain(label), fontsize=8)
-        theta = to_grid(e["theta_img"], grid)
+        theta, w = np.asarray(e["theta_img"], dtype=float), np.asarray(e["w"], dtype=float)
         v = float(np.abs(theta).max()) or 1.0
-        im = row[1].imshow(theta, cmap="RdBu_r", vmin=-v, vmax=v)
+        im = _token_map(row[1], picture, theta, e, cmap="RdBu_r", vmin=-v, vmax=v)
         row[1].set_title(rf"{THETA_IMG} ($R^2$ = {float(e['r2']):.2f})", fontsize=8)
         fig.colorbar(im, ax=row[1], shrink=0.9, label=THETA_IMG)
-        im = row[2].imshow(to_grid(e["w"], grid), cmap="magma")
-        rho = pearson(np.asarray(e["theta_img"]).ravel(), np.asarray(e["w"]).ravel())
+        im = _token_map(row[2], picture, w, e, cmap="magma")
+        rho = pearson(theta.ravel(), w.ravel())
         row[2].set_title(rf"$w$ (Eq. 13), $\rho$ = {rho:.2f}", fontsize=8)
         fig.colorbar(im, ax=row[2], shrink=0.9, label=r"$w$")
         for ax in row:
@@ -321,6 +321,20 @@ def image_token_maps(images: Sequence, labels: Sequence[str], entries: Sequence[
             ax.set_yticks([])
     fig.suptitle(title, fontsize=9)
     return fig
+
+
+def _token_map(ax, picture, values, entry, **style):
+    """Per-image-token values drawn over the image in the model's token geometry
+    (:mod:`hearlib.geometry`: grids, tiles, LLaVA-NeXT's base and high-res grids); a record without
+    a layout is drawn as a square grid, or a strip."""
+    from hearlib.analysis import to_grid
+    from hearlib.geometry import TokenLayout, draw_over_image
+
+    if "layout" in entry:
+        return draw_over_image(ax, picture, values, TokenLayout.from_dict(entry["layout"]), alpha=0.75,
+                               titles=False, **style)
+    grid = tuple(int(g) for g in entry["grid"]) if "grid" in entry else None
+    return ax.imshow(to_grid(values, grid), **style)
 
 
 def image_panels(images: Sequence, titles: Sequence[str], panel_size=(2.2, 2.4)) -> Figure:

@@ -21,7 +21,6 @@ attribution and validation stages on a DomainNet-layout dataset. Both are reques
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Sequence
 
@@ -29,6 +28,7 @@ import numpy as np
 
 from hearlib.analysis import (CRITERIA, criterion_orders, image_tokens, min_heads, single_head_delta, text_tokens,
                               top_k_mask, validation_curves, weighted_image_attention)
+from hearlib.geometry import image_token_layout
 from hearlib.attribution import FIT_VERSION, fit_attribution, r2_by_mask_count, stable_mask_count
 from hearlib.masks import SAMPLER_VERSION, sample_head_masks, sample_rng
 from hearlib.prompts import PAPER_PROMPT
@@ -257,7 +257,7 @@ def text(ctx, settings: Settings) -> tuple[dict, dict]:
              "text_tokens": screen_["text_tokens"]})
 
 
-@_stage("image", 1, needs=("text",), reads=("n_image_masks", "image_ratio"))
+@_stage("image", 2, needs=("text",), reads=("n_image_masks", "image_ratio"))
 def image(ctx, settings: Settings) -> tuple[dict, dict]:
     """Image tokens under (x*, u*): θ^img from the ElasticNet over v, and Eq. 13's weighted attention w."""
     attr, valid, text_ = ctx.need("attribution"), ctx.need("validation"), ctx.need("text")
@@ -268,10 +268,10 @@ def image(ctx, settings: Settings) -> tuple[dict, dict]:
                        seed=settings.seed)
     w = weighted_image_attention(valid["x_star"], attr["theta"], text_["u_star"], text_["delta_text"],
                                  record.text_to_image)
-    side = int(round(math.sqrt(n_image)))
-    grid = [side, side] if side * side == n_image else [1, n_image]
+    layout = image_token_layout(ctx.engine, ctx.sample)
     return ({"theta_img": res.theta, "w": w, "masks": res.masks, "pi": res.pi},
-            {"r2": res.fit.r2, "pearson": res.fit.pearson, "grid": grid})
+            {"r2": res.fit.r2, "pearson": res.fit.pearson, "layout": layout.to_dict(),
+             "grid": [list(panel.shape) for panel in layout.panels]})
 
 
 @_stage("lens", 1, needs=("screen",), reads=("prompt", "lens_k"), uses_means=False)

@@ -103,3 +103,18 @@ def make_coco(root: Path, engine, n_correct: int, n_wrong: int = 0, *, no_annota
             "categories": [{"id": i, "name": name, "supercategory": "thing"} for name, i in categories.items()]}
     (root / "annotations" / "instances.json").write_text(json.dumps(coco))
     return groups
+
+
+SAMPLE_COUNTS = ("n_samples", "n_size_samples", "n_tsne_samples", "n_size_tsne_samples", "n_image_samples",
+                 "n_ratio_samples", "n_prompt_samples", "n_domain_samples", "n_lens_samples", "n_more")
+
+
+def run(model, data, out, stages=("attribution",), *, n_samples: int = 5, n_masks: int = 64, means_file=None,
+        retry_failed: bool = True, **params) -> dict:
+    """``hearlib run`` in this process: ``stages`` for the first ``n_samples`` samples of every selection."""
+    from hearlib.collect import run_plan
+    from hearlib.plan import profile_params
+
+    p = profile_params(None, model=str(model), data=str(data), n_masks=n_masks, n_mean_images=3, batch_size=32,
+                       ratios=[0.5], **{k: n_samples for k in SAMPLE_COUNTS}, **params)
+    return run_plan(p, stages, out, progress=False, means_file=means_file, retry_failed=retry_failed)
