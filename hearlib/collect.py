@@ -28,7 +28,7 @@ import time
 import traceback
 from pathlib import Path
 
-from hearlib.errors import MeansMismatch, UserError
+from hearlib.errors import UserError
 
 __all__ = ["register", "run_command", "run_plan"]
 
@@ -56,7 +56,9 @@ def run_plan(params: dict, groups, store: str | Path, *, means_file=None, device
     from tqdm.auto import tqdm
 
     from hearlib.claims import DEFAULT_TIMEOUT
-    from hearlib.pipeline import Pipeline
+    from hearlib.pipeline import NoSamples, Pipeline
+    from hearlib.prompts import PAPER_PROMPT
+    from hearlib.stages import StageFailed
     from hearlib.plan import study_plan
     from hearlib.store import Store
 
@@ -69,6 +71,7 @@ def run_plan(params: dict, groups, store: str | Path, *, means_file=None, device
     engines: dict[str, object] = {}
     pipelines: dict[tuple, Pipeline] = {}
     selections: dict[tuple, tuple[list, list]] = {}
+    failed_keys: set[str] = set()
     started = time.time()
     for number, request in enumerate(requests, start=1):
         dataset = request.dataset
@@ -77,18 +80,19 @@ def run_plan(params: dict, groups, store: str | Path, *, means_file=None, device
                 request.model, request.data, kind=request.kind or kind, domains=request.domains, store=store,
                 n_mean_images=params["n_mean_images"], method=params["method"], batch_size=params["batch_size"],
                 device=device, progress=progress and state.is_local_main_process, means_file=means_file,
+                means_prompt=params.get("prompt") or PAPER_PROMPT,
                 engine=engines.get(request.model), split=split, fill_command=fill_command,
                 claims_timeout=claims_timeout or DEFAULT_TIMEOUT)
             pipelines[dataset].delay = delay
         pipe = pipelines[dataset]
         try:
+            if means_file is not None and request.settings.prompt == pipe.means_prompt:
+                pipe.means(request.settings.prompt)      # a means file of another model stops here
             if (dataset, request.selection) not in selections:
                 chosen = pipe.select(request.selection)
                 selections[(dataset, request.selection)] = (chosen, pipe.excluded)
             chosen, excluded = selections[(dataset, request.selection)]
-        except MeansMismatch:
-            raise
-        except UserError as error:
+        except NoSamples as error:
             _log(f"{request.group} ({request.model}): {error}")
             counts["failed"] += 1
             continue
@@ -97,10 +101,14 @@ def run_plan(params: dict, groups, store: str | Path, *, means_file=None, device
                 engines[request.model] = pipe._engine
         for item, reason, status in excluded:
             key = pipe.key(request.stage, request.settings, item)
-            if store.status(key) is None or status == "failed":
+            previous = store.status(key)
+            if previous is None or previous["status"] == "failed" or status == "failed":
                 store.mark(key, status, reason, info={"sample": str(item.image_id), "label": item.label,
                                                       "stage": request.stage, "path": str(item.path)})
-                counts[status] += 1
+                if key not in failed_keys:
+                    counts[status] += 1
+                    if status == "failed":
+                        failed_keys.add(key)
         order = chosen[rank::world] + [it for i, it in enumerate(chosen) if i % world != rank]
         bar = tqdm(total=len(order), desc=f"[{number}/{len(requests)}] {request.group}: {request.stage} "
                    f"({Path(request.model).name})", unit="sample", file=sys.stderr,
@@ -117,14 +125,12 @@ def run_plan(params: dict, groups, store: str | Path, *, means_file=None, device
                 before = len(pipe.computed)
                 try:
                     record = pipe.ensure(request.stage, item, request.settings, block=attempt == 1)
-                except MeansMismatch:
-                    raise
-                except Exception as error:   # noqa: BLE001 - one sample never stops the run
-                    counts["failed"] += 1
-                    reason = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
-                    _log(f"sample {item.image_id} ({item.label}), {request.stage}: failed: {reason}")
-                    if not isinstance(error, UserError):
-                        _log(traceback.format_exc(limit=4))
+                except StageFailed as error:     # one sample never stops the run
+                    counts["failed"] += key not in failed_keys
+                    failed_keys.add(key)
+                    _log(f"sample {item.image_id} ({item.label}), {request.stage}: failed: {error}")
+                    if error.__cause__ is not None and not isinstance(error.__cause__, UserError):
+                        _log("".join(traceback.format_exception(error.__cause__, limit=-4)))
                     bar.update(1)
                     continue
                 if record is None:

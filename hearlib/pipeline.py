@@ -31,10 +31,11 @@ import numpy as np
 
 from hearlib.claims import Claims, DEFAULT_TIMEOUT
 from hearlib.errors import UserError
+from hearlib.prompts import PAPER_PROMPT
 from hearlib.stages import STAGES, Settings, StageFailed, needed, stage_key_settings
 from hearlib.store import Record, Store, settings_hash, slug
 
-__all__ = ["Pipeline", "Selection", "NotCollected", "model_fingerprint", "dataset_kind", "dataset_id",
+__all__ = ["Pipeline", "Selection", "NotCollected", "NoSamples", "model_fingerprint", "dataset_kind", "dataset_id",
            "load_items", "mean_reference_images"]
 
 POLL_SECONDS = 0.5
@@ -42,6 +43,10 @@ POLL_SECONDS = 0.5
 
 class NotCollected(UserError):
     """A record the notebook needs is not in the store and this run may not compute it."""
+
+
+class NoSamples(UserError):
+    """A selection found no usable sample (the model answers none correctly, say)."""
 
 
 @dataclass(frozen=True)
@@ -241,6 +246,7 @@ class Pipeline:
                  domains: Sequence[str] | None = None, store: str | Path | Store, n_mean_images: int = 100,
                  method: str = "fast", batch_size: int = 64, device: str | None = None, progress: bool = True,
                  compute: bool = True, fill_command: str = "", means_file: str | Path | None = None,
+                 means_prompt: str = PAPER_PROMPT,
                  engine=None, claims_timeout: float = DEFAULT_TIMEOUT, split: str | None = None):
         self.model = str(model)
         self.data = Path(data)
@@ -260,6 +266,7 @@ class Pipeline:
         self.device, self.progress, self.compute = device, progress, compute
         self.fill_command = fill_command
         self.means_file = Path(means_file) if means_file else None
+        self.means_prompt = means_prompt
         self.model_id = model_fingerprint(model)
         self.dataset_id = dataset_id(self.data, self.kind, self.domains)
         self.claims = Claims(self.store.root / "_claims", timeout=claims_timeout)
@@ -298,18 +305,17 @@ class Pipeline:
             return Path(items[0].path).parent if items else self.data
         return self.data / "domains" if (self.data / "domains").is_dir() else self.data
 
-    def means_spec(self) -> dict:
-        """The means' identity in record keys (no model needed)."""
+    def means_spec(self, prompt: str | None = None) -> dict:
+        """The means' identity in record keys (no model needed): the means file's hash for the
+        prompt it was made with (``means_prompt``), else the dataset's reference images."""
+        if self.means_file is not None and (prompt or PAPER_PROMPT) == self.means_prompt:
+            return {"file_sha256": hashlib.sha256(self.means_file.read_bytes()).hexdigest()}
         if self._means_spec is None:
-            if self.means_file is not None:
-                digest = hashlib.sha256(self.means_file.read_bytes()).hexdigest()
-                self._means_spec = {"file_sha256": digest}
-            else:
-                root = self.image_root()
-                refs = mean_reference_images(root, self.n_mean_images)
-                names = [str(p.relative_to(root)) if p.is_relative_to(root) else p.name for p in refs]
-                self._means_spec = {"source": "dataset", "n_images": len(refs),
-                                    "images": hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]}
+            root = self.image_root()
+            refs = mean_reference_images(root, self.n_mean_images)
+            names = [str(p.relative_to(root)) if p.is_relative_to(root) else p.name for p in refs]
+            self._means_spec = {"source": "dataset", "n_images": len(refs),
+                                "images": hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]}
         return self._means_spec
 
     def means(self, prompt: str):
@@ -318,10 +324,10 @@ class Pipeline:
 
         if prompt in self._means:
             return self._means[prompt]
-        if self.means_file is not None:
+        if self.means_file is not None and prompt == self.means_prompt:
             means = MeanKV.load(self.means_file, engine=self.engine, prompt=prompt)
         else:
-            spec = self.means_spec()
+            spec = self.means_spec(prompt)
             tag = hashlib.sha256(prompt.encode()).hexdigest()[:12]
             name = f"{self.dataset_id}-p{tag}-R{spec['n_images']}-{spec['images']}"
             path = self.store.root / "_means" / slug(self.model_id) / f"{name}.safetensors"
@@ -344,7 +350,7 @@ class Pipeline:
     def key_settings(self, stage: str, settings: Settings) -> dict:
         """Everything that enters ``stage``'s record key (see :func:`hearlib.stages.stage_key_settings`)."""
         uses_means = any(STAGES[name].uses_means for name in needed(stage))
-        return stage_key_settings(stage, settings, self.method, self.means_spec() if uses_means else None)
+        return stage_key_settings(stage, settings, self.method, self.means_spec(settings.prompt) if uses_means else None)
 
     def key(self, stage: str, settings: Settings, item) -> str:
         digest = settings_hash(self.key_settings(stage, settings))
@@ -396,20 +402,28 @@ class Pipeline:
         return self._contexts[key]
 
     def _compute(self, stage: str, item, settings: Settings, key: str) -> Record:
+        """Compute and store one record. Problems of the model or the means stop the caller;
+        anything else is this sample's failure: marked in the manifest and raised as StageFailed."""
+        self.engine
+        if STAGES[stage].uses_means:
+            self.means(settings.prompt)
         ctx = self._context(item, settings.prompt)
         previous, ctx.settings = ctx.settings, settings
         started = time.perf_counter()
-        info = {"sample": str(item.image_id), "label": item.label, "stage": stage}
+        info = {"sample": str(item.image_id), "label": item.label, "stage": stage, "path": str(item.path)}
         try:
             for dep in STAGES[stage].needs:
                 ctx.need(dep)
             if stage != "screen" and ctx.answer_problem is not None:
                 raise StageFailed(ctx.answer_problem)
             arrays, meta = STAGES[stage].compute(ctx, settings)
-        except Exception as error:
-            self.store.mark(key, "failed", f"{type(error).__name__}: {error}" if not isinstance(
-                error, (StageFailed, UserError)) else str(error), info=info)
+        except StageFailed as error:
+            self.store.mark(key, "failed", str(error), info=info)
             raise
+        except Exception as error:   # noqa: BLE001 - one sample's failure, with its reason
+            reason = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+            self.store.mark(key, "failed", reason, info=info)
+            raise StageFailed(reason) from error
         finally:
             ctx.settings = previous
         meta = {**meta, "stage": stage, "settings": self.key_settings(stage, settings), "model": self.model, "model_id": self.model_id,
@@ -445,9 +459,7 @@ class Pipeline:
                         continue
                     try:
                         record = self.ensure("screen", item, screen_settings, block=False)
-                    except (StageFailed, UserError) as error:
-                        if isinstance(error, NotCollected):
-                            raise
+                    except StageFailed as error:
                         excluded.append((item, str(error), "failed"))
                         continue
                     screened += 1
@@ -470,7 +482,7 @@ class Pipeline:
                 bar.close()
         if not chosen:
             what = "answered correctly" if selection.correct_only else "usable"
-            raise UserError(f"no sample of {self.data} is {what} by {self.model} ({screened} screened); "
+            raise NoSamples(f"no sample of {self.data} is {what} by {self.model} ({screened} screened); "
                             + ("study them anyway with correct_only=False (make figures CORRECT_ONLY=0, "
                                "hearlib run --include-wrong)" if selection.correct_only else
                                "check that the labels are words the tokenizer can represent"))

@@ -135,9 +135,24 @@ def study_plan(params: dict, groups: Iterable[str] = GROUPS) -> list[Request]:
         settings = base.with_(prompt=prompt)
         add("prompts", main, pick(p["n_prompt_samples"]), "screen", settings)
         add("prompts", main, pick(p["n_prompt_samples"]), "attribution", settings)
-    domains = (str(p.get("domain_data") or data), "domainnet", tuple(p["domains"]))
-    add("domains", main, pick(p["n_domain_samples"]), "validation", dataset=domains)
+    domain_data = domain_folder(p)
+    if domain_data is not None:
+        add("domains", main, pick(p["n_domain_samples"]), "validation",
+            dataset=(str(domain_data), "domainnet", tuple(p["domains"])))
     return out
+
+
+def domain_folder(params: dict) -> Path | None:
+    """The DomainNet-layout folder of Fig. 9: ``domain_data``, else ``data`` if it has domains
+    (a DomainNet folder, or generated scenes with ``domains/``); None when there is none."""
+    from hearlib.pipeline import dataset_kind
+
+    if params.get("domain_data"):
+        return Path(params["domain_data"])
+    data = Path(str(params["data"]))
+    if (data / "domains").is_dir() or dataset_kind(data) == "domainnet":
+        return data
+    return None
 
 
 def fill_command(params: dict, profile: str | None, store: str | Path, groups: Sequence[str] | None = None) -> str:

@@ -20,19 +20,12 @@ def messy(tiny_engine, tmp_path_factory):
     return root, groups
 
 
-def _cfg(model, data, out, **kw):
-    from hearlib.collect import CollectConfig
-
-    base = dict(n_samples=6, n_masks=32, n_mean_images=3, batch_size=32, progress=False)
-    base.update(kw)
-    return CollectConfig(model=str(model), data=data, out=out, **base)
-
-
 @pytest.fixture(scope="module")
 def messy_run(tiny_llava, messy, tmp_path_factory):
     import torch
 
-    from hearlib.collect import collect
+    from fixtures_collect import run
+
     from hearlib.store import Store
 
     threads = torch.get_num_threads()
@@ -40,11 +33,12 @@ def messy_run(tiny_llava, messy, tmp_path_factory):
     try:
         data, groups = messy
         out = tmp_path_factory.mktemp("messy-store")
-        counts = collect(_cfg(tiny_llava, data, out))
+        counts = run(tiny_llava, data, out, n_samples=4, n_masks=32)
     finally:
         torch.set_num_threads(threads)
     store = Store(out)
-    by_sample = {e["sample"]: e for e in store.manifest(counts["prefix"]).values()}
+    by_sample = {e["sample"]: e for e in store.manifest().values() if e.get("stage") == "attribution"
+                 and "/attribution-" in e["key"]}
     return counts, store, by_sample, groups
 
 
@@ -54,10 +48,10 @@ def test_run_is_intact(messy_run):
     assert (counts["finished"], counts["skipped"], counts["failed"]) == (4, 1, 1)
     finished = sorted(s for s, e in by_sample.items() if e["status"] == "finished")
     assert finished == sorted(groups["correct"] + groups["multi"])
-    assert len(store.keys(counts["prefix"])) == 4
+    assert len([k for k in store.keys() if "/attribution-" in k]) == 4
 
 
-def test_truncated_image_fails_with_reason(messy_run, capfd):
+def test_truncated_image_fails_with_reason(messy_run):
     _, store, by_sample, groups = messy_run
     (broken,) = groups["broken"]
     entry = by_sample[broken]
@@ -66,20 +60,12 @@ def test_truncated_image_fails_with_reason(messy_run, capfd):
     assert store.get(entry["key"]) is None
 
 
-def test_images_without_annotations_are_reported(messy_run):
-    _, _, by_sample, groups = messy_run
-    assert len(groups["none"]) == 2
-    for image_id in groups["none"]:
-        assert by_sample[image_id]["status"] == "skipped"
-        assert by_sample[image_id]["reason"].startswith("no annotations")
-
-
 def test_wrong_answer_is_skipped_and_recorded(messy_run):
     _, store, by_sample, groups = messy_run
     (wrong,) = groups["wrong"]
     entry = by_sample[wrong]
     assert entry["status"] == "skipped" and entry["label"] in ("zebra", "giraffe", "elephant")
-    assert entry["reason"].startswith(f"model answers {entry['predicted']!r}, not {entry['label']!r}")
+    assert entry["reason"].startswith("the model answers ") and entry["reason"].endswith(f"not {entry['label']!r}")
     assert store.get(entry["key"]) is None
 
 
@@ -88,29 +74,32 @@ def test_multi_token_answer_uses_first_token(messy_run, tiny_engine):
     (multi,) = groups["multi"]
     record = store.get(by_sample[multi]["key"])
     word = record.meta["label"].split()[0]
-    assert record.meta["answer_tokens"] == [word, "red"] and record.meta["answer_token"] == word
-    assert record.meta["answer_multi_token"] and "the first" in record.meta["answer_note"]
-    assert record.arrays["answer_ids"].tolist() == tiny_engine.tokenizer.convert_tokens_to_ids([word, "red"])
-    assert record.meta["answer_id"] == record.arrays["answer_ids"][0] == record.meta["predicted_id"]
+    assert record.meta["answer_tokens"] == [word, "red"] and "the first is scored" in record.meta["answer_note"]
+    assert record.meta["answer_id"] == tiny_engine.tokenizer.convert_tokens_to_ids(word)
 
 
 def test_failed_sample_is_retried_and_skips_are_not(tiny_llava, messy, tmp_path, one_thread):
     """A restart retries the failed image (here repaired) and leaves skipped ones alone."""
     import shutil
 
-    from hearlib.collect import collect
+    from fixtures_collect import run
+
+    from hearlib.store import Store
 
     data, groups = messy
     copy = tmp_path / "data"
     shutil.copytree(data, copy)
-    counts = collect(_cfg(tiny_llava, copy, tmp_path / "s"))
+    counts = run(tiny_llava, copy, tmp_path / "s", n_samples=4, n_masks=32)
     assert counts["failed"] == 1
     (broken,) = groups["broken"]
     good = next(p for p in sorted((copy / "images").iterdir()) if p.stem.lstrip("0") != broken)
     shutil.copy(good, copy / "images" / f"{int(broken):06d}.png")
-    counts = collect(_cfg(tiny_llava, copy, tmp_path / "s", include_wrong=False))
-    assert counts["failed"] == 0 and counts["earlier"] == 5
-    assert counts["finished"] + counts["skipped"] == 1     # the repaired image, answered right or wrong
+    counts = run(tiny_llava, copy, tmp_path / "s", n_samples=4, n_masks=32)
+    assert counts["failed"] == 0
+    statuses = {e["sample"]: e["status"] for e in Store(tmp_path / "s").manifest().values()
+                if "/attribution-" in e["key"]}
+    assert statuses[broken] in ("finished", "skipped")     # the repaired image, answered right or wrong
+    assert statuses[groups["wrong"][0]] == "skipped"
 
 
 def test_means_from_another_model(tiny_llava, messy, tmp_path, capsys, tiny_engine):
@@ -129,15 +118,15 @@ def test_means_from_another_model(tiny_llava, messy, tmp_path, capsys, tiny_engi
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "hearlib run: error:" in err and "cannot be used here" in err and "other weights" in err
-    assert not (tmp_path / "s" / "_manifest").exists()
+    assert not list((tmp_path / "s").glob("*/*/attribution-*"))
     # a means file for another prompt prefix (tokens before the image) is refused the same way
     means = compute_means(tiny_engine, [image], progress=False)
     means.meta["prefix_hash"] = "0" * 16
     path = means.save(tmp_path / "prefix.safetensors")
     with pytest.raises(MeansMismatch, match="prompt prefix"):
-        from hearlib.collect import collect
+        from fixtures_collect import run
 
-        collect(_cfg(tiny_llava, data, tmp_path / "s2", means=path))
+        run(tiny_llava, data, tmp_path / "s2", n_samples=2, n_masks=16, means_file=path)
     # the right file works
     good = compute_means(tiny_engine, [image], progress=False).save(tmp_path / "good.safetensors")
     assert main(args[:-1] + [str(good)]) == 0
@@ -160,13 +149,14 @@ def test_unknown_architecture(messy, tmp_path, capsys):
 def test_out_of_memory_halves_the_mask_batch(tiny_llava, messy, tmp_path, monkeypatch, one_thread):
     import torch
 
-    from hearlib.collect import collect
+    from fixtures_collect import run
+
     from hearlib.engine import Engine
     from hearlib.store import Store
 
     data, _ = messy
-    reference = collect(_cfg(tiny_llava, data, tmp_path / "ref", n_samples=1))
-    real = Engine.logits
+    run(tiny_llava, data, tmp_path / "ref", n_samples=1)
+    real = Engine._fast
     calls = []
 
     def flaky(self, sample, means, heads, *args, **kwargs):
@@ -175,15 +165,13 @@ def test_out_of_memory_halves_the_mask_batch(tiny_llava, messy, tmp_path, monkey
             raise torch.OutOfMemoryError("CUDA out of memory (injected by the test)")
         return real(self, sample, means, heads, *args, **kwargs)
 
-    monkeypatch.setattr(Engine, "logits", flaky)
+    monkeypatch.setattr(Engine, "_fast", flaky)
     with pytest.warns(RuntimeWarning, match="mask batch halved to 16"):
-        counts = collect(_cfg(tiny_llava, data, tmp_path / "oom", n_samples=1))
+        counts = run(tiny_llava, data, tmp_path / "oom", n_samples=1)
     assert counts["finished"] == 1 and counts["failed"] == 0
     assert 32 in calls and calls.count(16) >= 2
-    store = Store(tmp_path / "oom")
-    record = store.get(store.keys()[0])
-    assert record.meta["oom_halvings"] == 1 and record.meta["batch_size"] == 16
-    ref = Store(tmp_path / "ref")
-    ref_record = ref.get(ref.keys()[0])
-    np.testing.assert_array_equal(record.arrays["masks"], ref_record.arrays["masks"])
-    np.testing.assert_allclose(record.arrays["logits"], ref_record.arrays["logits"], atol=1e-5)
+    records = [Store(root).get(k) for root in (tmp_path / "oom", tmp_path / "ref")
+               for k in Store(root).keys() if "/attribution-" in k]
+    record, ref_record = records
+    np.testing.assert_array_equal(record["masks"], ref_record["masks"])
+    np.testing.assert_allclose(record["logits"], ref_record["logits"], atol=1e-5)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytest_plugins = ["fixtures_collect"]
+
 from hearlib.attribution import fit_attribution
 from hearlib.masks import n_ablated
 
@@ -54,25 +56,20 @@ def test_stages_store_and_reuse(study_setup, monkeypatch):
     assert image["theta_img"].shape == image["w"].shape == (st.screen(item)["n_image"],)
 
     # a second study reads everything from the store: the engine is never loaded
-    again = _study(study_setup, monkeypatch)
-    again._engine = _NoEngine()
+    again = _study(study_setup, monkeypatch, compute=False)
     assert again.samples(2, correct_only=False)[0].image_id == item.image_id
     np.testing.assert_array_equal(again.attribution(item, n_masks=40, seed=3)["theta"], attr["theta"])
     np.testing.assert_array_equal(again.image(item, n_masks=40, seed=3, n_image_masks=30)["w"], image["w"])
+    assert again.pipeline._engine is None
     # other settings are another record
     other = st.attribution(item, n_masks=40, seed=4)
     assert not np.array_equal(other["masks"], attr["masks"])
 
 
-class _NoEngine:
-    def __getattr__(self, name):
-        raise AssertionError(f"the engine was used ({name}) although every record is stored")
-
-
-def test_interleave_balances_outer_then_inner():
+def test_interleave_balances_domains_then_classes():
     from types import SimpleNamespace as S
 
-    from hearlib.study import _interleave
+    from hearlib.pipeline import _interleave
 
     items = [S(domain=d, label=l, i=i) for d in ("real", "sketch", "clipart") for l in ("cat", "apple") for i in range(2)]
     order = _interleave(items, ("domain", "label"))
@@ -83,20 +80,35 @@ def test_interleave_balances_outer_then_inner():
     assert all(x.i == 0 for x in order[:6]) and all(x.i == 1 for x in order[6:])
 
 
-def test_reads_the_records_of_hearlib_run(study_setup, monkeypatch, tmp_path):
-    """A record written by `python -m hearlib run` (hearlib.collect) is the study's attribution record."""
-    collect = pytest.importorskip("hearlib.collect")
+def test_reads_the_records_of_hearlib_run(study_setup, tmp_path):
+    """What `python -m hearlib run` collected is what the study reads: no model is loaded."""
+    from fixtures_collect import run
+
     from hearlib.study import Study
 
     model, root = study_setup
-    cfg = collect.CollectConfig(model=str(model), data=root / "scenes", out=tmp_path / "store", n_samples=1,
-                                n_masks=40, seed=5, n_mean_images=3, include_wrong=True, progress=False)
-    collect.collect(cfg)
-    st = Study(model, root / "scenes", store=tmp_path / "store", n_mean_images=3, progress=False)
-    st._engine = _NoEngine()
-    item = st.items()[0]
+    run(model, root / "scenes", tmp_path / "store", ("attribution", "validation"), n_samples=1, n_masks=40, seed=5,
+        correct_only=False)
+    st = Study(model, root / "scenes", store=tmp_path / "store", n_mean_images=3, progress=False, profile="paper")
+    (item,) = st.samples(1, correct_only=False)
     entry = st.attribution(item, n_masks=40, seed=5)
-    assert entry["settings"]["include_wrong"] is True and entry["n_masks"] == 40
-    np.testing.assert_array_equal(entry["theta"], entry["coef"])
+    valid = st.validation(item, n_masks=40, seed=5)
+    assert entry["n_masks"] == 40 and valid["x_star"].dtype == bool
     fit = fit_attribution(entry["masks"], entry["pi"], seed=5)
     np.testing.assert_allclose(entry["theta"], fit.coef)
+    assert st.pipeline._engine is None
+
+
+def test_a_large_profile_stops_with_the_command_that_fills_the_store(study_setup, tmp_path, monkeypatch):
+    from hearlib.pipeline import NotCollected
+    from hearlib.study import Study
+
+    model, root = study_setup
+    st = Study(model, root / "scenes", store=tmp_path / "empty", n_mean_images=3, progress=False, profile="paper")
+    with pytest.raises(NotCollected, match=r"python -m hearlib run --profile paper --data .* --out .*empty"):
+        st.samples(2)
+    assert st.pipeline._engine is None
+    # small profiles compute what is missing, unless the render step forbids it
+    assert Study(model, root / "scenes", store=tmp_path / "s", profile="ci").pipeline.compute
+    monkeypatch.setenv("HEARLIB_READ_ONLY", "1")
+    assert not Study(model, root / "scenes", store=tmp_path / "s", profile="ci").pipeline.compute
