@@ -22,7 +22,7 @@ import torch
 from hearlib.models import CHECKPOINTS, load_engine
 from hearlib.testing import REAL_HUB, REAL_MODELS, real_config_model
 
-pytestmark = pytest.mark.slow          # about a minute and a half on 2 CPU cores
+pytestmark = pytest.mark.slow          # about two minutes on a shared 2-core CPU machine
 
 # depth cut per model; N = layers × the real query heads
 BUILD = {"llava-1.5-7b": dict(layers=2, vision_layers=2, intermediate_size=1024),
@@ -68,11 +68,12 @@ def real(request, real_model_dir, tmp_path_factory):
 
 def _independent_inputs(hub, checkpoint, image, prompt):
     """The real processor and chat template, loaded from the hub files, on their own."""
+    from PIL import Image
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(hub)
-    if checkpoint.resolution is not None:
-        image = image.resize(checkpoint.resolution)
+    if checkpoint.resolution is not None:                 # hearlib's fixed input size (models.FAMILIES)
+        image = image.resize(checkpoint.resolution, Image.BICUBIC)
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     return processor(images=[image.convert("RGB")], text=[text], return_tensors="pt"), processor, text
