@@ -57,7 +57,16 @@ def main_object(anns: list[dict], width: int, height: int, min_area_frac: float 
     return largest
 
 
+def coco_splits(root) -> list[str]:
+    """Splits of a COCO folder: the ``<split>`` of every ``annotations/instances_<split>.json``,
+    validation splits first (``["val2017", "train2017"]`` for a COCO 2017 folder with both)."""
+    folder = Path(root) / "annotations"
+    found = [f.stem[len("instances_"):] for f in folder.glob("instances_*.json")] if folder.is_dir() else []
+    return sorted(found, key=lambda s: (not s.startswith("val"), s))
+
+
 def _coco_files(root_or_annotation_file, images_dir, split):
+    """(annotation file, image folder) of a COCO annotation file or folder; see :func:`load_coco`."""
     p = Path(root_or_annotation_file)
     if not p.exists():
         raise UserError(f"COCO folder or annotation file {p} does not exist "
@@ -66,24 +75,34 @@ def _coco_files(root_or_annotation_file, images_dir, split):
         ann = p
         root = p.parent.parent if p.parent.name == "annotations" else p.parent
         stem_split = p.stem[len("instances_"):] if p.stem.startswith("instances_") else None
-        guesses = [root / s for s in (split, stem_split) if s] + [root / "images", p.parent]
+        guesses = [root / s for s in (split, stem_split) if s] + [root / "images" / s for s in (split, stem_split) if s]
+        guesses += [root / "images", p.parent]
         images = Path(images_dir) if images_dir else next((g for g in guesses if g.is_dir()), guesses[0])
+        return ann, _check_images(images)
+    candidates = [p / "annotations" / f"instances_{split}.json"] if split else []
+    # the project's scenes (instances.json), else real COCO: validation split first
+    candidates += [p / "annotations" / "instances.json", p / "coco" / "annotations" / "instances.json"]
+    if not split:
+        candidates += [p / "annotations" / f"instances_{s}.json" for s in coco_splits(p)]
+    ann = next((c for c in candidates if c.exists()), None)
+    if ann is None:
+        looked = ", ".join(str(c) for c in candidates) or f"{p / 'annotations'}/instances*.json"
+        raise UserError(f"no COCO annotation file in {p}: looked for {looked}")
+    chosen = ann.stem[len("instances_"):] if ann.stem.startswith("instances_") else None
+    if images_dir:
+        images = Path(images_dir)
+    elif chosen:
+        guesses = [p / chosen, p / "images" / chosen, p / "images"]
+        images = next((g for g in guesses if g.is_dir()), guesses[0])
     else:
-        candidates = ([p / "annotations" / f"instances_{split}.json"] if split else []) + [
-            p / "annotations" / "instances.json", p / "coco" / "annotations" / "instances.json"]
-        ann = next((c for c in candidates if c.exists()), None)
-        if ann is None:
-            raise UserError(f"no COCO annotation file in {p}: looked for "
-                            + ", ".join(str(c) for c in candidates))
-        if images_dir:
-            images = Path(images_dir)
-        elif split and (p / split).is_dir():
-            images = p / split
-        else:
-            images = ann.parent.parent / "images"
+        images = ann.parent.parent / "images"
+    return ann, _check_images(images)
+
+
+def _check_images(images: Path) -> Path:
     if not images.is_dir():
         raise UserError(f"COCO image folder {images} does not exist (pass images_dir=...)")
-    return ann, images
+    return images
 
 
 def load_coco(root_or_annotation_file, images_dir=None, split: str | None = None,
@@ -93,9 +112,12 @@ def load_coco(root_or_annotation_file, images_dir=None, split: str | None = None
     """Images of a COCO-format dataset through pycocotools.
 
     ``root_or_annotation_file``: an ``instances*.json`` file, or a folder holding
-    ``annotations/instances_<split>.json`` (real COCO 2017: ``split="val2017"``, images in
-    ``<root>/val2017``) or ``annotations/instances.json`` (images in ``<root>/images``), or a
-    folder made by ``python -m hearlib scenes`` (its ``coco/`` subfolder).
+    ``annotations/instances_<split>.json`` with images in ``<root>/<split>`` (COCO 2017 as
+    distributed: ``annotations/instances_val2017.json`` beside ``val2017/``, or train2017), or
+    ``annotations/instances.json`` with images in ``<root>/images``, or a folder made by
+    ``python -m hearlib scenes`` (its ``coco/`` subfolder). Without ``split``: ``instances.json``
+    if present, else the first of :func:`coco_splits` (val2017 before train2017).
+    Labels are COCO category names as written, several words included (``"fire hydrant"``).
     With ``single_main_object`` only images passing the rule of the module docstring are
     returned, labelled with the main object's category; without it, every image with at
     least one annotation, labelled with its largest annotation's category.

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import hashlib
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
@@ -296,6 +297,9 @@ class Engine:
         self.n_kv_heads = getattr(text_config, "num_key_value_heads", None) or self.n_heads
         self.head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // self.n_heads
         self.image_token_id = model.config.image_token_id
+        # Only the last position's logits are ever read: skip the unembedding of the others.
+        self._last_only = ({"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters
+                           else {})
         model.set_attn_implementation({"text_config": ATTENTION_NAME})
         for layer_index, layer in enumerate(self.decoder.layers):
             if getattr(layer.self_attn, "layer_idx", None) != layer_index:
@@ -352,20 +356,36 @@ class Engine:
         except Exception as error:  # the template's own error, whatever it raises
             raise UserError(f"the model's chat template cannot take this prompt: {error}") from None
 
-    def answer_tokens(self, chat_text: str, answer: str) -> list[int]:
-        """Token ids the model would emit for ``answer`` right after the prompt."""
+    def _answer_ids(self, chat_text: str, answer) -> tuple[list[int], str | None]:
+        """(token ids of ``answer`` right after ``chat_text``, why they are unusable or None)."""
         if not isinstance(answer, str) or not answer.strip():
-            raise UserError("the answer must be a non-empty word")
-        separator = "" if chat_text[-1:].isspace() else " "
-        prompt_ids = self.tokenizer(chat_text, add_special_tokens=False)["input_ids"]
-        full_ids = self.tokenizer(chat_text + separator + answer.strip(), add_special_tokens=False)["input_ids"]
-        if full_ids[: len(prompt_ids)] != prompt_ids or len(full_ids) == len(prompt_ids):
-            full_ids = prompt_ids + self.tokenizer(answer.strip(), add_special_tokens=False)["input_ids"]
+            return [], "the answer must be a non-empty word"
+        try:
+            separator = "" if chat_text[-1:].isspace() else " "
+            prompt_ids = self.tokenizer(chat_text, add_special_tokens=False)["input_ids"]
+            full_ids = self.tokenizer(chat_text + separator + answer.strip(), add_special_tokens=False)["input_ids"]
+            if full_ids[: len(prompt_ids)] != prompt_ids or len(full_ids) == len(prompt_ids):
+                full_ids = prompt_ids + self.tokenizer(answer.strip(), add_special_tokens=False)["input_ids"]
+        except Exception as error:  # noqa: BLE001 - whatever the tokenizer raises is the reason
+            return [], f"the tokenizer cannot represent the answer {answer!r}: {error}"
         ids = full_ids[len(prompt_ids):]
         unk = self.tokenizer.unk_token_id
         if not ids or (unk is not None and unk in ids):
-            raise UserError(f"the tokenizer cannot represent the answer {answer!r}")
+            return ids, f"the tokenizer cannot represent the answer {answer!r}"
+        return ids, None
+
+    def answer_tokens(self, chat_text: str, answer: str) -> list[int]:
+        """Token ids the model would emit for ``answer`` right after the prompt (UserError if none)."""
+        ids, problem = self._answer_ids(chat_text, answer)
+        if problem is not None:
+            raise UserError(problem)
         return ids
+
+    def answer_problem(self, answer, prompt: str | None = None) -> str | None:
+        """Why ``answer`` cannot be scored after ``prompt`` (empty, or tokenized to nothing or to
+        the unknown token), or ``None`` when it can. Never raises for the answer, so a pipeline
+        can record such a sample as skipped; an unusable prompt still raises :class:`UserError`."""
+        return self._answer_ids(self.chat_text(prompt), answer)[1]
 
     def prepare(self, image, answer: str | None = None, prompt: str | None = None,
                 sample_id: str = "") -> Sample:
@@ -415,7 +435,7 @@ class Engine:
         handle = self.decoder.register_forward_pre_hook(capture, with_kwargs=True)
         try:
             with ablation(plan):
-                logits = self.model(**sample.inputs, use_cache=False).logits[0, -1]
+                logits = self.model(**sample.inputs, use_cache=False, **self._last_only).logits[0, -1]
         finally:
             handle.remove()
         return plan, captured, logits
@@ -511,7 +531,7 @@ class Engine:
     def _literal(self, sample, means, heads, text, image) -> np.ndarray:
         plan = LiteralPlan(sample.text_start, sample.image_positions, means, heads, text, image)
         with ablation(plan):
-            logits = self.model(**sample.inputs, use_cache=False).logits[:, -1]
+            logits = self.model(**sample.inputs, use_cache=False, **self._last_only).logits[:, -1]
         return self._adjusted(logits, sample)
 
     def logits(self, sample: Sample, means: "MeanKV", heads, text=None, image=None, *,

@@ -24,30 +24,107 @@ FAMILIES: dict[str, tuple[str, tuple[int, int] | None]] = {
 }
 
 
+# Chat template styles: what ``apply_chat_template`` of one user turn [image, text p] with
+# ``add_generation_prompt=True`` renders, before the processor expands the image token (LLaVA's
+# tokenizer then prepends BOS ``<s>``; the ChatML ones add no BOS).
+TEMPLATES: dict[str, str] = {
+    "vicuna": "USER: <image>\n{p} ASSISTANT:",
+    "chatml-qwen2-vl": ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+                        "<|vision_start|><|image_pad|><|vision_end|>{p}<|im_end|>\n<|im_start|>assistant\n"),
+    # InternVL2.5 (-hf): the processor expands <IMG_CONTEXT> to <img> + 256 × <IMG_CONTEXT> + </img>
+    "chatml-internvl": "<|im_start|>user\n<IMG_CONTEXT>\n{p}<|im_end|>\n<|im_start|>assistant\n",
+}
+
+
 @dataclass(frozen=True)
 class Checkpoint:
+    """One of the paper's checkpoints and its geometry (the table of docs/MODELS.md).
+
+    ``resolution``: the fixed input size (w, h) hearlib resizes every image to (None: the
+    processor's own resize and crop). ``layers × heads`` is N, the number of query heads
+    HeAr attributes; ``kv_heads`` the key/value heads (GQA when fewer). Image tokens at that
+    input: ``views`` views of ``grid`` (rows, cols) tokens each plus ``newline_tokens``.
+    ``checked``: the folder under ``tests/data/hub`` that tests/test_models.py checks the row
+    against; empty when the row is from the model card / config and not checked here."""
+
     name: str
     hub_id: str
     model_type: str
     resolution: tuple[int, int] | None = None
+    layers: int = 0
+    heads: int = 0
+    kv_heads: int = 0
+    hidden: int = 0
+    input_size: tuple[int, int] = (0, 0)
+    grid: tuple[int, int] = (0, 0)
+    views: int = 1
+    newline_tokens: int = 0
+    image_tokens: int = 0
+    language_model: str = ""
+    template: str = ""
+    checked: str = ""
 
     @property
     def family(self) -> str:
         return FAMILIES[self.model_type][0]
 
+    @property
+    def n_total_heads(self) -> int:
+        """N = layers × heads."""
+        return self.layers * self.heads
+
+
+_LLAVA = dict(input_size=(336, 336), grid=(24, 24), image_tokens=576, template="vicuna")
+# LLaVA-NeXT at a fixed 336 × 336 input: the best grid pinpoint is 336 × 672 (two 336 tiles);
+# the image gives the base view (24 × 24) plus the high-res view unpadded back to 24 × 24 with an
+# image_newline token closing each of its 24 rows: 576 + 576 + 24 = 1176.
+_LLAVA_NEXT = dict(input_size=(336, 336), grid=(24, 24), views=2, newline_tokens=24, image_tokens=1176,
+                   template="vicuna")
+# InternVL2.5 at 448 × 448: one tile (no thumbnail), 32 × 32 patches of 14 px, pixel shuffle 0.5.
+_INTERNVL = dict(input_size=(448, 448), grid=(16, 16), image_tokens=256, template="chatml-internvl")
+# Qwen2-VL at 448 × 448: image_grid_thw [1, 32, 32], 2 × 2 patches merged into one token.
+_QWEN2_VL = dict(input_size=(448, 448), grid=(16, 16), image_tokens=256, template="chatml-qwen2-vl")
 
 CHECKPOINTS: dict[str, Checkpoint] = {c.name: c for c in (
-    Checkpoint("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf", "llava"),
-    Checkpoint("llava-1.5-13b", "llava-hf/llava-1.5-13b-hf", "llava"),
-    Checkpoint("llava-next-7b", "llava-hf/llava-v1.6-vicuna-7b-hf", "llava_next", (336, 336)),
-    Checkpoint("llava-next-13b", "llava-hf/llava-v1.6-vicuna-13b-hf", "llava_next", (336, 336)),
-    Checkpoint("internvl2.5-1b", "OpenGVLab/InternVL2_5-1B-MPO-hf", "internvl", (448, 448)),
-    Checkpoint("internvl2.5-2b", "OpenGVLab/InternVL2_5-2B-MPO-hf", "internvl", (448, 448)),
-    Checkpoint("internvl2.5-4b", "OpenGVLab/InternVL2_5-4B-MPO-hf", "internvl", (448, 448)),
-    Checkpoint("internvl2.5-8b", "OpenGVLab/InternVL2_5-8B-MPO-hf", "internvl", (448, 448)),
-    Checkpoint("qwen2-vl-2b", "Qwen/Qwen2-VL-2B-Instruct", "qwen2_vl", (448, 448)),
-    Checkpoint("qwen2-vl-7b", "Qwen/Qwen2-VL-7B-Instruct", "qwen2_vl", (448, 448)),
+    Checkpoint("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf", "llava", layers=32, heads=32, kv_heads=32,
+               hidden=4096, language_model="Vicuna-7B v1.5", checked="llava-1.5-7b-hf", **_LLAVA),
+    Checkpoint("llava-1.5-13b", "llava-hf/llava-1.5-13b-hf", "llava", layers=40, heads=40, kv_heads=40,
+               hidden=5120, language_model="Vicuna-13B v1.5", **_LLAVA),
+    Checkpoint("llava-next-7b", "llava-hf/llava-v1.6-vicuna-7b-hf", "llava_next", (336, 336), layers=32,
+               heads=32, kv_heads=32, hidden=4096, language_model="Vicuna-7B v1.5", **_LLAVA_NEXT),
+    Checkpoint("llava-next-13b", "llava-hf/llava-v1.6-vicuna-13b-hf", "llava_next", (336, 336), layers=40,
+               heads=40, kv_heads=40, hidden=5120, language_model="Vicuna-13B v1.5", **_LLAVA_NEXT),
+    Checkpoint("internvl2.5-1b", "OpenGVLab/InternVL2_5-1B-MPO-hf", "internvl", (448, 448), layers=24,
+               heads=14, kv_heads=2, hidden=896, language_model="Qwen2.5-0.5B-Instruct", **_INTERNVL),
+    Checkpoint("internvl2.5-2b", "OpenGVLab/InternVL2_5-2B-MPO-hf", "internvl", (448, 448), layers=24,
+               heads=16, kv_heads=8, hidden=2048, language_model="InternLM2.5-1.8B-chat", **_INTERNVL),
+    Checkpoint("internvl2.5-4b", "OpenGVLab/InternVL2_5-4B-MPO-hf", "internvl", (448, 448), layers=36,
+               heads=16, kv_heads=2, hidden=2048, language_model="Qwen2.5-3B-Instruct", **_INTERNVL),
+    Checkpoint("internvl2.5-8b", "OpenGVLab/InternVL2_5-8B-MPO-hf", "internvl", (448, 448), layers=32,
+               heads=32, kv_heads=8, hidden=4096, language_model="InternLM2.5-7B-chat", **_INTERNVL),
+    Checkpoint("qwen2-vl-2b", "Qwen/Qwen2-VL-2B-Instruct", "qwen2_vl", (448, 448), layers=28, heads=12,
+               kv_heads=2, hidden=1536, language_model="Qwen2-1.5B", checked="qwen2-vl-2b-instruct", **_QWEN2_VL),
+    Checkpoint("qwen2-vl-7b", "Qwen/Qwen2-VL-7B-Instruct", "qwen2_vl", (448, 448), layers=28, heads=28,
+               kv_heads=4, hidden=3584, language_model="Qwen2-7B", **_QWEN2_VL),
 )}
+
+
+def models_table() -> str:
+    """The Markdown table of docs/MODELS.md, rendered from :data:`CHECKPOINTS`."""
+    rows = ["| checkpoint | hub id | input (w × h) | image tokens | token grid | layers × heads = N "
+            "| key/value heads | decoder | chat template | source |",
+            "| --- | --- | --- | ---: | --- | --- | ---: | --- | --- | --- |"]
+    for c in CHECKPOINTS.values():
+        rows_, cols = c.grid
+        grid = f"{rows_} × {cols}" if c.views == 1 else (
+            f"{c.views} × ({rows_} × {cols}) + {c.newline_tokens} newline")
+        fixed = "fixed by hearlib" if c.resolution else "processor's resize + crop"
+        source = (f"checked against `tests/data/hub/{c.checked}`" if c.checked
+                  else "model card / config, not checked here")
+        rows.append(f"| {c.name} | `{c.hub_id}` | {c.input_size[0]} × {c.input_size[1]} ({fixed}) | "
+                    f"{c.image_tokens} | {grid} | {c.layers} × {c.heads} = {c.n_total_heads} | {c.kv_heads} | "
+                    f"{c.language_model} (hidden {c.hidden}) | {c.template} | {source} |")
+    return "\n".join(rows) + "\n"
 
 
 def supported_architectures() -> str:

@@ -293,3 +293,76 @@ def build_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return out_dir
+
+
+# ---------------------------------------------------------------------------------------
+# Random-weight models of the real geometry of two paper checkpoints
+# ---------------------------------------------------------------------------------------
+# The hub files (config, processor, tokenizer, chat template; no weights) of two checkpoints,
+# committed under tests/data/hub/ (licences in tests/data/hub/NOTICE.md).
+REAL_HUB = Path(__file__).resolve().parent.parent / "tests" / "data" / "hub"
+REAL_MODELS = {"llava-1.5-7b": "llava-1.5-7b-hf", "qwen2-vl-2b": "qwen2-vl-2b-instruct"}
+_WEIGHT_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json")
+
+
+def real_config(name: str, layers: int = 2, vision_layers: int = 2, intermediate_size: int | None = None,
+                hub: Path | None = None):
+    """The real config of ``name`` (a key of :data:`REAL_MODELS` or a folder) with the depth cut.
+
+    Decoder depth becomes ``layers`` (``num_hidden_layers`` and, where the config has one, the
+    ``layer_types`` list); vision depth becomes ``vision_layers`` (``num_hidden_layers`` of a
+    CLIP/InternViT tower, ``depth`` of a Qwen2-VL one). Width, query and key/value heads,
+    head size, RoPE / M-RoPE and vocabulary stay as published. ``intermediate_size`` (the
+    decoder MLP width, which hearlib never touches) may be cut too, to save CPU time."""
+    from transformers import AutoConfig
+
+    source = Path(hub or REAL_HUB) / REAL_MODELS.get(name, name)
+    if not (source / "config.json").is_file():
+        raise FileNotFoundError(f"no hub files for {name!r} at {source}")
+    config = AutoConfig.from_pretrained(source)        # trust_remote_code stays off
+    text, vision = config.text_config, config.vision_config
+    if not 1 <= layers <= text.num_hidden_layers or vision_layers < 1:
+        raise ValueError(f"layers must lie in 1..{text.num_hidden_layers} and vision_layers be >= 1")
+    text.num_hidden_layers = layers
+    if getattr(text, "layer_types", None) is not None:
+        text.layer_types = list(text.layer_types)[:layers]
+    if getattr(text, "max_window_layers", None) is not None:
+        text.max_window_layers = min(text.max_window_layers, layers)
+    if intermediate_size is not None:
+        text.intermediate_size = intermediate_size
+    depth_key = "depth" if hasattr(vision, "depth") else "num_hidden_layers"
+    setattr(vision, depth_key, vision_layers)
+    return config, source
+
+
+def real_config_model(name: str, out_dir: Path, layers: int = 2, vision_layers: int = 2,
+                      intermediate_size: int | None = None, seed: int = 0, hub: Path | None = None) -> Path:
+    """Build a random-weight model of ``name``'s real geometry (depth cut, see :func:`real_config`)
+    and save it in float32 beside the real processor, tokenizer and chat template files, so that
+    :func:`hearlib.models.load_engine` (``out_dir``) loads it like the hub checkpoint."""
+    import shutil
+
+    from transformers import AutoModelForImageTextToText
+    from transformers import initialization as init
+
+    config, source = real_config(name, layers, vision_layers, intermediate_size, hub)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    # torch's default init at construction is skipped; transformers' own init (normal(0, 0.02)
+    # weights, unit norms, zero biases) then runs once over every module.
+    with init.no_init_weights():
+        model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32).eval()
+    model.init_weights()
+    with torch.no_grad():
+        for key, param in model.named_parameters():
+            if not bool(torch.isfinite(param).all()) or float(param.abs().max()) > 100:
+                raise RuntimeError(f"parameter {key} was left uninitialised")
+    model.save_pretrained(out_dir)
+    del model
+    for file in sorted(source.iterdir()):
+        if file.is_file() and file.name not in _WEIGHT_FILES:
+            shutil.copyfile(file, out_dir / file.name)
+    if (source / "generation_config.json").is_file():
+        shutil.copyfile(source / "generation_config.json", out_dir / "generation_config.json")
+    return out_dir

@@ -106,3 +106,75 @@ def test_clear_errors(tmp_path, generated):
         load_domainnet(tmp_path / "empty")
     with pytest.raises(UserError, match="domain"):
         load_domainnet(generated, domains=["quickdraw"])
+
+
+def _write_coco_2017(root, split, images, annotations, categories):
+    """A COCO 2017 layout: ``annotations/instances_<split>.json`` beside ``<split>/``."""
+    import json
+
+    from PIL import Image
+
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    (root / split).mkdir(parents=True, exist_ok=True)
+    for info in images:
+        Image.new("RGB", (info["width"], info["height"]), (90, 60, 30)).save(root / split / info["file_name"])
+    (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(
+        {"images": images, "annotations": annotations, "categories": categories}))
+
+
+def test_coco_2017_layout_with_several_words_and_several_instances(tmp_path):
+    categories = [{"id": 11, "name": "fire hydrant", "supercategory": "outdoor"},
+                  {"id": 88, "name": "teddy bear", "supercategory": "indoor"},
+                  {"id": 17, "name": "cat", "supercategory": "animal"}]
+    images = [{"id": i, "file_name": f"{i:012d}.jpg", "width": 100, "height": 80} for i in (7, 3, 5)]
+
+    def ann(i, image_id, cat, area, crowd=0):
+        return {"id": i, "image_id": image_id, "category_id": cat, "area": area, "iscrowd": crowd,
+                "bbox": [0, 0, 10, 10], "segmentation": [[0, 0, 10, 0, 10, 10]]}
+    annotations = [ann(1, 7, 11, 2000), ann(2, 7, 11, 1500), ann(3, 7, 11, 900), ann(4, 7, 17, 900),  # kept
+                   ann(5, 3, 88, 3000),                                                           # kept
+                   ann(6, 5, 17, 2000), ann(7, 5, 88, 1200)]                                      # rival
+    _write_coco_2017(tmp_path, "train2017", images, annotations, categories)
+    records = load_coco(tmp_path)                     # no split, no instances.json: found by layout
+    assert [(r.image_id, r.label, r.supercategory) for r in records] == [
+        ("3", "teddy bear", "indoor"), ("7", "fire hydrant", "outdoor")]
+    assert records[1].extra["n_annotations"] == 4 and records[1].extra["annotation_id"] == 1
+    assert records[1].path == tmp_path / "train2017" / "000000000007.jpg" and records[1].path.exists()
+    assert load_coco(tmp_path, split="train2017")[1].label == "fire hydrant"
+    assert load_coco(tmp_path / "annotations" / "instances_train2017.json")[0].path.parent == tmp_path / "train2017"
+    # with a validation split beside it, the validation split is the default
+    _write_coco_2017(tmp_path, "val2017", images[:1], annotations[:4], categories)
+    assert [r.image_id for r in load_coco(tmp_path)] == ["7"]
+    assert [r.image_id for r in load_coco(tmp_path, split="train2017")] == ["3", "7"]
+    with pytest.raises(UserError, match="instances_test2017.json"):
+        load_coco(tmp_path, split="test2017")
+
+
+@needs_coco_tiny
+def test_real_coco_2017_folder_without_split():
+    import json
+
+    from hearlib.datasets import coco_splits
+
+    assert coco_splits(SHARED_COCO_TINY) == ["val2017", "train2017"]
+    default = load_coco(SHARED_COCO_TINY)
+    assert [(r.image_id, r.label, r.path) for r in default] == [
+        (r.image_id, r.label, r.path) for r in load_coco(SHARED_COCO_TINY, split="val2017")]
+    assert all(r.path.parent == SHARED_COCO_TINY / "val2017" for r in default)
+    # category names of several words are kept as COCO writes them
+    names = {c["name"] for c in json.loads(
+        (SHARED_COCO_TINY / "annotations" / "instances_val2017.json").read_text())["categories"]}
+    several = [r.label for r in default if " " in r.label]
+    assert several and set(several) <= names
+    assert any(r.extra["n_annotations"] > 1 for r in default)
+
+
+@needs_coco_tiny
+def test_real_coco_train_split_alone_is_found(tmp_path):
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "instances_train2017.json").symlink_to(
+        SHARED_COCO_TINY / "annotations" / "instances_train2017.json")
+    (tmp_path / "train2017").symlink_to(SHARED_COCO_TINY / "train2017")
+    got = load_coco(tmp_path)
+    want = load_coco(SHARED_COCO_TINY, split="train2017")
+    assert got and [(r.image_id, r.label) for r in got] == [(r.image_id, r.label) for r in want]

@@ -202,3 +202,18 @@ def test_bad_inputs_are_clear_errors(setup, tmp_path):
         engine.logits(sample, means, np.ones((2, engine.n_total_heads + 1), bool))
     with pytest.raises(UserError, match="non-empty"):
         engine.prepare(_any_image(), answer="dog", prompt="   ")
+
+
+def test_answer_problem_reports_instead_of_raising(setup):
+    engine, _, _, _ = setup
+    assert engine.answer_problem("dog") is None
+    for bad in ("xylophonequux", "dog xylophonequux"):          # a word outside the word-level vocabulary
+        problem = engine.answer_problem(bad)
+        assert isinstance(problem, str) and "cannot represent" in problem and bad in problem
+        with pytest.raises(UserError, match="cannot represent"):   # prepare still refuses it
+            engine.prepare(_any_image(), answer=bad)
+    for empty in ("", "   ", None, 3):
+        assert "non-empty" in engine.answer_problem(empty)
+    assert engine.answer_problem("dog", prompt="What colour is the main object in the image?") is None
+    with pytest.raises(UserError, match="non-empty string"):     # a bad prompt is not the answer's problem
+        engine.answer_problem("dog", prompt="  ")
