@@ -178,15 +178,13 @@ class SampleContext:
         """Why this sample cannot be studied (an answer the tokenizer cannot represent, an image
         the processor cannot take), or None."""
         if self._problem is False:
-            try:
-                self._prepare()
-                self._problem = None
-            except UserError as error:
-                try:       # the image and prompt are fine on their own: the answer is the problem
-                    self.engine.prepare(self.item.path, prompt=self.prompt)
-                except UserError:
+            problem = self.engine.answer_problem(self.item.label, self.prompt)
+            if problem is None:
+                try:
+                    self._prepare()
+                except UserError as error:      # an unreadable image: this sample fails
                     raise StageFailed(str(error)) from None
-                self._problem = str(error)
+            self._problem = problem
         return self._problem
 
     def _prepare(self):
