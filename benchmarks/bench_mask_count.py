@@ -1,6 +1,6 @@
 """How many masks are enough: fixed M = 10,000 against the adaptive stop rule, in one run.
 
-For K correctly answered samples, ``hearlib.collect`` runs twice into two fresh stores:
+For K correctly answered samples, ``hearlib run --stages attribution`` runs twice into two fresh stores:
 
 * fixed: M = 10,000 masks per sample (the paper's setting);
 * adaptive: masks drawn in chunks of ``--chunk`` and stopped once held-out R² has moved by less
@@ -42,7 +42,8 @@ def main() -> None:
 
     import torch
 
-    from hearlib.collect import CollectConfig, collect
+    from hearlib.collect import run_plan
+    from hearlib.plan import profile_params
     from hearlib.store import Store
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -50,15 +51,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, adaptive in (("fixed", False), ("adaptive", True)):
             out = Path(tmp) / name
-            cfg = CollectConfig(model=args.model, data=Path(args.data), out=out, n_samples=args.n_samples,
-                                n_masks=args.n_masks, n_mean_images=args.n_mean_images,
-                                batch_size=args.batch_size, adaptive=adaptive, adaptive_chunk=args.chunk,
-                                adaptive_tol=args.tol, adaptive_patience=args.patience, progress=False)
+            params = profile_params(None, model=args.model, data=args.data, n_samples=args.n_samples,
+                                    n_tsne_samples=0, n_masks=args.n_masks, n_mean_images=args.n_mean_images,
+                                    batch_size=args.batch_size,
+                                    adaptive=dict(adaptive=True, adaptive_chunk=args.chunk, adaptive_tol=args.tol,
+                                                  adaptive_patience=args.patience) if adaptive else None)
             start = time.perf_counter()
-            counts = collect(cfg)
+            counts = run_plan(params, ("attribution",), out, progress=False)
             wall = time.perf_counter() - start
             store = Store(out)
-            records = {store.get(k).meta["sample"]: store.get(k) for k in store.keys()}
+            records = {r.meta["sample"]: r for r in (store.get(k) for k in store.keys() if "/attribution-" in k)}
             runs[name] = (records, wall, counts)
 
     fixed, adaptive = runs["fixed"][0], runs["adaptive"][0]
@@ -70,14 +72,14 @@ def main() -> None:
     used, agree, overlap, secs_a, secs_f, r2a, r2f = [], [], [], [], [], [], []
     for s in common:
         a, f = adaptive[s], fixed[s]
-        ca, cf = a.arrays["coef"], f.arrays["coef"]
+        ca, cf = a.arrays["theta"], f.arrays["theta"]
         rho = float(np.corrcoef(ca, cf)[0, 1]) if ca.std() > 0 and cf.std() > 0 else float("nan")
         top = len(set(np.argsort(-ca)[:10]) & set(np.argsort(-cf)[:10])) / 10
         used.append(a.meta["n_masks"]), agree.append(rho), overlap.append(top)
-        secs_a.append(a.meta["seconds"]), secs_f.append(f.meta["seconds"])
+        secs_a.append(a.meta["run"]["seconds"]), secs_f.append(f.meta["run"]["seconds"])
         r2a.append(a.meta["r2"]), r2f.append(f.meta["r2"])
         print(f"| {s} | {a.meta['label']} | {a.meta['n_masks']} | {a.meta['r2']:.3f} | {f.meta['r2']:.3f} | "
-              f"{rho:.3f} | {top:.1f} | {a.meta['seconds']:.1f} | {f.meta['seconds']:.1f} |")
+              f"{rho:.3f} | {top:.1f} | {secs_a[-1]:.1f} | {secs_f[-1]:.1f} |")
     curve = np.mean([fixed[s].arrays["r2_curve"] for s in common], axis=0)
     counts = fixed[common[0]].arrays["r2_counts"]
     print("\nmean held-out R² of the fixed run's fit on its first m masks:")

@@ -19,8 +19,8 @@ from hearlib.errors import UserError
 COMMANDS = {
     "means": ("hearlib.commands", "mean image keys/values from R reference images"),
     "attribute": ("hearlib.commands", "head attribution (HeAr) for one image"),
-    "scenes": ("hearlib.scenes", "generate synthetic scenes (COCO + DomainNet layout)"),
-    "train": ("hearlib.train", "train model organisms on a scenes or DomainNet-layout folder"),
+    "scenes": ("hearlib.organism.scenes", "generate synthetic scenes (COCO + DomainNet layout)"),
+    "train": ("hearlib.organism.commands", "train model organisms on a scenes or DomainNet-layout folder"),
     "run": ("hearlib.collect", "collect per-sample HeAr records into a store (shard with accelerate launch)"),
 }
 

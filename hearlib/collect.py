@@ -158,7 +158,7 @@ def run_plan(params: dict, groups, store: str | Path, *, means_file=None, device
 # ----------------------------------------------------------------------------- command line
 
 def register(subparsers) -> None:
-    from hearlib.plan import GROUPS
+    from hearlib.figures import GROUPS
 
     p = subparsers.add_parser(
         "run", help="collect per-sample HeAr records into a store (shard with accelerate launch)",
@@ -210,7 +210,8 @@ def register(subparsers) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from hearlib.plan import GROUPS, fill_command, profile_params
+    from hearlib.figures import GROUPS
+    from hearlib.plan import fill_command, profile_params
 
     groups = GROUPS if args.stages.strip() == "all" else tuple(s.strip() for s in args.stages.split(",") if s.strip())
     for name, value in (("--n-samples", args.n_samples), ("--n-masks", args.n_masks),

@@ -48,6 +48,10 @@ def register(subparsers) -> None:
     attribute.add_argument("--ablation-ratio", type=float, default=0.75,
                            help="p, share of heads ablated per mask (default 0.75, the paper's)")
     attribute.add_argument("--seed", type=int, default=0, help="seed of the masks and of the fit (default 0)")
+    attribute.add_argument("--sample-id", default=None,
+                           help="the sample's id in 'hearlib run' records, which with --seed fixes the masks: a "
+                                "COCO image id, or domain/class/name for DomainNet (default: the file name without "
+                                "its suffix, leading zeros dropped if it is a number, as COCO names its files)")
     attribute.add_argument("--method", choices=("fast", "literal"), default="fast",
                            help="fast: rerun only the text tokens, --batch-size masks at a time (default); "
                                 "literal: one full-sequence forward per mask (the slow reference)")
@@ -77,14 +81,21 @@ def run_means(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_sample_id(image: Path) -> str:
+    """The id ``hearlib run`` gives this image in a COCO folder: its file name's number (``000000000139.jpg`` →
+    ``139``), else the file name without its suffix."""
+    stem = Path(image).stem
+    return str(int(stem)) if stem.isdigit() else stem
+
+
 def run_attribute(args: argparse.Namespace) -> int:
     import numpy as np
 
     from hearlib.attribution import fit_attribution
     from hearlib.io import save_json, save_npy
-    from hearlib.masks import sample_head_masks
     from hearlib.means import MeanKV
     from hearlib.models import load_engine
+    from hearlib.stages import Settings, head_masks
 
     if args.n_masks < 10:
         raise UserError("--n-masks must be at least 10 (the fit holds out 20% of them)")
@@ -102,8 +113,9 @@ def run_attribute(args: argparse.Namespace) -> int:
         said = engine.tokenizer.decode([record.predicted_id]).strip()
         print(f"note: the model answers {said!r}, not {args.answer!r}; attributing the logit of "
               f"{args.answer!r} anyway", file=sys.stderr)
-    masks = sample_head_masks(engine.n_total_heads, args.n_masks, args.ablation_ratio,
-                              np.random.default_rng(args.seed))
+    sample_id = args.sample_id if args.sample_id is not None else default_sample_id(args.image)
+    settings = Settings.make(n_masks=args.n_masks, ratio=args.ablation_ratio, seed=args.seed)
+    masks = head_masks(engine.n_total_heads, sample_id, settings)    # the masks `hearlib run` draws
     intact, ablated = engine.reference_logits(sample, means, method=args.method)
     logits = engine.logits(sample, means, masks, method=args.method, batch_size=args.batch_size, progress=True)
     pi = (logits - ablated) / (intact - ablated)
@@ -116,7 +128,7 @@ def run_attribute(args: argparse.Namespace) -> int:
         "model": engine.name, "image": str(args.image), "answer": args.answer,
         "answer_tokens": sample.answer_tokens, "prompt": sample.prompt,
         "n_layers": engine.n_layers, "n_heads": engine.n_heads, "n_masks": int(args.n_masks),
-        "ablation_ratio": args.ablation_ratio, "seed": args.seed, "method": args.method,
+        "ablation_ratio": args.ablation_ratio, "seed": args.seed, "sample_id": sample_id, "method": args.method,
         "logit_intact": intact, "logit_ablated": ablated,
         "predicted_token": engine.tokenizer.convert_ids_to_tokens([record.predicted_id])[0],
         "correct": record.predicted_id == sample.answer_id,

@@ -2,7 +2,7 @@
 
 Both return a list of :class:`ImageRecord` (path, answer label, super-category, domain,
 image id, extra fields). They read the real datasets (COCO 2017, DomainNet) as well as
-the synthetic scenes of :mod:`hearlib.scenes`; nothing is downloaded.
+the synthetic scenes of :mod:`hearlib.organism.scenes`; nothing is downloaded.
 
 Single-main-object rule (:func:`main_object`, used by :func:`load_coco` with
 ``single_main_object=True``): an image is kept, labelled with the category of its

@@ -19,7 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["NOTEBOOKS", "notebook_parameters", "render", "main"]
+__all__ = ["GROUPS", "NOTEBOOKS", "notebook_parameters", "render", "main"]
+
+# what `hearlib run --stages` collects (see hearlib.plan)
+GROUPS = ("attribution", "validation", "text", "image", "lens", "prompts", "domains")
 
 NOTEBOOKS: dict[str, tuple[str, ...]] = {
     "01_head_ablation": ("validation",),

@@ -25,13 +25,13 @@ from typing import Iterable, Sequence
 
 from hearlib import paths
 from hearlib.errors import UserError
+from hearlib.figures import GROUPS
 from hearlib.pipeline import Selection
 from hearlib.prompts import ALTERNATIVE_PROMPTS, PAPER_PROMPT
 from hearlib.stages import Settings
 
 __all__ = ["GROUPS", "DEFAULTS", "Request", "load_profile", "study_plan", "profile_params"]
 
-GROUPS = ("attribution", "validation", "text", "image", "lens", "prompts", "domains")
 
 # What a parameter is when the profile does not set it (the paper's values).
 DEFAULTS = dict(
@@ -112,7 +112,7 @@ def study_plan(params: dict, groups: Iterable[str] = GROUPS) -> list[Request]:
     out: list[Request] = []
 
     def add(group, model, selection, stage, settings=base, dataset=(data, None, None)):
-        if group in groups:
+        if group in groups and selection.n != 0:         # a count of 0 turns a request off
             out.append(Request(group, str(model), *dataset, selection, stage, settings))
 
     add("attribution", main, pick(p["n_samples"]), "attribution")
@@ -136,15 +136,15 @@ def study_plan(params: dict, groups: Iterable[str] = GROUPS) -> list[Request]:
         add("prompts", main, pick(p["n_prompt_samples"]), "screen", settings)
         add("prompts", main, pick(p["n_prompt_samples"]), "attribution", settings)
     domain_data = domain_folder(p)
-    if domain_data is not None:
-        add("domains", main, pick(p["n_domain_samples"]), "validation",
-            dataset=(str(domain_data), "domainnet", tuple(p["domains"])))
+    add("domains", main, pick(p["n_domain_samples"]), "validation",
+        dataset=(str(domain_data), "domainnet", tuple(p["domains"])) if domain_data else (data, None, None))
     return out
 
 
 def domain_folder(params: dict) -> Path | None:
     """The DomainNet-layout folder of Fig. 9: ``domain_data``, else ``data`` if it has domains
-    (a DomainNet folder, or generated scenes with ``domains/``); None when there is none."""
+    (a DomainNet folder, or generated scenes with ``domains/``); None when there is none (then
+    notebook 07 draws Fig. 9 on ``data`` as a single domain)."""
     from hearlib.pipeline import dataset_kind
 
     if params.get("domain_data"):

@@ -60,7 +60,7 @@ from pathlib import Path
 
 import torch
 
-from hearlib.organism import CHAT_TEMPLATE
+from hearlib.organism.model import CHAT_TEMPLATE
 from hearlib.prompts import PAPER_PROMPT  # noqa: F401  (re-exported)
 
 FAMILIES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "internvl")
@@ -130,7 +130,7 @@ INTERNVL_TEMPLATE = _im_template("You are InternVL, a helpful assistant.", "<IMG
 def _vocabulary() -> list[str]:
     words = list(_WORDS)
     try:  # the project's prompts and scene words, when available
-        from hearlib import organism
+        from hearlib.organism import model as organism
         for prompts, _ in organism.QUESTIONS.values():
             for p in prompts:
                 words += p.lower().replace("?", " ").replace(".", " ").replace(",", " ").split()

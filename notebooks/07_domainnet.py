@@ -50,11 +50,19 @@ import pandas as pd
 
 from hearlib import analysis as A
 from hearlib import plotting as P
+from hearlib.plan import domain_folder
 from hearlib.report import Report, fmt_pm
 from hearlib.study import Study, stack
 
-st = Study(model, domain_data or data, kind="domainnet", domains=domains, store=store, n_mean_images=n_mean_images,
-           method=method, batch_size=batch_size, device=device, profile=profile)
+folder = domain_folder(dict(data=data, domain_data=domain_data))
+if folder is None:
+    print(f"No DomainNet-layout data (give domain_data / DOMAIN_DATA=): Fig. 9 is drawn on {data} as one domain.")
+    st = Study(model, data, store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size,
+               device=device, profile=profile)
+    domains = sorted({str(it.domain) for it in st.items()})
+else:
+    st = Study(model, folder, kind="domainnet", domains=domains, store=store, n_mean_images=n_mean_images,
+               method=method, batch_size=batch_size, device=device, profile=profile)
 settings = dict(n_masks=n_masks, ratio=ratio, seed=seed)
 report = Report("07_domainnet", out, dict(profile=profile, model=P.model_label(st.model), model_id=st.model_id,
                                           data=st.dataset_id, domains=domains, n_domain_samples=n_domain_samples,

@@ -10,6 +10,8 @@ import pytest
 
 from hearlib.cli import main
 
+pytest_plugins = ["fixtures_collect"]
+
 
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory, random_images):
@@ -95,3 +97,32 @@ def test_attribute_notes_when_the_model_answers_otherwise(tmp_path, image_folder
     assert main(base + ["--answer", said, "--out", str(tmp_path / "b")]) == 0
     assert "note:" not in capsys.readouterr().err
     assert json.loads((tmp_path / "b" / "summary.json").read_text())["correct"] is True
+
+
+def test_attribute_draws_the_masks_of_hearlib_run(tmp_path, tiny_model_dir):
+    """For the same seed and sample, `attribute` and `hearlib run` draw the same head masks."""
+    from fixtures_collect import make_coco, run
+
+    from hearlib.models import load_engine
+    from hearlib.store import Store
+
+    model = tiny_model_dir("llava")
+    engine = load_engine(model)
+    data = tmp_path / "coco"
+    groups = make_coco(data, engine, n_correct=1, seed=2)
+    run(model, data, tmp_path / "store", n_samples=1, n_masks=40, seed=3)
+    store = Store(tmp_path / "store")
+    (key,) = [k for k in store.keys() if "/attribution-" in k]
+    record = store.get(key)
+    sample_id = record.meta["sample"]
+    assert sample_id == groups["correct"][0]
+    (means,) = (tmp_path / "store" / "_means").rglob("*.safetensors")
+    image = data / "images" / f"{int(sample_id):06d}.png"
+    assert main(["attribute", "--model", str(model), "--image", str(image), "--answer", record.meta["label"],
+                 "--means", str(means), "--n-masks", "40", "--seed", "3", "--out", str(tmp_path / "a")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "a" / "masks.npy"), record["masks"])   # id from the file name
+    np.testing.assert_allclose(np.load(tmp_path / "a" / "coef.npy"), record["theta"], atol=1e-6)
+    assert main(["attribute", "--model", str(model), "--image", str(image), "--answer", record.meta["label"],
+                 "--means", str(means), "--n-masks", "40", "--seed", "3", "--sample-id", "other",
+                 "--out", str(tmp_path / "b")]) == 0
+    assert not np.array_equal(np.load(tmp_path / "b" / "masks.npy"), record["masks"])

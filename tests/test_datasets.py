@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from hearlib import scenes
+from hearlib.organism import scenes
 from hearlib.datasets import ImageRecord, load_coco, load_domainnet, main_object
 from hearlib.errors import UserError
 from hearlib.paths import SHARED_COCO_TINY

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from hearlib import organism as O
-from hearlib import scenes
+from hearlib.organism import model as O
+from hearlib.organism import scenes
 from hearlib.paths import MODELS
 
 COMMITTED = [name for name in O.SIZES if (MODELS / name / "model.safetensors").exists()]
@@ -43,13 +43,13 @@ def test_tokenizer_and_processor():
     assert ids.count(tok.convert_tokens_to_ids("<image>")) == O.NUM_IMAGE_TOKENS == 64
     assert inputs["pixel_values"].shape == (1, 3, 64, 64)
     # the trainer's own preprocessing is the processor's
-    from hearlib.train import normalize
+    from hearlib.organism.train import normalize
     mine = normalize(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)[None])
     assert torch.allclose(mine, inputs["pixel_values"], atol=1e-5)
 
 
 def test_short_training_run_lowers_the_loss(tmp_path):
-    from hearlib.train import train_all
+    from hearlib.organism.train import train_all
     torch.set_num_threads(2)
     scenes.generate(tmp_path / "data", 40, seed=scenes.TRAIN_SEED, progress=False)
     res = train_all(tmp_path / "data", tmp_path / "models", ["s"], seed=0, vision_steps=40,

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from hearlib import scenes
+from hearlib.organism import scenes
 from hearlib.errors import UserError
 
 

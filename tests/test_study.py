@@ -12,7 +12,7 @@ from hearlib.masks import n_ablated
 
 @pytest.fixture(scope="module")
 def study_setup(tmp_path_factory):
-    from hearlib import scenes
+    from hearlib.organism import scenes
     from hearlib.testing import build_tiny
 
     root = tmp_path_factory.mktemp("study")

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hearlib import organism as O
+from hearlib.organism import model as O
 from hearlib.datasets import ImageRecord, load_domainnet
 from hearlib.errors import UserError
 
@@ -89,7 +89,7 @@ def patch_cover(records: list[ImageRecord]) -> torch.Tensor | None:
     """Fraction of each patch covered by the main object [N, P] (generated scenes only, else None).
 
     The geometry of a scene is the same in every style, so it is recomputed from (seed, scene id)."""
-    from hearlib import scenes
+    from hearlib.organism import scenes
     if not records or not all("scene_id" in r.extra and "seed" in r.extra for r in records):
         return None
     g = O.IMAGE_SIZE // O.PATCH_SIZE
@@ -478,42 +478,3 @@ def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=No
     print(f"total training time {results['total_s'] / 60:.1f} min (data {t_data:.0f} s, vision tower "
           f"{t_vision / 60:.1f} min)", flush=True)
     return results
-
-
-DEFAULT_VISION_STEPS = 6000
-DEFAULT_DECODER_STEPS = {"hear-organism-s": 1500, "hear-organism-m": 1200, "hear-organism-l": 1000}
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    torch.set_num_threads(args.threads)
-    data = Path(args.data)
-    if not data.is_dir():
-        raise UserError(f"--data {data} is not a folder")
-    sizes = list(O.SIZES) if args.size == "all" else [O.resolve_size(args.size).name]
-    steps = {s: args.decoder_steps or DEFAULT_DECODER_STEPS[s] for s in sizes}
-    if args.vision_steps is None:
-        args.vision_steps = 0 if args.vision_from else DEFAULT_VISION_STEPS
-    train_all(data, Path(args.out), sizes, seed=args.seed, heldout_dir=args.heldout,
-              vision_steps=args.vision_steps, decoder_steps=steps, limit=args.limit, vision_from=args.vision_from)
-    return 0
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train model organisms on a scenes or DomainNet-layout folder",
-                              description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True, type=Path,
-                   help="folder made by `hearlib scenes`, or any <domain>/<class>/<image> folder")
-    p.add_argument("--out", required=True, type=Path, help="parent folder; each size goes to OUT/<name>/")
-    p.add_argument("--size", default="all", help="hear-organism-s|m|l (or s, m, l) or all (default)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (initialisation, batches, split)")
-    p.add_argument("--heldout", type=Path, default=None,
-                   help="held-out folder (default: a seeded 10%% split of --data, stratified by domain and class)")
-    p.add_argument("--vision-steps", type=int, default=None,
-                   help=f"stage A steps (shared vision tower; default {DEFAULT_VISION_STEPS}, 0 with --vision-from)")
-    p.add_argument("--vision-from", type=Path, default=None,
-                   help="start from the vision tower of this organism folder (stage A skipped unless "
-                        "--vision-steps is given)")
-    p.add_argument("--decoder-steps", type=int, default=None, help="stage B steps per size")
-    p.add_argument("--limit", type=int, default=None, help="use at most this many training images")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.set_defaults(func=_cmd)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 
-from hearlib import scenes
+from hearlib.organism import scenes
 from hearlib.prompts import ALTERNATIVE_PROMPTS, PAPER_PROMPT
 
 IMAGE_SIZE = scenes.IMAGE_SIZE          # 64 px

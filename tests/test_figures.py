@@ -1,0 +1,81 @@
+"""make figures = collect, then render: the render step reads the store and loads no model, and
+draws what a lazy run (notebooks computing their own records) draws."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_notebooks_are_listed_once_in_order():
+    from hearlib.figures import NOTEBOOKS
+    from hearlib.plan import GROUPS
+
+    assert list(NOTEBOOKS) == sorted(p.stem for p in (ROOT / "notebooks").glob("0*.py"))
+    assert {g for groups in NOTEBOOKS.values() for g in groups} == set(GROUPS)
+
+
+def test_a_notebook_gets_only_the_parameters_it_declares():
+    from hearlib.figures import notebook_parameters
+
+    params = notebook_parameters({"n_samples": 6, "n_masks": 120, "ratios": [0.5]}, {"data": "d", "out": None},
+                                 {"n_samples", "data", "out"})
+    assert params == {"n_samples": 6, "data": "d"}
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONWARNINGS="ignore")
+    env.pop("HEARLIB_READ_ONLY", None)
+    return env
+
+
+def _files(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def _render(store: Path, figures: Path, build: Path, scenes: Path, *extra) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hearlib.figures", "render", "--profile", "ci", "--build", str(build),
+                           "-p", "data", str(scenes), "-p", "store", str(store), "-p", "out", str(figures), *extra],
+                          env=_env(), capture_output=True, text=True, timeout=900, cwd=ROOT)
+
+
+@pytest.mark.slow
+def test_render_on_a_complete_store_loads_no_model_and_matches_a_lazy_run(tmp_path):
+    from hearlib.organism import scenes
+
+    data = tmp_path / "scenes"
+    scenes.generate(data, 60, seed=1, progress=False)
+    store = tmp_path / "store"
+    collect = subprocess.run([sys.executable, "-m", "hearlib", "run", "--profile", "ci", "--data", str(data),
+                              "--out", str(store), "--no-progress"], env=_env(), capture_output=True, text=True,
+                             timeout=900, cwd=ROOT)
+    assert collect.returncode == 0, collect.stderr[-3000:]
+    before = _files(store)
+
+    rendered = _render(store, tmp_path / "figures", tmp_path / "build", data)
+    assert rendered.returncode == 0, rendered.stderr[-3000:]
+    assert "WARNING" not in rendered.stderr and "unknown parameter" not in rendered.stderr
+    # read-only: no record, claim or means written, so no model could have run
+    assert _files(store) == before
+
+    # a store without the records stops the render with the command that fills it
+    empty = _render(tmp_path / "empty", tmp_path / "figures-x", tmp_path / "build-x", data, "--only", "01_head_ablation")
+    assert empty.returncode != 0 and "python -m hearlib run --profile ci" in empty.stderr + empty.stdout
+
+    # the same figures as notebooks that compute their records themselves
+    lazy = _render(tmp_path / "lazy-store", tmp_path / "lazy", tmp_path / "lazy-build", data, "--lazy")
+    assert lazy.returncode == 0, lazy.stderr[-3000:]
+    tables = sorted(p.name for p in (tmp_path / "figures").glob("*.csv"))
+    assert len(tables) > 10 and tables == sorted(p.name for p in (tmp_path / "lazy").glob("*.csv"))
+    for name in tables:
+        assert (tmp_path / "figures" / name).read_text() == (tmp_path / "lazy" / name).read_text(), name
+    pictures = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
+    assert pictures == sorted(p.name for p in (tmp_path / "lazy").glob("*.png"))
+    for name in pictures:
+        assert (tmp_path / "figures" / name).read_bytes() == (tmp_path / "lazy" / name).read_bytes(), name
