@@ -90,11 +90,38 @@ def render(profile: str, overrides: dict, build: Path, *, read_only: bool = True
     return out
 
 
+def check_defaults(store: Path, names=None) -> list[str]:
+    """Execute every notebook as JupyterLab would: from ``notebooks/``, with its own defaults, no
+    parameter injected, read-only. Returns the store files that changed (none is the pass)."""
+    import nbclient
+    import nbformat
+    import jupytext
+
+    before = {p: p.stat().st_mtime_ns for p in Path(store).rglob("*") if p.is_file()}
+    os.environ["HEARLIB_READ_ONLY"] = "1"
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    folder = _root() / "notebooks"
+    for number, name in enumerate(names or NOTEBOOKS, start=1):
+        started = time.perf_counter()
+        print(f"[{number}/{len(names or NOTEBOOKS)}] {name} (defaults, from notebooks/) ...", end="",
+              file=sys.stderr, flush=True)
+        notebook = nbformat.from_dict(jupytext.read(folder / f"{name}.py"))
+        nbclient.NotebookClient(notebook, kernel_name="python3", resources={"metadata": {"path": str(folder)}},
+                                extra_arguments=["--IPKernelApp.log_level=ERROR"]).execute()
+        print(f" {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    after = {p: p.stat().st_mtime_ns for p in Path(store).rglob("*") if p.is_file()}
+    return sorted(str(p) for p in set(before) ^ set(after) | {p for p in before if after.get(p) != before[p]})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hearlib.figures",
                                      description="Execute the study notebooks with papermill (make figures' render step).")
-    parser.add_argument("action", choices=("render", "prepare", "list"),
-                        help="render: execute; prepare: inject parameters only (nbval); list: print the notebooks")
+    parser.add_argument("action", choices=("render", "prepare", "check-defaults", "list"),
+                        help="render: execute; prepare: inject parameters only (nbval); check-defaults: run each "
+                             "notebook with its own defaults from notebooks/ (as in JupyterLab) and check that "
+                             "it computes nothing; list: print the notebooks")
+    parser.add_argument("--store", type=Path, default=None, help="the store check-defaults watches "
+                        "(default: data/store/study)")
     parser.add_argument("--profile", default="quick", help="quick, paper, ci or a YAML file")
     parser.add_argument("--build", type=Path, default=None, help="folder for the executed notebooks")
     parser.add_argument("--lazy", action="store_true",
@@ -105,6 +132,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.action == "list":
         print(" ".join(NOTEBOOKS))
+        return 0
+    if args.action == "check-defaults":
+        from hearlib import paths
+
+        changed = check_defaults(args.store or paths.STORE / "study", args.only)
+        if changed:
+            print(f"the notebooks wrote {len(changed)} file(s) into the store, e.g. {changed[:3]}", file=sys.stderr)
+            return 1
+        print("every notebook ran with its defaults and computed nothing", file=sys.stderr)
         return 0
     import yaml
 

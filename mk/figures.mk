@@ -77,7 +77,7 @@ HEARLIB_RUN := $(PY) -m accelerate.commands.launch --multi_gpu --num_processes $
 	--mixed_precision no --dynamo_backend no -m hearlib run
 endif
 
-.PHONY: figures collect render figures-readme notebooks-sync notebooks-ci nbval-prepare clean-figures
+.PHONY: figures collect render check-lab figures-readme notebooks-sync notebooks-ci nbval-prepare clean-figures
 
 figures: collect
 	$(MAKE) --no-print-directory render
@@ -90,6 +90,11 @@ READ_ONLY ?= 1
 render: | venv
 	$(PY) -m hearlib.figures render --profile $(PROFILE_FILE) --build $(NB_BUILD) $(if $(filter 0,$(READ_ONLY)),--lazy) $(NB_PARAMS)
 	$(PY) -m hearlib.report --out "$(FIGURES)"
+
+# what JupyterLab users do after `make figures`: each notebook run with its own defaults from
+# notebooks/; fails if one of them computes (writes) anything
+check-lab: | venv
+	$(PY) -m hearlib.figures check-defaults --store "$(STORE)"
 
 figures-readme: venv
 	$(PY) -m hearlib.report --out "$(FIGURES)"

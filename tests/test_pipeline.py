@@ -206,3 +206,30 @@ def test_no_correct_sample_stops_with_what_to_do(tiny_llava, tiny_engine, tmp_pa
     with pytest.raises(UserError, match="CORRECT_ONLY=0"):
         pipe.select(Selection(2))
     assert len(pipe.select(Selection(2, correct_only=False))) == 2
+
+
+def test_an_answer_the_tokenizer_cannot_represent_is_skipped_like_a_wrong_one(tiny_llava, tiny_engine, tmp_path,
+                                                                             one_thread):
+    import json
+
+    from fixtures_collect import make_coco, run
+
+    from hearlib.store import Store
+
+    root = tmp_path / "coco"
+    groups = make_coco(root, tiny_engine, n_correct=2, seed=6)
+    coco = json.loads((root / "annotations" / "instances.json").read_text())
+    first = int(groups["correct"][0])
+    cat = next(a["category_id"] for a in coco["annotations"] if a["image_id"] == first)
+    coco["categories"].append({"id": 99, "name": "qqqqzzzz", "supercategory": "thing"})
+    for ann in coco["annotations"]:
+        if ann["image_id"] == first:
+            ann["category_id"] = 99
+    (root / "annotations" / "instances.json").write_text(json.dumps(coco))
+    assert cat != 99
+    counts = run(tiny_llava, root, tmp_path / "s", n_samples=2)
+    assert counts["failed"] == 0 and counts["finished"] == 2
+    entries = [e for e in Store(tmp_path / "s").manifest().values() if e["sample"] == str(first)
+               and "/attribution-" in e["key"]]
+    assert [e["status"] for e in entries] == ["skipped"]
+    assert "cannot represent the answer 'qqqqzzzz'" in entries[0]["reason"]
