@@ -118,6 +118,16 @@ def timed(fn, device):
     return result, time.perf_counter() - start
 
 
+def show(result: dict, json_path: Path | None) -> dict:
+    """Print the results as an aligned table and, with ``json_path``, write them as JSON."""
+    width = max(map(len, result))
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value:.4g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    if json_path:
+        json_path.write_text(json.dumps(result, indent=2))
+    return result
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full-size", action="store_true", help="LLaVA-1.5-7B shape on a GPU, 10,000 masks")
@@ -179,12 +189,7 @@ def main(argv=None) -> dict:
     if full:
         result["paper_seconds_per_sample"] = PAPER_SECONDS_PER_SAMPLE
         result["speedup_over_paper"] = PAPER_SECONDS_PER_SAMPLE / result["seconds_per_sample_10k_masks_fast"]
-    width = max(map(len, result))
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value:.4g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    return result
+    return show(result, args.json)
 
 
 if __name__ == "__main__":

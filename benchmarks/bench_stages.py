@@ -20,7 +20,6 @@ The means (R reference images) are a per-study cost, not per sample, and are tim
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_ablation import CPU_SHAPE, FULL_SHAPE, PAPER_SECONDS_PER_SAMPLE, build_llava15_shape, timed  # noqa: E402
+from bench_ablation import (CPU_SHAPE, FULL_SHAPE, PAPER_SECONDS_PER_SAMPLE, build_llava15_shape,  # noqa: E402
+                            show, timed)
 from hearlib.analysis import (CRITERIA, criterion_orders, engine_evaluator, image_tokens,  # noqa: E402
                               single_head_delta, text_tokens, top_k_mask, validation_curves)
 from hearlib.attribution import fit_attribution, r2_by_mask_count  # noqa: E402
@@ -128,12 +128,7 @@ def main(argv=None) -> dict:
         "total_s_per_sample": total,
         "paper_s_per_sample_attribution": PAPER_SECONDS_PER_SAMPLE,
     }
-    width = max(map(len, result))
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value:.4g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    return result
+    return show(result, args.json)
 
 
 if __name__ == "__main__":
