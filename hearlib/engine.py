@@ -35,6 +35,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
 from hearlib.errors import UserError
+from hearlib.families import family_of
 from hearlib.prompts import PAPER_PROMPT
 
 if TYPE_CHECKING:
@@ -99,10 +100,12 @@ class _Plan:
 class RecordPlan(_Plan):
     """Unablated causal attention that records what later forwards and analyses need."""
 
-    def __init__(self, text_start: int, image_positions: torch.Tensor, *, keep_head_outputs: bool = True):
+    def __init__(self, text_start: int, image_positions: torch.Tensor, *, keep_head_outputs: bool = True,
+                 output_projection: str = "o_proj"):
         self.text_start = text_start
         self.image_positions = image_positions
         self.keep_head_outputs = keep_head_outputs
+        self.output_projection = output_projection         # attribute of the attention module
         self.keys: dict[int, torch.Tensor] = {}          # [KVH, text_start, D], rotated
         self.values: dict[int, torch.Tensor] = {}
         self.text_to_image: dict[int, torch.Tensor] = {}  # [H, P_txt, P_img]
@@ -120,7 +123,7 @@ class RecordPlan(_Plan):
         text_rows = probs[0, :, self.text_start:]                             # [H, P_txt, S]
         self.text_to_image[layer] = text_rows[:, :, self.image_positions].detach().clone()
         if self.keep_head_outputs:
-            o_weight = module.o_proj.weight                                   # [d_model, H*D]
+            o_weight = getattr(module, self.output_projection).weight         # [d_model, H*D]
             per_head = o_weight.view(o_weight.shape[0], n_heads, -1)          # [d_model, H, D]
             self.head_outputs[layer] = torch.einsum("hd,mhd->hm", out[0, :, -1].to(per_head.dtype), per_head).detach()
         return out.transpose(1, 2).contiguous()
@@ -280,7 +283,11 @@ def _as_mask(mask, rows: int | None, cols: int, name: str, device) -> torch.Tens
 # The engine
 # ---------------------------------------------------------------------------------------
 class Engine:
-    """Mean ablation of image-to-text attention on a transformers vision-language model."""
+    """Mean ablation of image-to-text attention on a transformers vision-language model.
+
+    What it touches in the model (decoder, attention modules, output projection, final norm,
+    unembedding, image token id) is found through the family's record
+    (:func:`hearlib.families.family_of`); an unsupported ``model_type`` raises UnsupportedModel."""
 
     def __init__(self, model, processor, *, name: str | None = None,
                  resolution: tuple[int, int] | None = None):
@@ -289,21 +296,24 @@ class Engine:
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.name = name or getattr(model.config, "_name_or_path", "") or model.config.model_type
         self.resolution = resolution
-        self.decoder = model.model.language_model
-        self.lm_head = model.get_output_embeddings()
-        text_config = model.config.text_config
+        self.family = family_of(model.config)
+        self.decoder = self.family.decoder_of(model)
+        self.lm_head = self.family.lm_head_of(model)
+        self.final_norm = self.family.final_norm_of(model)
+        text_config = self.family.text_config_of(model.config)
         self.n_layers = text_config.num_hidden_layers
         self.n_heads = text_config.num_attention_heads
         self.n_kv_heads = getattr(text_config, "num_key_value_heads", None) or self.n_heads
         self.head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // self.n_heads
-        self.image_token_id = model.config.image_token_id
+        self.image_token_id = self.family.image_token_id_of(model.config)
         # Only the last position's logits are ever read: skip the unembedding of the others.
         self._last_only = ({"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters
                            else {})
-        model.set_attn_implementation({"text_config": ATTENTION_NAME})
-        for layer_index, layer in enumerate(self.decoder.layers):
-            if getattr(layer.self_attn, "layer_idx", None) != layer_index:
+        model.set_attn_implementation({self.family.text_config: ATTENTION_NAME})
+        for layer_index, attention in enumerate(self.family.attention_modules(model)):
+            if getattr(attention, "layer_idx", None) != layer_index:
                 raise UserError(f"decoder layer {layer_index} has no matching layer_idx; unsupported attention module")
+            self.family.output_projection_of(attention)     # UnsupportedModel if it has none
 
     # -- identity ----------------------------------------------------------------------
     @property
@@ -426,7 +436,8 @@ class Engine:
     # -- the unablated forward ---------------------------------------------------------
     @torch.no_grad()
     def _recorded_forward(self, sample: Sample, keep_head_outputs: bool = True):
-        plan = RecordPlan(sample.text_start, sample.image_positions, keep_head_outputs=keep_head_outputs)
+        plan = RecordPlan(sample.text_start, sample.image_positions, keep_head_outputs=keep_head_outputs,
+                          output_projection=self.family.output_projection)
         captured = {}
 
         def capture(module, args, kwargs):
@@ -604,7 +615,7 @@ class Engine:
     def logit_lens(self, record: Record, layer: int, head: int, k: int = 10) -> list[tuple[str, float]]:
         """Top-k tokens of one head's output at the last position, through final norm and unembedding."""
         vector = torch.as_tensor(record.head_outputs[layer, head], device=self.device, dtype=self.dtype)
-        logits = self.lm_head(self.decoder.norm(vector[None]))[0].float()
+        logits = self.lm_head(self.final_norm(vector[None]))[0].float()
         values, ids = logits.topk(k)
         tokens = self.tokenizer.convert_ids_to_tokens(ids.tolist())
         return [(token, float(value)) for token, value in zip(tokens, values.tolist())]
@@ -617,7 +628,7 @@ class Engine:
         ids, values = [], []
         for start in range(0, outputs.shape[0], 256):
             vectors = torch.as_tensor(outputs[start:start + 256], device=self.device, dtype=self.dtype)
-            top = self.lm_head(self.decoder.norm(vectors)).float().topk(k, dim=-1)
+            top = self.lm_head(self.final_norm(vectors)).float().topk(k, dim=-1)
             ids.append(top.indices.cpu().numpy())
             values.append(top.values.cpu().numpy())
         return np.concatenate(ids).astype(np.int64), np.concatenate(values).astype(np.float32)

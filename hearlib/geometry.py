@@ -2,7 +2,8 @@
 
 Per-image-token values (θ^img, Eq. 13's ``w``) come in the order of
 ``sample.image_positions``. :func:`image_token_layout` tells, for one prepared sample,
-which of those tokens cover which part of the image:
+which of those tokens cover which part of the image, through the ``layout`` function that
+the family's record in :mod:`hearlib.families` names:
 
 * **LLaVA-1.5** (``llava``): one grid of ``(image_size/patch)²`` tokens (24×24 for the real
   model); the CLIP class token is dropped by the ``"default"`` feature strategy (kept, and
@@ -156,7 +157,8 @@ def _pair(value) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------
-# Families
+# Families: one layout function per family, named by its record in hearlib.families.
+# Each takes (config, processor, sample, width, height) and returns (panels, non_spatial).
 # ---------------------------------------------------------------------------------------
 def _clip_box(image_processor, width: int, height: int) -> Box:
     """Part of a (width × height) image that a resize + center-crop image processor keeps."""
@@ -182,7 +184,7 @@ def _clip_box(image_processor, width: int, height: int) -> Box:
     return (left * sx, top * sy, (left + crop_w) * sx, (top + crop_h) * sy)
 
 
-def _llava(config, processor, sample, width, height):
+def llava_layout(config, processor, sample, width, height):
     vision = config.vision_config
     rows, cols = (s // p for s, p in zip(_pair(vision.image_size), _pair(vision.patch_size)))
     strategy = getattr(config, "vision_feature_select_strategy", "default")
@@ -191,7 +193,7 @@ def _llava(config, processor, sample, width, height):
     return [panel], ({"cls": (0,)} if n_cls else {})
 
 
-def _llava_next(config, processor, sample, width, height):
+def llava_next_layout(config, processor, sample, width, height):
     from transformers.image_processing_utils import get_patch_output_size, select_best_resolution
     from transformers.image_utils import ChannelDimension
 
@@ -231,7 +233,7 @@ def _llava_next(config, processor, sample, width, height):
     return [base, Panel("high-res", high, box)], {"newline": newlines}
 
 
-def _qwen(config, processor, sample, width, height):
+def qwen_layout(config, processor, sample, width, height):
     t, h, w = (int(v) for v in np.asarray(sample.inputs["image_grid_thw"].cpu())[0])
     merge = int(config.vision_config.spatial_merge_size)
     if t != 1:
@@ -240,7 +242,7 @@ def _qwen(config, processor, sample, width, height):
     return [Panel("base", _regular(0, cols, rows, cols), (0.0, 0.0, float(width), float(height)))], {}
 
 
-def _internvl(config, processor, sample, width, height):
+def internvl_layout(config, processor, sample, width, height):
     from transformers.models.got_ocr2.image_processing_got_ocr2 import get_optimal_tiled_canvas
 
     vision = config.vision_config
@@ -267,22 +269,19 @@ def _internvl(config, processor, sample, width, height):
     return panels, {}
 
 
-_FAMILIES = {"llava": _llava, "llava_next": _llava_next, "qwen2_vl": _qwen, "qwen2_5_vl": _qwen,
-             "internvl": _internvl}
-
-
 def image_token_layout(engine, sample) -> TokenLayout:
     """The layout of ``sample``'s image tokens (order of ``sample.image_positions``).
 
-    Derived from ``engine.model.config``, ``engine.processor`` and the processor outputs kept
-    in ``sample.inputs``; raises :class:`UserError` if it does not account for exactly
+    Computed by the family's ``layout`` function (:data:`hearlib.families.FAMILIES`) from
+    ``engine.model.config``, ``engine.processor`` and the processor outputs kept in
+    ``sample.inputs``; raises :class:`UserError` if it does not account for exactly
     ``sample.n_image`` tokens."""
+    from hearlib.families import family_of
+
     config = engine.model.config
-    family = _FAMILIES.get(config.model_type)
-    if family is None:
-        raise UnsupportedModel(f"no image-token layout for model type {config.model_type!r}")
+    layout_of_family = family_of(config).layout
     width, height = _image_size(config, engine.processor, sample)
-    panels, non_spatial = family(config, engine.processor, sample, width, height)
+    panels, non_spatial = layout_of_family(config, engine.processor, sample, width, height)
     n_tokens = sum(int((p.tokens >= 0).sum()) for p in panels) + sum(len(v) for v in non_spatial.values())
     if n_tokens != sample.n_image:
         raise UserError(f"{config.model_type} layout gives {n_tokens} image tokens, the sample has "

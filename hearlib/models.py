@@ -4,6 +4,7 @@ Every family is run through transformers' own model class and processor; hearlib
 installs its attention function on the decoder. Families whose image token count depends
 on the input size (LLaVA-NeXT anyres, Qwen2-VL dynamic resolution, InternVL tiling) run at
 one fixed input resolution so that image positions line up across images (METHOD.md).
+What hearlib knows about each family is its record in :mod:`hearlib.families`.
 """
 from __future__ import annotations
 
@@ -12,16 +13,14 @@ from pathlib import Path
 
 import torch
 
+from hearlib import families
 from hearlib.errors import UnsupportedModel, UserError
+from hearlib.families import family_of, supported_architectures
 
-# model_type -> (family, default fixed input resolution (w, h) or None for the processor's own)
+# model_type -> (family, default fixed input resolution (w, h) or None for the processor's own),
+# read from the records of hearlib.families
 FAMILIES: dict[str, tuple[str, tuple[int, int] | None]] = {
-    "llava": ("LLaVA-1.5", None),
-    "llava_next": ("LLaVA-NeXT", (336, 336)),
-    "qwen2_vl": ("Qwen2-VL", (448, 448)),
-    "qwen2_5_vl": ("Qwen2.5-VL", (448, 448)),
-    "internvl": ("InternVL2.5", (448, 448)),
-}
+    model_type: (family.name, family.resolution) for model_type, family in families.FAMILIES.items()}
 
 
 # Chat template styles: what ``apply_chat_template`` of one user turn [image, text p] with
@@ -66,7 +65,7 @@ class Checkpoint:
 
     @property
     def family(self) -> str:
-        return FAMILIES[self.model_type][0]
+        return family_of(self.model_type).name
 
     @property
     def n_total_heads(self) -> int:
@@ -127,10 +126,6 @@ def models_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-def supported_architectures() -> str:
-    return ", ".join(f"{family} ({model_type})" for model_type, (family, _) in FAMILIES.items())
-
-
 def resolve(model: str | Path) -> tuple[str, Checkpoint | None]:
     """A registry name, a hub id or a local folder -> what to pass to from_pretrained."""
     text = str(model)
@@ -171,11 +166,9 @@ def load_engine(model: str | Path, *, device: str | torch.device | None = None,
         hint = "" if trust_remote_code else " (hearlib never enables trust_remote_code by itself)"
         raise UnsupportedModel(f"{source}: {str(error).splitlines()[0]}{hint}; supported: "
                                f"{supported_architectures()}") from None
-    if config.model_type not in FAMILIES:
-        raise UnsupportedModel(f"{source} is a {config.model_type!r} model; hearlib supports "
-                               f"{supported_architectures()}")
+    family = family_of(config, source=source)
     if resolution is None:
-        resolution = checkpoint.resolution if checkpoint else FAMILIES[config.model_type][1]
+        resolution = checkpoint.resolution if checkpoint else family.resolution
     on_cpu = device is None or torch.device(device).type == "cpu"
     dtype = dtype or (torch.float32 if on_cpu and device_map is None else torch.bfloat16)
     try:

@@ -15,12 +15,15 @@ All decoders have 2 layers, 4 query heads and 2 key/value heads (GQA), head_dim 
 (hidden 64). The decoder is ``model.model.language_model`` in every family and the text
 config is ``model.config.text_config``; the image token id is ``model.config.image_token_id``
 in every family (it equals ``processor.image_token_id`` and
-``tokenizer.convert_tokens_to_ids(processor.image_token)``).
+``tokenizer.convert_tokens_to_ids(processor.image_token)``). These are the paths the records of
+:mod:`hearlib.families` hold.
 
 Per family (``processor.apply_chat_template`` of one user turn ``[image, text p]`` with
 ``add_generation_prompt=True``; "fixed size" is what the image processor turns *any*
 square input into, e.g. the 48×48 test images or the 336/448 px resolution that
-:data:`hearlib.models.FAMILIES` resizes to first):
+``Family.resolution`` resizes to first). Each family's record in :mod:`hearlib.families` names
+its builder here (``tiny_llava`` ...), the image tokens and the processed size below; the
+families, :data:`NUM_IMAGE_TOKENS` and :data:`PROCESSED_SIZE` are read from those records:
 
 ``llava`` -- ``LlavaForConditionalGeneration`` (CLIP vision 32 px, patch 8, CLS dropped by
     ``vision_feature_select_strategy="default"``, Llama decoder), ``LlavaProcessor`` +
@@ -60,10 +63,11 @@ from pathlib import Path
 
 import torch
 
+from hearlib.families import FAMILIES as REGISTRY
 from hearlib.organism.model import CHAT_TEMPLATE
 from hearlib.prompts import PAPER_PROMPT  # noqa: F401  (re-exported)
 
-FAMILIES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "internvl")
+FAMILIES = tuple(REGISTRY)              # the model_type of every registered family
 
 # Decoder shared by every family: GQA (4 query heads, 2 key/value heads), head_dim 16.
 TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -71,10 +75,9 @@ TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_atte
 HEAD_DIM = 16
 
 # image tokens that one square image of any size produces, per family
-NUM_IMAGE_TOKENS = {"llava": 16, "llava_next": 36, "qwen2_vl": 16, "qwen2_5_vl": 16, "internvl": 16}
+NUM_IMAGE_TOKENS = {model_type: f.tiny.image_tokens for model_type, f in REGISTRY.items()}
 # the size (w, h) the image processor brings a square input to
-PROCESSED_SIZE = {"llava": (32, 32), "llava_next": (32, 32), "qwen2_vl": (64, 64), "qwen2_5_vl": (64, 64),
-                  "internvl": (64, 64)}
+PROCESSED_SIZE = {model_type: f.tiny.processed_size for model_type, f in REGISTRY.items()}
 
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
@@ -268,19 +271,36 @@ def _build_internvl(tokenizer):
     return config, tf.InternVLForConditionalGeneration, processor
 
 
+# The builders the records of hearlib.families name: () -> (config, model class, processor).
+def tiny_llava():
+    return _build_llava(build_tokenizer("llava"), next_=False)
+
+
+def tiny_llava_next():
+    return _build_llava(build_tokenizer("llava_next"), next_=True)
+
+
+def tiny_qwen2_vl():
+    return _build_qwen(build_tokenizer("qwen2_vl"), v25=False)
+
+
+def tiny_qwen2_5_vl():
+    return _build_qwen(build_tokenizer("qwen2_5_vl"), v25=True)
+
+
+def tiny_internvl():
+    return _build_internvl(build_tokenizer("internvl"))
+
+
 def build_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:
-    """Build a tiny random-weight model of ``family`` and its processor into ``out_dir``."""
-    if family not in FAMILIES:
+    """Build a tiny random-weight model of ``family`` (a model_type of :data:`FAMILIES`) and its
+    processor into ``out_dir``, with the builder the family's record names."""
+    if family not in REGISTRY:
         raise ValueError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(family)
-    if family in ("llava", "llava_next"):
-        config, model_cls, processor = _build_llava(tokenizer, next_=family == "llava_next")
-    elif family in ("qwen2_vl", "qwen2_5_vl"):
-        config, model_cls, processor = _build_qwen(tokenizer, v25=family == "qwen2_5_vl")
-    else:
-        config, model_cls, processor = _build_internvl(tokenizer)
+    config, model_cls, processor = REGISTRY[family].tiny.build()
+    tokenizer = processor.tokenizer
     for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
         setattr(config, key, getattr(tokenizer, key))
     torch.manual_seed(seed)

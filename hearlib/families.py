@@ -1,0 +1,156 @@
+"""The model families hearlib supports: one :class:`Family` record per ``config.model_type``.
+
+A record says where hearlib finds what it touches in a transformers model of the family
+(the text decoder, each layer's self-attention and its output projection, the final norm,
+the unembedding, the image token id), the input size the family runs at, the function of
+:mod:`hearlib.geometry` that places its image tokens on the image, and how
+:mod:`hearlib.testing` builds a tiny random-weight model of it. :mod:`hearlib.engine`,
+:mod:`hearlib.models`, :mod:`hearlib.geometry` and :mod:`hearlib.testing` read these records
+and nothing else; docs/ADDING_A_MODEL_FAMILY.md walks through adding one.
+
+Paths are attribute paths (``"model.language_model"``), each relative to the object its
+field names.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable
+
+from hearlib import geometry
+from hearlib.errors import UnsupportedModel
+
+__all__ = ["Family", "TinyModel", "FAMILIES", "family_of", "supported_architectures", "resolve_path"]
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    """How :func:`hearlib.testing.build_tiny` builds a tiny model of the family.
+
+    ``builder``: name of a function of :mod:`hearlib.testing` that returns
+    ``(config, model_class, processor)`` (2 decoder layers, 4 query / 2 key-value heads,
+    a word-level tokenizer). ``image_tokens``: image tokens one square image of any size
+    gives; ``processed_size``: the (w, h) the image processor brings a square input to."""
+
+    builder: str
+    image_tokens: int
+    processed_size: tuple[int, int]
+
+    def build(self):
+        """``(config, model_class, processor)`` of the tiny model (imports hearlib.testing)."""
+        from hearlib import testing
+
+        return getattr(testing, self.builder)()
+
+
+@dataclass(frozen=True)
+class Family:
+    """Everything hearlib needs to know about one model family (one ``model_type``)."""
+
+    name: str                        # the paper's name, e.g. "LLaVA-1.5"
+    model_type: str                  # config.model_type
+    model_class: str                 # transformers class AutoModelForImageTextToText loads
+    processor_class: str             # transformers class AutoProcessor loads
+    decoder: str                     # model -> text decoder (inputs_embeds in, last_hidden_state out)
+    layers: str                      # decoder -> its list of decoder layers
+    attention: str                   # decoder layer -> its self-attention module (has layer_idx)
+    output_projection: str           # self-attention -> the Linear mapping heads × head_dim to hidden
+    final_norm: str                  # decoder -> the norm applied after the last layer
+    lm_head: str                     # model -> the unembedding Linear
+    text_config: str                 # model.config -> the decoder's config (also the key of
+                                     # set_attn_implementation that reaches only the decoder)
+    image_token_id: str              # model.config attribute holding the image token id
+    resolution: tuple[int, int] | None  # fixed input (w, h) hearlib resizes to; None = processor's own
+    layout: Callable                 # hearlib.geometry function: where each image token lies
+    tiny: TinyModel                  # the tiny model for tests
+    note: str                        # what is particular about the family
+
+    # -- resolving the paths on a model ----------------------------------------------------
+    def decoder_of(self, model):
+        return resolve_path(model, self.decoder, self.name)
+
+    def layers_of(self, model) -> list:
+        return list(resolve_path(self.decoder_of(model), self.layers, self.name))
+
+    def attention_modules(self, model) -> list:
+        """Each decoder layer's self-attention module, in layer order."""
+        return [resolve_path(layer, self.attention, self.name) for layer in self.layers_of(model)]
+
+    def output_projection_of(self, attention_module):
+        return resolve_path(attention_module, self.output_projection, self.name)
+
+    def final_norm_of(self, model):
+        return resolve_path(self.decoder_of(model), self.final_norm, self.name)
+
+    def lm_head_of(self, model):
+        return resolve_path(model, self.lm_head, self.name)
+
+    def text_config_of(self, config):
+        return resolve_path(config, self.text_config, self.name)
+
+    def image_token_id_of(self, config) -> int:
+        return resolve_path(config, self.image_token_id, self.name)
+
+
+def resolve_path(obj, path: str, family: str = ""):
+    """``obj.a.b`` for ``path="a.b"``; UnsupportedModel naming the missing step if absent."""
+    try:
+        return functools.reduce(getattr, path.split("."), obj)
+    except AttributeError:
+        raise UnsupportedModel(f"{family or type(obj).__name__}: {type(obj).__name__} has no {path!r}; "
+                               "the transformers version may lay this family out differently") from None
+
+
+# The decoder layout every supported family shares in transformers 5 (Llama / Qwen2 decoders
+# under a *ForConditionalGeneration wrapper).
+_TRANSFORMERS_DECODER = dict(decoder="model.language_model", layers="layers", attention="self_attn",
+                             output_projection="o_proj", final_norm="norm", lm_head="lm_head",
+                             text_config="text_config", image_token_id="image_token_id")
+
+FAMILIES: dict[str, Family] = {f.model_type: f for f in (
+    Family("LLaVA-1.5", "llava", "LlavaForConditionalGeneration", "LlavaProcessor",
+           resolution=None, layout=geometry.llava_layout,
+           tiny=TinyModel("tiny_llava", image_tokens=16, processed_size=(32, 32)),
+           note="one CLIP grid (CLS dropped); the processor's shortest-edge resize and centre crop",
+           **_TRANSFORMERS_DECODER),
+    Family("LLaVA-NeXT", "llava_next", "LlavaNextForConditionalGeneration", "LlavaNextProcessor",
+           resolution=(336, 336), layout=geometry.llava_next_layout,
+           tiny=TinyModel("tiny_llava_next", image_tokens=36, processed_size=(32, 32)),
+           note="anyres: base grid + unpadded high-res grid with a newline token per row; "
+                "the token count depends on the input size, so it runs at 336 × 336",
+           **_TRANSFORMERS_DECODER),
+    Family("Qwen2-VL", "qwen2_vl", "Qwen2VLForConditionalGeneration", "Qwen2VLProcessor",
+           resolution=(448, 448), layout=geometry.qwen_layout,
+           tiny=TinyModel("tiny_qwen2_vl", image_tokens=16, processed_size=(64, 64)),
+           note="dynamic resolution, 2 × 2 patches merged per token, M-RoPE positions; runs at 448 × 448",
+           **_TRANSFORMERS_DECODER),
+    Family("Qwen2.5-VL", "qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLProcessor",
+           resolution=(448, 448), layout=geometry.qwen_layout,
+           tiny=TinyModel("tiny_qwen2_5_vl", image_tokens=16, processed_size=(64, 64)),
+           note="as Qwen2-VL, with a window-attention vision tower; runs at 448 × 448",
+           **_TRANSFORMERS_DECODER),
+    Family("InternVL2.5", "internvl", "InternVLForConditionalGeneration", "InternVLProcessor",
+           resolution=(448, 448), layout=geometry.internvl_layout,
+           tiny=TinyModel("tiny_internvl", image_tokens=16, processed_size=(64, 64)),
+           note="448 px tiles, pixel shuffle 0.5 (256 tokens a tile); at 448 × 448 one tile, no thumbnail; "
+                "<img>/</img> around the image tokens are not image tokens",
+           **_TRANSFORMERS_DECODER),
+)}
+
+
+def supported_architectures() -> str:
+    """``"LLaVA-1.5 (llava), ..."``: the families, for error messages."""
+    return ", ".join(f"{f.name} ({model_type})" for model_type, f in FAMILIES.items())
+
+
+def family_of(config_or_model_type, *, source: str | None = None) -> Family:
+    """The record of a config (anything with ``model_type``) or of a model_type string.
+
+    Raises :class:`UnsupportedModel` naming the supported families; ``source`` (a folder or
+    hub id) goes into that message."""
+    model_type = getattr(config_or_model_type, "model_type", config_or_model_type)
+    family = FAMILIES.get(model_type) if isinstance(model_type, str) else None
+    if family is None:
+        what = f"{source} is a {model_type!r} model" if source else f"{model_type!r} is not a supported model type"
+        raise UnsupportedModel(f"{what}; hearlib supports {supported_architectures()}")
+    return family

@@ -1,0 +1,218 @@
+"""hearlib.families: every record is complete, and its paths find the right modules on the
+family's tiny model; engine, loader and geometry read the records."""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import numpy as np
+import pytest
+import torch
+
+from hearlib import families, geometry, testing
+from hearlib.errors import UnsupportedModel
+from hearlib.families import FAMILIES, Family, TinyModel, family_of
+
+PATH_FIELDS = ("decoder", "layers", "attention", "output_projection", "final_norm", "lm_head", "text_config",
+               "image_token_id")
+
+
+# ---------------------------------------------------------------------------------------
+# the records themselves
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("model_type", list(FAMILIES))
+def test_every_field_of_every_family_is_filled(model_type):
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+
+    family = FAMILIES[model_type]
+    assert family.model_type == model_type
+    for field in dataclasses.fields(Family):
+        value = getattr(family, field.name)
+        if field.name == "resolution":
+            assert value is None or (len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value))
+        else:
+            assert value not in (None, "", ()), f"{model_type}: {field.name} is empty"
+    for name in PATH_FIELDS:
+        assert all(part.isidentifier() for part in getattr(family, name).split(".")), name
+    # the classes load_engine's Auto classes pick for this model_type
+    assert MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES[model_type] == family.model_class
+    assert PROCESSOR_MAPPING_NAMES[model_type] == family.processor_class
+    # the layout is one of hearlib.geometry's, with the signature image_token_layout calls
+    assert family.layout.__module__ == "hearlib.geometry" and getattr(geometry, family.layout.__name__) is family.layout
+    assert list(inspect.signature(family.layout).parameters) == ["config", "processor", "sample", "width", "height"]
+    # the tiny builder is a function of hearlib.testing
+    assert isinstance(family.tiny, TinyModel) and callable(getattr(testing, family.tiny.builder))
+    assert family.tiny.image_tokens > 0 and len(family.tiny.processed_size) == 2
+
+
+def test_family_names_are_distinct():
+    names = [f.name for f in FAMILIES.values()]
+    assert len(set(names)) == len(names)
+
+
+def test_unknown_model_type_is_unsupported_and_names_the_supported_ones():
+    for query in ("bert", type("Config", (), {"model_type": "bert"})()):
+        with pytest.raises(UnsupportedModel) as error:
+            family_of(query)
+        message = str(error.value)
+        assert "'bert'" in message
+        for model_type, family in FAMILIES.items():
+            assert f"{family.name} ({model_type})" in message
+    with pytest.raises(UnsupportedModel, match="^some/folder is a 'bert' model; hearlib supports LLaVA-1.5"):
+        family_of("bert", source="some/folder")
+    assert family_of("qwen2_vl") is FAMILIES["qwen2_vl"]
+    assert family_of(type("Config", (), {"model_type": "internvl"})()) is FAMILIES["internvl"]
+
+
+# ---------------------------------------------------------------------------------------
+# the paths on each family's tiny model
+# ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def tiny(request, tiny_model_dir, random_images):
+    """(family, model, processor, inputs of one image + the paper prompt)."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    family = FAMILIES[request.param]
+    folder = tiny_model_dir(request.param)
+    processor = AutoProcessor.from_pretrained(folder)
+    model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32).eval()
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": testing.PAPER_PROMPT}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True)
+    inputs = processor(images=random_images(1)[0], text=text, return_tensors="pt")
+    return family, model, processor, inputs
+
+
+def test_tiny_model_is_of_the_recorded_classes(tiny):
+    family, model, processor, _ = tiny
+    assert type(model).__name__ == family.model_class
+    assert type(processor).__name__ == family.processor_class
+
+
+def test_paths_resolve_to_the_expected_modules(tiny):
+    family, model, processor, _ = tiny
+    text = family.text_config_of(model.config)
+    assert text is model.config.text_config
+    decoder = family.decoder_of(model)
+    assert isinstance(decoder, torch.nn.Module)
+    assert decoder.get_input_embeddings().weight.shape == (text.vocab_size, text.hidden_size)
+    layers = family.layers_of(model)
+    assert len(layers) == text.num_hidden_layers
+    attentions = family.attention_modules(model)
+    assert len(attentions) == text.num_hidden_layers
+    for index, attention in enumerate(attentions):
+        assert attention.layer_idx == index
+        projection = family.output_projection_of(attention)
+        assert isinstance(projection, torch.nn.Linear)
+        assert (projection.in_features, projection.out_features) == (
+            text.num_attention_heads * testing.HEAD_DIM, text.hidden_size)
+    norm = family.final_norm_of(model)
+    assert isinstance(norm, torch.nn.Module) and norm.weight.shape == (text.hidden_size,)
+    lm_head = family.lm_head_of(model)
+    assert isinstance(lm_head, torch.nn.Linear) and lm_head is model.get_output_embeddings()
+    assert lm_head.weight.shape == (text.vocab_size, text.hidden_size)
+    assert family.image_token_id_of(model.config) == processor.image_token_id
+
+
+@torch.no_grad()
+def test_the_forward_runs_through_the_recorded_modules(tiny):
+    """One forward: each output projection runs once and gives its attention module's output,
+    the final norm gives the decoder's output, and the lm_head turns that into the logits."""
+    family, model, _, inputs = tiny
+    calls, projected, attended, seen = [], {}, {}, {}
+    handles = []
+    for i, attention in enumerate(family.attention_modules(model)):
+        def on_projection(module, args, out, i=i):
+            calls.append(i)
+            projected[i] = out
+        handles.append(family.output_projection_of(attention).register_forward_hook(on_projection))
+        handles.append(attention.register_forward_hook(lambda m, a, out, i=i: attended.update({i: out[0]})))
+    handles.append(family.final_norm_of(model).register_forward_hook(lambda m, a, out: seen.update(norm=out)))
+    handles.append(family.decoder_of(model).register_forward_hook(
+        lambda m, a, out: seen.update(decoder=out.last_hidden_state)))
+    try:
+        logits = model(**inputs, use_cache=False).logits
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert calls == list(range(len(family.layers_of(model))))
+    for i in calls:
+        torch.testing.assert_close(projected[i], attended[i], rtol=0, atol=0)
+    torch.testing.assert_close(seen["norm"], seen["decoder"], rtol=0, atol=0)
+    torch.testing.assert_close(family.lm_head_of(model)(seen["norm"]), logits)
+
+
+def test_engine_and_loader_use_the_record(tiny, tiny_model_dir):
+    from hearlib.models import load_engine
+
+    family = tiny[0]
+    engine = load_engine(tiny_model_dir(family.model_type))
+    assert engine.family is family
+    assert engine.resolution == family.resolution
+    assert engine.decoder is family.decoder_of(engine.model)
+    assert engine.final_norm is family.final_norm_of(engine.model)
+    assert engine.lm_head is family.lm_head_of(engine.model)
+    assert engine.image_token_id == family.image_token_id_of(engine.model.config)
+    assert family.text_config_of(engine.model.config)._attn_implementation == "hear"
+
+
+# ---------------------------------------------------------------------------------------
+# the consumers read the registry (a changed record changes what they do)
+# ---------------------------------------------------------------------------------------
+def test_engine_refuses_a_model_without_the_recorded_output_projection(tiny_model_dir, monkeypatch):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from hearlib.engine import Engine
+
+    folder = tiny_model_dir("llava")
+    model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32)
+    processor = AutoProcessor.from_pretrained(folder)
+    monkeypatch.setitem(families.FAMILIES, "llava",
+                        dataclasses.replace(FAMILIES["llava"], output_projection="dense"))
+    with pytest.raises(UnsupportedModel, match="'dense'"):
+        Engine(model, processor)
+
+
+def test_engine_refuses_a_model_type_missing_from_the_registry(tiny_model_dir, monkeypatch):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from hearlib.engine import Engine
+
+    folder = tiny_model_dir("llava")
+    model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32)
+    monkeypatch.delitem(families.FAMILIES, "llava")
+    with pytest.raises(UnsupportedModel, match="'llava' is not a supported model type"):
+        Engine(model, AutoProcessor.from_pretrained(folder))
+
+
+def test_image_token_layout_dispatches_through_the_record(tiny_model_dir, random_images, monkeypatch):
+    from hearlib.models import load_engine
+
+    engine = load_engine(tiny_model_dir("qwen2_vl"))
+    sample = engine.prepare(random_images(1)[0], answer="dog")
+    calls = []
+
+    def transposed(config, processor, sample, width, height):
+        calls.append((width, height))
+        panels, non_spatial = geometry.qwen_layout(config, processor, sample, width, height)
+        return [geometry.Panel(p.name, np.ascontiguousarray(p.tokens.T), p.box) for p in panels], non_spatial
+
+    monkeypatch.setitem(families.FAMILIES, "qwen2_vl", dataclasses.replace(FAMILIES["qwen2_vl"], layout=transposed))
+    layout = geometry.image_token_layout(engine, sample)
+    assert calls == [engine.resolution]
+    assert layout.panels[0].tokens[0, 1] == layout.panels[0].shape[1]     # row-major grid transposed
+
+
+def test_build_tiny_uses_the_recorded_builder(tmp_path, monkeypatch):
+    calls = []
+
+    def builder():
+        calls.append("called")
+        return testing.tiny_llava()
+
+    monkeypatch.setattr(testing, "tiny_recorded", builder, raising=False)
+    record = dataclasses.replace(FAMILIES["llava"], tiny=dataclasses.replace(FAMILIES["llava"].tiny,
+                                                                             builder="tiny_recorded"))
+    monkeypatch.setitem(families.FAMILIES, "llava", record)
+    testing.build_tiny("llava", tmp_path / "tiny")
+    assert calls == ["called"] and (tmp_path / "tiny" / "config.json").is_file()
