@@ -83,7 +83,7 @@ def render(profile: str, overrides: dict, build: Path, *, read_only: bool = True
         papermill.execute_notebook(str(source), str(running), parameters=notebook_parameters(params, overrides, declared),
                                    kernel_name="python3", cwd=str(_root()), progress_bar=False, log_output=False,
                                    prepare_only=prepare_only,
-                                   extra_arguments=["--IPKernelApp.log_level=ERROR"])   # no TCP transport notice
+                                   extra_arguments=["--IPKernelApp.log_level=CRITICAL"])   # no TCP transport notice
         os.replace(running, target)
         print(f" {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
         out.append(target)
@@ -107,7 +107,7 @@ def check_defaults(store: Path, names=None) -> list[str]:
               file=sys.stderr, flush=True)
         notebook = nbformat.from_dict(jupytext.read(folder / f"{name}.py"))
         nbclient.NotebookClient(notebook, kernel_name="python3", resources={"metadata": {"path": str(folder)}},
-                                extra_arguments=["--IPKernelApp.log_level=ERROR"]).execute()
+                                extra_arguments=["--IPKernelApp.log_level=CRITICAL"]).execute()
         print(f" {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     after = {p: p.stat().st_mtime_ns for p in Path(store).rglob("*") if p.is_file()}
     return sorted(str(p) for p in set(before) ^ set(after) | {p for p in before if after.get(p) != before[p]})
