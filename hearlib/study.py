@@ -13,6 +13,7 @@ The stages and what they hold are documented in :mod:`hearlib.stages`; the sampl
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from hearlib import paths
 from hearlib.analysis import CRITERIA
+from hearlib.errors import UserError
 from hearlib.pipeline import Pipeline, Selection
 from hearlib.stages import Settings
 from hearlib.store import Record
@@ -37,6 +39,26 @@ def _from_root(path):
         return paths.ROOT / candidate
     if not candidate.is_absolute() and text.startswith(("data/", "./", "figures/", "build/")):
         return paths.ROOT / candidate
+    return path
+
+
+STUDY_SCENES = re.compile(r"study-(\d+)")
+
+
+def study_data(data) -> Path:
+    """``data``, resolved against the repository; the generated study scenes (``data/scenes/study-N``,
+    what ``make figures`` makes: N held-out scenes of seed 1) are generated here if missing, so a
+    notebook opened on a fresh clone runs; any other missing folder is an error."""
+    path = Path(_from_root(data))
+    match = STUDY_SCENES.fullmatch(path.name)
+    if not path.exists() and match and path.parent == paths.SCENES:
+        from hearlib.organism import scenes
+
+        print(f"generating the study scenes {path} (as `make figures` does) ...", flush=True)
+        scenes.generate(path, int(match.group(1)), seed=1, workers=2)
+    if not path.exists():
+        raise UserError(f"dataset not found: {path}; give a COCO-format or DomainNet-layout folder, "
+                        "or run `make figures` first for the generated scenes")
     return path
 
 
@@ -66,7 +88,7 @@ class Study:
         self.profile = profile
         command = fill_command({"data": data, "domain_data": data if kind == "domainnet" else None},
                                profile, store, ["domains"] if kind == "domainnet" else None)
-        self.pipeline = Pipeline(_from_root(model), _from_root(data), kind=kind, domains=domains, store=store,
+        self.pipeline = Pipeline(_from_root(model), study_data(data), kind=kind, domains=domains, store=store,
                                  n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device,
                                  progress=progress, compute=may_compute(profile) if compute is None else compute,
                                  fill_command=command)

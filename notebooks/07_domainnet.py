@@ -52,9 +52,9 @@ from hearlib import analysis as A
 from hearlib import plotting as P
 from hearlib.plan import domain_folder
 from hearlib.report import Report, fmt_pm
-from hearlib.study import Study, stack
+from hearlib.study import Study, stack, study_data
 
-folder = domain_folder(dict(data=data, domain_data=domain_data))
+folder = domain_folder(dict(data=study_data(data), domain_data=domain_data))
 if folder is None:
     print(f"No DomainNet-layout data (give domain_data / DOMAIN_DATA=): Fig. 9 is drawn on {data} as one domain.")
     st = Study(model, data, store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size,

@@ -112,3 +112,15 @@ def test_a_large_profile_stops_with_the_command_that_fills_the_store(study_setup
     assert Study(model, root / "scenes", store=tmp_path / "s", profile="ci").pipeline.compute
     monkeypatch.setenv("HEARLIB_READ_ONLY", "1")
     assert not Study(model, root / "scenes", store=tmp_path / "s", profile="ci").pipeline.compute
+
+
+def test_the_generated_study_scenes_are_made_where_missing(tmp_path, monkeypatch):
+    from hearlib import paths
+    from hearlib.errors import UserError
+    from hearlib.study import study_data
+
+    monkeypatch.setattr(paths, "SCENES", tmp_path / "scenes")
+    made = study_data(tmp_path / "scenes" / "study-3")
+    assert len(list((made / "coco" / "images").iterdir())) == 3 and (made / "domains").is_dir()
+    with pytest.raises(UserError, match="run `make figures` first"):
+        study_data(tmp_path / "elsewhere")
