@@ -504,8 +504,8 @@ class Engine:
         means.check(self, sample)
 
     def _fast_layers(self, sample: Sample, means: "MeanKV") -> list[_FastLayer]:
-        key = ("fast_layers", id(means))
-        if key not in sample._state:
+        cached = sample._state.get("fast_layers")      # (means, layers): compared by identity, and the
+        if cached is None or cached[0] is not means:   # reference keeps the object alive (no id() reuse)
             self.record(sample)
             img = sample.image_positions
             layers = []
@@ -515,9 +515,8 @@ class Engine:
                 mean_k = _expand_heads(means.k[l], self.n_heads).to(prefix_k).contiguous()
                 mean_v = _expand_heads(means.v[l], self.n_heads).to(prefix_v)
                 layers.append(_FastLayer(prefix_k, prefix_v, mean_k, (mean_v - prefix_v[:, img]).contiguous()))
-            sample._state = {k: v for k, v in sample._state.items() if not (isinstance(k, tuple) and k[0] == "fast_layers")}
-            sample._state[key] = layers
-        return sample._state[key]
+            sample._state["fast_layers"] = (means, layers)
+        return sample._state["fast_layers"][1]
 
     @staticmethod
     def _image_index(sample: Sample) -> slice | torch.Tensor:
@@ -595,12 +594,13 @@ class Engine:
 
     def reference_logits(self, sample: Sample, means: "MeanKV", method: str = "fast") -> tuple[float, float]:
         """ℓ(1) and ℓ(0): every head intact, every head ablated (u = v = 1)."""
-        key = ("reference", id(means), method)
-        if key not in sample._state:
+        key = ("reference", method)
+        cached = sample._state.get(key)                # (means, values), compared by identity as above
+        if cached is None or cached[0] is not means:
             masks = np.stack([np.ones(self.n_total_heads, bool), np.zeros(self.n_total_heads, bool)])
             intact, ablated = self.logits(sample, means, masks, method=method)
-            sample._state[key] = (float(intact), float(ablated))
-        return sample._state[key]
+            sample._state[key] = (means, (float(intact), float(ablated)))
+        return sample._state[key][1]
 
     def normalized(self, sample: Sample, means: "MeanKV", heads, text=None, image=None, *,
                    method: str = "fast", batch_size: int = 64, progress: bool = False) -> np.ndarray:

@@ -217,3 +217,37 @@ def test_answer_problem_reports_instead_of_raising(setup):
     assert engine.answer_problem("dog", prompt="What colour is the main object in the image?") is None
     with pytest.raises(UserError, match="non-empty string"):     # a bad prompt is not the answer's problem
         engine.answer_problem("dog", prompt="  ")
+
+
+def test_per_sample_caches_follow_the_means_object_not_its_id(tmp_path):
+    """Caches on a sample are tied to the means object itself: other means give other numbers."""
+    import numpy as np
+
+    from hearlib.means import compute_means
+    from hearlib.models import load_engine
+    from hearlib.testing import build_tiny
+
+    engine = load_engine(build_tiny("llava", tmp_path / "tiny"))
+    rng = np.random.default_rng(3)
+    from PIL import Image
+
+    images = [Image.fromarray((rng.random((48, 48, 3)) * 255).astype("uint8")) for _ in range(3)]
+    sample = engine.prepare(images[0], answer="dog")
+    heads = np.zeros((1, engine.n_total_heads), bool)
+    first = compute_means(engine, images[1:2], progress=False)
+    second = compute_means(engine, images[2:3], progress=False)
+    a = engine.logits(sample, first, heads)
+    b = engine.logits(sample, second, heads)
+    assert not np.allclose(a, b)
+    np.testing.assert_allclose(engine.logits(engine.prepare(images[0], answer="dog"), second, heads), b, atol=1e-5)
+    assert engine.reference_logits(sample, first) != engine.reference_logits(sample, second)
+    # the cache holds the means it was made with: that object cannot be freed and its id reused by
+    # other means while the cache could still answer for it (an id()-keyed cache could)
+    import gc
+    import weakref
+
+    engine.logits(sample, first, heads)
+    alive = weakref.ref(first)
+    del first
+    gc.collect()
+    assert alive() is not None
