@@ -136,7 +136,7 @@ def run_plan(params: dict, groups, store: str | Path, *, means_file=None, device
                 if record is None:
                     deferred.append(item)    # another process holds it: come back at the end
                     continue
-                if any(k == key for k in pipe.computed[before:]):
+                if key in pipe.computed[before:]:
                     counts["finished"] += 1
                     if record.meta.get("answer_note"):
                         _log(f"sample {item.image_id}: note: {record.meta['answer_note']}")

@@ -166,7 +166,7 @@ class SampleContext:
     def __init__(self, pipeline: "Pipeline", item, prompt: str):
         self.pipeline, self.item, self.prompt = pipeline, item, prompt
         self.settings: Settings | None = None
-        self._sample = self._record = self._reference = None
+        self._sample = self._record = None
         self._problem: str | None | bool = False
 
     @property
@@ -208,23 +208,18 @@ class SampleContext:
         return self.pipeline.means(self.prompt)
 
     def logits(self, heads, text=None, image=None) -> np.ndarray:
-        self.record   # the fast path reuses the unablated forward's keys and values
         return self.engine.logits(self.sample, self.means, heads, text, image, method=self.pipeline.method,
                                   batch_size=self.pipeline.batch_size)
 
     @property
     def reference_logits(self) -> tuple[float, float]:
-        """ℓ(1) and ℓ(0): every head intact, every head ablated."""
-        if self._reference is None:
-            n = self.engine.n_total_heads
-            intact, ablated = self.logits(np.stack([np.ones(n, bool), np.zeros(n, bool)]))
-            self._reference = (float(intact), float(ablated))
-        return self._reference
+        """ℓ(1) and ℓ(0): every head intact, every head ablated (cached by the engine per means)."""
+        return self.engine.reference_logits(self.sample, self.means, self.pipeline.method)
 
     def evaluate(self, heads, text=None, image=None) -> np.ndarray:
         """π = (ℓ(x, u, v) − ℓ(0)) / (ℓ(1) − ℓ(0)) for each row of the masks."""
-        intact, ablated = self.reference_logits
-        return (self.logits(heads, text, image) - ablated) / (intact - ablated)
+        return self.engine.normalized(self.sample, self.means, heads, text, image, method=self.pipeline.method,
+                                      batch_size=self.pipeline.batch_size)
 
     def need(self, stage: str) -> Record:
         return self.pipeline.ensure(stage, self.item, self.settings)
