@@ -22,9 +22,10 @@ from pathlib import Path
 __all__ = ["GROUPS", "NOTEBOOKS", "notebook_parameters", "render", "main"]
 
 # what `hearlib run --stages` collects (see hearlib.plan)
-GROUPS = ("attribution", "validation", "text", "image", "lens", "prompts", "domains")
+GROUPS = ("attribution", "validation", "text", "image", "lens", "prompts", "domains", "explore")
 
 NOTEBOOKS: dict[str, tuple[str, ...]] = {
+    "00_explore": ("attribution", "validation", "lens", "explore"),
     "01_head_ablation": ("validation",),
     "02_head_attribution": ("attribution", "validation", "lens"),
     "03_validation": ("validation",),

@@ -13,6 +13,8 @@ records, and find them. The groups are what ``hearlib run --stages`` selects:
 ``lens``         Fig. 8
 ``prompts``      Table 1: θ and correctness under the nine alternative prompts
 ``domains``      Fig. 9: attribution and validation on the DomainNet-layout dataset
+``explore``      the head explorer (00_explore): every head's attention per image token and the
+                 logit lens, for the main samples
 
 The notebooks and their order, and which groups each reads, are listed in
 :data:`hearlib.figures.NOTEBOOKS`.
@@ -124,6 +126,8 @@ def study_plan(params: dict, groups: Iterable[str] = GROUPS) -> list[Request]:
     add("text", main, pick(p["n_samples"]), "text")
     add("image", main, pick(p["n_image_samples"]), "image")
     add("lens", main, pick(p["n_lens_samples"]), "lens")
+    add("explore", main, pick(p["n_samples"]), "head_attention")
+    add("explore", main, pick(p["n_samples"]), "lens")
     for model in others:
         add("attribution", model, pick(p["n_size_samples"]), "attribution")
         add("attribution", model, pick(p["n_size_tsne_samples"], **tsne), "attribution")

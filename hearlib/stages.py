@@ -14,6 +14,7 @@ method and the means' identity, so a changed stage, sampler or fit never reuses 
 ``text``         Δ_i for each text token under x*, u*, π(x*, u*)/π(x*)
 ``image``        image-token masks under (x*, u*), θ^img, R²/Pearson, Eq. 13's w
 ``lens``         the logit lens of every head's output at the last position (top-k tokens)
+``head_attention`` each head's Eq. 10 attention per image token and the token layout (the explorer)
 
 Table 1 (prompts) is the attribution stage under other prompts; Fig. 9 (domains) is the
 attribution and validation stages on a DomainNet-layout dataset. Both are requests of
@@ -281,3 +282,13 @@ def lens(ctx, settings: Settings) -> tuple[dict, dict]:
     ids, values = engine.logit_lens_all(record, settings.lens_k)
     tokens = [engine.tokenizer.convert_ids_to_tokens(row) for row in ids.tolist()]
     return {"lens_ids": ids, "lens_logits": values}, {"lens_tokens": tokens, "n_heads": engine.n_heads}
+
+
+@_stage("head_attention", 1, needs=("screen",), reads=("prompt",), uses_means=False)
+def head_attention(ctx, settings: Settings) -> tuple[dict, dict]:
+    """Each head's Eq. 10 attention per image token (mean over text queries) and the token layout (explorer)."""
+    record = ctx.record
+    per_token = np.asarray(record.text_to_image, dtype=np.float32).mean(axis=2)      # [L, H, P_img]
+    layout = image_token_layout(ctx.engine, ctx.sample)
+    return ({"attention": per_token.reshape(-1, per_token.shape[-1])},
+            {"layout": layout.to_dict(), "n_layers": ctx.engine.n_layers, "n_heads": ctx.engine.n_heads})
