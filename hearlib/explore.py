@@ -291,21 +291,38 @@ def parse_head(text: str, n_heads: int) -> int:
 
 # ----------------------------------------------------------------------------------- drawing
 
-def figure_png(fig, dpi: int = 90) -> bytes:
-    """The figure as PNG bytes, and closed (widgets and headless output show the bytes)."""
+def figure_png(fig, dpi: int = 72) -> bytes:
+    """The figure as PNG bytes, and closed (widgets and headless output show the bytes).
+
+    One draw at a fixed layout (no ``bbox_inches="tight"``, which draws twice): rendering is most
+    of an update's time."""
     import matplotlib.pyplot as plt
 
     buffer = _io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
     return buffer.getvalue()
 
 
-def _image(path):
+_IMAGES: dict[str, object] = {}
+
+
+def _image(path, size: int = 320):
+    """The sample's image, at most ``size`` pixels a side (drawing a full-size photo is slow); cached."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        return im.convert("RGB")
+    key = str(path)
+    if key not in _IMAGES:
+        if len(_IMAGES) > 64:
+            _IMAGES.pop(next(iter(_IMAGES)))
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            im.thumbnail((size, size))
+            if max(im.size) < 256:          # small images (the organism's 64 px) shown at 256 px
+                factor = 256 / max(im.size)
+                im = im.resize((round(im.width * factor), round(im.height * factor)), Image.BICUBIC)
+            _IMAGES[key] = im
+    return _IMAGES[key]
 
 
 def draw_overview(ex: Explorer, item, n: int | None = None, axes=None):
@@ -317,6 +334,7 @@ def draw_overview(ex: Explorer, item, n: int | None = None, axes=None):
     fig = None
     if axes is None:
         fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.2), gridspec_kw={"width_ratios": [1, 1.3]})
+        fig.subplots_adjust(left=0.02, right=0.97, bottom=0.14, top=0.84, wspace=0.25)
     info = ex.sample_info(item)
     ax = axes[0]
     ax.imshow(_image(item.path))
@@ -350,6 +368,7 @@ def draw_head(ex: Explorer, item, n: int, axes=None):
     fig = None
     if axes is None:
         fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.2), gridspec_kw={"width_ratios": [1, 1.1]})
+        fig.subplots_adjust(left=0.02, right=0.98, bottom=0.04, top=0.84, wspace=0.15)
     ax = axes[0]
     if panel.attention is not None:
         mappable = draw_over_image(ax, _image(item.path), panel.attention, panel.layout, cmap="magma", alpha=0.65,
@@ -385,6 +404,7 @@ def draw_curves(ex: Explorer, item, k: int, live: float | None = None, ax=None):
     fig = None
     if ax is None:
         fig, ax = plt.subplots(figsize=(7.5, 3.0))
+        fig.subplots_adjust(left=0.09, right=0.98, bottom=0.15, top=0.9)
     curves = ex.curves(item)
     if curves is None:
         ax.text(0.5, 0.5, "validation not collected", ha="center", transform=ax.transAxes)
@@ -437,6 +457,82 @@ def items_label(items: Sequence) -> list[tuple[str, str]]:
     return [(f"#{it.image_id} {it.label}", str(it.image_id)) for it in items]
 
 
+# ------------------------------------------------------------------------- fast widget renderers
+# The widgets show PNGs made with PIL and HTML text, not matplotlib figures: a matplotlib render
+# takes 0.2-0.5 s on a busy CPU, these a few milliseconds, so a head change is immediate.
+
+def _png(image) -> bytes:
+    buffer = _io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def sample_png(ex: Explorer, item, size: int = 320) -> bytes:
+    """The sample's image as PNG (at most ``size`` pixels a side)."""
+    return _png(_image(ex.item(item).path, size))
+
+
+def attention_png(ex: Explorer, item, n: int, size: int = 320, cmap: str = "magma", alpha: float = 0.65) -> bytes | None:
+    """Head ``n``'s Eq. 10 attention per image token over the image, each token on the part of the
+    image it covers (the layout's finest panels, as :func:`hearlib.geometry.draw_over_image`);
+    colour from 0 to the head's largest token. None if not collected."""
+    import matplotlib
+    from PIL import Image
+
+    from hearlib.geometry import to_maps
+
+    panel = ex.head(item, n)
+    if panel.attention is None:
+        return None
+    image = _image(ex.item(item).path, size)
+    layout = panel.layout
+    sx, sy = image.width / layout.image_size[0], image.height / layout.image_size[1]
+    maps = to_maps(panel.attention, layout)
+    top = max(float(np.nanmax(m)) for m in maps if np.isfinite(m).any()) or 1.0
+    colours = matplotlib.colormaps[cmap]
+    out = image.copy()
+    names = [p.name for p in layout.panels]
+    for name in layout.finest():
+        i = names.index(name)
+        x0, y0, x1, y1 = layout.panels[i].box
+        box = (int(round(x0 * sx)), int(round(y0 * sy)), int(round(x1 * sx)), int(round(y1 * sy)))
+        rgba = colours(np.nan_to_num(maps[i] / top))
+        rgba[..., 3] = np.where(np.isfinite(maps[i]), alpha, 0.0)
+        tile = Image.fromarray((rgba * 255).astype(np.uint8), "RGBA").resize(
+            (max(1, box[2] - box[0]), max(1, box[3] - box[1])), Image.NEAREST)
+        out.paste(Image.alpha_composite(out.crop(box).convert("RGBA"), tile).convert("RGB"), box[:2])
+    return _png(out)
+
+
+def sample_html(ex: Explorer, item) -> str:
+    """The sample's label, the model's answer and the fit, as HTML."""
+    import html
+
+    info = ex.sample_info(item)
+    verdict = {True: "correct", False: "wrong", None: "?"}[info["correct"]]
+    fit = (f"R² {info['r2']:.2f}, b = {info['intercept']:+.3f}, k* = {info.get('k_star', '?')}"
+           if "r2" in info else "attribution not collected")
+    return (f"<b>#{html.escape(info['sample'])}</b> label <b>{html.escape(info['label'])}</b>, "
+            f"answer <b>{html.escape(str(info['predicted']))}</b> ({verdict})<br>{fit}")
+
+
+def head_html(ex: Explorer, item, n: int) -> str:
+    """Head ``n``'s θ, rank, Eq. 10 weight, Δ, x* membership and share, logit lens, as HTML."""
+    import html
+
+    p = ex.head(item, n)
+    rows = [f"<b>{p.name}</b> θ = {p.theta:+.4f} (rank {p.rank})",
+            f"Eq. 10 image attention: {p.image_attention:.3f}",
+            f"single-head Δ = {p.delta:.4f}" if p.delta is not None else "Δ: not collected"]
+    if p.x_star_share is not None:
+        rows.append(f"in x* here: {'yes' if p.in_x_star else 'no'}; in x* of {p.x_star_share:.0%} "
+                    f"of {len(ex.items)} samples")
+    if p.lens is not None:
+        rows.append("logit lens: " + ", ".join(f"<code>{html.escape(t)}</code> {v:+.1f}" for t, v in p.lens[:8]))
+    rows += [f"<span style='color:#b00'>{html.escape(m)}</span>" for m in p.missing]
+    return "<br>".join(rows)
+
+
 def open_explorer(model, data, *, store, profile=None, n_samples=None, correct_only=True, n_masks=10_000,
                   ratio=0.75, seed=0, threshold=0.8, n_mean_images=100, method="fast", batch_size=64,
                   device=None) -> Explorer:
@@ -467,9 +563,11 @@ class ExplorerUI:
         self.data = W.Dropdown(options=[str(d) for d in datasets], description="dataset")
         self.sample = W.Dropdown(description="sample")
         self.overview = W.Image(format="png")
+        self.caption = W.HTML()
         self.head_list = W.Dropdown(description="head (by θ)", style={"description_width": "initial"})
         self.grid = W.GridBox(layout=W.Layout(grid_gap="1px"))
         self.head_view = W.Image(format="png")
+        self.head_text = W.HTML()
         self.k = W.IntSlider(min=1, max=2, value=1, description="keep top-k", continuous_update=False)
         self.curves_view = W.Image(format="png")
         self.load_button = W.Button(description="load model", icon="download")
@@ -489,9 +587,10 @@ class ExplorerUI:
         self.export_button.on_click(lambda _: self.export())
         self.widget = W.VBox([
             W.HBox([self.model, self.data, self.sample]), self.status,
-            W.HBox([self.overview, W.VBox([W.HTML("<b>θ map</b>: click a head (rows: layers, columns: heads)"),
-                                           self.grid, self.head_list])]),
-            self.head_view,
+            W.HBox([W.VBox([self.overview, self.caption]),
+                    W.VBox([W.HTML("<b>θ map</b>: click a head (rows: layers, columns: heads; red θ > 0, "
+                                   "blue θ < 0; ● the chosen head)"), self.grid, self.head_list])]),
+            W.HBox([self.head_view, self.head_text]),
             W.HBox([self.k, self.load_button, self.run_button, self.export_button]),
             self.live, self.curves_view, self.export_info])
         self._open()
@@ -534,9 +633,9 @@ class ExplorerUI:
         self.k.max = L * H
         self.k.value = max(1, min(int(info.get("k_star", 1)), L * H))
         self.k.observe(lambda change: self.set_k(change["new"]), "value")
-        self.head = heads[0][0]
-        self.overview.value = figure_png(draw_overview(ex, self.current, self.head))
-        self.head_view.value = figure_png(draw_head(ex, self.current, self.head))
+        self.overview.value = sample_png(ex, self.current)
+        self.caption.value = sample_html(ex, self.current)
+        self.set_head(heads[0][0])
         self.set_k(self.k.value)
 
     def _draw_grid(self, L, H):
@@ -557,6 +656,7 @@ class ExplorerUI:
                 b.on_click(lambda _, n=n: self.set_head(n))
                 buttons.append(b)
             self.grid.children = tuple(buttons)
+            self._marked = None
             self.grid.layout.grid_template_columns = f"repeat({H}, 22px)"
         for n, b in enumerate(self.grid.children):
             value = theta.ravel()[n]
@@ -571,8 +671,14 @@ class ExplorerUI:
             self._busy = True
             self.head_list.value = self.head
             self._busy = False
-        self.overview.value = figure_png(draw_overview(ex, self.current, self.head))
-        self.head_view.value = figure_png(draw_head(ex, self.current, self.head))
+        buttons = self.grid.children
+        for m in {getattr(self, "_marked", None), self.head} - {None}:
+            if m < len(buttons):
+                buttons[m].description = "●" if m == self.head else ""
+        self._marked = self.head
+        png = attention_png(ex, self.current, self.head)
+        self.head_view.value = png if png is not None else b""
+        self.head_text.value = head_html(ex, self.current, self.head)
 
     def set_k(self, k):
         """The top-k set: stored π, θ·x + b and the curves; a live π is dropped (it was for another k)."""
