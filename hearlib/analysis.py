@@ -385,6 +385,20 @@ def head_vectors(thetas: np.ndarray, threshold: float = 0.1) -> tuple[np.ndarray
     return heads, thetas[:, heads].T.copy()
 
 
+
+def sample_agnostic_heads(thetas: np.ndarray, threshold: float = 0.1, share: float = 0.5
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fig. 10's split of the heads with θ_n > threshold in at least one sample: sample-agnostic
+    where θ_n > threshold in at least ``share`` of the samples, sample-specific otherwise.
+
+    ``thetas`` [S, N] → (those heads int [K], the share of samples each is above the threshold in
+    float64 [K], sample-agnostic or not bool [K])."""
+    thetas = np.atleast_2d(np.asarray(thetas, dtype=np.float64))
+    heads, _ = head_vectors(thetas, threshold)
+    used = (thetas[:, heads] > threshold).mean(axis=0) if len(heads) else np.zeros(0)
+    return heads, used, used >= share
+
+
 @dataclass(frozen=True)
 class HeadClusters:
     row_linkage: np.ndarray | None   # scipy linkage over heads (None if < 2 rows)

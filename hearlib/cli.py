@@ -22,6 +22,7 @@ COMMANDS = {
     "scenes": ("hearlib.organism.scenes", "generate synthetic scenes (COCO + DomainNet layout)"),
     "train": ("hearlib.organism.commands", "train model organisms on a scenes or DomainNet-layout folder"),
     "run": ("hearlib.collect", "collect per-sample HeAr records into a store (shard with accelerate launch)"),
+    "heads": ("hearlib.heads", "a model's image-to-text heads from a store, as JSON and CSV"),
 }
 
 DESCRIPTION = ("Head attribution (HeAr): which attention heads carry the image to the answer in a "

@@ -89,6 +89,21 @@ def _causal_scores_mask(n_query: int, n_key: int, device) -> torch.Tensor:
     return k > q
 
 
+def _own_aligned_memory(model) -> None:
+    """Move every CPU parameter and buffer that does not start on a 64-byte boundary into memory
+    of its own (torch's allocator aligns to 64 bytes).
+
+    Weights loaded from safetensors stay in the file's memory map at the file's offsets; the CPU
+    matrix kernels round differently for operands that are not 64-byte aligned (the per-head
+    outputs and the logit lens moved by up to 2e-6), so a record depended on whether the model had
+    been copied on load (``.to("cpu:0")`` under accelerate copies, ``.to("cpu")`` does not)."""
+    with torch.no_grad():
+        for tensors in (model.parameters(), model.buffers()):
+            for tensor in tensors:
+                if tensor.device.type == "cpu" and tensor.data_ptr() % 64:
+                    tensor.data = tensor.data.clone()
+
+
 # ---------------------------------------------------------------------------------------
 # Plans
 # ---------------------------------------------------------------------------------------
@@ -292,6 +307,7 @@ class Engine:
     def __init__(self, model, processor, *, name: str | None = None,
                  resolution: tuple[int, int] | None = None):
         self.model = model.eval()
+        _own_aligned_memory(model)          # records must not depend on where the weights were loaded
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.name = name or getattr(model.config, "_name_or_path", "") or model.config.model_type

@@ -118,8 +118,7 @@ else:
     fig.suptitle(f"{P.model_label(st.model)}: heads with $\\theta_n$ > {head_threshold} in at least one sample",
                  fontsize=9)
 report.figure(fig, "fig10_head_vectors", "Fig. 10")
-used = (thetas[:, heads] > head_threshold).mean(axis=0) if len(heads) else np.array([])
-agnostic = int((used >= 0.5).sum())
+agnostic = int(A.sample_agnostic_heads(thetas, head_threshold)[2].sum())
 report.headline("Fig. 10", f"heads with θ_n > {head_threshold} in some sample / sample-agnostic ones among them "
                 f"(θ_n > {head_threshold} in ≥ 50% of samples)",
                 f"{len(heads)} of {thetas.shape[1]} heads / {agnostic}",

@@ -251,3 +251,41 @@ def test_per_sample_caches_follow_the_means_object_not_its_id(tmp_path):
     del first
     gc.collect()
     assert alive() is not None
+
+
+def _misaligned_copy(model) -> None:
+    """Move every parameter to memory that starts 8 bytes past a 64-byte boundary, as weights
+    memory-mapped from a safetensors file can."""
+    with torch.no_grad():
+        for param in model.parameters():
+            buffer = torch.empty(param.numel() + 16, dtype=param.dtype)
+            offset = ((8 - buffer.data_ptr()) % 64) // param.element_size()
+            moved = buffer[offset:offset + param.numel()].view(param.shape)
+            moved.copy_(param.data)
+            param.data = moved
+            assert param.data_ptr() % 64 == 8
+
+
+def test_records_do_not_depend_on_where_the_weights_lie_in_memory(tiny_model_dir, random_images):
+    """The CPU kernels round differently for operands that are not 64-byte aligned, so the engine
+    gives every weight aligned memory: a model whose weights lie 8 bytes off (as memory-mapped
+    safetensors weights can) records the same head outputs and logit lens, bit for bit, as a copy
+    in fresh memory (what ``.to("cpu:0")`` under accelerate made of it)."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from hearlib.engine import Engine
+
+    folder = tiny_model_dir("llava")
+    processor = AutoProcessor.from_pretrained(folder)
+    shifted = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32)
+    _misaligned_copy(shifted)
+    copied = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32).to("cpu:0")
+    engines = [Engine(shifted, processor), Engine(copied, processor)]
+    assert all(p.data_ptr() % 64 == 0 for e in engines for p in e.model.parameters())
+    image = random_images(1, seed=3)[0]
+    records = [e.record(e.prepare(image, answer="dog")) for e in engines]
+    np.testing.assert_array_equal(records[0].head_outputs, records[1].head_outputs)
+    assert records[0].logit == records[1].logit
+    lens = [e.logit_lens_all(r) for e, r in zip(engines, records)]
+    np.testing.assert_array_equal(lens[0][0], lens[1][0])
+    np.testing.assert_array_equal(lens[0][1], lens[1][1])

@@ -1,5 +1,5 @@
 """``hearlib run --stages all`` as two CPU processes under accelerate, killed part-way and
-restarted, writes the records of a single-process run for every stage, and recomputes nothing that
+restarted, writes the records of a single-process run, bit for bit, for every stage, and recomputes nothing that
 had finished.
 
 accelerate 1.15 starts several CPU processes through torchrun with ``--multi_gpu`` (``--cpu``
@@ -75,15 +75,15 @@ def _records(store_root: Path) -> dict:
 
 
 def _same(a, b) -> bool:
-    """Equal metadata, floats within 1e-5 relative (fp32 sums over other batch shapes differ in the
-    last bits); the ``run`` entry (where and when it was computed) is left out."""
+    """Equal metadata, floats bit for bit (NaN equal to NaN); the ``run`` entry (where and when it
+    was computed) is left out."""
     if isinstance(a, dict) and isinstance(b, dict):
         keys = set(a) - {"run"}
         return keys == set(b) - {"run"} and all(_same(a[k], b[k]) for k in keys)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     if isinstance(a, float) and isinstance(b, float):
-        return math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-7) or (math.isnan(a) and math.isnan(b))
+        return a == b or (math.isnan(a) and math.isnan(b))
     return a == b
 
 
@@ -148,15 +148,14 @@ def test_all_stages_two_processes_killed_and_resumed_equal_one_process(tiny_llav
         assert after[key].meta["run"]["computed_at"] == computed_at
         assert (sharded / key / "meta.json").stat().st_mtime_ns == mtime
 
-    # identical records for every stage: same arrays, same metadata but for where and when
+    # identical records for every stage, bit for bit: same arrays (dtype, shape and every value;
+    # NaN where NaN), same metadata but for where and when
     for key, ref in reference.items():
         got = after[key]
         assert set(got.arrays) == set(ref.arrays), key
         for name, array in ref.arrays.items():
-            if array.dtype.kind in "biu":
-                np.testing.assert_array_equal(got.arrays[name], array, err_msg=f"{key} {name}")
-            else:
-                np.testing.assert_allclose(got.arrays[name], array, rtol=0, atol=1e-6, err_msg=f"{key} {name}")
+            assert got.arrays[name].dtype == array.dtype, f"{key} {name}"
+            np.testing.assert_array_equal(got.arrays[name], array, strict=True, err_msg=f"{key} {name}")
         assert _same(got.meta, ref.meta), (key, got.meta, ref.meta)
     # the same manifest (the skipped wrong answer included), no temporary leftovers or claims
     single_manifest = Store(tmp_path / "single").manifest()
