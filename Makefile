@@ -36,6 +36,14 @@ venv: $(STAMP)
 test: venv nbval-prepare
 	$(PY) -m pytest -q -p no:cacheprovider tests $(NBVAL_ARGS)
 
+# every notebook of hearlib.figures.NOTEBOOKS run in JupyterLab in headless Chromium (Debian's chromium,
+# driven by playwright), with its own defaults: the store is collected first (a no-op after make figures).
+# Screenshots in build/browser/. BROWSER_ARGS="--browser-profile ci --browser-param data data/scenes/study-60
+# --browser-param store build/store-ci --browser-param out build/figures-ci": quick runs on a ci store.
+BROWSER_ARGS ?=
+test-browser: $(if $(BROWSER_ARGS),venv,collect)
+	$(PY) -m pytest -q -s -p no:cacheprovider --browser tests/browser $(BROWSER_ARGS)
+
 test-fast: venv
 	$(PY) -m pytest -q -x -p no:cacheprovider tests
 
