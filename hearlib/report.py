@@ -79,11 +79,12 @@ def in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-def _show(*objects) -> None:
+def _show(obj, item: str, name: str) -> None:
+    """Display ``obj``, its output tagged ``{"hearlib": {"item", "name"}}`` (the browser test counts them)."""
     if in_kernel():
         from IPython.display import display
 
-        display(*objects)
+        display(obj, metadata={"hearlib": {"item": item, "name": name}})
 
 
 class Report:
@@ -126,7 +127,7 @@ class Report:
         if in_kernel():
             from IPython.display import Image
 
-            _show(Image(data=png, format="png"))
+            _show(Image(data=png, format="png"), item, f"{name}.png")
         self._item(item)["files"] += [p.name for p in written if p.name not in self._item(item)["files"]]
         self._save()
 
@@ -143,7 +144,9 @@ class Report:
         if in_kernel():
             from IPython.display import Markdown
 
-            _show(Markdown(f"**{item}** · `{name}`" + (f": {caption}" if caption else "")), df)
+            display_caption = f"**{item}** · `{name}`" + (f": {caption}" if caption else "")
+            _show(Markdown(display_caption), item, f"{name}.md")
+            _show(df, item, f"{name}.csv")
 
     def headline(self, item: str, what: str, value: str, paper: str, note: str = "") -> None:
         """Record and print one headline: ours beside the paper's, and where they disagree."""

@@ -198,6 +198,8 @@ for _ in tqdm(range(3), desc="loop"):
     widgets = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert len(images) == 1 and base64.b64decode(images[0]["data"]["image/png"]) == (out / "f.png").read_bytes()
     assert len(tables) == 1 and "R2" in tables[0]["data"]["text/html"]
+    assert images[0]["metadata"]["hearlib"] == {"item": "Fig. 1", "name": "f.png"}
+    assert tables[0]["metadata"]["hearlib"] == {"item": "Table 1", "name": "t.csv"}
     assert len(widgets) == 1, [o.get("data", o).keys() for o in outputs]
     assert not [o for o in outputs if o.get("name") == "stderr"], "no progress text on stderr"
 
