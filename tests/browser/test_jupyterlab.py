@@ -92,8 +92,8 @@ def lab(request):
            "JUPYTER_CONFIG_PATH": os.pathsep.join([str(config), str(paths.ROOT / "jupyter")]),
            "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "ws"),
            "PYTHONPATH": os.pathsep.join([str(paths.ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-           "HEARLIB_READ_ONLY": "1", "MPLBACKEND": ""}
-    env.pop("MPLBACKEND")
+           "HEARLIB_READ_ONLY": "1"}
+    env.pop("MPLBACKEND", None)              # conftest's Agg: the kernels get what a user's would
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
            f"--IdentityProvider.token={token}", f"--notebook-dir={root}", "--expose-app-in-browser",
            "--ServerApp.port_retries=0"]
