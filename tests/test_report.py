@@ -210,3 +210,26 @@ def test_outside_a_kernel_nothing_is_displayed(tmp_path, capsys):
     assert not in_kernel()
     _report(tmp_path)
     assert "Figure" not in capsys.readouterr().out
+
+
+def test_render_check_finds_a_registered_figure_missing_from_the_executed_notebook(tmp_path):
+    """hearlib.figures.render fails when an executed notebook lacks a registered item inline."""
+    import nbformat
+    import pytest
+
+    from hearlib.errors import UserError
+    from hearlib.figures import _check_inline, inline_files
+
+    _report(tmp_path)                        # registers fig2_attribution_example.png and table2_attribution_fit.csv
+    image = nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo="},
+                                   metadata={"hearlib": {"item": "Fig. 2", "name": "fig2_attribution_example.png"}})
+    table = nbformat.v4.new_output("display_data", data={"text/html": "<table></table>", "text/plain": "t"},
+                                   metadata={"hearlib": {"item": "Table 2", "name": "table2_attribution_fit.csv"}})
+    untagged = nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo="})
+    path = tmp_path / "02_head_attribution.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[image, untagged])]), path)
+    assert inline_files(path) == {"fig2_attribution_example.png"}
+    with pytest.raises(UserError, match="table2_attribution_fit.csv"):
+        _check_inline(path, "02_head_attribution", tmp_path)
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[image, table])]), path)
+    _check_inline(path, "02_head_attribution", tmp_path)
