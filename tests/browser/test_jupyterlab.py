@@ -175,6 +175,16 @@ def _wait_idle(page, timeout: float) -> dict:
     raise AssertionError(f"the notebook did not finish within {timeout:.0f} s: {page.evaluate(STATE_JS)}")
 
 
+def _accept_kernel_dialog(page) -> None:
+    """A notebook without kernelspec metadata asks for a kernel: take the preselected one (the venv's)."""
+    dialog = page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept")
+    try:
+        dialog.first.wait_for(timeout=3000)
+    except Exception:                                           # no dialog: the kernel starts by itself
+        return
+    dialog.first.click()
+
+
 def _outputs(page) -> list[dict]:
     notebook = page.evaluate("() => window.jupyterapp.shell.currentWidget.context.model.toJSON()")
     return [o for cell in notebook["cells"] if cell["cell_type"] == "code" for o in cell.get("outputs", [])]
@@ -249,6 +259,7 @@ def test_notebook_runs_in_jupyterlab(lab, page, name, request):
                            f"&& w.content.widgets && w.content.widgets.length > 0; }}", timeout=60_000)
     panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").last
     assert panel.count() == 1, f"{name}.py did not open as a notebook (jupytext default viewer)"
+    _accept_kernel_dialog(page)
     _wait_idle(page, 120)                                         # kernel started
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
     page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
