@@ -12,12 +12,13 @@ EXTRAS ?= test,vision,lab
 # extra arguments of `make lab`, e.g. LAB_ARGS="--no-browser --ip=0.0.0.0 --port=8888" on a remote machine
 LAB_ARGS ?=
 
-.PHONY: venv test test-fast lab benchmark clean-venv help
+.PHONY: venv test test-fast test-browser lab benchmark clean-venv help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make figures   rebuild every figure/table of the paper (PROFILE=quick|paper|ci, MODEL=, DATA=)"
 	@echo "make test      unit tests + notebooks through nbval"
+	@echo "make test-browser  every notebook run in JupyterLab in headless Chromium (after make collect)"
 	@echo "make model     retrain the model organisms from a seed"
 	@echo "make lab       JupyterLab on notebooks/ (LAB_ARGS=--no-browser on a machine without a browser)"
 	@echo "make benchmark literal vs fast ablation speed on this machine"
@@ -35,12 +36,23 @@ venv: $(STAMP)
 test: venv nbval-prepare
 	$(PY) -m pytest -q -p no:cacheprovider tests $(NBVAL_ARGS)
 
+# every notebook of hearlib.figures.NOTEBOOKS run in JupyterLab in headless Chromium (Debian's chromium,
+# driven by playwright), with its own defaults: the store is collected first (a no-op after make figures).
+# Screenshots in build/browser/. BROWSER_ARGS="--browser-profile ci --browser-param data data/scenes/study-60
+# --browser-param store build/store-ci --browser-param out build/figures-ci": quick runs on a ci store.
+BROWSER_ARGS ?=
+test-browser: $(if $(BROWSER_ARGS),venv,collect)
+	$(PY) -m pytest -q -s -p no:cacheprovider --browser tests/browser $(BROWSER_ARGS)
+
 test-fast: venv
 	$(PY) -m pytest -q -x -p no:cacheprovider tests
 
-# the .py sources open as notebooks (jupytext); kernels run with this venv's python
+# the .py sources open as notebooks on double-click (jupytext's default viewer, set in the project's
+# JupyterLab configuration jupyter/labconfig/); kernels run with this venv's python; root needs --allow-root
+LAB_ENV := JUPYTER_CONFIG_PATH="$(CURDIR)/jupyter$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}"
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: venv
-	$(PY) -m jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+	$(LAB_ENV) $(PY) -m jupyter lab --notebook-dir=notebooks $(ALLOW_ROOT) $(LAB_ARGS)
 
 benchmark: venv
 	$(PY) benchmarks/bench_ablation.py

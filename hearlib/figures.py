@@ -86,9 +86,41 @@ def render(profile: str, overrides: dict, build: Path, *, read_only: bool = True
                                    prepare_only=prepare_only,
                                    extra_arguments=["--IPKernelApp.log_level=CRITICAL"])   # no TCP transport notice
         os.replace(running, target)
+        if not prepare_only:
+            _check_inline(target, name, notebook_parameters(params, overrides, declared).get("out", "figures"))
         print(f" {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
         out.append(target)
     return out
+
+
+def inline_files(notebook: Path) -> set[str]:
+    """The files whose figure (PNG image) or table (HTML) an executed notebook displays (Report's tags)."""
+    import nbformat
+
+    shown = set()
+    for cell in nbformat.read(str(notebook), as_version=4).cells:
+        for output in cell.get("outputs", []):
+            tag = output.get("metadata", {}).get("hearlib", {}).get("name")
+            data = output.get("data", {})
+            if tag and ("image/png" in data or "<table" in "".join(data.get("text/html", ""))):
+                shown.add(tag)
+    return shown
+
+
+def _check_inline(notebook: Path, name: str, out) -> None:
+    """Every figure and table the notebook registered is displayed in its executed copy."""
+    import json
+
+    from hearlib.errors import UserError
+    from hearlib.report import resolve_path
+
+    report = resolve_path(out) / ".report" / f"{name}.json"
+    if not report.is_file():
+        return
+    files = {f for item in json.loads(report.read_text())["items"] for f in item["files"] if f.endswith((".png", ".csv"))}
+    missing = sorted(files - inline_files(notebook))
+    if missing:
+        raise UserError(f"{notebook} does not display {', '.join(missing)} inline (Report.figure/table show them)")
 
 
 def check_defaults(store: Path, names=None) -> list[str]:

@@ -1,9 +1,17 @@
 """Writing the paper's items: figures (PNG + PDF), tables (CSV + Markdown), headline numbers.
 
 Every notebook makes a :class:`Report`; each figure/table/headline it registers is recorded in
-``<out>/.report/<notebook>.json``, and :func:`write_readme` turns all of them into
-``<out>/README.md``: per paper item its files, the settings it ran with, and the headline number
-beside the paper's (``python -m hearlib.report --out figures`` regenerates it).
+``<out>/.report/<notebook>.json`` and, in a kernel (JupyterLab, papermill), also displayed inline.
+:func:`write_results` turns all of them into the generated ``<out>/RESULTS.md`` (not tracked): per
+paper item its files, the settings it ran with, and the headline number beside the paper's; a
+notebook that has not run yet keeps its items, marked "not run yet" (``python -m hearlib.report
+--out figures`` regenerates it).
+
+The committed ``figures/README.md`` is the *published* copy. Only :func:`publish` (``python -m
+hearlib.report publish``, the end of ``make render``) rewrites it, and only for the published
+configuration: out is the repository's ``figures/``, profile quick, the default models and
+generated data, every notebook's report present and run with those settings. Anything else (one
+notebook run by hand, ``PROFILE=ci``, another ``MODEL=``/``FIGURES=``) leaves it byte-identical.
 """
 from __future__ import annotations
 
@@ -19,7 +27,9 @@ import numpy as np
 
 from hearlib import paths
 
-__all__ = ["Report", "markdown_table", "write_readme", "resolve_path", "fmt_pm", "head_grid"]
+__all__ = ["Report", "markdown_table", "write_results", "publish", "resolve_path", "fmt_pm", "head_grid"]
+
+PUBLISHED_PROFILE = "quick"        # the configuration whose results figures/README.md holds
 
 
 def resolve_path(path: str | Path) -> Path:
@@ -62,6 +72,21 @@ def markdown_table(df) -> str:
     return "\n".join(lines) + "\n"
 
 
+def in_kernel() -> bool:
+    """True inside a Jupyter kernel (JupyterLab, papermill, nbval), where results are shown inline."""
+    shell = sys.modules.get("IPython")
+    shell = shell and shell.get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _show(obj, item: str, name: str) -> None:
+    """Display ``obj``, its output tagged ``{"hearlib": {"item", "name"}}`` (the browser test counts them)."""
+    if in_kernel():
+        from IPython.display import display
+
+        display(obj, metadata={"hearlib": {"item": item, "name": name}})
+
+
 class Report:
     """Registers what one notebook writes; see the module docstring."""
 
@@ -83,22 +108,31 @@ class Report:
                                "items": list(self.items.values())})
 
     def figure(self, fig, name: str, item: str, dpi: int = 150) -> None:
-        """Save ``fig`` as ``<out>/<name>.png`` and ``.pdf`` for paper item ``item`` (e.g. "Fig. 7")."""
+        """Save ``fig`` as ``<out>/<name>.png`` and ``.pdf`` for paper item ``item`` (e.g. "Fig. 7"); in a
+        kernel, also display the saved PNG inline (the notebooks draw with Agg, so nothing else shows it)."""
+        import io
+
         import matplotlib.pyplot as plt
 
         from hearlib.io import save_bytes
 
         written = []
-        for suffix in (".png", ".pdf"):
-            path = self.out / f"{name}{suffix}"
-            save_bytes(path, lambda stream: fig.savefig(stream, format=suffix[1:], dpi=dpi, bbox_inches="tight"))
-            written.append(path)
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=dpi, bbox_inches="tight")
+        png = png.getvalue()
+        save_bytes(self.out / f"{name}.png", lambda stream: stream.write(png))
+        save_bytes(self.out / f"{name}.pdf", lambda stream: fig.savefig(stream, format="pdf", dpi=dpi, bbox_inches="tight"))
+        written = [self.out / f"{name}.png", self.out / f"{name}.pdf"]
         plt.close(fig)
+        if in_kernel():
+            from IPython.display import Image
+
+            _show(Image(data=png, format="png"), item, f"{name}.png")
         self._item(item)["files"] += [p.name for p in written if p.name not in self._item(item)["files"]]
         self._save()
 
     def table(self, df, name: str, item: str, caption: str = "") -> None:
-        """Save ``df`` as ``<out>/<name>.csv`` and ``<out>/<name>.md``."""
+        """Save ``df`` as ``<out>/<name>.csv`` and ``<out>/<name>.md``; in a kernel, also display it."""
         from hearlib.io import save_text
 
         csv = self.out / f"{name}.csv"
@@ -107,6 +141,12 @@ class Report:
         save_text(md, (f"{caption}\n\n" if caption else "") + markdown_table(df))
         self._item(item)["files"] += [p.name for p in (csv, md) if p.name not in self._item(item)["files"]]
         self._save()
+        if in_kernel():
+            from IPython.display import Markdown
+
+            display_caption = f"**{item}** · `{name}`" + (f": {caption}" if caption else "")
+            _show(Markdown(display_caption), item, f"{name}.md")
+            _show(df, item, f"{name}.csv")
 
     def headline(self, item: str, what: str, value: str, paper: str, note: str = "") -> None:
         """Record and print one headline: ours beside the paper's, and where they disagree."""
@@ -117,8 +157,11 @@ class Report:
         line = f"{item} — {what}: {value} (paper: {paper})" + (f"\n    {note}" if note else "")
         print(line)
 
-    def write_readme(self) -> None:
-        write_readme(self.out)
+    def write_results(self) -> Path:
+        """``<out>/RESULTS.md`` (never the published figures/README.md; see :func:`publish`)."""
+        return write_results(self.out)
+
+    write_readme = write_results        # the name the notebooks call
 
 
 def _item_key(item: str):
@@ -140,25 +183,49 @@ def missing_files(out: str | Path = "figures") -> list[str]:
     return bad
 
 
-def write_readme(out: str | Path = "figures") -> Path:
-    """``<out>/README.md`` from every ``<out>/.report/*.json``; rewritten only if its text changes.
-
-    It holds results and settings, no run times, so reruns with the same results leave it as is."""
-    return _write_readme(resolve_path(out))[0]
-
-
-def _write_readme(out: Path) -> tuple[Path, bool]:
+def _reports(out: Path) -> list[dict]:
     reports = []
     for file in sorted((out / ".report").glob("*.json")):
         try:
             reports.append(json.loads(file.read_text()))
         except json.JSONDecodeError:
             continue
+    return reports
+
+
+def published_rows(readme: Path) -> dict[str, list[tuple[str, str]]]:
+    """Per notebook, the (paper item, paper's value) rows of a published README (empty if none)."""
+    rows: dict[str, list[tuple[str, str]]] = {}
+    if not readme.is_file():
+        return rows
+    for line in readme.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if len(cells) == 5 and line.startswith("| ") and cells[0] not in ("paper item", "---"):
+            rows.setdefault(cells[4], []).append((cells[0], cells[3]))
+    return rows
+
+
+def results_text(out: Path, reports: list[dict] | None = None) -> str:
+    """The Markdown of ``<out>/RESULTS.md``: the run's reports, and every notebook of
+    :data:`hearlib.figures.NOTEBOOKS` that has not run yet (its items taken from the published
+    README, else one row) marked "not run yet"."""
+    from hearlib.figures import NOTEBOOKS
+
+    reports = _reports(out) if reports is None else reports
     rows = []
     for rep in reports:
         for item in rep["items"]:
-            rows.append((item, rep))
-    rows.sort(key=lambda r: _item_key(r[0]["item"]))
+            files = ", ".join(f"[{f}]({f})" for f in item["files"]) or "—"
+            ours = "<br>".join(f"{h['what']}: **{h['value']}**" for h in item["headlines"]) or "—"
+            paper = "<br>".join(h["paper"] for h in item["headlines"]) or "—"
+            rows.append((item["item"], files, ours, paper, rep["notebook"]))
+    ran = {rep["notebook"] for rep in reports}
+    published = published_rows(out / "README.md") or published_rows(paths.ROOT / "figures" / "README.md")
+    for name in NOTEBOOKS:
+        if name not in ran:
+            for item, paper in published.get(name) or [("—", "—")]:
+                rows.append((item, "—", "not run yet", paper, name))
+    rows.sort(key=lambda r: _item_key(r[0]))
     lines = ["# Figures and tables of the paper, regenerated", "",
              "Generated by `make figures` (`hearlib.report`); do not edit by hand. Each paper item, the files",
              "that reproduce it, the notebook and settings it ran with, and the headline number beside the",
@@ -166,13 +233,9 @@ def _write_readme(out: Path) -> tuple[Path, bool]:
              "settings column (by default the project's model organism, a small LLaVA-architecture model",
              "trained on synthetic scenes), so agreement is expected in kind, not in value.", "",
              "| paper item | files | ours | paper | notebook |", "| --- | --- | --- | --- | --- |"]
-    for item, rep in rows:
-        files = ", ".join(f"[{f}]({f})" for f in item["files"]) or "—"
-        ours = "<br>".join(f"{h['what']}: **{h['value']}**" for h in item["headlines"]) or "—"
-        paper = "<br>".join(h["paper"] for h in item["headlines"]) or "—"
-        lines.append(f"| {item['item']} | {files} | {ours} | {paper} | {rep['notebook']} |")
+    lines += [f"| {' | '.join(row)} |" for row in rows]
     lines += ["", "## Notes where the organism disagrees with the paper", ""]
-    for item, rep in rows:
+    for item in sorted((item for rep in reports for item in rep["items"]), key=lambda i: _item_key(i["item"])):
         for h in item["headlines"]:
             if h.get("note"):
                 lines.append(f"- **{item['item']}** ({h['what']}): {h['note']}")
@@ -182,18 +245,95 @@ def _write_readme(out: Path) -> tuple[Path, bool]:
     for rep in reports:
         settings = ", ".join(f"{k}={v}" for k, v in sorted(rep["settings"].items()))
         lines.append(f"- `{rep['notebook']}`: {settings}")
+    for name in NOTEBOOKS:
+        if name not in ran:
+            lines.append(f"- `{name}`: not run yet")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(out: str | Path = "figures") -> Path:
+    """``<out>/RESULTS.md`` from every ``<out>/.report/*.json``; rewritten only if its text changes."""
     from hearlib.io import save_text_if_changed
 
-    readme = out / "README.md"
-    return readme, save_text_if_changed(readme, "\n".join(lines) + "\n")
+    out = resolve_path(out)
+    path = out / "RESULTS.md"
+    save_text_if_changed(path, results_text(out))
+    return path
+
+
+write_readme = write_results     # the earlier name; it never wrote the published README since RESULTS.md
+
+
+def unpublished_reason(out: str | Path, profile: str = PUBLISHED_PROFILE, changed=(),
+                       published: Path | None = None) -> str | None:
+    """Why the run in ``out`` is not the published configuration (None when it is).
+
+    ``changed`` names what the run set away from its defaults (``MODEL``, ``DATA``...), as the
+    Makefile knows it; the reports' own settings are checked too, so stale reports from another
+    configuration cannot be published."""
+    from hearlib.figures import NOTEBOOKS
+    from hearlib.plan import load_profile
+
+    out = resolve_path(out).resolve()
+    published = (published or paths.ROOT / "figures").resolve()
+    if out != published:
+        return f"out is {out}, not the repository's {published}"
+    if Path(str(profile)).stem != PUBLISHED_PROFILE:
+        return f"profile {Path(str(profile)).stem}, not {PUBLISHED_PROFILE}"
+    if changed:
+        return f"{', '.join(changed)} set away from the defaults"
+    reports = {rep["notebook"]: rep for rep in _reports(out)}
+    missing = [name for name in NOTEBOOKS if name not in reports]
+    if missing:
+        return f"not every notebook has run ({', '.join(missing)} not yet)"
+    model = Path(str(load_profile(PUBLISHED_PROFILE)["model"])).name
+    for name in NOTEBOOKS:
+        settings = reports[name].get("settings", {})
+        if settings.get("profile") != PUBLISHED_PROFILE or settings.get("model") != model:
+            return (f"{name} ran with profile={settings.get('profile')}, model={settings.get('model')} "
+                    f"(published: {PUBLISHED_PROFILE}, {model})")
+        if not str(settings.get("data", "")).split("-", 1)[-1].startswith("study-"):
+            return f"{name} ran on {settings.get('data')}, not the generated study scenes"
+    bad = missing_files(out)
+    if bad:
+        return f"{len(bad)} registered file(s) missing or empty"
+    return None
+
+
+def publish(out: str | Path = "figures", profile: str = PUBLISHED_PROFILE, changed=(),
+            published: Path | None = None) -> tuple[bool, str]:
+    """Copy ``<out>/RESULTS.md`` over the committed ``figures/README.md`` if the run is the
+    published configuration; returns (whether it was rewritten, a one-line message)."""
+    from hearlib.io import save_text_if_changed
+
+    out = resolve_path(out)
+    results = write_results(out)
+    reason = unpublished_reason(out, profile, changed, published)
+    readme = (published or paths.ROOT / "figures") / "README.md"
+    if reason:
+        return False, f"{readme} left as is: {reason} (this run's results: {results})"
+    changed_text = save_text_if_changed(readme, results.read_text(encoding="utf-8"))
+    return changed_text, f"published {results} to {readme}" if changed_text else f"{readme} is up to date"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hearlib.report", description="regenerate figures/README.md")
+    parser = argparse.ArgumentParser(prog="python -m hearlib.report",
+                                     description="results: regenerate <out>/RESULTS.md; publish: also copy it "
+                                                 "over figures/README.md if the run is the published configuration")
+    parser.add_argument("action", nargs="?", default="results", choices=("results", "publish"))
     parser.add_argument("--out", default=str(paths.FIGURES), help="figures folder (default: %(default)s)")
+    parser.add_argument("--profile", default=PUBLISHED_PROFILE, help="the run's profile (publish)")
+    parser.add_argument("--changed", action="append", default=[], metavar="WHAT",
+                        help="a setting the run changed from its default, e.g. MODEL (publish; repeatable)")
     args = parser.parse_args(argv)
-    readme, changed = _write_readme(resolve_path(args.out))
-    print(f"wrote {readme}" if changed else f"{readme} is up to date")
+    if args.action == "publish":
+        _, message = publish(args.out, args.profile, args.changed)
+        print(message)
+        return 0
+    before = (resolve_path(args.out) / "RESULTS.md")
+    before = before.read_bytes() if before.is_file() else None
+    results = write_results(args.out)
+    print(f"{results} is up to date" if results.read_bytes() == before else f"wrote {results}")
     bad = missing_files(args.out)
     if bad:
         print(f"error: {len(bad)} registered file(s) missing or empty: {', '.join(bad)}", file=sys.stderr)

@@ -90,6 +90,13 @@ READ_ONLY ?= 1
 render: | venv
 	$(PY) -m hearlib.figures render --profile $(PROFILE_FILE) --build $(NB_BUILD) $(if $(filter 0,$(READ_ONLY)),--lazy) $(NB_PARAMS)
 	$(PY) -m hearlib.report --out "$(FIGURES)"
+	$(PY) -m hearlib.report publish --out "$(FIGURES)" --profile $(PROFILE) $(PUBLISH_CHANGED)
+
+# figures/README.md (committed) is rewritten only from the published configuration (hearlib.report
+# publish): quick profile, default models and generated data, FIGURES=figures; other runs write
+# $(FIGURES)/RESULTS.md only
+PUBLISH_CHANGED := $(foreach v,MODEL MODELS DATA DOMAIN_DATA,$(if $($(v)),--changed $(v))) \
+	$(if $(filter 0,$(CORRECT_ONLY)),--changed CORRECT_ONLY)
 
 # what JupyterLab users do after `make figures`: each notebook run with its own defaults from
 # notebooks/; fails if one of them computes (writes) anything

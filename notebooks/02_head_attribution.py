@@ -99,7 +99,6 @@ for m in models:
 table2 = pd.DataFrame(size_rows)
 report.table(table2, "table2_attribution_fit", "Table 2",
              "Held-out (20%) explained variance R² and Pearson ρ between π(x) and π̂(x), mean ± std over samples.")
-table2
 
 # %%
 ok = bool((table2.R2_mean >= 0.7).all() and (table2.Pearson_mean >= 0.85).all())

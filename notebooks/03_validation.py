@@ -80,7 +80,6 @@ report.figure(fig, "fig3a_min_heads", "Fig. 3A")
 summary = pd.DataFrame({"criterion": criteria, "faithfulness>0.8 mean": kf.mean(0), "faithfulness>0.8 median": np.median(kf, 0),
                         "completeness<0.2 mean": kc.mean(0), "completeness<0.2 median": np.median(kc, 0)})
 report.table(summary, "fig3a_min_heads", "Fig. 3A", f"Minimum number of heads (of N = {N}), over {len(items)} samples.")
-summary
 
 # %%
 hear = criteria.index("HeAr")

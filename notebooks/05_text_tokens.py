@@ -78,7 +78,6 @@ report.figure(fig, "fig4a_text_tokens", "Fig. 4A")
 per_token = pd.DataFrame({"position": range(len(tokens)), "token": tokens, "delta_mean": delta.mean(0),
                           "delta_std": delta.std(0), "share_in_u_star": stack(texts, "u_star").mean(0)})
 report.table(per_token, "fig4a_text_tokens", "Fig. 4A")
-per_token
 
 # %%
 important = A.important_tokens(delta, token_threshold)        # positions, by the mean over samples
@@ -115,7 +114,6 @@ report.headline("Table 3", "share of the logit kept when only u* (each sample's 
                 fmt_pm(ratios), "0.98 ± 0.02 (LLaVA-1.5-7B; 0.82–0.99 over ten models)",
                 "" if ratios.mean() >= 0.8 else
                 "On the organism the selected tokens preserve less of the logit: the flow is spread over more text tokens.")
-table3
 
 # %%
 report.write_readme()

@@ -74,7 +74,6 @@ for i, prompt in enumerate(ALTERNATIVE_PROMPTS, start=1):
 table1 = pd.DataFrame(rows)
 report.table(table1, "table1_prompt_cosine", "Table 1",
              "Cosine similarity between θ under the paper prompt and under each alternative prompt (mean ± std over samples).")
-table1[["prompt", "similarity", "paper (LLaVA-1.5-7B)", "correct under prompt"]]
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.2))

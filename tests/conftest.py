@@ -36,3 +36,20 @@ def random_images():
         return [Image.fromarray((rng.random((size[1], size[0], 3)) * 255).astype("uint8")) for _ in range(n)]
 
     return make
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("browser", "JupyterLab in headless Chromium (tests/browser, make test-browser)")
+    group.addoption("--browser", action="store_true", help="collect tests/browser (skipped otherwise)")
+    group.addoption("--browser-profile", default=None,
+                    help="run copies of the notebooks with this profile's parameters (e.g. ci) instead of their defaults")
+    group.addoption("--browser-param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                    help="a parameter injected into those copies (VALUE is YAML)")
+    group.addoption("--browser-timeout", default="900", help="seconds per notebook (default 900)")
+
+
+def pytest_ignore_collect(collection_path, config):
+    """tests/browser runs only when asked (``--browser``; make test-browser)."""
+    if collection_path.name == "browser" and collection_path.parent.name == "tests":
+        return None if config.getoption("--browser") else True
+    return None

@@ -1,6 +1,7 @@
 """The set-up: a fresh clone's venv gets JupyterLab, and ``make lab`` opens it on notebooks/."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tomllib
@@ -26,4 +27,20 @@ def test_make_venv_installs_lab_and_make_lab_opens_the_notebooks():
     install = [line for line in dry("venv", "-W", "pyproject.toml") if "pip install" in line and "-e" in line]
     assert install == ['.venv/bin/python -m pip install --quiet -e ".[test,vision,lab]"']
     lab = dry("lab", "-o", ".venv/.hearlib-installed", "LAB_ARGS=--no-browser")
-    assert lab == [".venv/bin/python -m jupyter lab --notebook-dir=notebooks --no-browser"]
+    root = " --allow-root" if os.getuid() == 0 else ""       # JupyterLab refuses root without it
+    assert lab == [f'JUPYTER_CONFIG_PATH="{ROOT}/jupyter${{JUPYTER_CONFIG_PATH:+:$JUPYTER_CONFIG_PATH}}" '
+                   f".venv/bin/python -m jupyter lab --notebook-dir=notebooks{root} --no-browser"]
+
+
+def test_project_lab_config_opens_py_files_as_notebooks(monkeypatch):
+    """The configuration `make lab` puts on JUPYTER_CONFIG_PATH: jupytext's documented default viewer,
+    read by JupyterLab as a labconfig/default_setting_overrides.json (the browser test opens them)."""
+    import json
+
+    config = json.loads((ROOT / "jupyter" / "labconfig" / "default_setting_overrides.json").read_text())
+    assert config["@jupyterlab/docmanager-extension:plugin"]["defaultViewers"]["python"] == "Jupytext Notebook"
+    from jupyter_server.services.config.manager import ConfigManager
+
+    monkeypatch.setenv("JUPYTER_CONFIG_PATH", str(ROOT / "jupyter"))
+    overrides = ConfigManager(config_dir_name="labconfig").get("default_setting_overrides")
+    assert overrides["@jupyterlab/docmanager-extension:plugin"]["defaultViewers"]["python"] == "Jupytext Notebook"
