@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["GROUPS", "NOTEBOOKS", "notebook_parameters", "render", "main"]
+__all__ = ["GROUPS", "NOTEBOOKS", "EXPLORERS", "REPORTING", "notebook_parameters", "render", "main"]
 
 # what `hearlib run --stages` collects (see hearlib.plan)
 GROUPS = ("attribution", "validation", "text", "image", "lens", "prompts", "domains", "explore")
@@ -35,6 +35,11 @@ NOTEBOOKS: dict[str, tuple[str, ...]] = {
     "07_domainnet": ("domains",),
     "08_prompt_robustness": ("prompts",),
 }
+
+# notebooks that draw no paper item, so write no report (``<out>/.report/``) and no README row
+EXPLORERS = ("00_explore",)
+# the notebooks whose reports make up RESULTS.md and the published figures/README.md
+REPORTING = tuple(name for name in NOTEBOOKS if name not in EXPLORERS)
 
 
 def _root() -> Path:

@@ -207,9 +207,9 @@ def published_rows(readme: Path) -> dict[str, list[tuple[str, str]]]:
 
 def results_text(out: Path, reports: list[dict] | None = None) -> str:
     """The Markdown of ``<out>/RESULTS.md``: the run's reports, and every notebook of
-    :data:`hearlib.figures.NOTEBOOKS` that has not run yet (its items taken from the published
+    :data:`hearlib.figures.REPORTING` that has not run yet (its items taken from the published
     README, else one row) marked "not run yet"."""
-    from hearlib.figures import NOTEBOOKS
+    from hearlib.figures import REPORTING
 
     reports = _reports(out) if reports is None else reports
     rows = []
@@ -221,7 +221,7 @@ def results_text(out: Path, reports: list[dict] | None = None) -> str:
             rows.append((item["item"], files, ours, paper, rep["notebook"]))
     ran = {rep["notebook"] for rep in reports}
     published = published_rows(out / "README.md") or published_rows(paths.ROOT / "figures" / "README.md")
-    for name in NOTEBOOKS:
+    for name in REPORTING:
         if name not in ran:
             for item, paper in published.get(name) or [("—", "—")]:
                 rows.append((item, "—", "not run yet", paper, name))
@@ -245,7 +245,7 @@ def results_text(out: Path, reports: list[dict] | None = None) -> str:
     for rep in reports:
         settings = ", ".join(f"{k}={v}" for k, v in sorted(rep["settings"].items()))
         lines.append(f"- `{rep['notebook']}`: {settings}")
-    for name in NOTEBOOKS:
+    for name in REPORTING:
         if name not in ran:
             lines.append(f"- `{name}`: not run yet")
     return "\n".join(lines) + "\n"
@@ -271,7 +271,7 @@ def unpublished_reason(out: str | Path, profile: str = PUBLISHED_PROFILE, change
     ``changed`` names what the run set away from its defaults (``MODEL``, ``DATA``...), as the
     Makefile knows it; the reports' own settings are checked too, so stale reports from another
     configuration cannot be published."""
-    from hearlib.figures import NOTEBOOKS
+    from hearlib.figures import REPORTING
     from hearlib.plan import load_profile
 
     out = resolve_path(out).resolve()
@@ -283,11 +283,11 @@ def unpublished_reason(out: str | Path, profile: str = PUBLISHED_PROFILE, change
     if changed:
         return f"{', '.join(changed)} set away from the defaults"
     reports = {rep["notebook"]: rep for rep in _reports(out)}
-    missing = [name for name in NOTEBOOKS if name not in reports]
+    missing = [name for name in REPORTING if name not in reports]
     if missing:
         return f"not every notebook has run ({', '.join(missing)} not yet)"
     model = Path(str(load_profile(PUBLISHED_PROFILE)["model"])).name
-    for name in NOTEBOOKS:
+    for name in REPORTING:
         settings = reports[name].get("settings", {})
         if settings.get("profile") != PUBLISHED_PROFILE or settings.get("model") != model:
             return (f"{name} ran with profile={settings.get('profile')}, model={settings.get('model')} "

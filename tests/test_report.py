@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from hearlib.report import Report, main, missing_files, publish, write_results  # noqa: E402
-from hearlib.figures import NOTEBOOKS  # noqa: E402
+from hearlib.figures import REPORTING as NOTEBOOKS  # noqa: E402  (the notebooks that write reports)
 from hearlib import paths  # noqa: E402
 
 
