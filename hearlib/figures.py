@@ -22,7 +22,7 @@ from pathlib import Path
 __all__ = ["GROUPS", "NOTEBOOKS", "notebook_parameters", "render", "main"]
 
 # what `hearlib run --stages` collects (see hearlib.plan)
-GROUPS = ("attribution", "validation", "text", "image", "lens", "prompts", "domains")
+GROUPS = ("attribution", "validation", "text", "image", "lens", "prompts", "domains", "questions")
 
 NOTEBOOKS: dict[str, tuple[str, ...]] = {
     "01_head_ablation": ("validation",),
@@ -33,6 +33,7 @@ NOTEBOOKS: dict[str, tuple[str, ...]] = {
     "06_image_tokens": ("image",),
     "07_domainnet": ("domains",),
     "08_prompt_robustness": ("prompts",),
+    "09_question_types": ("questions",),
 }
 
 
