@@ -43,8 +43,8 @@ def ipynb_parameters(name: str) -> dict:
     return parameters("".join(source) if isinstance(source, list) else source)
 
 
-def test_there_are_eight_notebooks():
-    assert len(NOTEBOOKS) == 8
+def test_there_are_nine_notebooks():
+    assert len(NOTEBOOKS) == 9
 
 
 def test_parameters_parser_reads_literals_only():
