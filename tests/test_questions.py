@@ -50,6 +50,21 @@ def test_scenes_offer_four_types_with_answers_from_their_labels(scenes_dir):
             assert answer_of(it, ORGANISM_QUESTIONS[name].answer) == truth[key]
 
 
+def test_plan_asks_every_type_of_the_same_selection(scenes_dir):
+    from hearlib.plan import profile_params, study_plan
+    from hearlib.questions import ORGANISM_QUESTIONS
+
+    params = profile_params("ci", data=str(scenes_dir))
+    requests = study_plan(params, ["questions"])
+    assert [(r.stage, r.settings.prompt, r.settings.answer) for r in requests] == \
+        [("attribution", q.prompt, q.answer) for q in ORGANISM_QUESTIONS.values()]
+    assert len({r.selection for r in requests}) == 1
+    selection = requests[0].selection
+    assert selection.n == params["n_question_samples"] == 3
+    assert selection.questions == tuple((q.prompt, q.answer) for q in ORGANISM_QUESTIONS.values())
+    assert study_plan({**params, "n_question_samples": 0}, ["questions"]) == []
+
+
 @pytest.mark.skipif(not (SHARED_COCO_TINY / "annotations" / "instances_val2017.json").exists(),
                     reason=f"real COCO annotations not found at {SHARED_COCO_TINY}")
 def test_coco_offers_only_the_object_question_unless_the_user_adds_one():
