@@ -197,13 +197,13 @@ class Study:
         return [(str(t), float(v)) for t, v in zip(tokens[:k], values[:k])]
 
     # -- the engine, for API users -------------------------------------------------------
-    def record(self, item, prompt: str | None = None):
-        """The engine's unablated forward for ``item`` (loads the model)."""
-        return self.pipeline._context(item, prompt or Settings().prompt).record
+    def record(self, item, prompt: str | None = None, answer: str = "label"):
+        """The engine's unablated forward for ``item`` (loads the model); ``answer``: the answer field."""
+        return self.pipeline._context(item, prompt or Settings().prompt, answer).record
 
-    def evaluator(self, item, prompt: str | None = None):
+    def evaluator(self, item, prompt: str | None = None, answer: str = "label"):
         """``evaluate(heads, text=None, image=None) -> π`` for ``item`` (loads the model)."""
-        return self.pipeline._context(item, prompt or Settings().prompt).evaluate
+        return self.pipeline._context(item, prompt or Settings().prompt, answer).evaluate
 
 
 def stack(entries: Sequence[Record], key: str) -> np.ndarray:
