@@ -88,6 +88,9 @@ __all__ = [
     "tsne_perplexity",
     "tsne_embedding",
     "cross_domain_cosines",
+    "type_cosines",
+    "layer_share",
+    "specific_heads",
 ]
 
 Evaluate = Callable[..., np.ndarray]
@@ -649,3 +652,38 @@ def cross_domain_cosines(thetas: np.ndarray, domains: Sequence, scenes: Sequence
             elif labels[i] == labels[j]:
                 same_class.append(cosine_similarity(thetas[i], thetas[j]))
     return np.asarray(same, dtype=np.float64), np.asarray(same_class, dtype=np.float64)
+
+
+# ----------------------------------------------------------------------------- question types (beyond the paper)
+
+def type_cosines(thetas: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Cosine of θ between question types, per sample: [S, T, T] from ``{type: θ [S, N]}`` (the
+    same S samples under every type, in the mapping's order). Diagonal 1; NaN for a zero θ."""
+    stacked = np.stack([np.atleast_2d(np.asarray(t, dtype=np.float64)) for t in thetas.values()], axis=1)
+    norms = np.linalg.norm(stacked, axis=2)
+    unit = np.divide(stacked, norms[..., None], out=np.full_like(stacked, np.nan), where=norms[..., None] > 0)
+    return np.einsum("stn,sun->stu", unit, unit)
+
+
+def layer_share(thetas: np.ndarray, n_layers: int, n_heads: int) -> np.ndarray:
+    """Share of each layer in the positive attribution, per sample: [S, L] rows summing to 1.
+
+    max(θ_n, 0) summed over the heads of a layer, divided by the sample's total (a row of NaN
+    when no head has a positive θ). Layer rows are heads ``l·H … l·H + H − 1`` (head_name order)."""
+    pos = np.clip(np.atleast_2d(np.asarray(thetas, dtype=np.float64)), 0.0, None)
+    if pos.shape[1] != n_layers * n_heads:
+        raise ValueError(f"θ has {pos.shape[1]} heads, expected {n_layers}·{n_heads}")
+    per_layer = pos.reshape(len(pos), n_layers, n_heads).sum(axis=2)
+    total = per_layer.sum(axis=1, keepdims=True)
+    return np.divide(per_layer, total, out=np.full_like(per_layer, np.nan), where=total > 0)
+
+
+def specific_heads(mean_thetas: Mapping[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
+    """Heads specific to one question type: in that type's top ``k`` by mean θ (:func:`ranking`)
+    and in no other type's top ``k``; per type, in its θ order."""
+    tops = {name: ranking(np.asarray(theta, dtype=np.float64))[:int(k)] for name, theta in mean_thetas.items()}
+    out = {}
+    for name, top in tops.items():
+        others = set().union(*(set(t.tolist()) for other, t in tops.items() if other != name))
+        out[name] = np.asarray([n for n in top.tolist() if n not in others], dtype=np.int64)
+    return out

@@ -234,7 +234,7 @@ def run_command(args: argparse.Namespace) -> int:
                             n_mean_images=args.n_mean_images, batch_size=args.batch_size, method=args.method,
                             **({"n_samples": n, "n_size_samples": n, "n_tsne_samples": n, "n_size_tsne_samples": n,
                                 "n_image_samples": n, "n_ratio_samples": n, "n_prompt_samples": n,
-                                "n_domain_samples": n, "n_lens_samples": n} if n is not None else {}))
+                                "n_domain_samples": n, "n_lens_samples": n, "n_question_samples": n} if n is not None else {}))
     if args.include_wrong:
         params["correct_only"] = False
     if args.adaptive:

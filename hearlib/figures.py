@@ -22,7 +22,7 @@ from pathlib import Path
 __all__ = ["GROUPS", "NOTEBOOKS", "EXPLORERS", "REPORTING", "notebook_parameters", "render", "main"]
 
 # what `hearlib run --stages` collects (see hearlib.plan)
-GROUPS = ("attribution", "validation", "text", "image", "lens", "prompts", "domains", "explore")
+GROUPS = ("attribution", "validation", "text", "image", "lens", "prompts", "domains", "explore", "questions")
 
 NOTEBOOKS: dict[str, tuple[str, ...]] = {
     "00_explore": ("attribution", "validation", "lens", "explore"),
@@ -34,6 +34,7 @@ NOTEBOOKS: dict[str, tuple[str, ...]] = {
     "06_image_tokens": ("image",),
     "07_domainnet": ("domains",),
     "08_prompt_robustness": ("prompts",),
+    "09_question_types": ("questions",),
 }
 
 # notebooks that draw no paper item, so write no report (``<out>/.report/``) and no README row

@@ -53,13 +53,18 @@ class NoSamples(UserError):
 class Selection:
     """Which samples a figure uses: the first ``n`` in the study order that the model answers
     correctly under ``prompt`` (all usable ones with ``correct_only=False``), at most
-    ``per_class`` per label, then only labels with at least ``min_per_class`` samples."""
+    ``per_class`` per label, then only labels with at least ``min_per_class`` samples.
+
+    ``questions`` ((prompt, answer field) pairs, :mod:`hearlib.questions`) replaces ``prompt``:
+    a sample is kept only when it is usable (and correct) under every one of them, so figures
+    comparing question types compare the same samples."""
 
     n: int | None
     correct_only: bool = True
     prompt: str | None = None
     per_class: int | None = None
     min_per_class: int | None = None
+    questions: tuple[tuple[str, str], ...] = ()
 
 
 # ----------------------------------------------------------------------------- identities
@@ -160,11 +165,17 @@ def mean_reference_images(image_root: Path, n: int) -> list[Path]:
 # ----------------------------------------------------------------------------- one sample's context
 
 class SampleContext:
-    """What the stages of one (sample, prompt) share, computed at most once: the prepared
-    sample, its unablated forward, ℓ(1) and ℓ(0), and the evaluator π(x, u, v)."""
+    """What the stages of one (sample, prompt, answer field) share, computed at most once: the
+    prepared sample, its unablated forward, ℓ(1) and ℓ(0), and the evaluator π(x, u, v).
+    ``answer`` is the word scored: ``item.label`` for the paper's question, else the sample's
+    ``answer_field`` (:func:`hearlib.questions.answer_of`)."""
 
-    def __init__(self, pipeline: "Pipeline", item, prompt: str):
+    def __init__(self, pipeline: "Pipeline", item, prompt: str, answer_field: str = "label"):
+        from hearlib.questions import answer_of
+
         self.pipeline, self.item, self.prompt = pipeline, item, prompt
+        self.answer_field = answer_field
+        self.answer = answer_of(item, answer_field)
         self.settings: Settings | None = None
         self._sample = self._record = None
         self._problem: str | None | bool = False
@@ -178,7 +189,10 @@ class SampleContext:
         """Why this sample cannot be studied (an answer the tokenizer cannot represent, an image
         the processor cannot take), or None."""
         if self._problem is False:
-            problem = self.engine.answer_problem(self.item.label, self.prompt)
+            if self.answer is None:
+                self._problem = f"the sample has no {self.answer_field!r} label to answer this question"
+                return self._problem
+            problem = self.engine.answer_problem(self.answer, self.prompt)
             if problem is None:
                 try:
                     self._prepare()
@@ -189,7 +203,7 @@ class SampleContext:
 
     def _prepare(self):
         if self._sample is None:
-            self._sample = self.engine.prepare(self.item.path, answer=self.item.label, prompt=self.prompt,
+            self._sample = self.engine.prepare(self.item.path, answer=self.answer, prompt=self.prompt,
                                                sample_id=str(self.item.image_id))
         return self._sample
 
@@ -386,12 +400,12 @@ class Pipeline:
                 self.claims.release(name)
         return record
 
-    def _context(self, item, prompt: str) -> SampleContext:
-        key = (str(item.image_id), prompt)
+    def _context(self, item, prompt: str, answer_field: str = "label") -> SampleContext:
+        key = (str(item.image_id), prompt, answer_field)
         if key not in self._contexts:
             if len(self._contexts) >= 4:
                 self._contexts.pop(next(iter(self._contexts)))
-            self._contexts[key] = SampleContext(self, item, prompt)
+            self._contexts[key] = SampleContext(self, item, prompt, answer_field)
         return self._contexts[key]
 
     def _compute(self, stage: str, item, settings: Settings, key: str) -> Record:
@@ -400,7 +414,7 @@ class Pipeline:
         self.engine
         if STAGES[stage].uses_means:
             self.means(settings.prompt)
-        ctx = self._context(item, settings.prompt)
+        ctx = self._context(item, settings.prompt, settings.answer)
         previous, ctx.settings = ctx.settings, settings
         started = time.perf_counter()
         info = {"sample": str(item.image_id), "label": item.label, "stage": stage, "path": str(item.path)}
@@ -421,7 +435,7 @@ class Pipeline:
             ctx.settings = previous
         meta = {**meta, "stage": stage, "settings": self.key_settings(stage, settings), "model": self.model, "model_id": self.model_id,
                 "dataset": self.dataset_id, "data": str(self.data), "sample": str(item.image_id),
-                "label": item.label, "supercategory": item.supercategory, "domain": item.domain,
+                "label": item.label, "answer": ctx.answer, "supercategory": item.supercategory, "domain": item.domain,
                 "path": str(item.path),
                 "run": {"seconds": time.perf_counter() - started, "computed_at": time.time(),
                         "host": socket.gethostname(), "pid": os.getpid(),
@@ -437,7 +451,8 @@ class Pipeline:
 
         Screens samples as needed; a sample another process is screening is waited for, so every
         process of a sharded run arrives at the same list."""
-        screen_settings = Settings.make(prompt=selection.prompt) if selection.prompt else Settings()
+        screens = ([Settings.make(prompt=p, answer=a) for p, a in selection.questions] if selection.questions
+                   else [Settings.make(prompt=selection.prompt) if selection.prompt else Settings()])
         bar = None
         if self.progress and self.compute and selection.n is not None:
             from tqdm.auto import tqdm
@@ -451,25 +466,28 @@ class Pipeline:
                     if selection.per_class is not None and counts.get(item.label, 0) >= selection.per_class:
                         continue
                     try:
-                        record = self.ensure("screen", item, screen_settings, block=False)
+                        records = [self.ensure("screen", item, s, block=False) for s in screens]
                     except StageFailed as error:
                         excluded.append((item, str(error), "failed"))
                         continue
                     screened += 1
-                    if record is None:
+                    bad = [r for r in records if r is not None
+                           and not (r["usable"] and (r["correct"] or not selection.correct_only))]
+                    if bad:
+                        excluded.append((item, bad[0]["reason"] or "not usable", "skipped"))
+                        continue
+                    if any(r is None for r in records):
                         pending.append(item)
-                    elif record["usable"] and (record["correct"] or not selection.correct_only):
+                    else:
                         chosen.append(item)
                         if bar is not None:
                             bar.update(len(chosen) - bar.n)
-                    else:
-                        excluded.append((item, record["reason"] or "not usable", "skipped"))
-                        continue
                     counts[item.label] = counts.get(item.label, 0) + 1
                 if not pending:
                     break
                 for item in pending:
-                    self.ensure("screen", item, screen_settings)
+                    for s in screens:
+                        self.ensure("screen", item, s)
         finally:
             if bar is not None:
                 bar.close()

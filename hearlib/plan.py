@@ -15,6 +15,8 @@ records, and find them. The groups are what ``hearlib run --stages`` selects:
 ``domains``      Fig. 9: attribution and validation on the DomainNet-layout dataset
 ``explore``      the head explorer (00_explore): every head's attention per image token and the
                  logit lens, for the main samples
+``questions``    θ per question type (object, colour, position, kind; beyond the paper) for the
+                 first ``n_question_samples`` samples answered correctly under every type
 
 The notebooks and their order, and which groups each reads, are listed in
 :data:`hearlib.figures.NOTEBOOKS`.
@@ -44,6 +46,7 @@ DEFAULTS = dict(
     n_size_tsne_samples=200, per_class=15, min_per_class=10, n_image_samples=50, n_image_masks=10_000,
     image_ratio=0.75, n_more=12, n_domain_samples=300, n_prompt_samples=40, n_lens_samples=4,
     threshold=0.8, token_threshold=0.05, prompt=None, adaptive=None,
+    n_question_samples=40, questions=None,
 )
 
 
@@ -139,10 +142,25 @@ def study_plan(params: dict, groups: Iterable[str] = GROUPS) -> list[Request]:
         settings = base.with_(prompt=prompt)
         add("prompts", main, pick(p["n_prompt_samples"]), "screen", settings)
         add("prompts", main, pick(p["n_prompt_samples"]), "attribution", settings)
+    if "questions" in groups and p.get("n_question_samples") != 0:
+        types = question_types(p)
+        both = pick(p["n_question_samples"], questions=tuple((q.prompt, q.answer) for q in types.values()))
+        for q in types.values():
+            add("questions", main, both, "attribution", base.with_(prompt=q.prompt, answer=q.answer))
     domain_data = domain_folder(p)
     add("domains", main, pick(p["n_domain_samples"]), "validation",
         dataset=(str(domain_data), "domainnet", tuple(p["domains"])) if domain_data else (data, None, None))
     return out
+
+
+def question_types(params: dict) -> dict:
+    """The question types of ``params``' dataset (:func:`hearlib.questions.questions_for` with the
+    profile's ``questions``): all four on the generated scenes, the object question alone on COCO."""
+    from hearlib.pipeline import dataset_kind, load_items
+    from hearlib.questions import questions_for
+
+    data = Path(str(params["data"]))
+    return questions_for(load_items(data, dataset_kind(data)), params.get("questions"))
 
 
 def domain_folder(params: dict) -> Path | None:

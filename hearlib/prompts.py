@@ -1,4 +1,5 @@
-"""The prompts of the paper: the task prompt (§3) and the nine alternatives of appendix C.3."""
+"""The prompts of the paper: the task prompt (§3) and the nine alternatives of appendix C.3; and the
+organism's other question types (colour, position, kind; docs/ORGANISM.md), used by :mod:`hearlib.questions`."""
 
 PAPER_PROMPT = "What is the main object in the image? Please answer with a single word."
 
@@ -14,3 +15,8 @@ ALTERNATIVE_PROMPTS = (
     "Using a single word, name the object that stands out the most in this image.",
     "Offer the primary object\u2019s name from the picture, restricted to a single word.",
 )
+
+# The organism's other questions about the same image (docs/ORGANISM.md, "Question types").
+COLOR_PROMPT = "What color is the main object? Please answer with a single word."
+POSITION_PROMPT = "Where is the main object in the image? Please answer with a single word."
+KIND_PROMPT = "What kind of thing is the main object? Please answer with a single word."

@@ -49,6 +49,7 @@ class Settings:
     """Every setting a stage can read; each stage's key holds only those it (transitively) reads."""
 
     prompt: str = PAPER_PROMPT
+    answer: str = "label"        # the sample field holding the answer word (hearlib.questions)
     n_masks: int = 10_000
     ratio: float = 0.75
     seed: int = 0
@@ -71,7 +72,7 @@ class Settings:
         if unknown:
             raise TypeError(f"unknown settings: {sorted(unknown)}")
         out = cls(**clean)
-        return replace(out, n_masks=int(out.n_masks), ratio=float(out.ratio), seed=int(out.seed),
+        return replace(out, answer=str(out.answer), n_masks=int(out.n_masks), ratio=float(out.ratio), seed=int(out.seed),
                        threshold=float(out.threshold), criteria=tuple(out.criteria),
                        token_threshold=float(out.token_threshold), n_image_masks=int(out.n_image_masks),
                        image_ratio=float(out.image_ratio), lens_k=int(out.lens_k))
@@ -124,6 +125,8 @@ def stage_key_settings(stage: str, settings: Settings, method: str, means_spec: 
     values = asdict(settings)
     if "n_masks" in reads and not settings.adaptive:
         reads = [r for r in reads if not r.startswith("adaptive_")]
+    if settings.answer == "label":      # the paper's answer: keys as before the field existed
+        reads = [r for r in reads if r != "answer"]
     out: dict[str, Any] = {"stage": stage, "versions": {name: STAGES[name].version for name in chain},
                            "sampler": SAMPLER_VERSION, "fit": FIT_VERSION,
                            **{name: (list(values[name]) if isinstance(values[name], tuple) else values[name])
@@ -151,9 +154,9 @@ def head_masks(n_heads: int, sample_id, settings: Settings, n: int | None = None
 
 # ----------------------------------------------------------------------------- the stages
 
-@_stage("screen", 1, reads=("prompt",), uses_means=False)
+@_stage("screen", 1, reads=("prompt", "answer"), uses_means=False)
 def screen(ctx, settings: Settings) -> tuple[dict, dict]:
-    """The unablated forward: does the model answer the label?"""
+    """The unablated forward: does the model answer the label (or the question's answer field)?"""
     engine = ctx.engine
     problem = ctx.answer_problem
     if problem is not None:
@@ -221,7 +224,7 @@ def attribution(ctx, settings: Settings) -> tuple[dict, dict]:
             "n_image": sample.n_image, "n_masks": int(masks.shape[0]), "adaptive_stop": adaptive_stop,
             "logit_intact": float(intact), "logit_ablated": float(ablated), "logit_unablated": float(record.logit),
             "answer_tokens": list(sample.answer_tokens), "answer_id": int(sample.answer_id),
-            "answer_note": (f"the answer {ctx.item.label!r} is {len(sample.answer_tokens)} tokens "
+            "answer_note": (f"the answer {ctx.answer!r} is {len(sample.answer_tokens)} tokens "
                             f"{sample.answer_tokens}; the first is scored") if multi else ""}
     return arrays, meta
 

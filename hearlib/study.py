@@ -131,12 +131,20 @@ class Study:
     # -- samples -----------------------------------------------------------------------
     def samples(self, n: int | None, correct_only: bool = True, prompt: str | None = None,
                 per_class: int | None = None, min_per_class: int | None = None,
-                interleave: Sequence[str] | None = None) -> list:
+                interleave: Sequence[str] | None = None, questions=None) -> list:
         """The first ``n`` samples the model answers correctly (see :class:`hearlib.pipeline.Selection`).
 
-        ``interleave`` is accepted for older notebooks: DomainNet datasets are always walked
-        round-robin over (domain, class)."""
-        return self.pipeline.select(Selection(n, correct_only, prompt, per_class, min_per_class))
+        ``questions`` (:class:`hearlib.questions.Question` s, e.g. ``self.questions().values()``):
+        the samples answered correctly under every one of them. ``interleave`` is accepted for
+        older notebooks: DomainNet datasets are always walked round-robin over (domain, class)."""
+        pairs = tuple((q.prompt, q.answer) for q in questions) if questions else ()
+        return self.pipeline.select(Selection(n, correct_only, prompt, per_class, min_per_class, pairs))
+
+    def questions(self, custom=None) -> dict:
+        """The question types this dataset offers (:func:`hearlib.questions.questions_for`), object first."""
+        from hearlib.questions import questions_for
+
+        return questions_for(self.items(), custom)
 
     def many(self, stage: str, items: Iterable, desc: str | None = None, **settings) -> list[Record]:
         """``stage`` (a method name) for every item, with a progress bar while records are computed."""
@@ -152,14 +160,15 @@ class Study:
     def _get(self, stage: str, item, **settings) -> Record:
         return self.pipeline.ensure(stage, item, Settings.make(**settings))
 
-    def screen(self, item, prompt: str | None = None) -> Record:
-        """Unablated forward: does the model answer ``item.label``?"""
-        return self._get("screen", item, prompt=prompt)
+    def screen(self, item, prompt: str | None = None, answer: str | None = None) -> Record:
+        """Unablated forward: does the model answer ``item.label`` (or the field ``answer``)?"""
+        return self._get("screen", item, prompt=prompt, answer=answer)
 
     def attribution(self, item, n_masks: int = 10_000, ratio: float = 0.75, seed: int = 0,
-                    prompt: str | None = None) -> Record:
-        """HeAr: masks, π, θ (``theta``), held-out R² and Pearson, Eq. 10 attention weight."""
-        return self._get("attribution", item, n_masks=n_masks, ratio=ratio, seed=seed, prompt=prompt)
+                    prompt: str | None = None, answer: str | None = None) -> Record:
+        """HeAr: masks, π, θ (``theta``), held-out R² and Pearson, Eq. 10 attention weight.
+        ``answer``: the sample field holding the answer word (default ``label``; :mod:`hearlib.questions`)."""
+        return self._get("attribution", item, n_masks=n_masks, ratio=ratio, seed=seed, prompt=prompt, answer=answer)
 
     def validation(self, item, n_masks: int = 10_000, ratio: float = 0.75, seed: int = 0,
                    prompt: str | None = None, threshold: float = 0.8,
@@ -188,13 +197,13 @@ class Study:
         return [(str(t), float(v)) for t, v in zip(tokens[:k], values[:k])]
 
     # -- the engine, for API users -------------------------------------------------------
-    def record(self, item, prompt: str | None = None):
-        """The engine's unablated forward for ``item`` (loads the model)."""
-        return self.pipeline._context(item, prompt or Settings().prompt).record
+    def record(self, item, prompt: str | None = None, answer: str = "label"):
+        """The engine's unablated forward for ``item`` (loads the model); ``answer``: the answer field."""
+        return self.pipeline._context(item, prompt or Settings().prompt, answer).record
 
-    def evaluator(self, item, prompt: str | None = None):
+    def evaluator(self, item, prompt: str | None = None, answer: str = "label"):
         """``evaluate(heads, text=None, image=None) -> π`` for ``item`` (loads the model)."""
-        return self.pipeline._context(item, prompt or Settings().prompt).evaluate
+        return self.pipeline._context(item, prompt or Settings().prompt, answer).evaluate
 
 
 def stack(entries: Sequence[Record], key: str) -> np.ndarray:

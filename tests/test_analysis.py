@@ -362,3 +362,48 @@ def test_cross_domain_cosines_splits_same_scene_and_same_class():
     np.testing.assert_allclose(same, [1.0])                          # (0, 1)
     # different domain, different scene, same class: (0, 3), (1, 2), (2, 3); dog is skipped
     np.testing.assert_allclose(same_class, [1 / np.sqrt(2), 0.0, 1 / np.sqrt(2)])
+
+
+def test_type_cosines_against_scipy_per_pair():
+    from scipy.spatial.distance import cosine as cosine_distance
+
+    rng = np.random.default_rng(3)
+    thetas = {name: rng.normal(size=(5, 16)) for name in ("object", "color", "position")}
+    thetas["color"][2] = 0.0                                   # a zero θ: NaN, not a crash
+    sims = A.type_cosines(thetas)
+    assert sims.shape == (5, 3, 3)
+    names = list(thetas)
+    for s in range(5):
+        for i, a in enumerate(names):
+            for j, b in enumerate(names):
+                if s == 2 and "color" in (a, b):
+                    assert np.isnan(sims[s, i, j])
+                else:
+                    assert sims[s, i, j] == pytest.approx(1.0 - cosine_distance(thetas[a][s], thetas[b][s]))
+    assert np.allclose(sims[0].diagonal(), 1.0)
+
+
+def test_layer_share_by_hand():
+    # 2 layers × 3 heads; negative θ count as 0
+    thetas = np.array([[1.0, -2.0, 1.0, 2.0, 0.0, 0.0],
+                       [-1.0, -1.0, -1.0, -1.0, -1.0, -1.0],
+                       [0.0, 0.0, 3.0, 1.0, 0.0, 0.0]])
+    share = A.layer_share(thetas, 2, 3)
+    assert share[0] == pytest.approx([0.5, 0.5])
+    assert np.isnan(share[1]).all()
+    assert share[2] == pytest.approx([0.75, 0.25])
+    with pytest.raises(ValueError):
+        A.layer_share(thetas, 3, 3)
+
+
+def test_specific_heads_by_hand():
+    mean = {"object": np.array([5.0, 4.0, 0.0, 0.0, 1.0]),
+            "color": np.array([5.0, 0.0, 4.0, 0.0, 0.0]),
+            "kind": np.array([4.0, 5.0, 0.0, 0.0, 0.0])}
+    out = A.specific_heads(mean, k=2)
+    # tops: object {0, 1}, color {0, 2}, kind {1, 0}
+    assert out["object"].tolist() == [] and out["kind"].tolist() == []
+    assert out["color"].tolist() == [2]
+    out3 = A.specific_heads(mean, k=3)
+    # tops: object [0, 1, 4], color [0, 2, 1] (tie: lower index first), kind [1, 0, 2]
+    assert out3["object"].tolist() == [4] and out3["color"].tolist() == [] and out3["kind"].tolist() == []

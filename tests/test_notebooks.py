@@ -1,4 +1,4 @@
-"""The eight notebooks: py:percent sources with a `parameters` cell, paired .ipynb in sync, no outputs."""
+"""The notebooks: py:percent sources with a `parameters` cell, paired .ipynb in sync, no outputs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +9,7 @@ jupytext = pytest.importorskip("jupytext")
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ["00_explore", "01_head_ablation", "02_head_attribution", "03_validation", "04_tsne", "05_text_tokens",
-             "06_image_tokens", "07_domainnet", "08_prompt_robustness"]
+             "06_image_tokens", "07_domainnet", "08_prompt_robustness", "09_question_types"]
 REQUIRED = {"model", "data", "n_masks", "seed", "out", "store", "n_mean_images", "profile"}
 
 

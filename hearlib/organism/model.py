@@ -18,7 +18,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 
 from hearlib.organism import scenes
-from hearlib.prompts import ALTERNATIVE_PROMPTS, PAPER_PROMPT
+from hearlib.prompts import ALTERNATIVE_PROMPTS, COLOR_PROMPT, KIND_PROMPT, PAPER_PROMPT, POSITION_PROMPT
 
 IMAGE_SIZE = scenes.IMAGE_SIZE          # 64 px
 PATCH_SIZE = 8                          # 8×8 grid = 64 image tokens (CLS dropped)
@@ -28,9 +28,6 @@ CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 # the paper prompt and the nine alternatives of appendix C.3 (the organism learns all ten)
 ALT_PROMPTS = ALTERNATIVE_PROMPTS
-COLOR_PROMPT = "What color is the main object? Please answer with a single word."
-POSITION_PROMPT = "Where is the main object in the image? Please answer with a single word."
-KIND_PROMPT = "What kind of thing is the main object? Please answer with a single word."
 
 # question type -> (prompts, label key in the scene labels)
 QUESTIONS: dict[str, tuple[tuple[str, ...], str]] = {

@@ -218,14 +218,15 @@ def _interact(page, panel) -> str | None:
     select = panel.locator(".widget-dropdown select, .jupyter-widget-Dropdown select")
     slider = panel.locator(".widget-slider .noUi-handle, .jupyter-widget-IntSlider .noUi-handle, "
                            ".widget-slider input[type=range]")
-    if select.count():
-        control = select.first
+    # a dropdown with a choice to make (a single-model study shows a one-option model dropdown)
+    choices = [c for c in select.all() if c.locator("option").count() > 1]
+    if choices:
+        control = choices[0]
         control.scroll_into_view_if_needed()
-        options = control.locator("option").all_inner_texts()
         current = control.input_value()
         values = control.locator("option").evaluate_all("os => os.map(o => o.value)")
         control.select_option(next(v for v in values if v != current))
-        what = f"dropdown ({len(options)} options)"
+        what = f"dropdown ({len(values)} options)"
     elif slider.count():
         control = slider.first
         control.scroll_into_view_if_needed()
