@@ -579,9 +579,11 @@ class ExplorerUI:
         self.live_pi: float | None = None
         self.model.observe(lambda _: self._open(), "value")
         self.data.observe(lambda _: self._open(), "value")
-        self.sample.observe(lambda change: self.set_sample(change["new"]), "value")
+        # programmatic updates set _busy; unobserve_all would also drop the widgets' own
+        # value -> index observers (ipywidgets 8), leaving the page's dropdown blank and dead
+        self.sample.observe(lambda change: None if self._busy else self.set_sample(change["new"]), "value")
         self.head_list.observe(lambda change: None if self._busy else self.set_head(change["new"]), "value")
-        self.k.observe(lambda change: self.set_k(change["new"]), "value")
+        self.k.observe(lambda change: None if self._busy else self.set_k(change["new"]), "value")
         self.load_button.on_click(lambda _: self.load_model())
         self.run_button.on_click(lambda _: self.run_live())
         self.export_button.on_click(lambda _: self.export())
@@ -610,10 +612,10 @@ class ExplorerUI:
             return
         self.status.value = ""
         ex = self.ex
-        self.sample.unobserve_all("value")
+        self._busy = True
         self.sample.options = items_label(ex.items)
         self.sample.value = str(ex.items[0].image_id)
-        self.sample.observe(lambda change: self.set_sample(change["new"]), "value")
+        self._busy = False
         self.set_sample(self.sample.value)
 
     def set_sample(self, sample):
@@ -629,10 +631,10 @@ class ExplorerUI:
         self._busy = False
         self._draw_grid(L, H)
         info = ex.sample_info(self.current)
-        self.k.unobserve_all("value")
+        self._busy = True
         self.k.max = L * H
         self.k.value = max(1, min(int(info.get("k_star", 1)), L * H))
-        self.k.observe(lambda change: self.set_k(change["new"]), "value")
+        self._busy = False
         self.overview.value = sample_png(ex, self.current)
         self.caption.value = sample_html(ex, self.current)
         self.set_head(heads[0][0])

@@ -143,7 +143,10 @@ def test_the_widgets_update_and_export(filled, tmp_path):
     ui = ExplorerUI(lambda model, data: ex, [str(ex.study.model)], ["scenes"], export_folder=tmp_path)
     first = ui.overview.value
     assert first[:4] == b"\x89PNG" and ui.head == ex.heads_by_theta(items[0])[0][0]
-    ui.sample.value = str(items[2].image_id)
+    # the page shows the selection through the synced index (ipywidgets 8): it must follow the value
+    assert ui.sample.index == 0 and ui.head_list.index == 0
+    ui.sample.index = 2                             # what a choice in the page's dropdown sends
+    assert ui.sample.value == str(items[2].image_id)
     assert ui.current.image_id == items[2].image_id and ui.overview.value != first
     before = ui.head_view.value
     ui.grid.children[3].click()                     # a click on the θ map picks head 3
