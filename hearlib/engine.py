@@ -497,6 +497,7 @@ class Engine:
             inputs = self.processor(images=[image], text=[text], return_tensors="pt")
         except Exception as error:
             raise UserError(f"the processor cannot take this image/prompt: {error}") from None
+        inputs.pop("labels", None)        # PaliGemma's processor adds training labels; not a forward input
         inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
         for key, value in inputs.items():
             if torch.is_tensor(value) and value.is_floating_point():
