@@ -344,8 +344,8 @@ def _build_paligemma(tokenizer):
     # the processor adds PaliGemma's <loc####>/<seg###> tokens to the tokenizer: build it first
     processor = tf.PaliGemmaProcessor(image_processor=_siglip_image_processor(32, image_seq_length=16),
                                       tokenizer=tokenizer, chat_template=PALIGEMMA_TEMPLATE)
-    text = tf.Gemma2Config(**_text_kwargs(processor.tokenizer), query_pre_attn_scalar=16, sliding_window=12,
-                           layer_types=["sliding_attention", "full_attention"], attn_logit_softcapping=2.0,
+    text = tf.Gemma2Config(**_text_kwargs(processor.tokenizer), query_pre_attn_scalar=1, sliding_window=12,
+                           layer_types=["sliding_attention", "full_attention"], attn_logit_softcapping=0.05,
                            final_logit_softcapping=3.0)
     config = tf.PaliGemmaConfig(vision_config=_siglip_vision(32, projection_dim=TEXT["hidden_size"]),
                                 text_config=text, image_token_index=image_token,
