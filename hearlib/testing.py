@@ -56,6 +56,18 @@ families, :data:`NUM_IMAGE_TOKENS` and :data:`PROCESSED_SIZE` are read from thos
     ``<|im_start|>user\\n<IMG_CONTEXT>\\n{p}<|im_end|>\\n<|im_start|>assistant\\n``; the
     processor expands ``<IMG_CONTEXT>`` to ``<img>`` + 16 × ``<IMG_CONTEXT>`` + ``</img>``.
     Image token ``<IMG_CONTEXT>``; no BOS.
+``gemma3`` -- ``Gemma3ForConditionalGeneration`` (SigLIP 64 px, patch 8, 8×8 patches pooled to
+    4×4 = 16 tokens; ``Gemma3TextConfig`` with layer 0 sliding (window 12, shorter than the
+    40-token sequence) and layer 1 full, ``query_pre_attn_scalar`` 24) + ``Gemma3Processor`` /
+    ``Gemma3ImageProcessor`` (64×64, pan-and-scan off). Template:
+    ``<bos><start_of_turn>user\n<start_of_image>{p}<end_of_turn>\n<start_of_turn>model\n``; the
+    processor expands ``<start_of_image>`` to ``<start_of_image>`` + 16 × ``<image_soft_token>``
+    + ``<end_of_image>``; ``token_type_ids`` mark the image block (bidirectional).
+``paligemma`` -- ``PaliGemmaForConditionalGeneration`` (SigLIP 32 px, patch 8 → 16 tokens; a
+    ``Gemma2Config`` decoder as in PaliGemma 2: attention soft-cap 0.05 with scale 1, final
+    soft-cap 3, layer 0 sliding with window 12) + ``PaliGemmaProcessor`` /
+    ``SiglipImageProcessor`` (32×32). Template ``<image>{p}``; the processor makes it 16 ×
+    ``<image>`` + ``<bos>`` + ``{p}`` + ``\n`` and the whole prompt is one bidirectional prefix.
 """
 from __future__ import annotations
 
