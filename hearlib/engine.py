@@ -15,6 +15,12 @@ shipped. Inside one, a *plan* decides what each decoder layer's attention does:
   image keys/values come from the recorded forward and are shared by every mask in the
   batch; attention for a text query runs over [prefix | image (own or mean) | text] in blocks.
 
+Every plan attends under the model's own mask (the boolean mask transformers builds for the
+layer: causal, bidirectional image blocks, sliding windows, a prefix-LM's bidirectional prompt),
+scale and attention soft-cap. The fast path's premise, that no prefix or image position attends
+to a text position, is read from the recorded masks of each sample (:meth:`Engine.fast_path_problem`);
+where it fails the literal path runs instead, with a warning that says why.
+
 Masks use 1 (True) = intact; head ``n = l·H + h``.
 """
 from __future__ import annotations
@@ -34,7 +40,7 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
-from hearlib.errors import UserError
+from hearlib.errors import UnsupportedModel, UserError
 from hearlib.families import family_of
 from hearlib.prompts import PAPER_PROMPT
 
@@ -46,20 +52,74 @@ ATTENTION_NAME = "hear"
 _ACTIVE_PLAN: contextvars.ContextVar["_Plan | None"] = contextvars.ContextVar("hear_plan", default=None)
 
 
-def hear_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """The registered attention function: plain SDPA unless an ablation plan is active."""
+def hear_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, softcap=None, **kwargs):
+    """The registered attention function: the model's own attention (its mask, scale and soft-cap)
+    unless an ablation plan is active, then the plan's."""
+    if kwargs.get("s_aux") is not None:
+        raise UnsupportedModel("attention sinks (s_aux) are not supported by hearlib's attention plans")
     plan = _ACTIVE_PLAN.get()
     layer = getattr(module, "layer_idx", None)
     if plan is None or layer is None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling,
-                                      dropout=dropout, **kwargs)
+        if softcap is None:
+            return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling,
+                                          dropout=dropout, **kwargs)
+        return _plain_attention(query, key, value, attention_mask, scaling, softcap), None
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
-    return plan.attend(module, layer, query, key, value, scaling), None
+    return plan.attend(module, layer, query, key, value, _Attn(attention_mask, scaling, softcap)), None
+
+
+def hear_mask(*args, **kwargs):
+    """transformers' SDPA mask, always materialised (never ``None`` for "plain causal"), so the
+    plans read the mask the model really uses: [B, 1, Q, K] booleans, True = may attend."""
+    kwargs["allow_is_causal_skip"] = False
+    kwargs["allow_is_bidirectional_skip"] = False
+    return sdpa_mask(*args, **kwargs)
 
 
 AttentionInterface.register(ATTENTION_NAME, hear_attention)
-ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION_NAME, sdpa_mask)
+ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION_NAME, hear_mask)
+
+
+@dataclass
+class _Attn:
+    """What the model passes to its attention function besides q, k, v: mask, scale, soft-cap."""
+
+    mask: torch.Tensor | None
+    scaling: float
+    softcap: float | None = None
+
+    def blocked(self, n_query: int, n_key: int, device) -> torch.Tensor:
+        """Boolean [..., n_query, n_key], True where a query may not attend; plain causal if the
+        model passed no mask."""
+        return _blocked(self.mask, n_query, n_key, device)
+
+    def scores(self, raw: torch.Tensor) -> torch.Tensor:
+        """Scaled (and soft-capped) float attention logits from q·k."""
+        scores = raw.float() * self.scaling
+        if self.softcap is not None:
+            scores = torch.tanh(scores / self.softcap) * self.softcap
+        return scores
+
+
+def _blocked(mask, n_query: int, n_key: int, device) -> torch.Tensor:
+    if mask is None:
+        return _causal_scores_mask(n_query, n_key, device)
+    if mask.dtype == torch.bool:
+        blocked = ~mask
+    else:                                   # an additive float mask: -inf (or dtype min) = blocked
+        blocked = mask <= torch.finfo(mask.dtype).min / 2
+    return blocked[..., -n_query:, -n_key:]
+
+
+def _plain_attention(query, key, value, mask, scaling, softcap):
+    """Eager attention with the model's mask and soft-cap (SDPA has no soft-cap)."""
+    n_heads, seq = query.shape[1], query.shape[2]
+    attn = _Attn(mask, scaling if scaling is not None else query.shape[-1] ** -0.5, softcap)
+    keys, values = _expand_heads(key, n_heads), _expand_heads(value, n_heads)
+    scores = attn.scores(torch.matmul(query, keys.transpose(-1, -2)))
+    scores = scores.masked_fill(attn.blocked(seq, key.shape[-2], query.device), float("-inf"))
+    return torch.matmul(scores.softmax(-1).to(values.dtype), values).transpose(1, 2).contiguous()
 
 
 @contextlib.contextmanager
@@ -108,12 +168,14 @@ def _own_aligned_memory(model) -> None:
 # Plans
 # ---------------------------------------------------------------------------------------
 class _Plan:
-    def attend(self, module, layer, query, key, value, scaling) -> torch.Tensor:  # pragma: no cover
+    def attend(self, module, layer, query, key, value, attn: _Attn) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
 
 class RecordPlan(_Plan):
-    """Unablated causal attention that records what later forwards and analyses need."""
+    """Unablated attention under the model's mask that records what later forwards and analyses
+    need, including which keys each text query may read and whether any prefix or image position
+    reads a text position (the fast path's premise)."""
 
     def __init__(self, text_start: int, image_positions: torch.Tensor, *, keep_head_outputs: bool = True,
                  output_projection: str = "o_proj"):
@@ -125,14 +187,23 @@ class RecordPlan(_Plan):
         self.values: dict[int, torch.Tensor] = {}
         self.text_to_image: dict[int, torch.Tensor] = {}  # [H, P_txt, P_img]
         self.head_outputs: dict[int, torch.Tensor] = {}   # [H, d_model]
+        self.text_blocked: dict[int, torch.Tensor] = {}   # [P_txt, S] True = the text query may not read
+        self.prefix_reads_text: dict[int, bool] = {}      # a prefix/image query reads a text key
 
-    def attend(self, module, layer, query, key, value, scaling):
+    def attend(self, module, layer, query, key, value, attn):
         _, n_heads, seq, _ = query.shape
-        self.keys[layer] = key[0, :, : self.text_start].detach().clone()
-        self.values[layer] = value[0, :, : self.text_start].detach().clone()
+        ts = self.text_start
+        self.keys[layer] = key[0, :, :ts].detach().clone()
+        self.values[layer] = value[0, :, :ts].detach().clone()
         keys, values = _expand_heads(key, n_heads), _expand_heads(value, n_heads)
-        scores = torch.matmul(query, keys.transpose(-1, -2)).float() * scaling
-        scores.masked_fill_(_causal_scores_mask(seq, seq, query.device), float("-inf"))
+        blocked = attn.blocked(seq, seq, query.device)
+        rows = blocked.reshape(-1, seq, seq)
+        if rows.shape[0] != 1:
+            raise UserError("the recorded forward must see one sample (a mask of batch 1)")
+        self.text_blocked[layer] = rows[0, ts:].clone()
+        self.prefix_reads_text[layer] = bool((~rows[0, :ts, ts:]).any())
+        scores = attn.scores(torch.matmul(query, keys.transpose(-1, -2)))
+        scores.masked_fill_(blocked, float("-inf"))
         probs = scores.softmax(-1)
         out = torch.matmul(probs.to(values.dtype), values)                   # [1, H, S, D]
         text_rows = probs[0, :, self.text_start:]                             # [H, P_txt, S]
@@ -163,7 +234,7 @@ class LiteralPlan(_Plan):
         self.text_start, self.image_positions, self.means = text_start, image_positions, means
         self.heads, self.text, self.image = heads, text, image
 
-    def attend(self, module, layer, query, key, value, scaling):
+    def attend(self, module, layer, query, key, value, attn):
         batch, n_heads, seq, _ = query.shape
         ts, img = self.text_start, self.image_positions
         keys, values = _expand_heads(key, n_heads), _expand_heads(value, n_heads)
@@ -177,10 +248,9 @@ class LiteralPlan(_Plan):
         text_k = torch.where(keep, own_k, mean_k[None, :, None])                    # [B, H, T, P, D]
         text_v = torch.where(keep, own_v, mean_v[None, :, None])
 
-        scores = torch.matmul(query, keys.transpose(-1, -2)) * scaling
-        text_query = query[:, :, ts:]
-        scores[:, :, ts:, img] = torch.einsum("bhtd,bhtpd->bhtp", text_query, text_k) * scaling
-        scores = scores.float().masked_fill(_causal_scores_mask(seq, seq, query.device), float("-inf"))
+        raw = torch.matmul(query, keys.transpose(-1, -2))
+        raw[:, :, ts:, img] = torch.einsum("bhtd,bhtpd->bhtp", query[:, :, ts:], text_k)
+        scores = attn.scores(raw).masked_fill(attn.blocked(seq, seq, query.device), float("-inf"))
         probs = scores.softmax(-1).to(values.dtype)
 
         out = torch.matmul(probs, values)
@@ -197,6 +267,8 @@ class _FastLayer:
     prefix_v: torch.Tensor
     mean_k: torch.Tensor     # [H, P_img, D]
     value_shift: torch.Tensor  # [H, P_img, D]  mean value − own value at the image positions
+    prefix_blocked: torch.Tensor  # [T, P0]  True where the text query may not read the prefix key
+    text_blocked: torch.Tensor    # [T, T]   the same among the text tokens (the model's mask)
 
 
 class FastPlan(_Plan):
@@ -207,7 +279,7 @@ class FastPlan(_Plan):
         self.layers, self.image_slice = layers, image_slice
         self.heads, self.text, self.image = heads, text, image
 
-    def attend(self, module, layer, query, key, value, scaling):
+    def attend(self, module, layer, query, key, value, attn):
         batch, n_heads, n_text, dim = query.shape
         cached = self.layers[layer]
         n_prefix, n_image = cached.prefix_k.shape[1], cached.mean_k.shape[1]
@@ -221,9 +293,9 @@ class FastPlan(_Plan):
 
         text_k, text_v = _expand_heads(key, n_heads), _expand_heads(value, n_heads)
         text_scores = torch.matmul(query, text_k.transpose(-1, -2)).transpose(0, 1)  # [H, B, T, T]
-        text_scores = text_scores.masked_fill(_causal_scores_mask(n_text, n_text, query.device), float("-inf"))
-
-        scores = torch.cat([prefix_scores, text_scores], dim=-1).float() * scaling
+        # The text rows of the recorded full-sequence mask, not the mask of this text-only forward.
+        scores = attn.scores(torch.cat([prefix_scores, text_scores], dim=-1))
+        scores = scores.masked_fill(torch.cat([cached.prefix_blocked, cached.text_blocked], dim=-1), float("-inf"))
         probs = scores.softmax(-1).to(query.dtype)
         prefix_probs, text_probs = probs[..., :n_prefix], probs[..., n_prefix:]
 
@@ -322,6 +394,9 @@ class Engine:
         self.n_kv_heads = getattr(text_config, "num_key_value_heads", None) or self.n_heads
         self.head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // self.n_heads
         self.image_token_id = self.family.image_token_id_of(model.config)
+        # Gemma-2-style decoders soft-cap the final logits; the fast path and the logit lens unembed
+        # themselves, so they apply the same cap (None: no cap).
+        self._final_softcap = getattr(text_config, "final_logit_softcapping", None)
         # Only the last position's logits are ever read: skip the unembedding of the others.
         self._last_only = ({"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters
                            else {})
@@ -422,6 +497,7 @@ class Engine:
             inputs = self.processor(images=[image], text=[text], return_tensors="pt")
         except Exception as error:
             raise UserError(f"the processor cannot take this image/prompt: {error}") from None
+        inputs.pop("labels", None)        # PaliGemma's processor adds training labels; not a forward input
         inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
         for key, value in inputs.items():
             if torch.is_tensor(value) and value.is_floating_point():
@@ -486,6 +562,8 @@ class Engine:
             prefix_v=[plan.values[l] for l in range(self.n_layers)],
             text_embeds=embeds[:, sample.text_start:].detach(),
             text_positions=positions[..., sample.text_start:].detach(),
+            text_blocked=[plan.text_blocked[l] for l in range(self.n_layers)],
+            prefix_reads_text=[l for l in range(self.n_layers) if plan.prefix_reads_text[l]],
         )
         text_to_image = torch.stack([plan.text_to_image[l] for l in range(self.n_layers)])
         record = Record(
@@ -530,9 +608,37 @@ class Engine:
                 prefix_v = _expand_heads(sample._state["prefix_v"][l], self.n_heads).contiguous()
                 mean_k = _expand_heads(means.k[l], self.n_heads).to(prefix_k).contiguous()
                 mean_v = _expand_heads(means.v[l], self.n_heads).to(prefix_v)
-                layers.append(_FastLayer(prefix_k, prefix_v, mean_k, (mean_v - prefix_v[:, img]).contiguous()))
+                blocked = sample._state["text_blocked"][l]
+                ts = sample.text_start
+                layers.append(_FastLayer(prefix_k, prefix_v, mean_k, (mean_v - prefix_v[:, img]).contiguous(),
+                                         blocked[:, :ts].contiguous(), blocked[:, ts:].contiguous()))
             sample._state["fast_layers"] = (means, layers)
         return sample._state["fast_layers"][1]
+
+    def _unembed(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The model's logits from final hidden states: lm_head, then the final soft-cap if any."""
+        logits = self.lm_head(hidden)
+        if self._final_softcap:
+            logits = torch.tanh(logits / self._final_softcap) * self._final_softcap
+        return logits
+
+    def fast_path_problem(self, sample: Sample) -> str | None:
+        """Why the fast path does not hold for ``sample`` (``None`` when it does).
+
+        The fast path reuses the recorded prefix and image keys and values for every mask, which
+        is exact only if no prefix or image position attends to a text position. That is read from
+        the model's own masks in the recorded forward (a prefix-LM such as PaliGemma fails it)."""
+        self.record(sample)
+        layers = sample._state["prefix_reads_text"]
+        if not layers:
+            return None
+        return (f"prefix/image positions attend to text positions in decoder layer(s) {layers} under the model's "
+                "own mask (e.g. a prefix-LM's bidirectional prompt), so their keys and values change under "
+                "ablation and cannot be reused; the literal path runs instead")
+
+    def path(self, sample: Sample, method: str = "fast") -> str:
+        """The path :meth:`logits` takes for ``sample``: ``"fast"`` or ``"literal"``."""
+        return "fast" if method == "fast" and self.fast_path_problem(sample) is None else "literal"
 
     @staticmethod
     def _image_index(sample: Sample) -> slice | torch.Tensor:
@@ -551,7 +657,7 @@ class Engine:
         positions = positions.expand(*positions.shape[:-2], batch, positions.shape[-1])
         with ablation(plan):
             hidden = self.decoder(inputs_embeds=embeds, position_ids=positions, use_cache=False).last_hidden_state
-        return self._adjusted(self.lm_head(hidden[:, -1]), sample)
+        return self._adjusted(self._unembed(hidden[:, -1]), sample)
 
     @torch.no_grad()
     def _literal(self, sample, means, heads, text, image) -> np.ndarray:
@@ -567,7 +673,8 @@ class Engine:
         heads: bool [M, N]; text: bool [M, P_txt] or None (all intact); image: bool [M, P_img]
         or None. ``method="literal"`` runs one full-sequence forward per mask (the reference);
         ``"fast"`` reruns only the text tokens, ``batch_size`` masks at a time, halving the
-        batch if the device runs out of memory."""
+        batch if the device runs out of memory; where its premise fails for the model's mask
+        (:meth:`fast_path_problem`) it warns and runs the literal path."""
         if sample.answer_id is None:
             raise UserError("this sample was prepared without an answer word")
         if method not in ("fast", "literal"):
@@ -578,6 +685,10 @@ class Engine:
         n_masks = heads.shape[0]
         text = None if text is None else _as_mask(text, n_masks, sample.n_text, "text-token", device)
         image = None if image is None else _as_mask(image, n_masks, sample.n_image, "image-token", device)
+        if method == "fast" and (problem := self.fast_path_problem(sample)) is not None:
+            import warnings
+            warnings.warn(f"{self.family.name}: {problem}", RuntimeWarning, stacklevel=2)
+            method = "literal"
         run = self._fast if method == "fast" else self._literal
         step = max(1, int(batch_size)) if method == "fast" else 1
         out = np.empty(n_masks, dtype=np.float64)
@@ -631,7 +742,7 @@ class Engine:
     def logit_lens(self, record: Record, layer: int, head: int, k: int = 10) -> list[tuple[str, float]]:
         """Top-k tokens of one head's output at the last position, through final norm and unembedding."""
         vector = torch.as_tensor(record.head_outputs[layer, head], device=self.device, dtype=self.dtype)
-        logits = self.lm_head(self.final_norm(vector[None]))[0].float()
+        logits = self._unembed(self.final_norm(vector[None]))[0].float()
         values, ids = logits.topk(k)
         tokens = self.tokenizer.convert_ids_to_tokens(ids.tolist())
         return [(token, float(value)) for token, value in zip(tokens, values.tolist())]
@@ -644,7 +755,7 @@ class Engine:
         ids, values = [], []
         for start in range(0, outputs.shape[0], 256):
             vectors = torch.as_tensor(outputs[start:start + 256], device=self.device, dtype=self.dtype)
-            top = self.lm_head(self.final_norm(vectors)).float().topk(k, dim=-1)
+            top = self._unembed(self.final_norm(vectors)).float().topk(k, dim=-1)
             ids.append(top.indices.cpu().numpy())
             values.append(top.values.cpu().numpy())
         return np.concatenate(ids).astype(np.int64), np.concatenate(values).astype(np.float32)

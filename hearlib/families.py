@@ -135,6 +135,19 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            note="448 px tiles, pixel shuffle 0.5 (256 tokens a tile); at 448 × 448 one tile, no thumbnail; "
                 "<img>/</img> around the image tokens are not image tokens",
            **_TRANSFORMERS_DECODER),
+    Family("Gemma 3", "gemma3", "Gemma3ForConditionalGeneration", "Gemma3Processor",
+           resolution=None, layout=geometry.gemma3_layout,
+           tiny=TinyModel("tiny_gemma3", image_tokens=16, processed_size=(64, 64)),
+           note="SigLIP 896 px average-pooled to 16 × 16 = 256 tokens, resized whole (pan-and-scan off); "
+                "the image block attends bidirectionally and 5 of 6 layers use a sliding window (the "
+                "engine follows the model's masks); <start_of_image>/<end_of_image> are not image tokens",
+           **_TRANSFORMERS_DECODER),
+    Family("PaliGemma", "paligemma", "PaliGemmaForConditionalGeneration", "PaliGemmaProcessor",
+           resolution=None, layout=geometry.paligemma_layout,
+           tiny=TinyModel("tiny_paligemma", image_tokens=16, processed_size=(32, 32)),
+           note="one SigLIP grid over the whole image; a prefix-LM: image and prompt attend to each other "
+                "bidirectionally, so the fast path's premise fails and the engine runs the literal path",
+           **_TRANSFORMERS_DECODER),
 )}
 
 

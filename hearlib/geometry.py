@@ -18,6 +18,12 @@ the family's record in :mod:`hearlib.families` names:
 * **InternVL**: ``((image_size/patch)·downsample_ratio)²`` tokens per tile; one tile (the whole
   image, resized) unless the processor crops to patches, then the tiles row-major and a
   thumbnail of the whole image last. ``<img>``/``</img>`` are not image tokens.
+* **Gemma 3** (``gemma3``): the SigLIP grid of ``(image_size/patch)²`` patches average-pooled to
+  ``sqrt(mm_tokens_per_image)²`` tokens (16 × 16 for the real model) over the whole image, resized
+  without a crop; pan-and-scan crops are refused. ``<start_of_image>``/``<end_of_image>`` are not
+  image tokens.
+* **PaliGemma** (``paligemma``): one SigLIP grid of ``(image_size/patch)²`` tokens over the whole
+  image, resized without a crop.
 
 Boxes are ``(x0, y0, x1, y1)`` in pixels of the image the processor received
 (``layout.image_size``, i.e. after the engine's own resize); :func:`draw_over_image` rescales
@@ -267,6 +273,28 @@ def internvl_layout(config, processor, sample, width, height):
         panels.append(Panel(f"tile {r},{c}", _regular(i * per_tile, cols, rows, cols), box))
     panels.append(Panel("thumbnail", _regular((n_tiles - 1) * per_tile, cols, rows, cols), full))
     return panels, {}
+
+
+def _whole_image_grid(image_processor, rows: int, cols: int, width, height, family: str) -> list[Panel]:
+    """One row-major grid over the whole image; the image processor must resize without a crop."""
+    if getattr(image_processor, "do_center_crop", False):
+        raise UnsupportedModel(f"{family}: a center-cropping image processor is not the family's layout")
+    return [Panel("base", _regular(0, cols, rows, cols), (0.0, 0.0, float(width), float(height)))]
+
+
+def gemma3_layout(config, processor, sample, width, height):
+    if int(sample.inputs["pixel_values"].shape[0]) != 1:
+        raise UnsupportedModel("Gemma 3: pan-and-scan crops are not supported; turn do_pan_and_scan off")
+    side = math.isqrt(int(config.mm_tokens_per_image))
+    if side * side != int(config.mm_tokens_per_image):
+        raise UnsupportedModel(f"Gemma 3: mm_tokens_per_image={config.mm_tokens_per_image} is not a square")
+    return _whole_image_grid(processor.image_processor, side, side, width, height, "Gemma 3"), {}
+
+
+def paligemma_layout(config, processor, sample, width, height):
+    vision = config.vision_config
+    rows, cols = (s // p for s, p in zip(_pair(vision.image_size), _pair(vision.patch_size)))
+    return _whole_image_grid(processor.image_processor, rows, cols, width, height, "PaliGemma"), {}
 
 
 def image_token_layout(engine, sample) -> TokenLayout:

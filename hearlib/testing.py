@@ -56,6 +56,18 @@ families, :data:`NUM_IMAGE_TOKENS` and :data:`PROCESSED_SIZE` are read from thos
     ``<|im_start|>user\\n<IMG_CONTEXT>\\n{p}<|im_end|>\\n<|im_start|>assistant\\n``; the
     processor expands ``<IMG_CONTEXT>`` to ``<img>`` + 16 × ``<IMG_CONTEXT>`` + ``</img>``.
     Image token ``<IMG_CONTEXT>``; no BOS.
+``gemma3`` -- ``Gemma3ForConditionalGeneration`` (SigLIP 64 px, patch 8, 8×8 patches pooled to
+    4×4 = 16 tokens; ``Gemma3TextConfig`` with layer 0 sliding (window 12, shorter than the
+    40-token sequence) and layer 1 full, ``query_pre_attn_scalar`` 24) + ``Gemma3Processor`` /
+    ``Gemma3ImageProcessor`` (64×64, pan-and-scan off). Template:
+    ``<bos><start_of_turn>user\n<start_of_image>{p}<end_of_turn>\n<start_of_turn>model\n``; the
+    processor expands ``<start_of_image>`` to ``<start_of_image>`` + 16 × ``<image_soft_token>``
+    + ``<end_of_image>``; ``token_type_ids`` mark the image block (bidirectional).
+``paligemma`` -- ``PaliGemmaForConditionalGeneration`` (SigLIP 32 px, patch 8 → 16 tokens; a
+    ``Gemma2Config`` decoder as in PaliGemma 2: attention soft-cap 0.05 with scale 1, final
+    soft-cap 3, layer 0 sliding with window 12) + ``PaliGemmaProcessor`` /
+    ``SiglipImageProcessor`` (32×32). Template ``<image>{p}``; the processor makes it 16 ×
+    ``<image>`` + ``<bos>`` + ``{p}`` + ``\n`` and the whole prompt is one bidirectional prefix.
 """
 from __future__ import annotations
 
@@ -105,7 +117,14 @@ _SPECIALS = {
                   "<video>", "<quad>", "</quad>", "<ref>", "</ref>", "<box>", "</box>"],
                  {"start_image_token": "<img>", "end_image_token": "</img>",
                   "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"}, None),
+    "gemma3": (["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>",
+                "<end_of_image>", "<image_soft_token>"],
+               {"image_token": "<image_soft_token>", "boi_token": "<start_of_image>",
+                "eoi_token": "<end_of_image>"}, None),
+    "paligemma": (["<pad>", "<eos>", "<bos>", "<unk>", "<image>"], {"image_token": "<image>"}, None),
 }
+# words a family's template needs beyond the shared vocabulary (appended last: other ids unchanged)
+_EXTRA_WORDS = {"gemma3": ["model"]}
 
 LLAVA_TEMPLATE = CHAT_TEMPLATE          # the organism's LLaVA-1.5 template
 
@@ -152,10 +171,11 @@ def build_tokenizer(family: str):
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    key = "qwen" if family.startswith("qwen") else ("llava" if family.startswith("llava") else "internvl")
+    key = ("qwen" if family.startswith("qwen") else "llava" if family.startswith("llava")
+           else family if family in _SPECIALS else "internvl")
     specials, attributes, bos = _SPECIALS[key]
     vocab = {t: i for i, t in enumerate(specials)}
-    for w in _vocabulary():
+    for w in _vocabulary() + _EXTRA_WORDS.get(key, []):
         vocab.setdefault(w, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -164,6 +184,8 @@ def build_tokenizer(family: str):
                                                            special_tokens=[(bos, vocab[bos])])
     if key == "llava":
         kw = dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>", padding_side="left")
+    elif key in ("gemma3", "paligemma"):
+        kw = dict(bos_token="<bos>", eos_token="<eos>", unk_token="<unk>", pad_token="<pad>", padding_side="left")
     else:
         kw = dict(eos_token="<|im_end|>", unk_token="<unk>", pad_token="<|endoftext|>", padding_side="left")
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, extra_special_tokens=dict(attributes),
@@ -271,6 +293,79 @@ def _build_internvl(tokenizer):
     return config, tf.InternVLForConditionalGeneration, processor
 
 
+# Gemma 3's template (as the hub's, without system-turn handling): <bos>, turns, <start_of_image>
+# where the image goes, which the processor expands to <start_of_image> + image tokens + <end_of_image>.
+GEMMA3_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "<start_of_turn>{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<start_of_image>"
+    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+# PaliGemma has no chat turns: "<image>" then the prompt; the processor inserts <bos> after the
+# image tokens and "\n" at the end.
+PALIGEMMA_TEMPLATE = (
+    "{% for message in messages %}{% for c in message['content'] %}"
+    "{% if c['type'] == 'image' %}<image>{% endif %}{% endfor %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
+    "{% endfor %}"
+)
+
+
+def _siglip_vision(image_size: int, **extra):
+    from transformers import SiglipVisionConfig
+    return SiglipVisionConfig(image_size=image_size, patch_size=8, num_channels=3, hidden_size=32,
+                              intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, **extra)
+
+
+def _siglip_image_processor(size: int, **extra):
+    from transformers import SiglipImageProcessor
+    return SiglipImageProcessor(do_resize=True, size={"height": size, "width": size}, resample=3, do_rescale=True,
+                                rescale_factor=1 / 255, do_normalize=True, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+                                do_convert_rgb=True, **extra)
+
+
+def _build_gemma3(tokenizer):
+    """Gemma 3: SigLIP 64 px / patch 8 (8 × 8 patches) average-pooled to 4 × 4 = 16 tokens; the
+    decoder's layer 0 is a sliding-window layer with a window (12) shorter than the sequence,
+    layer 1 full attention; query_pre_attn_scalar 24 (scale 24^-1/2, not head_dim^-1/2)."""
+    import transformers as tf
+    ids = {name: tokenizer.convert_tokens_to_ids(t) for name, t in (
+        ("image_token_index", "<image_soft_token>"), ("boi_token_index", "<start_of_image>"),
+        ("eoi_token_index", "<end_of_image>"))}
+    text = tf.Gemma3TextConfig(**_text_kwargs(tokenizer), query_pre_attn_scalar=24, sliding_window=12,
+                               layer_types=["sliding_attention", "full_attention"])
+    config = tf.Gemma3Config(text_config=text, vision_config=_siglip_vision(64, vision_use_head=False),
+                             mm_tokens_per_image=16, tie_word_embeddings=False, **ids)
+    image_processor = tf.Gemma3ImageProcessor(do_resize=True, size={"height": 64, "width": 64}, resample=2,
+                                              do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
+                                              image_mean=[0.5] * 3, image_std=[0.5] * 3, do_convert_rgb=True,
+                                              do_pan_and_scan=False)
+    processor = tf.Gemma3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_length=16,
+                                   chat_template=GEMMA3_TEMPLATE)
+    return config, tf.Gemma3ForConditionalGeneration, processor
+
+
+def _build_paligemma(tokenizer):
+    """PaliGemma 2: SigLIP 32 px / patch 8 → 16 image tokens; a Gemma 2 decoder (attention and
+    final-logit soft-capping, a sliding-window layer with a window shorter than the sequence);
+    the whole prompt prefix (image, <bos>, prompt) attends bidirectionally (a prefix-LM)."""
+    import transformers as tf
+    image_token = tokenizer.convert_tokens_to_ids("<image>")
+    # the processor adds PaliGemma's <loc####>/<seg###> tokens to the tokenizer: build it first
+    processor = tf.PaliGemmaProcessor(image_processor=_siglip_image_processor(32, image_seq_length=16),
+                                      tokenizer=tokenizer, chat_template=PALIGEMMA_TEMPLATE)
+    text = tf.Gemma2Config(**_text_kwargs(processor.tokenizer), query_pre_attn_scalar=1, sliding_window=12,
+                           layer_types=["sliding_attention", "full_attention"], attn_logit_softcapping=0.05,
+                           final_logit_softcapping=3.0)
+    config = tf.PaliGemmaConfig(vision_config=_siglip_vision(32, projection_dim=TEXT["hidden_size"]),
+                                text_config=text, image_token_index=image_token,
+                                projection_dim=TEXT["hidden_size"], hidden_size=TEXT["hidden_size"],
+                                tie_word_embeddings=False)
+    return config, tf.PaliGemmaForConditionalGeneration, processor
+
+
 # The builders the records of hearlib.families name: () -> (config, model class, processor).
 def tiny_llava():
     return _build_llava(build_tokenizer("llava"), next_=False)
@@ -292,6 +387,14 @@ def tiny_internvl():
     return _build_internvl(build_tokenizer("internvl"))
 
 
+def tiny_gemma3():
+    return _build_gemma3(build_tokenizer("gemma3"))
+
+
+def tiny_paligemma():
+    return _build_paligemma(build_tokenizer("paligemma"))
+
+
 def build_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:
     """Build a tiny random-weight model of ``family`` (a model_type of :data:`FAMILIES`) and its
     processor into ``out_dir``, with the builder the family's record names."""
@@ -305,6 +408,12 @@ def build_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:
         setattr(config, key, getattr(tokenizer, key))
     torch.manual_seed(seed)
     model = model_cls(config).eval()
+    # A matrix transformers initialises to zeros (Gemma 3's mm_input_projection_weight) would cut the
+    # image off the decoder; draw it like the other matrices so that image tokens carry the image.
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.ndim >= 2 and not bool(param.any()):
+                param.normal_(0.0, 0.02)
     gc = model.generation_config
     gc.bos_token_id, gc.eos_token_id, gc.pad_token_id = (tokenizer.bos_token_id, tokenizer.eos_token_id,
                                                          tokenizer.pad_token_id)

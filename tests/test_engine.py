@@ -98,7 +98,10 @@ def test_ablation_changes_text_positions_only(setup):
     with torch.no_grad(), ablation(LiteralPlan(sample.text_start, sample.image_positions, means, heads, None, None)):
         after = engine.model(**sample.inputs).logits[0].double()
     ts = sample.text_start
-    assert torch.allclose(before[:ts], after[:ts], atol=1e-5)
+    if engine.fast_path_problem(sample) is None:
+        assert torch.allclose(before[:ts], after[:ts], atol=1e-5)
+    else:   # a prefix-LM (PaliGemma): the image positions read the ablated text, so they change too
+        assert (before[:ts] - after[:ts]).abs().max() > 1e-6
     assert (before[ts:] - after[ts:]).abs().max() > 1e-4
 
 

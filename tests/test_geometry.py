@@ -361,7 +361,7 @@ def corner_rectangles(width, height):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_tokens_of_a_changed_rectangle_are_where_the_layout_puts_them(tiny_engine, family):
-    side = {"llava": 32, "llava_next": 32}.get(family, 64)          # processed size: no resampling
+    side = {"llava": 32, "llava_next": 32, "paligemma": 32}.get(family, 64)          # processed size: no resampling
     engine = tiny_engine(family, (side, side), local=True)
     check_rectangles(engine, (side, side), corner_rectangles(side, side))
 
