@@ -88,14 +88,14 @@ rows = []
 for name, q in types.items():
     recs = attrs[name]
     r2, rho = np.array([r["r2"] for r in recs]), np.array([r["pearson"] for r in recs])
-    answers = pd.Series([r.meta["answer"] for r in recs]).value_counts()
+    # records from before question types carry no "answer": they answered the label
+    answers = pd.Series([r.meta.get("answer", r.meta["label"]) for r in recs]).value_counts()
     rows.append({"type": name, "prompt": q.prompt, "answer field": q.answer,
                  "answers": ", ".join(f"{a} ×{c}" for a, c in answers.items()), "R2": fmt_pm(r2),
                  "Pearson": fmt_pm(rho), "R2_mean": r2.mean(), "Pearson_mean": rho.mean()})
 fit_table = pd.DataFrame(rows)
 report.table(fit_table, "q_fit_per_type", ITEM,
              "Per question type: prompt, answer field, answers of the samples, held-out R² / Pearson of HeAr (mean ± std).")
-fit_table[["type", "answer field", "answers", "R2", "Pearson"]]
 
 # %% [markdown]
 # ## θ per question type (mean over the same samples)
