@@ -245,7 +245,8 @@ def _write_summary(root: Path, summary: dict) -> Path:
 
     from hearlib.io import save_json
 
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    now = datetime.now(timezone.utc)
+    stamp = now.strftime("%Y%m%dT%H%M%S.") + f"{now.microsecond // 1000:03d}Z"     # two runs in a second
     return save_json(Path(root) / "_runs" / f"{stamp}-{os.getpid()}.json", summary)
 
 
