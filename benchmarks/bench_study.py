@@ -6,7 +6,8 @@ and reads the run's own accounting: computing seconds per stage (each without th
 needed), the means, the screening, the model load. The environment (torch, transformers, numpy,
 threads, BLAS, OpenMP variables) is recorded with the numbers. The result is written to
 ``benchmarks/results/study-<UTC time>.json`` and compared with ``benchmarks/baseline_study.json``
-(ratio now / baseline per stage; a stage "moved" when the ratio leaves [0.8, 1.25]).
+(ratio now / baseline per stage; a stage "moved" when the ratio leaves [0.8, 1.25] and it took
+at least half a second).
 
 ``--before`` also runs the same collect in a child process configured as the code was before
 the speed-ups of issue 17 (OpenMP's default spinning wait policy, one prepared sample per
@@ -43,6 +44,7 @@ from hearlib.errors import UserError  # noqa: E402
 BASELINE = Path(__file__).resolve().parent / "baseline_study.json"
 RESULTS = Path(__file__).resolve().parent / "results"
 MOVED = (0.8, 1.25)
+FLOOR_S = 0.5          # a stage under half a second in both runs never "moves" (timer noise)
 SAMPLE_COUNTS = ("n_samples", "n_size_samples", "n_tsne_samples", "n_size_tsne_samples", "n_image_samples",
                  "n_ratio_samples", "n_prompt_samples", "n_domain_samples", "n_lens_samples")
 
@@ -109,7 +111,7 @@ def compare(now: dict, base: dict) -> dict:
         if a is None or b is None or b <= 0:
             continue
         ratios[stage] = a / b
-        if not MOVED[0] <= a / b <= MOVED[1]:
+        if not MOVED[0] <= a / b <= MOVED[1] and max(a, b) >= FLOOR_S:
             moved.append(f"{stage} {a / b:.2f}x ({b:.1f} s -> {a:.1f} s)")
     return {"ratios": ratios, "moved": moved}
 

@@ -229,14 +229,16 @@ def environment() -> dict:
            "cpu_count": os.cpu_count(), "machine": platform.machine(),
            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
            **{name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")}}
+    config = torch.__config__.show().replace(",", "\n").splitlines()       # torch's own (linked) BLAS
+    env["torch_blas"] = [line.strip() for line in config if "BLAS_INFO" in line or "LAPACK_INFO" in line]
+    env["torch_parallel"] = torch.__config__.parallel_info().splitlines()[-1].strip()
     try:
-        from threadpoolctl import threadpool_info
+        from threadpoolctl import threadpool_info      # numpy's / scikit-learn's BLAS and OpenMP
 
         env["blas"] = [{k: pool.get(k) for k in ("internal_api", "version", "num_threads", "threading_layer")}
                        for pool in threadpool_info()]
     except ImportError:
-        blas = [line.strip() for line in torch.__config__.show().splitlines() if "BLAS_INFO" in line or "LAPACK" in line]
-        env["blas"] = blas
+        env["blas"] = None
     return env
 
 
