@@ -210,8 +210,8 @@ def time_table(seconds: dict, records: dict, wall: float) -> str:
                      + f"{cell(total, sum(n or 0 for n in numbers) or None):>{width}}")
     totals = [sum(seconds[m].values()) for m in models]
     lines.append(f"  {'total':<12}" + "".join(f"{cell(v):>{width}}" for v in totals) + f"{cell(sum(totals)):>{width}}")
-    lines.append(f"  wall clock {wall:.1f} s; the rest ({max(0.0, wall - sum(totals)):.1f} s) went to imports, "
-                 "reading records and waiting for other processes")
+    lines.append(f"  wall clock {wall:.1f} s; the rest ({max(0.0, wall - sum(totals)):.1f} s) went to reading and "
+                 "writing records, claims and waiting for other processes")
     return "\n".join(lines)
 
 

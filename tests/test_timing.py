@@ -37,6 +37,28 @@ def test_batched_means_equal_one_image_at_a_time(tiny_engine, random_images, one
         compute_means(tiny_engine, images, progress=False, batch_size=0)
 
 
+def test_means_halve_their_batch_when_memory_runs_out(tiny_engine, random_images, monkeypatch, one_thread):
+    import torch
+
+    from hearlib.means import compute_means
+
+    images = random_images(5, seed=12)
+    one = compute_means(tiny_engine, images, progress=False, batch_size=1)
+    real, sizes = tiny_engine.image_keys_values_many, []
+
+    def small_memory(chunk, prompt=None):
+        sizes.append(len(chunk))
+        if len(chunk) > 2:
+            raise torch.OutOfMemoryError("too many images")
+        return real(chunk, prompt)
+
+    monkeypatch.setattr(tiny_engine, "image_keys_values_many", small_memory)
+    halved = compute_means(tiny_engine, images, progress=False, batch_size=8)
+    assert sizes == [5, 4, 2, 2]           # 8 → 4 → 2, then the last image alone (no batch call)
+    np.testing.assert_allclose(halved.k, one.k, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(halved.v, one.v, rtol=0, atol=1e-6)
+
+
 def torch_mean(tensors):
     import torch
 
