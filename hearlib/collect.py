@@ -17,7 +17,11 @@ the order or the process count: masks come from per-sample seeds.
 Resuming. A record that exists is not computed again; a stage that failed is retried unless
 ``--no-retry-failed``. The manifest (``<store>/_manifest/``) holds one status per (sample,
 stage): finished, skipped (the model answers wrongly, the answer cannot be tokenized) or failed,
-with the reason.
+with the reason, and (finished) the seconds the record took to compute.
+
+Time. At the end the run prints the seconds spent computing (not reading) per stage and model —
+each stage without the stages it needed, the means, the screening, the model loads — and writes
+them with the environment into ``<store>/_runs/<UTC time>-<pid>.json``.
 """
 from __future__ import annotations
 
@@ -30,7 +34,9 @@ from pathlib import Path
 
 from hearlib.errors import UserError
 
-__all__ = ["register", "run_command", "run_plan"]
+__all__ = ["register", "run_command", "run_plan", "time_table", "environment"]
+
+STAGE_ORDER = ("load model", "means", "screen", "attribution", "validation", "text", "image", "lens")
 
 
 def _distributed_state(device: str | None):
@@ -148,11 +154,102 @@ def run_plan(params: dict, groups, store: str | Path, *, means_file=None, device
             engines[request.model] = pipe._engine
     for pipe in pipelines.values():
         pipe.close()
-    minutes = (time.time() - started) / 60
+    wall = time.time() - started
+    seconds, records = _seconds_by_model(pipelines)
+    summary = {**counts, "process_index": rank, "num_processes": world, "wall_s": wall,
+               "seconds": seconds, "records": records}
+    print(time_table(seconds, records, wall), file=sys.stderr, flush=True)
+    try:
+        path = _write_summary(store.root, {**summary, "started_at": started, "groups": list(groups),
+                                           "params": params, "environment": environment()})
+        summary["summary_path"] = str(path)
+    except OSError as error:         # a read-only store still prints its table
+        _log(f"cannot write the run summary: {error}")
     print(f"hearlib run: process {rank + 1}/{world}: {counts['finished']} computed, {counts['earlier']} done earlier, "
-          f"{counts['skipped']} skipped, {counts['failed']} failed in {minutes:.1f} min; store {store.root}",
+          f"{counts['skipped']} skipped, {counts['failed']} failed in {wall / 60:.1f} min; store {store.root}",
           file=sys.stderr, flush=True)
-    return {**counts, "process_index": rank, "num_processes": world}
+    return summary
+
+
+# ----------------------------------------------------------------------------- time accounting
+
+def _seconds_by_model(pipelines: dict) -> tuple[dict, dict]:
+    """{model name: {stage: seconds}} and {model name: {stage: records}} summed over datasets."""
+    seconds: dict[str, dict[str, float]] = {}
+    records: dict[str, dict[str, int]] = {}
+    for pipe in pipelines.values():
+        name = Path(pipe.model).name or pipe.model
+        for what, value in pipe.seconds.items():
+            seconds.setdefault(name, {})[what] = seconds.get(name, {}).get(what, 0.0) + value
+        for what, value in pipe.counts.items():
+            records.setdefault(name, {})[what] = records.get(name, {}).get(what, 0) + value
+    return seconds, records
+
+
+def time_table(seconds: dict, records: dict, wall: float) -> str:
+    """The seconds of :func:`run_plan` as a text table: one row per stage (records computed in
+    brackets), one column per model, totals."""
+    models = list(seconds)
+    stages = [s for s in STAGE_ORDER if any(s in seconds[m] for m in models)]
+    stages += sorted({s for m in models for s in seconds[m]} - set(stages))
+    if not stages:
+        return f"hearlib run: nothing computed ({wall:.0f} s)"
+    width = max(14, *(len(m) + 2 for m in models))
+    lines = ["hearlib run: seconds spent computing (records computed)",
+             f"  {'stage':<12}" + "".join(f"{m:>{width}}" for m in models) + f"{'total':>{width}}"]
+
+    def cell(value, n=None):
+        return f"{value:.1f}" + (f" ({n})" if n else "")
+
+    for stage in stages:
+        row = [seconds[m].get(stage) for m in models]
+        numbers = [records[m].get(stage) for m in models]
+        total = sum(v for v in row if v is not None)
+        lines.append(f"  {stage:<12}" + "".join(f"{'-' if v is None else cell(v, n):>{width}}"
+                                                 for v, n in zip(row, numbers))
+                     + f"{cell(total, sum(n or 0 for n in numbers) or None):>{width}}")
+    totals = [sum(seconds[m].values()) for m in models]
+    lines.append(f"  {'total':<12}" + "".join(f"{cell(v):>{width}}" for v in totals) + f"{cell(sum(totals)):>{width}}")
+    lines.append(f"  wall clock {wall:.1f} s; the rest ({max(0.0, wall - sum(totals)):.1f} s) went to reading and "
+                 "writing records, claims and waiting for other processes")
+    return "\n".join(lines)
+
+
+def environment() -> dict:
+    """What the speed depends on: versions, threads, BLAS, CPU count, thread-related variables."""
+    import platform
+
+    import numpy
+    import torch
+    import transformers
+
+    env = {"python": platform.python_version(), "torch": torch.__version__,
+           "transformers": transformers.__version__, "numpy": numpy.__version__,
+           "torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
+           "cpu_count": os.cpu_count(), "machine": platform.machine(),
+           "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+           **{name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")}}
+    config = torch.__config__.show().replace(",", "\n").splitlines()       # torch's own (linked) BLAS
+    env["torch_blas"] = [line.strip() for line in config if "BLAS_INFO" in line or "LAPACK_INFO" in line]
+    env["torch_parallel"] = torch.__config__.parallel_info().splitlines()[-1].strip()
+    try:
+        from threadpoolctl import threadpool_info      # numpy's / scikit-learn's BLAS and OpenMP
+
+        env["blas"] = [{k: pool.get(k) for k in ("internal_api", "version", "num_threads", "threading_layer")}
+                       for pool in threadpool_info()]
+    except ImportError:
+        env["blas"] = None
+    return env
+
+
+def _write_summary(root: Path, summary: dict) -> Path:
+    from datetime import datetime, timezone
+
+    from hearlib.io import save_json
+
+    now = datetime.now(timezone.utc)
+    stamp = now.strftime("%Y%m%dT%H%M%S.") + f"{now.microsecond // 1000:03d}Z"     # two runs in a second
+    return save_json(Path(root) / "_runs" / f"{stamp}-{os.getpid()}.json", summary)
 
 
 # ----------------------------------------------------------------------------- command line

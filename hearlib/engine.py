@@ -215,6 +215,27 @@ class RecordPlan(_Plan):
         return out.transpose(1, 2).contiguous()
 
 
+class KeyValuePlan(_Plan):
+    """Unablated causal attention of a batch of sequences that keeps only the keys (rotated) and
+    values at the image positions: what the means need, for many reference images in one forward.
+    Same arithmetic as :class:`RecordPlan`, row by row."""
+
+    def __init__(self, image_positions: torch.Tensor):
+        self.image_positions = image_positions
+        self.keys: dict[int, torch.Tensor] = {}          # [B, KVH, P_img, D]
+        self.values: dict[int, torch.Tensor] = {}
+
+    def attend(self, module, layer, query, key, value, scaling):
+        _, n_heads, seq, _ = query.shape
+        self.keys[layer] = key[:, :, self.image_positions].detach().clone()
+        self.values[layer] = value[:, :, self.image_positions].detach().clone()
+        keys, values = _expand_heads(key, n_heads), _expand_heads(value, n_heads)
+        scores = torch.matmul(query, keys.transpose(-1, -2)).float() * scaling
+        scores.masked_fill_(_causal_scores_mask(seq, seq, query.device), float("-inf"))
+        out = torch.matmul(scores.softmax(-1).to(values.dtype), values)
+        return out.transpose(1, 2).contiguous()
+
+
 def _keep_mask(layer: int, n_heads: int, heads: torch.Tensor, text: torch.Tensor | None,
                image: torch.Tensor | None) -> torch.Tensor:
     """keep[b, h, t, j] = x[b, l·H + h] · u[b, t] · v[b, j], broadcastable ([B, H, T|1, P|1])."""
@@ -588,6 +609,40 @@ class Engine:
             values = [plan.values[l] for l in range(self.n_layers)]
         img = sample.image_positions
         return torch.stack([k[:, img] for k in keys]), torch.stack([v[:, img] for v in values])
+
+    @torch.no_grad()
+    def image_keys_values_many(self, images: Sequence, prompt: str | None = None
+                               ) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """Keys and values at the image positions of several images under one prompt, in one
+        forward: [B, L, KVH, P_img, D] each, and the prompt-prefix hash (as :meth:`prepare`'s).
+
+        The chat text is rendered once and the processor called once for the batch; images must
+        give the same token sequence length (one fixed resolution), else UserError."""
+        loaded = [self.load_image(image) for image in images]
+        text = self.chat_text(prompt)
+        try:
+            inputs = self.processor(images=loaded, text=[text] * len(loaded), return_tensors="pt")
+        except Exception as error:
+            raise UserError(f"the processor cannot take these images/prompt: {error}") from None
+        ids = inputs["input_ids"]
+        mask = inputs.get("attention_mask")
+        if (ids != ids[:1]).any() or (mask is not None and not bool(mask.all())):
+            raise UserError("reference images gave different image token counts; use one fixed resolution")
+        inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+        for key, value in inputs.items():
+            if torch.is_tensor(value) and value.is_floating_point():
+                inputs[key] = value.to(self.dtype)
+        positions = (inputs["input_ids"][0] == self.image_token_id).nonzero().flatten()
+        if positions.numel() == 0:
+            raise UserError("the chat template placed no image token in the prompt")
+        prefix = inputs["input_ids"][0, : int(positions[0])].tolist()
+        digest = hashlib.sha256(repr((prefix, int(positions.numel()))).encode()).hexdigest()[:16]
+        plan = KeyValuePlan(positions)
+        with ablation(plan):
+            self.model(**inputs, use_cache=False, **self._last_only)
+        keys = torch.stack([plan.keys[l] for l in range(self.n_layers)], dim=1)
+        values = torch.stack([plan.values[l] for l in range(self.n_layers)], dim=1)
+        return keys, values, digest
 
     def _adjusted(self, logits: torch.Tensor, sample: Sample) -> np.ndarray:
         logits = logits.double()

@@ -108,27 +108,50 @@ class MeanKV:
 
 
 def compute_means(engine: "Engine", images: Iterable, prompt: str | None = None, *,
-                  progress: bool = True) -> MeanKV:
-    """Average the image keys/values of ``images`` (paths or PIL images) under ``prompt``."""
+                  progress: bool = True, batch_size: int = 16) -> MeanKV:
+    """Average the image keys/values of ``images`` (paths or PIL images) under ``prompt``.
+
+    ``batch_size`` images go through one forward (the chat text rendered once, the processor
+    called once per batch); ``batch_size=1`` is one prepared sample per image, as before. The
+    sum runs image by image in float64 either way; out of memory, the batch is halved."""
     images = list(images)
     if not images:
         raise UserError("no reference images to compute means from")
+    if int(batch_size) < 1:
+        raise UserError("the means' batch size must be at least 1")
     total_k = total_v = None
     prefix_hash = None
-    iterator = images
+    bar = None
     if progress:
         from tqdm.auto import tqdm
-        iterator = tqdm(images, desc="mean keys/values", unit="image")
-    for image in iterator:
-        sample = engine.prepare(image, prompt=prompt)
+        bar = tqdm(total=len(images), desc="mean keys/values", unit="image")
+    start, step = 0, int(batch_size)
+    while start < len(images):
+        chunk = images[start:start + step]
+        if len(chunk) == 1:
+            sample = engine.prepare(chunk[0], prompt=prompt)
+            k, v = engine.image_keys_values(sample)
+            keys, values, digest = k[None], v[None], sample.prefix_hash
+        else:
+            try:
+                keys, values, digest = engine.image_keys_values_many(chunk, prompt)
+            except torch.OutOfMemoryError:        # a large model's attention scores: halve the batch
+                step = max(1, step // 2)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue
+        start += len(chunk)
         if prefix_hash is None:
-            prefix_hash = sample.prefix_hash
-        elif sample.prefix_hash != prefix_hash:
+            prefix_hash = digest
+        elif digest != prefix_hash:
             raise UserError("reference images gave different image token counts; use one fixed resolution")
-        k, v = engine.image_keys_values(sample)
-        k, v = k.double(), v.double()
-        total_k = k if total_k is None else total_k + k
-        total_v = v if total_v is None else total_v + v
+        for k, v in zip(keys, values):                    # one image at a time in float64
+            total_k = k.double() if total_k is None else total_k + k.double()
+            total_v = v.double() if total_v is None else total_v + v.double()
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
     meta = MeanKV.identity(engine, prefix_hash)
     meta["n_images"] = str(len(images))
     return MeanKV((total_k / len(images)).to(engine.dtype), (total_v / len(images)).to(engine.dtype), meta)

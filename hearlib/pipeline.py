@@ -286,6 +286,11 @@ class Pipeline:
         self.computed: list[str] = []      # keys this object wrote (for logs and tests)
         self.excluded: list[tuple] = []    # (item, reason, status) screened out by the last select()
         self.delay = 0.0                   # seconds to wait holding a claim before computing (tests)
+        # seconds spent computing (not reading): per stage exclusive of the stages it needed,
+        # the means, the model load; and how many records each stage computed (hearlib run's table)
+        self.seconds: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self._nested: list[float] = []     # seconds of the computes running inside the current one
 
     def __repr__(self) -> str:
         return f"Pipeline(model={self.model_id!r}, dataset={self.dataset_id!r}, store={str(self.store.root)!r})"
@@ -298,7 +303,9 @@ class Pipeline:
                 raise NotCollected(self._missing_message("a model forward"))
             from hearlib.models import load_engine
 
+            started = time.perf_counter()
             self._engine = load_engine(self.model, device=self.device)
+            self._account("load model", time.perf_counter() - started, count=False)
         return self._engine
 
     def items(self) -> list:
@@ -343,8 +350,11 @@ class Pipeline:
                 if self.claims.acquire(claim):
                     try:
                         if not path.is_file():
+                            engine = self.engine
+                            started = time.perf_counter()
                             refs = mean_reference_images(self.image_root(), self.n_mean_images)
-                            compute_means(self.engine, refs, prompt=prompt, progress=self.progress).save(path)
+                            compute_means(engine, refs, prompt=prompt, progress=self.progress).save(path)
+                            self._account("means", time.perf_counter() - started)
                     finally:
                         self.claims.release(claim)
                 else:
@@ -418,6 +428,7 @@ class Pipeline:
         previous, ctx.settings = ctx.settings, settings
         started = time.perf_counter()
         info = {"sample": str(item.image_id), "label": item.label, "stage": stage, "path": str(item.path)}
+        self._nested.append(0.0)
         try:
             for dep in STAGES[stage].needs:
                 ctx.need(dep)
@@ -433,17 +444,28 @@ class Pipeline:
             raise StageFailed(reason) from error
         finally:
             ctx.settings = previous
+            seconds = time.perf_counter() - started
+            own = seconds - self._nested.pop()      # less the stages computed inside this one
+            if self._nested:
+                self._nested[-1] += seconds
+            self._account(stage, own)
         meta = {**meta, "stage": stage, "settings": self.key_settings(stage, settings), "model": self.model, "model_id": self.model_id,
                 "dataset": self.dataset_id, "data": str(self.data), "sample": str(item.image_id),
                 "label": item.label, "answer": ctx.answer, "supercategory": item.supercategory, "domain": item.domain,
                 "path": str(item.path),
-                "run": {"seconds": time.perf_counter() - started, "computed_at": time.time(),
+                "run": {"seconds": seconds, "own_seconds": own, "computed_at": time.time(),
                         "host": socket.gethostname(), "pid": os.getpid(),
                         "device": str(self._engine.device) if self._engine is not None else None}}
         record = self.store.put(key, arrays, meta, mark=False)
-        self.store.mark(key, "finished", "", info=info)
+        self.store.mark(key, "finished", "", info={**info, "seconds": round(own, 3)})
         self.computed.append(key)
         return record
+
+    def _account(self, what: str, seconds: float, count: bool = True) -> None:
+        """Add computing seconds to ``what`` (a stage, ``means`` or ``load model``)."""
+        self.seconds[what] = self.seconds.get(what, 0.0) + seconds
+        if count:
+            self.counts[what] = self.counts.get(what, 0) + 1
 
     # -- samples -----------------------------------------------------------------------
     def select(self, selection: Selection) -> list:

@@ -13,6 +13,11 @@
 #   NPROC=N                                 collect in N processes (GPUs, or CPU processes)
 #   STORE=<folder>  FIGURES=<folder>        default data/store/study and figures/
 PY ?= .venv/bin/python
+# idle OpenMP threads sleep instead of spinning: on 2 shared cores spinning made torch's small ops
+# 10-100x slower (docs/PERFORMANCE.md); `python -m hearlib` sets the same default itself
+export OMP_WAIT_POLICY ?= PASSIVE
+# seconds since $(1) (a `date +%s` value), for the phase totals make figures prints
+elapsed = $$(( $$(date +%s) - $(1) ))
 comma := ,
 empty :=
 space := $(empty) $(empty)
@@ -79,18 +84,23 @@ endif
 
 .PHONY: figures collect render check-lab figures-readme notebooks-sync notebooks-ci nbval-prepare clean-figures
 
-figures: collect
-	$(MAKE) --no-print-directory render
+figures: $(DATA_DEP) $(MODEL_DEP) | venv
+	@t0=$$(date +%s); $(MAKE) --no-print-directory collect || exit $$?; t1=$$(date +%s); \
+	$(MAKE) --no-print-directory render || exit $$?; \
+	echo "make figures: collect $$((t1 - t0)) s, render $(call elapsed,$$t1) s, total $(call elapsed,$$t0) s"
 
 collect: $(DATA_DEP) $(MODEL_DEP) | venv
-	$(HEARLIB_RUN) $(RUN_ARGS)
+	@t0=$$(date +%s); $(HEARLIB_RUN) $(RUN_ARGS) || exit $$?; echo "make collect: $(call elapsed,$$t0) s"
 
 # READ_ONLY=0: let the notebooks compute what is missing (small profiles) instead of stopping
 READ_ONLY ?= 1
 render: | venv
-	$(PY) -m hearlib.figures render --profile $(PROFILE_FILE) --build $(NB_BUILD) $(if $(filter 0,$(READ_ONLY)),--lazy) $(NB_PARAMS)
-	$(PY) -m hearlib.report --out "$(FIGURES)"
-	$(PY) -m hearlib.report publish --out "$(FIGURES)" --profile $(PROFILE) $(PUBLISH_CHANGED)
+	@t0=$$(date +%s); \
+	$(PY) -m hearlib.figures render --profile $(PROFILE_FILE) --build $(NB_BUILD) $(if $(filter 0,$(READ_ONLY)),--lazy) $(NB_PARAMS) \
+	  || exit $$?; \
+	$(PY) -m hearlib.report --out "$(FIGURES)" || exit $$?; \
+	$(PY) -m hearlib.report publish --out "$(FIGURES)" --profile $(PROFILE) $(PUBLISH_CHANGED) || exit $$?; \
+	echo "make render: $(call elapsed,$$t0) s"
 
 # figures/README.md (committed) is rewritten only from the published configuration (hearlib.report
 # publish): quick profile, default models and generated data, FIGURES=figures; other runs write
