@@ -216,7 +216,7 @@ class RecordPlan(_Plan):
 
 
 class KeyValuePlan(_Plan):
-    """Unablated causal attention of a batch of sequences that keeps only the keys (rotated) and
+    """Unablated attention (the model's mask) of a batch of sequences that keeps only the keys (rotated) and
     values at the image positions: what the means need, for many reference images in one forward.
     Same arithmetic as :class:`RecordPlan`, row by row."""
 
@@ -225,13 +225,13 @@ class KeyValuePlan(_Plan):
         self.keys: dict[int, torch.Tensor] = {}          # [B, KVH, P_img, D]
         self.values: dict[int, torch.Tensor] = {}
 
-    def attend(self, module, layer, query, key, value, scaling):
+    def attend(self, module, layer, query, key, value, attn):
         _, n_heads, seq, _ = query.shape
         self.keys[layer] = key[:, :, self.image_positions].detach().clone()
         self.values[layer] = value[:, :, self.image_positions].detach().clone()
         keys, values = _expand_heads(key, n_heads), _expand_heads(value, n_heads)
-        scores = torch.matmul(query, keys.transpose(-1, -2)).float() * scaling
-        scores.masked_fill_(_causal_scores_mask(seq, seq, query.device), float("-inf"))
+        scores = attn.scores(torch.matmul(query, keys.transpose(-1, -2)))
+        scores.masked_fill_(attn.blocked(seq, seq, query.device), float("-inf"))
         out = torch.matmul(scores.softmax(-1).to(values.dtype), values)
         return out.transpose(1, 2).contiguous()
 
@@ -514,15 +514,7 @@ class Engine:
         """Tokenize (image, prompt) with the model's processor and locate prefix, image and text."""
         image = self.load_image(image)
         text = self.chat_text(prompt)
-        try:
-            inputs = self.processor(images=[image], text=[text], return_tensors="pt")
-        except Exception as error:
-            raise UserError(f"the processor cannot take this image/prompt: {error}") from None
-        inputs.pop("labels", None)        # PaliGemma's processor adds training labels; not a forward input
-        inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
-        for key, value in inputs.items():
-            if torch.is_tensor(value) and value.is_floating_point():
-                inputs[key] = value.to(self.dtype)
+        inputs = self._model_inputs([image], text)
         ids = inputs["input_ids"][0]
         positions = (ids == self.image_token_id).nonzero().flatten()
         if positions.numel() == 0:
@@ -610,6 +602,22 @@ class Engine:
         img = sample.image_positions
         return torch.stack([k[:, img] for k in keys]), torch.stack([v[:, img] for v in values])
 
+    def _model_inputs(self, images: list, text: str) -> dict:
+        """The processor's output for ``images``, each with the chat ``text``, on the model's
+        device, floating tensors in its dtype (one call for the batch)."""
+        try:
+            # a batch as one image per sample (Gemma 3's processor reads a flat list as one sample's images)
+            batch = images if len(images) == 1 else [[image] for image in images]
+            inputs = self.processor(images=batch, text=[text] * len(images), return_tensors="pt")
+        except Exception as error:
+            raise UserError(f"the processor cannot take this image/prompt: {error}") from None
+        inputs.pop("labels", None)        # PaliGemma's processor adds training labels; not a forward input
+        inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+        for key, value in inputs.items():
+            if torch.is_tensor(value) and value.is_floating_point():
+                inputs[key] = value.to(self.dtype)
+        return inputs
+
     @torch.no_grad()
     def image_keys_values_many(self, images: Sequence, prompt: str | None = None
                                ) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -619,19 +627,11 @@ class Engine:
         The chat text is rendered once and the processor called once for the batch; images must
         give the same token sequence length (one fixed resolution), else UserError."""
         loaded = [self.load_image(image) for image in images]
-        text = self.chat_text(prompt)
-        try:
-            inputs = self.processor(images=loaded, text=[text] * len(loaded), return_tensors="pt")
-        except Exception as error:
-            raise UserError(f"the processor cannot take these images/prompt: {error}") from None
+        inputs = self._model_inputs(loaded, self.chat_text(prompt))
         ids = inputs["input_ids"]
         mask = inputs.get("attention_mask")
         if (ids != ids[:1]).any() or (mask is not None and not bool(mask.all())):
             raise UserError("reference images gave different image token counts; use one fixed resolution")
-        inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
-        for key, value in inputs.items():
-            if torch.is_tensor(value) and value.is_floating_point():
-                inputs[key] = value.to(self.dtype)
         positions = (inputs["input_ids"][0] == self.image_token_id).nonzero().flatten()
         if positions.numel() == 0:
             raise UserError("the chat template placed no image token in the prompt")

@@ -89,6 +89,17 @@ def test_means_from_the_samples_own_image_make_full_ablation_a_no_op(setup):
         assert abs(engine.logits(sample, own, ablated, method=method)[0] - intact) <= 1e-5
 
 
+def test_batched_means_equal_each_images_own_forward(setup):
+    """The means' batched forward (one processor call, the model's own mask per row) gives every
+    family the mean of each image's keys/values from its own recorded forward."""
+    engine, means, _, images = setup
+    own = [engine.image_keys_values(engine.prepare(image)) for image in images[1:]]
+    keys = torch.stack([k for k, _ in own]).double().mean(0)
+    values = torch.stack([v for _, v in own]).double().mean(0)
+    np.testing.assert_allclose(means.k.double(), keys, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(means.v.double(), values, rtol=0, atol=1e-5)
+
+
 def test_ablation_changes_text_positions_only(setup):
     engine, means, sample, _ = setup
     from hearlib.engine import LiteralPlan, ablation
