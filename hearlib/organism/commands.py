@@ -22,6 +22,12 @@ def _cmd(args: argparse.Namespace) -> int:
     data = Path(args.data)
     if not data.is_dir():
         raise UserError(f"--data {data} is not a folder")
+    if args.recipe == "staged":
+        from hearlib.organism.recipe import Recipe, train_staged
+        size = "hear-organism-r8" if args.size == "all" else O.resolve_size(args.size).name
+        train_staged(data, Path(args.out), Recipe(size=size, stage_steps=_stage_steps(args.stage_steps)),
+                     heldout_dir=args.heldout, seed=args.seed, limit=args.limit)
+        return 0
     sizes = list(O.SIZES) if args.size == "all" else [O.resolve_size(args.size).name]
     steps = {s: args.decoder_steps or DEFAULT_DECODER_STEPS[s] for s in sizes}
     if args.vision_steps is None:
@@ -29,6 +35,22 @@ def _cmd(args: argparse.Namespace) -> int:
     train_all(data, Path(args.out), sizes, seed=args.seed, heldout_dir=args.heldout,
               vision_steps=args.vision_steps, decoder_steps=steps, limit=args.limit, vision_from=args.vision_from)
     return 0
+
+
+def _stage_steps(text: str | None) -> dict:
+    """'20' (every stage) or 'text=20,contrastive=10' -> {stage: steps}."""
+    from hearlib.organism.recipe import STAGES
+    if not text:
+        return {}
+    if text.isdigit():
+        return {s: int(text) for s in STAGES}
+    out = {}
+    for part in text.split(","):
+        name, _, n = part.partition("=")
+        if name not in STAGES or not n.isdigit():
+            raise UserError(f"--stage-steps {text!r}: expected N or STAGE=N,... with STAGE in {', '.join(STAGES)}")
+        out[name] = int(n)
+    return out
 
 
 def register(subparsers) -> None:
@@ -39,7 +61,14 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, type=Path,
                    help="folder made by 'hearlib scenes', or any <domain>/<class>/<image> folder")
     p.add_argument("--out", required=True, type=Path, help="parent folder; each size goes to OUT/<name>/")
-    p.add_argument("--size", default="all", help="hear-organism-s|m|l (or s, m, l) or all (default)")
+    p.add_argument("--recipe", choices=("fast", "staged"), default="fast",
+                   help="fast: the current two-stage recipe (make model-fast); staged: text pretraining, "
+                        "contrastive tower, projector alignment, instruction tuning (docs/ORGANISM.md; resumable, "
+                        "checkpoints under OUT/<name>.stages/)")
+    p.add_argument("--size", default="all", help="hear-organism-s|m|l (or s, m, l) or all (default; "
+                                                 "staged recipe: hear-organism-r8)")
+    p.add_argument("--stage-steps", default=None,
+                   help="staged recipe: steps of every stage (N) or of some (text=N,contrastive=N,align=N,instruct=N)")
     p.add_argument("--seed", type=int, default=0, help="training seed (initialisation, batches, split)")
     p.add_argument("--heldout", type=Path, default=None,
                    help="held-out folder (default: a seeded 10%% split of --data, stratified by domain and class)")

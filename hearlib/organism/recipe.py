@@ -525,12 +525,16 @@ class StagedTrainer:
         return steps, {"batch": r.instruct_batch, "lr": r.instruct_lr}, check
 
     # ---- all
-    def run(self, stop_after: dict | None = None) -> dict:
-        """Every stage in order (finished ones skipped), then the model saved to ``OUT/<name>``."""
+    def run(self, stop_after: dict | None = None, until: str | None = None) -> dict:
+        """Every stage in order (finished ones skipped), then the model saved to ``OUT/<name>``.
+        ``stop_after={stage: k}`` interrupts a stage after k steps (tests); ``until`` stops after
+        that stage without saving the model (returns the stage records so far)."""
         stop_after = stop_after or {}
         t0 = time.time()
         for stage in STAGES:
             self._run(stage, getattr(self, f"stage_{stage}"), stop_after.get(stage))
+            if stage == until:
+                return {"stages": [self.records[s] for s in STAGES if s in self.records]}
         for p in self.model.parameters():
             p.requires_grad_(True)
         self.dest.mkdir(parents=True, exist_ok=True)
@@ -551,6 +555,7 @@ class StagedTrainer:
 
 
 def train_staged(data_dir, out_dir, recipe: Recipe | None = None, heldout_dir=None, seed: int = 0,
-                 progress: bool = True, limit: int | None = None, stop_after: dict | None = None) -> dict:
+                 progress: bool = True, limit: int | None = None, stop_after: dict | None = None,
+                 until: str | None = None) -> dict:
     """Train (or resume) the staged organism; see :class:`StagedTrainer`."""
-    return StagedTrainer(data_dir, out_dir, recipe, heldout_dir, seed, progress, limit).run(stop_after)
+    return StagedTrainer(data_dir, out_dir, recipe, heldout_dir, seed, progress, limit).run(stop_after, until)
