@@ -128,3 +128,59 @@ def test_r8_is_a_known_size_with_eight_layers():
     size = O.resolve_size("r8")
     assert size.name == "hear-organism-r8" and size.layers >= 8
     assert "hear-organism-r8" not in O.SIZES       # the fast recipe's committed three stay as they are
+
+
+# --------------------------------------------------------------------------- a user's own images
+def test_steps_from_data_size_and_augmentation():
+    from hearlib.organism.train import augmenter, steps_for
+    assert steps_for(10) == (300, 200)                       # lower bounds
+    assert steps_for(3200, 64, 48) == (2000, 1000)           # 40 and 15 epochs
+    assert steps_for(10 ** 6) == (6000, 1500)                # upper bounds
+    x = torch.randint(0, 256, (4, 3, 48, 48), dtype=torch.uint8)
+    torch.manual_seed(0)
+    y = augmenter(40)(x)
+    assert y.shape == (4, 3, 40, 40) and y.dtype == torch.uint8
+    with pytest.raises(Exception, match="multiple of 8"):
+        O.patch_for(36)
+
+
+def test_train_command_on_a_users_folder_writes_the_heldout_report(data, tmp_path, capsys):
+    """`hearlib train --data <domain>/<class>/<image>`: --image-size, validation split for early
+    stopping, and the held-out report per domain and class printed and saved as JSON."""
+    import shutil
+
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from hearlib.cli import main
+    plain = tmp_path / "plain"
+    shutil.copytree(data / "train" / "domains", plain)                  # the layout alone, no labels.json
+    code = main(["train", "--data", str(plain), "--out", str(tmp_path / "models"), "--size", "s",
+                 "--vision-steps", "20", "--decoder-steps", "20", "--image-size", "32", "--threads", "2"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "validation split for early stopping" in out and "held-out report, hear-organism-s" in out
+    folder = tmp_path / "models" / "hear-organism-s"
+    report = json.loads((folder / "heldout_report.json").read_text())
+    assert report["image_size"] == 32 and report["validation_images"] > 0
+    # every held-out image counted once per grouping, and the groups agree with the total
+    n = report["images"]
+    for kind in ("domain", "class", "domain/class"):
+        assert sum(v["images"] for v in report[kind].values()) == n
+        mean = sum(v["accuracy"] * v["images"] for v in report[kind].values()) / n
+        assert math.isclose(mean, report["accuracy"], abs_tol=1e-9)
+    assert set(report["domain"]) == set(scenes.STYLES)
+    # recount through the saved model and its processor from the PNG files
+    model = AutoModelForImageTextToText.from_pretrained(folder)
+    proc = AutoProcessor.from_pretrained(folder)
+    assert model.config.vision_config.image_size == 32 and model.config.vision_config.patch_size == 4
+    from hearlib.organism.train import _prepare
+    _, held, _, _ = _prepare(plain, None, 0, 0.1, None, False)
+    ok = 0
+    for r in held:
+        inputs = proc(text=O.prompt_text(O.PAPER_PROMPT), images=Image.open(r.path), return_tensors="pt")
+        assert inputs["input_ids"].shape[1] == len(proc.tokenizer(O.prompt_text(O.PAPER_PROMPT))["input_ids"]) + 63
+        with torch.no_grad():
+            ok += proc.tokenizer.convert_ids_to_tokens(int(model(**inputs).logits[0, -1].argmax())) == r.label
+    assert len(held) == n
+    assert math.isclose(ok / n, report["accuracy"], abs_tol=1 / n + 1e-9)

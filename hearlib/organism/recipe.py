@@ -293,7 +293,7 @@ class StagedTrainer:
                   f"check {json.dumps(done['check'])}", flush=True)
             self.records[stage] = done
             return done
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         prior = json.loads((ck.dir / "seconds.json").read_text())["seconds"] if (ck.dir / "seconds.json").exists() else 0.0
         try:
             steps, hyper, check = fn(ck, modules, stop_after)
@@ -302,9 +302,10 @@ class StagedTrainer:
             io.save_json(ck.dir / "seconds.json", {"seconds": prior + time.time() - t0})
             raise
         rec = {"stage": stage, "steps": steps, "hyper": hyper, "check": check,
-               "seconds": prior + time.time() - t0}
+               "seconds": prior + time.time() - t0, "cpu_seconds_this_run": time.process_time() - c0}
         ck.finish(modules, rec)
-        print(f"stage {stage}: {steps} steps in {rec['seconds'] / 60:.1f} min; held-out check "
+        print(f"stage {stage}: {steps} steps in {rec['seconds'] / 60:.1f} min "
+              f"({rec['cpu_seconds_this_run']:.0f} CPU s); held-out check "
               f"{json.dumps(check)}", flush=True)
         self.records[stage] = rec
         return rec
