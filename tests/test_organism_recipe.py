@@ -156,7 +156,7 @@ def test_train_command_on_a_users_folder_writes_the_heldout_report(data, tmp_pat
     plain = tmp_path / "plain"
     shutil.copytree(data / "train" / "domains", plain)                  # the layout alone, no labels.json
     code = main(["train", "--data", str(plain), "--out", str(tmp_path / "models"), "--size", "s",
-                 "--vision-steps", "20", "--decoder-steps", "20", "--image-size", "32", "--threads", "2"])
+                 "--vision-steps", "10", "--decoder-steps", "10", "--image-size", "32", "--threads", "2"])
     assert code == 0
     out = capsys.readouterr().out
     assert "validation split for early stopping" in out and "held-out report, hear-organism-s" in out
@@ -184,3 +184,17 @@ def test_train_command_on_a_users_folder_writes_the_heldout_report(data, tmp_pat
             ok += proc.tokenizer.convert_ids_to_tokens(int(model(**inputs).logits[0, -1].argmax())) == r.label
     assert len(held) == n
     assert math.isclose(ok / n, report["accuracy"], abs_tol=1 / n + 1e-9)
+
+
+def test_staged_recipe_refuses_a_folder_without_scene_labels(data, tmp_path):
+    import shutil
+
+    from hearlib.errors import UserError
+    from hearlib.organism.commands import _stage_steps
+    shutil.copytree(data / "train" / "domains", tmp_path / "plain")
+    with pytest.raises(UserError, match="hearlib scenes"):
+        R.StagedTrainer(tmp_path / "plain", tmp_path / "out", R.Recipe(**TINY), progress=False)
+    assert _stage_steps("20") == {s: 20 for s in R.STAGES}
+    assert _stage_steps("text=3,align=5") == {"text": 3, "align": 5}
+    with pytest.raises(UserError):
+        _stage_steps("vision=3")
