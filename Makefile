@@ -19,7 +19,8 @@ help:
 	@echo "make figures   rebuild every figure/table of the paper (PROFILE=quick|paper|ci, MODEL=, DATA=)"
 	@echo "make test      unit tests + notebooks through nbval"
 	@echo "make test-browser  every notebook run in JupyterLab in headless Chromium (after make collect)"
-	@echo "make model     retrain the model organisms from a seed"
+	@echo "make model     retrain the model organisms from a seed (= make model-fast)"
+	@echo "make model-staged  hear-organism-r8 by the staged recipe (docs/ORGANISM.md; hours on 2 cores, resumable)"
 	@echo "make lab       JupyterLab on notebooks/ (LAB_ARGS=--no-browser on a machine without a browser)"
 	@echo "make benchmark literal vs fast ablation speed on this machine"
 

@@ -11,14 +11,24 @@ SCENES_DIR ?= data/scenes
 MODEL_TRAIN = $(PY) -m hearlib train --data $(SCENES_DIR)/train --heldout $(SCENES_DIR)/heldout \
 	--out data/models --seed $(MODEL_SEED) $(MODEL_TRAIN_ARGS)
 
-.PHONY: model scenes
+.PHONY: model model-fast model-staged scenes
 
 scenes:
 	rm -rf $(SCENES_DIR)/train $(SCENES_DIR)/heldout
 	$(PY) -m hearlib scenes --out $(SCENES_DIR)/train --n $(MODEL_TRAIN_SCENES) --seed 0 --workers 2
 	$(PY) -m hearlib scenes --out $(SCENES_DIR)/heldout --n $(MODEL_HELDOUT_SCENES) --seed 1 --workers 2
 
-model: scenes
+model: model-fast
+
+# the current (fast) recipe: shared tower with per-patch labels, then projector+decoder per size
+model-fast: scenes
 	$(MODEL_TRAIN) --size hear-organism-s
 	$(MODEL_TRAIN) --size hear-organism-m --vision-from data/models/hear-organism-s
 	$(MODEL_TRAIN) --size hear-organism-l --vision-from data/models/hear-organism-s
+
+# the staged recipe (docs/ORGANISM.md): text pretraining, contrastive tower, projector alignment,
+# instruction tuning; hear-organism-r8 from seed 0. Resumable: rerunning skips finished stages
+# (checkpoints in data/models/hear-organism-r8.stages/). STAGE_STEPS=20 for a timing run.
+STAGE_STEPS ?=
+model-staged: $(if $(wildcard $(SCENES_DIR)/train/labels.json),,scenes)
+	$(MODEL_TRAIN) --recipe staged --size hear-organism-r8 $(if $(STAGE_STEPS),--stage-steps $(STAGE_STEPS))

@@ -22,13 +22,37 @@ def _cmd(args: argparse.Namespace) -> int:
     data = Path(args.data)
     if not data.is_dir():
         raise UserError(f"--data {data} is not a folder")
+    if args.recipe == "staged":
+        from hearlib.organism.recipe import Recipe, train_staged
+        size = "hear-organism-r8" if args.size == "all" else O.resolve_size(args.size).name
+        train_staged(data, Path(args.out), Recipe(size=size, stage_steps=_stage_steps(args.stage_steps)),
+                     heldout_dir=args.heldout, seed=args.seed, limit=args.limit)
+        return 0
     sizes = list(O.SIZES) if args.size == "all" else [O.resolve_size(args.size).name]
-    steps = {s: args.decoder_steps or DEFAULT_DECODER_STEPS[s] for s in sizes}
-    if args.vision_steps is None:
-        args.vision_steps = 0 if args.vision_from else DEFAULT_VISION_STEPS
+    # None: the scenes defaults below, or on a user's own folder steps chosen from its size
+    steps = {s: args.decoder_steps for s in sizes} if args.decoder_steps else None
+    if args.vision_steps is None and args.vision_from:
+        args.vision_steps = 0
     train_all(data, Path(args.out), sizes, seed=args.seed, heldout_dir=args.heldout,
-              vision_steps=args.vision_steps, decoder_steps=steps, limit=args.limit, vision_from=args.vision_from)
+              vision_steps=args.vision_steps, decoder_steps=steps, limit=args.limit, vision_from=args.vision_from,
+              image_size=args.image_size)
     return 0
+
+
+def _stage_steps(text: str | None) -> dict:
+    """'20' (every stage) or 'text=20,contrastive=10' -> {stage: steps}."""
+    from hearlib.organism.recipe import STAGES
+    if not text:
+        return {}
+    if text.isdigit():
+        return {s: int(text) for s in STAGES}
+    out = {}
+    for part in text.split(","):
+        name, _, n = part.partition("=")
+        if name not in STAGES or not n.isdigit():
+            raise UserError(f"--stage-steps {text!r}: expected N or STAGE=N,... with STAGE in {', '.join(STAGES)}")
+        out[name] = int(n)
+    return out
 
 
 def register(subparsers) -> None:
@@ -39,16 +63,26 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, type=Path,
                    help="folder made by 'hearlib scenes', or any <domain>/<class>/<image> folder")
     p.add_argument("--out", required=True, type=Path, help="parent folder; each size goes to OUT/<name>/")
-    p.add_argument("--size", default="all", help="hear-organism-s|m|l (or s, m, l) or all (default)")
+    p.add_argument("--recipe", choices=("fast", "staged"), default="fast",
+                   help="fast: the current two-stage recipe (make model-fast); staged: text pretraining, "
+                        "contrastive tower, projector alignment, instruction tuning (docs/ORGANISM.md; resumable, "
+                        "checkpoints under OUT/<name>.stages/)")
+    p.add_argument("--size", default="all", help="hear-organism-s|m|l (or s, m, l) or all (default; "
+                                                 "staged recipe: hear-organism-r8)")
+    p.add_argument("--stage-steps", default=None,
+                   help="staged recipe: steps of every stage (N) or of some (text=N,contrastive=N,align=N,instruct=N)")
     p.add_argument("--seed", type=int, default=0, help="training seed (initialisation, batches, split)")
     p.add_argument("--heldout", type=Path, default=None,
                    help="held-out folder (default: a seeded 10%% split of --data, stratified by domain and class)")
     p.add_argument("--vision-steps", type=int, default=None,
-                   help=f"stage A steps (shared vision tower; default {DEFAULT_VISION_STEPS}, 0 with --vision-from)")
+                   help=f"stage A steps (shared vision tower; default {DEFAULT_VISION_STEPS} on generated scenes, "
+                        "chosen from the data size on a user's folder, 0 with --vision-from)")
     p.add_argument("--vision-from", type=Path, default=None,
                    help="start from the vision tower of this organism folder (stage A skipped unless "
                         "--vision-steps is given)")
-    p.add_argument("--decoder-steps", type=int, default=None, help="stage B steps per size")
+    p.add_argument("--decoder-steps", type=int, default=None, help="stage B steps per size (default: 1500/1200/1000 on scenes, from the data size on a user's folder)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="image side in pixels (multiple of 8; patches of side/8 keep 64 image tokens; default 64)")
     p.add_argument("--limit", type=int, default=None, help="use at most this many training images")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.set_defaults(func=_cmd)

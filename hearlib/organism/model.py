@@ -75,15 +75,21 @@ SIZES: dict[str, Size] = {
     "hear-organism-m": Size("hear-organism-m", 6, 6, 144, 288),
     "hear-organism-l": Size("hear-organism-l", 8, 8, 160, 320),
 }
+# sizes raised by the staged recipe (hearlib.organism.recipe, docs/ORGANISM.md); kept apart from
+# SIZES, the fast recipe's three organisms that `make model-fast` trains and the tests expect committed
+RECIPE_SIZES: dict[str, Size] = {
+    "hear-organism-r8": Size("hear-organism-r8", 8, 8, 192, 512),
+}
 VISION = dict(hidden_size=96, intermediate_size=192, num_hidden_layers=4, num_attention_heads=4)
 
 
 def resolve_size(name: str) -> Size:
     from hearlib.errors import UserError
-    key = name if name in SIZES else f"hear-organism-{name}"
-    if key not in SIZES:
-        raise UserError(f"unknown organism size {name!r}; choose from {', '.join(SIZES)} (or s, m, l)")
-    return SIZES[key]
+    known = {**SIZES, **RECIPE_SIZES}
+    key = name if name in known else f"hear-organism-{name}"
+    if key not in known:
+        raise UserError(f"unknown organism size {name!r}; choose from {', '.join(known)} (or s, m, l, r8)")
+    return known[key]
 
 
 def prompt_text(prompt: str) -> str:
@@ -124,20 +130,28 @@ def build_tokenizer(extra_words: list[str] = ()):
     return fast
 
 
-def build_processor(tokenizer):
+def patch_for(image_size: int) -> int:
+    """Patch size that keeps 8×8 = 64 image tokens at any image size (``--image-size``)."""
+    from hearlib.errors import UserError
+    if image_size < 32 or image_size % 8:
+        raise UserError(f"image size {image_size} must be a multiple of 8 and at least 32")
+    return image_size // 8
+
+
+def build_processor(tokenizer, image_size: int = IMAGE_SIZE):
     from transformers import CLIPImageProcessor, LlavaProcessor
     image_processor = CLIPImageProcessor(
-        do_resize=True, size={"shortest_edge": IMAGE_SIZE}, resample=3, do_center_crop=True,
-        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, do_rescale=True, rescale_factor=1 / 255,
+        do_resize=True, size={"shortest_edge": image_size}, resample=3, do_center_crop=True,
+        crop_size={"height": image_size, "width": image_size}, do_rescale=True, rescale_factor=1 / 255,
         do_normalize=True, image_mean=CLIP_MEAN, image_std=CLIP_STD, do_convert_rgb=True)
-    return LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=PATCH_SIZE,
+    return LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=patch_for(image_size),
                           vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE,
                           image_token="<image>", num_additional_image_tokens=1)
 
 
-def build_config(size: Size, tokenizer):
+def build_config(size: Size, tokenizer, image_size: int = IMAGE_SIZE):
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
-    vision = CLIPVisionConfig(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, num_channels=3,
+    vision = CLIPVisionConfig(image_size=image_size, patch_size=patch_for(image_size), num_channels=3,
                               hidden_act="quick_gelu", projection_dim=VISION["hidden_size"], **VISION)
     text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=size.hidden, intermediate_size=size.intermediate,
                        num_hidden_layers=size.layers, num_attention_heads=size.heads,
@@ -156,10 +170,10 @@ def build_config(size: Size, tokenizer):
     return config
 
 
-def build_model(size: Size, tokenizer, seed: int = 0):
+def build_model(size: Size, tokenizer, seed: int = 0, image_size: int = IMAGE_SIZE):
     from transformers import LlavaForConditionalGeneration
     torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(build_config(size, tokenizer))
+    model = LlavaForConditionalGeneration(build_config(size, tokenizer, image_size))
     gc = model.generation_config
     gc.bos_token_id, gc.eos_token_id, gc.pad_token_id = (tokenizer.bos_token_id, tokenizer.eos_token_id,
                                                          tokenizer.pad_token_id)

@@ -47,11 +47,11 @@ def record_labels(r: ImageRecord) -> dict:
     return out
 
 
-def load_images(records: list[ImageRecord], progress: bool = True) -> torch.Tensor:
+def load_images(records: list[ImageRecord], progress: bool = True, size: int | None = None) -> torch.Tensor:
     """uint8 [N, 3, S, S]: resized (shortest edge, bicubic) and centre-cropped like the processor."""
     from PIL import Image
     from tqdm import tqdm
-    S = O.IMAGE_SIZE
+    S = size or O.IMAGE_SIZE
     out = torch.empty((len(records), 3, S, S), dtype=torch.uint8)
     for i, r in enumerate(tqdm(records, desc="loading images", disable=not progress, leave=False)):
         with Image.open(r.path) as im:
@@ -104,6 +104,16 @@ def patch_cover(records: list[ImageRecord]) -> torch.Tensor | None:
     return out
 
 
+def augmenter(size: int):
+    """Training augmentation for a user's photographs: random resized crop, horizontal flip,
+    colour jitter (torchvision.transforms.v2), drawn per image. Not used on generated scenes,
+    whose position answers a flip or crop would change."""
+    from torchvision.transforms import v2
+    t = v2.Compose([v2.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True), v2.RandomHorizontalFlip(),
+                    v2.ColorJitter(0.3, 0.3, 0.3, 0.03)])
+    return lambda batch_u8: torch.stack([t(im) for im in batch_u8])
+
+
 def _lr(step, total, peak, warmup):
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -139,8 +149,12 @@ class VisionHeads(nn.Module):
 
 def train_vision(vision_tower, data: Data, vocab: dict[str, list[str]], steps: int, batch: int = 64,
                  lr: float = 2e-3, seed: int = 0, progress: bool = True, log: list | None = None,
-                 dense_weight: float = 1.0):
-    """Stage A: the CLIP tower with linear heads on its pooled patch tokens."""
+                 dense_weight: float = 1.0, augment=None, val: "Data | None" = None, eval_every: int = 0,
+                 patience: int = 0):
+    """Stage A: the CLIP tower with linear heads on its pooled patch tokens. ``augment`` maps a uint8
+    batch to an augmented one; with ``val`` and ``eval_every`` the held-out object accuracy of the
+    heads is measured every ``eval_every`` steps, the best state kept and training stopped after
+    ``patience`` evaluations without improvement."""
     from tqdm import tqdm
     g = torch.Generator().manual_seed(seed)
     tasks = {q: vocab[q] for q in data.questions if q in ("object", "color", "position")}
@@ -153,11 +167,12 @@ def train_vision(vision_tower, data: Data, vocab: dict[str, list[str]], steps: i
     n = len(data.records)
     bar = tqdm(range(steps), desc="stage A: vision tower", disable=not progress)
     ema = None
+    best = (-1.0, None, 0)          # (val accuracy, state, evaluations since the best)
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = _lr(step, steps, lr, max(1, steps // 20))
         idx = torch.randint(0, n, (batch,), generator=g)
-        x = normalize(data.images[idx])
+        x = normalize(augment(data.images[idx]) if augment else data.images[idx])
         out = heads(O.image_features(vision_tower, x))
         loss = sum(F.cross_entropy(out[q], targets[q][idx], ignore_index=-100) for q in tasks)
         if data.patch_cover is not None and dense_weight > 0:
@@ -175,19 +190,37 @@ def train_vision(vision_tower, data: Data, vocab: dict[str, list[str]], steps: i
         if log is not None:
             log.append(loss.item())
         bar.set_postfix(loss=f"{ema[0]:.3f}", obj_acc=f"{ema[1]:.2f}")
+        if val is not None and eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps):
+            acc = vision_accuracy(vision_tower, heads, val, vocab, questions=("object",))
+            score = float(np.mean(list(acc.values())))
+            vision_tower.train()
+            best = _keep_best(best, score, (vision_tower, heads), step)
+            if best[2] >= patience > 0:
+                print(f"stage A: early stop at step {step + 1} (validation object accuracy {best[0]:.3f})", flush=True)
+                break
+    if best[1] is not None:
+        vision_tower.load_state_dict(best[1][0])
+        heads.load_state_dict(best[1][1])
     vision_tower.eval()
     return heads
 
 
+def _keep_best(best, score, modules, step):
+    """Early stopping's book-keeping: (best score, its state dicts, evaluations since)."""
+    if score > best[0]:
+        return score, tuple({k: v.detach().clone() for k, v in m.state_dict().items()} for m in modules), 0
+    return best[0], best[1], best[2] + 1
+
+
 @torch.no_grad()
-def vision_accuracy(vision_tower, heads, data: Data, vocab, batch=256) -> dict:
+def vision_accuracy(vision_tower, heads, data: Data, vocab, batch=256, questions=None) -> dict:
     vision_tower.eval()
     correct = defaultdict(lambda: [0, 0])
     for s in range(0, len(data.records), batch):
         x = normalize(data.images[s:s + batch])
         out = heads(O.image_features(vision_tower, x))
         for q, logits in out.items():
-            if q == "dense":
+            if q == "dense" or (questions and q not in questions):
                 continue
             pred = logits.argmax(-1).tolist()
             for i, p in enumerate(pred):
@@ -236,8 +269,10 @@ def _question_weights(questions):
 
 def train_decoder(model, tokenizer, feats: torch.Tensor, data: Data, steps: int, batch: int = 48,
                   lr: float = 1.5e-3, seed: int = 0, progress: bool = True, log: list | None = None,
-                  desc: str = "stage B"):
-    """Stage B: projector + decoder + LM head on frozen tower features ``feats`` [N, P, w]."""
+                  desc: str = "stage B", val: "Data | None" = None, val_feats: torch.Tensor | None = None,
+                  eval_every: int = 0, patience: int = 0):
+    """Stage B: projector + decoder + LM head on frozen tower features ``feats`` [N, P, w].
+    With ``val``/``val_feats`` and ``eval_every``: early stopping on validation answer accuracy."""
     from tqdm import tqdm
     vt, proj, lm, head, embed = O.parts(model)
     for p in vt.parameters():
@@ -254,6 +289,7 @@ def train_decoder(model, tokenizer, feats: torch.Tensor, data: Data, steps: int,
     model.train()
     bar = tqdm(range(steps), desc=desc, disable=not progress)
     ema = None
+    best = (-1.0, None, 0)
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = _lr(step, steps, lr, max(1, steps // 20))
@@ -294,8 +330,42 @@ def train_decoder(model, tokenizer, feats: torch.Tensor, data: Data, steps: int,
         if log is not None:
             log.append(loss_ans.item())
         bar.set_postfix(loss=f"{ema[0]:.3f}", acc=f"{ema[1]:.2f}")
+        if val is not None and eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps):
+            score = feature_accuracy(model, tokenizer, val_feats, val)
+            model.train()
+            best = _keep_best(best, score, (proj, lm, head), step)
+            if best[2] >= patience > 0:
+                print(f"{desc}: early stop at step {step + 1} (validation answer accuracy {best[0]:.3f})", flush=True)
+                break
+    if best[1] is not None:
+        for m, st in zip((proj, lm, head), best[1]):
+            m.load_state_dict(st)
     model.eval()
     return model
+
+
+@torch.no_grad()
+def feature_accuracy(model, tokenizer, feats: torch.Tensor, data: Data, batch: int = 128) -> float:
+    """Answer accuracy of the first prompt of every question type, from precomputed tower features."""
+    vt, proj, lm, head, embed = O.parts(model)
+    model.eval()
+    prompts = Prompts(tokenizer, data.questions)
+    ok = tot = 0
+    for q in data.questions:
+        ids = prompts.items[prompts.by_question[q][0]][2]
+        keep = [i for i, v in enumerate(data.labels[q]) if v is not None]
+        for s in range(0, len(keep), batch):
+            idx = keep[s:s + batch]
+            inp = torch.tensor([ids] * len(idx))
+            emb = embed(inp)
+            img = proj(feats[torch.tensor(idx)])
+            emb = emb.masked_scatter((inp == prompts.image_id).unsqueeze(-1).expand_as(emb),
+                                     img.reshape(-1, img.shape[-1]))
+            pred = head(lm(inputs_embeds=emb).last_hidden_state[:, -1]).argmax(-1).tolist()
+            words = tokenizer.convert_ids_to_tokens(pred)
+            ok += sum(w == data.labels[q][i] for w, i in zip(words, idx))
+            tot += len(idx)
+    return ok / max(1, tot)
 
 
 @torch.no_grad()
@@ -362,6 +432,47 @@ def format_table(name: str, acc: dict) -> str:
     return "\n".join(lines)
 
 
+def steps_for(n_images: int, vision_batch: int = 64, decoder_batch: int = 48) -> tuple[int, int]:
+    """Step budgets from the data size: about 40 epochs of the tower (stage A) and 15 of the decoder
+    (stage B), bounded to [300, 6000] and [200, 1500]; early stopping usually ends them sooner."""
+    a = int(np.clip(round(40 * n_images / vision_batch), 300, 6000))
+    b = int(np.clip(round(15 * n_images / decoder_batch), 200, 1500))
+    return a, b
+
+
+@torch.no_grad()
+def class_report(model, tokenizer, data: Data, batch: int = 128) -> dict:
+    """Held-out object accuracy (paper prompt, full Llava forward) per domain, per class and per
+    (domain, class), with the number of images of each."""
+    model.eval()
+    ids = Prompts(tokenizer, ["object"]).items[0][2]
+    hits = []
+    for s in range(0, len(data.records), batch):
+        x = normalize(data.images[s:s + batch])
+        logits = model(input_ids=torch.tensor([ids] * len(x)), pixel_values=x).logits[:, -1]
+        words = tokenizer.convert_ids_to_tokens(logits.argmax(-1).tolist())
+        hits += [int(w == r.label) for w, r in zip(words, data.records[s:s + batch])]
+    groups = defaultdict(list)
+    for h, r, d in zip(hits, data.records, data.domains):
+        for key in (("all", "all"), ("domain", d), ("class", r.label), ("domain/class", f"{d}/{r.label}")):
+            groups[key].append(h)
+    out = {k: {} for k in ("domain", "class", "domain/class")}
+    for (kind, name), v in sorted(groups.items()):
+        if kind == "all":
+            out["accuracy"], out["images"] = float(np.mean(v)), len(v)
+        else:
+            out[kind][name] = {"accuracy": float(np.mean(v)), "images": len(v)}
+    return out
+
+
+def format_class_report(name: str, report: dict) -> str:
+    lines = [f"held-out report, {name}: object accuracy {100 * report['accuracy']:.1f}% on {report['images']} images"]
+    for kind in ("domain", "class", "domain/class"):
+        lines.append(f"  per {kind}: " + ", ".join(f"{k} {100 * v['accuracy']:.0f}% ({v['images']})"
+                                                  for k, v in report[kind].items()))
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- pipeline
 def _prepare(data_dir: Path, heldout_dir: Path | None, seed: int, holdout_frac: float, limit: int | None,
              progress: bool):
@@ -372,23 +483,7 @@ def _prepare(data_dir: Path, heldout_dir: Path | None, seed: int, holdout_frac: 
         held = load_domainnet(heldout_dir)
         train = records
     else:
-        # seeded split by image (scene id for generated data, so no scene is on both sides),
-        # stratified by (domain, class) so that every domain and class is held out
-        rng = random.Random(seed)
-        first = {}
-        for r in records:
-            first.setdefault(r.extra.get("scene_id", r.image_id), r)
-        strata = defaultdict(list)
-        for key, r in first.items():
-            strata[(None if "scene_id" in r.extra else r.domain, r.label)].append(key)
-        cut = set()
-        for stratum in sorted(strata, key=str):
-            keys = sorted(strata[stratum], key=str)
-            rng.shuffle(keys)
-            if len(keys) >= 2:
-                cut.update(keys[:max(1, round(len(keys) * holdout_frac))])
-        held = [r for r in records if r.extra.get("scene_id", r.image_id) in cut]
-        train = [r for r in records if r.extra.get("scene_id", r.image_id) not in cut]
+        train, held = split(records, seed, holdout_frac)
     if limit:
         rng = random.Random(seed + 1)
         train = rng.sample(train, min(limit, len(train)))
@@ -402,27 +497,77 @@ def _prepare(data_dir: Path, heldout_dir: Path | None, seed: int, holdout_frac: 
     return train, held, questions, vocab
 
 
+def split(records: list[ImageRecord], seed: int, holdout_frac: float):
+    """(kept, held out): a seeded split by image (by scene id for generated data, so that no scene
+    is on both sides), stratified by (domain, class) so that every domain and class is held out."""
+    rng = random.Random(seed)
+    first = {}
+    for r in records:
+        first.setdefault(r.extra.get("scene_id", r.image_id), r)
+    strata = defaultdict(list)
+    for key, r in first.items():
+        strata[(None if "scene_id" in r.extra else r.domain, r.label)].append(key)
+    cut = set()
+    for stratum in sorted(strata, key=str):
+        keys = sorted(strata[stratum], key=str)
+        rng.shuffle(keys)
+        if len(keys) >= 2:
+            cut.update(keys[:max(1, round(len(keys) * holdout_frac))])
+    held = [r for r in records if r.extra.get("scene_id", r.image_id) in cut]
+    train = [r for r in records if r.extra.get("scene_id", r.image_id) not in cut]
+    return train, held
+
+
 def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=None, vision_steps: int = 1200,
               decoder_steps: dict | None = None, limit: int | None = None, holdout_frac: float = 0.1,
               progress: bool = True, save: bool = True, eval_alt_subset: int | None = 150,
               vision_batch: int = 64, decoder_batch: int = 48, vision_lr: float = 2e-3,
-              decoder_lr: float = 1.5e-3, dense_weight: float = 1.0, vision_from=None) -> dict:
-    """Train the shared vision tower and the given sizes; save to ``out_dir/<name>/``."""
+              decoder_lr: float = 1.5e-3, dense_weight: float = 1.0, vision_from=None,
+              image_size: int | None = None, user_data: bool | None = None, patience: int = 4) -> dict:
+    """Train the shared vision tower and the given sizes; save to ``out_dir/<name>/``.
+
+    On a user's folder (``user_data``; default: a folder without generated labels) the images are
+    augmented in stage A, a validation split (10% of the training images) stops both stages early
+    (``patience`` evaluations without improvement), ``vision_steps``/``decoder_steps`` None are
+    chosen from the data size (:func:`steps_for`), and a held-out report per domain and class is
+    printed and saved as ``heldout_report.json`` in each model folder."""
     torch.manual_seed(seed)
     t0 = time.time()
     train, held, questions, vocab = _prepare(Path(data_dir), Path(heldout_dir) if heldout_dir else None,
                                              seed, holdout_frac, limit, progress)
+    user_data = questions == ["object"] if user_data is None else user_data
+    S = image_size or O.IMAGE_SIZE
+    O.patch_for(S)
+    val = None
+    if user_data:
+        train, val_records = split(train, seed + 7, 0.1)
+        if not val_records:
+            train, val_records = train, []
+    if not user_data and (vision_steps is None or decoder_steps is None):
+        from hearlib.organism.commands import DEFAULT_DECODER_STEPS, DEFAULT_VISION_STEPS
+        vision_steps = DEFAULT_VISION_STEPS if vision_steps is None else vision_steps
+        decoder_steps = decoder_steps or dict(DEFAULT_DECODER_STEPS)
+    if vision_steps is None or decoder_steps is None:
+        auto = steps_for(len(train), vision_batch, decoder_batch)
+        vision_steps = auto[0] if vision_steps is None else vision_steps
+        decoder_steps = decoder_steps or {s: auto[1] for s in [O.resolve_size(x).name for x in sizes]}
+        print(f"steps from the data size ({len(train)} images): stage A {vision_steps}, stage B {auto[1]} "
+              f"(at most; early stopping on the validation split)", flush=True)
     extra_words = sorted(set(w for v in vocab.values() for w in v))
     tokenizer = O.build_tokenizer(extra_words)
-    processor = O.build_processor(tokenizer)
+    processor = O.build_processor(tokenizer, S)
     print(f"data: {len(train)} training images, {len(held)} held-out images; questions: {', '.join(questions)}; "
-          f"{len(vocab['object'])} object classes; vocabulary {len(tokenizer)} tokens", flush=True)
-    tr = Data(train, load_images(train, progress), questions)
-    ho = Data(held, load_images(held, progress), questions)
+          f"{len(vocab['object'])} object classes; vocabulary {len(tokenizer)} tokens; {S} px", flush=True)
+    tr = Data(train, load_images(train, progress, S), questions)
+    ho = Data(held, load_images(held, progress, S), questions)
+    if user_data and val_records:
+        val = Data(val_records, load_images(val_records, progress, S), questions)
+        print(f"validation split for early stopping: {len(val_records)} images", flush=True)
+    stop = dict(val=val, patience=patience) if val is not None else {}
     t_data = time.time() - t0
 
     sizes = [O.resolve_size(s) for s in sizes]
-    first = O.build_model(sizes[0], tokenizer, seed)
+    first = O.build_model(sizes[0], tokenizer, seed, S)
     vt = first.model.vision_tower
     logs = {"vision": []}
     t1 = time.time()
@@ -436,25 +581,29 @@ def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=No
                                                            if vision_steps else "; stage A skipped"), flush=True)
     if vision_steps:
         heads = train_vision(vt, tr, vocab, vision_steps, batch=vision_batch, lr=vision_lr, seed=seed,
-                             progress=progress, log=logs["vision"], dense_weight=dense_weight)
+                             progress=progress, log=logs["vision"], dense_weight=dense_weight,
+                             augment=augmenter(S) if user_data else None,
+                             eval_every=max(20, vision_steps // 20) if stop else 0, **stop)
         vacc = vision_accuracy(vt, heads, ho, vocab)
         print("stage A (vision tower, linear heads) held-out: "
               + ", ".join(f"{q}/{d} {100 * a:.1f}%" for (q, d), a in sorted(vacc.items())), flush=True)
     t_vision = time.time() - t1
     feats = compute_features(vt, tr.images)
+    val_feats = compute_features(vt, val.images) if val is not None else None
     vision_state = {k: v.clone() for k, v in vt.state_dict().items()}
 
     results = {"data_s": t_data, "vision_s": t_vision, "vision_acc": {f"{q}/{d}": a for (q, d), a in vacc.items()},
                "sizes": {}}
     for size in sizes:
         t2 = time.time()
-        model = first if size is sizes[0] else O.build_model(size, tokenizer, seed)
+        model = first if size is sizes[0] else O.build_model(size, tokenizer, seed, S)
         model.model.vision_tower.load_state_dict(vision_state)
         steps = (decoder_steps or {}).get(size.name, 600)
         logs[size.name] = []
         train_decoder(model, tokenizer, feats, tr, steps, batch=decoder_batch, lr=decoder_lr, seed=seed,
                       progress=progress,
-                      log=logs[size.name], desc=f"stage B: {size.name}")
+                      log=logs[size.name], desc=f"stage B: {size.name}", val_feats=val_feats,
+                      eval_every=max(20, steps // 20) if stop else 0, **stop)
         for p in model.parameters():
             p.requires_grad_(True)
         t_train = time.time() - t2
@@ -473,6 +622,17 @@ def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=No
                     "answers": vocab, "heldout_accuracy": results["sizes"][size.name]["acc"],
                     "vision_heldout_accuracy": results["vision_acc"]}
             (dest / "hearlib_training.json").write_text(json.dumps(meta, indent=1))
+        if user_data:
+            report = class_report(model, tokenizer, ho)
+            print(format_class_report(size.name, report), flush=True)
+            results["sizes"][size.name]["report"] = report
+            if save:
+                from hearlib import io
+                io.save_json(Path(out_dir) / size.name / "heldout_report.json",
+                             {"name": size.name, "image_size": S, "train_images": len(train),
+                              "validation_images": len(val.records) if val is not None else 0,
+                              "vision_steps": vision_steps, "decoder_steps": steps,
+                              "prompt": O.PAPER_PROMPT, **report})
     results["total_s"] = time.time() - t0
     results["logs"] = logs
     print(f"total training time {results['total_s'] / 60:.1f} min (data {t_data:.0f} s, vision tower "

@@ -1,0 +1,562 @@
+"""The staged recipe: an organism raised the way real LVLMs are (issue 16, docs/ORGANISM.md).
+
+Four stages, each a function of this trainer, each resumable (a checkpoint per stage under
+``OUT/<name>.stages/<stage>/``; a rerun skips finished stages and resumes an interrupted one
+from its last checkpoint, bit for bit: every batch is drawn from ``(seed, stage, step)``),
+timed, with its own held-out check recorded in ``OUT/<name>/training_stages.json``:
+
+1. ``text``: the Llama decoder pretrained as a language model on a text corpus generated from
+   the scene world (descriptions of scenes, and questions about a described scene answered
+   from the description, so that the answer has to be found in context). Check: held-out
+   perplexity (and in-context answer accuracy).
+2. ``contrastive``: the CLIP vision tower trained against captions with CLIP's symmetric
+   InfoNCE (``CLIPModel(return_loss=True)``, a small CLIP text tower). Check: held-out
+   image->caption retrieval accuracy.
+3. ``align``: projector alignment by captioning, tower and decoder frozen (LLaVA stage 1).
+   Check: held-out captioning loss (mean NLL per caption token).
+4. ``instruct``: instruction tuning on the question mix of the fast recipe, projector and
+   decoder trained, tower frozen (LLaVA stage 2). Check: held-out answer accuracy per
+   question type and style.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hearlib import io
+from hearlib.errors import UserError
+from hearlib.organism import model as O
+from hearlib.organism import scenes
+from hearlib.organism import train as T
+
+STAGES = ("text", "contrastive", "align", "instruct")
+CAPTION_PROMPT = "Describe the image briefly."
+STYLE_PHRASE = {"real": "a photo of", "sketch": "a sketch of", "clipart": "a clipart of"}
+WHERE = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom",
+         "centre": "in the centre"}
+DESCRIPTION_WORDS = ["a", "an", "the", "of", "on", "at", "in", "with", "and", "background", "photo",
+                     "sketch", "clipart", "there", "is", "(", ")", ",", ".", "Describe", "image", "briefly",
+                     "left", "right", "top", "bottom", "centre"] + list(scenes.TEXTURES)
+
+
+@dataclass
+class Recipe:
+    """Hyper-parameters of the staged recipe (the defaults are the documented recipe)."""
+    size: str = "hear-organism-r8"
+    text_docs: int = 40000          # training documents from seed-0 scenes (held-out: seed 1)
+    text_steps: int = 3000
+    text_batch: int = 32
+    text_lr: float = 1e-3
+    clip_steps: int = 4000
+    clip_batch: int = 128
+    clip_lr: float = 1e-3
+    clip_text_layers: int = 2
+    align_steps: int = 600
+    align_batch: int = 32
+    align_lr: float = 1e-3
+    instruct_steps: int = 1500
+    instruct_batch: int = 48
+    instruct_lr: float = 3e-4
+    heldout_images: int = 300       # per check (images of the held-out folder)
+    save_every: int = 200
+    stage_steps: dict = field(default_factory=dict)   # overrides, e.g. {"text": 20}
+
+    def steps(self, stage: str) -> int:
+        key = {"text": "text_steps", "contrastive": "clip_steps", "align": "align_steps",
+               "instruct": "instruct_steps"}[stage]
+        return int(self.stage_steps.get(stage, getattr(self, key)))
+
+
+# --------------------------------------------------------------------------- text
+def _color_name(rgb) -> str:
+    return min(scenes.COLORS, key=lambda c: sum((a - b) ** 2 for a, b in zip(scenes.COLORS[c], rgb)))
+
+
+def describe(scene: scenes.Scene, style: str | None = None, rng: np.random.Generator | None = None) -> str:
+    """A caption of ``scene``: its main object (colour, kind, place), distractors and background.
+    ``rng`` varies the word order (the main object first or after the distractors); none: canonical."""
+    main = f"a {scene.color} {scene.category} ( {scene.supercategory} ) {WHERE[scene.position]}"
+    others = [f"a {_color_name(d.color)} {d.category}" for d in scene.distractors]
+    rest = " and ".join(others)
+    lead = f"{STYLE_PHRASE[style]} " if style else ""
+    bg = f"on a {scene.texture} background"
+    if rng is not None and others and rng.integers(2):
+        return f"{lead}{rest} , and {main} , {bg} ."
+    return f"{lead}{main} , with {rest} , {bg} ." if others else f"{lead}{main} , {bg} ."
+
+
+def document(scene: scenes.Scene, rng: np.random.Generator) -> tuple[str, str | None]:
+    """One text-pretraining document: a description, or (2 in 3) a question about a described
+    scene in the chat format, answered from the description. Returns (text, answer or None)."""
+    style = scenes.STYLES[rng.integers(len(scenes.STYLES))] if rng.integers(2) else None
+    desc = describe(scene, style, rng)
+    if rng.integers(3) == 0:
+        return desc, None
+    q = list(O.QUESTIONS)[rng.integers(len(O.QUESTIONS))]
+    prompts, key = O.QUESTIONS[q]
+    prompt = prompts[rng.integers(len(prompts))]
+    answer = scene.labels()[key]
+    return f"USER: {desc}\n{prompt} ASSISTANT: {answer}", answer
+
+
+def corpus(seed: int, n: int, offset: int = 0) -> list[tuple[str, str | None]]:
+    """``n`` documents of scenes ``offset..offset+n`` of ``seed`` (deterministic)."""
+    out = []
+    for i in range(offset, offset + n):
+        out.append(document(scenes.make_scene(seed, i), np.random.default_rng([seed, i, 7])))
+    return out
+
+
+# --------------------------------------------------------------------------- checks
+def perplexity(nll_sum: float, n_tokens: int) -> float:
+    """exp of the mean negative log-likelihood per token."""
+    return float(math.exp(nll_sum / max(1, n_tokens)))
+
+
+def retrieval_accuracy(sim: torch.Tensor, captions: list[str]) -> float:
+    """Image->caption retrieval: share of rows whose best caption (column argmax) has the same
+    text as the row's own caption (``captions[i]`` belongs to image ``i``; identical captions count)."""
+    best = sim.argmax(1).tolist()
+    return float(np.mean([captions[j] == captions[i] for i, j in enumerate(best)]))
+
+
+# --------------------------------------------------------------------------- checkpoints
+class Checkpoint:
+    """A stage's checkpoint folder: ``state.safetensors`` (module weights and AdamW moments),
+    ``progress.json`` (steps done) and, once finished, ``done.json`` (the stage's record)."""
+
+    def __init__(self, folder: Path):
+        self.dir = Path(folder)
+
+    def record(self) -> dict | None:
+        f = self.dir / "done.json"
+        return json.loads(f.read_text()) if f.exists() else None
+
+    def _tensors(self, modules, opt):
+        out = {f"m.{name}.{k}": v.detach().contiguous().clone() for name, m in modules.items()
+               for k, v in m.state_dict().items()}
+        if opt is not None:
+            for i, st in opt.state_dict()["state"].items():
+                for k, v in st.items():
+                    out[f"o.{i}.{k}"] = torch.as_tensor(v).clone()
+        return out
+
+    def save(self, step: int, modules: dict, opt=None) -> None:
+        from safetensors.torch import save_file
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with io.atomic_path(self.dir / "state.safetensors") as tmp:
+            save_file(self._tensors(modules, opt), str(tmp))
+        io.save_json(self.dir / "progress.json", {"step": step})
+
+    def load(self, modules: dict, opt=None) -> int:
+        """Restore weights (and optimizer moments); return the steps done (0 if no checkpoint)."""
+        from safetensors.torch import load_file
+        f = self.dir / "state.safetensors"
+        if not f.exists():
+            return 0
+        t = load_file(str(f))
+        for name, m in modules.items():
+            pre = f"m.{name}."
+            m.load_state_dict({k[len(pre):]: v for k, v in t.items() if k.startswith(pre)})
+        if opt is not None and any(k.startswith("o.") for k in t):
+            sd = opt.state_dict()
+            state = {}
+            for k, v in t.items():
+                if k.startswith("o."):
+                    _, i, name = k.split(".", 2)
+                    state.setdefault(int(i), {})[name] = v
+            sd["state"] = state
+            opt.load_state_dict(sd)
+        return int(json.loads((self.dir / "progress.json").read_text())["step"])
+
+    def finish(self, modules: dict, record: dict) -> None:
+        self.save(record["steps"], modules)
+        io.save_json(self.dir / "done.json", record)
+
+
+class Interrupted(Exception):
+    """Raised by a stage stopped on purpose (``stop_after``) after writing its checkpoint."""
+
+
+def _loop(ck: Checkpoint, modules: dict, params: list, steps: int, lr: float, wd: float, step_fn,
+          desc: str, save_every: int, progress: bool, stop_after: int | None = None) -> list[float]:
+    """AdamW, 5% warmup + cosine, clipping 1.0; ``step_fn(step)`` returns the loss of that step."""
+    from tqdm import tqdm
+    opt = T._optimizer(params, lr, wd)
+    start = ck.load(modules, opt)
+    losses = []
+    bar = tqdm(range(start, steps), desc=desc, disable=not progress, initial=start, total=steps)
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = T._lr(step, steps, lr, max(1, steps // 20))
+        loss = step_fn(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        if (step + 1) % save_every == 0 or step + 1 == steps:
+            ck.save(step + 1, modules, opt)
+        if stop_after is not None and step + 1 >= stop_after and step + 1 < steps:
+            ck.save(step + 1, modules, opt)
+            raise Interrupted(f"{desc} stopped after {step + 1} steps")
+    return losses
+
+
+def _pooled(out) -> torch.Tensor:
+    """CLIP's projected embedding (transformers 5 wraps it in an output object)."""
+    return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+
+def _pad(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    T_ = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), T_), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), T_), dtype=torch.long)
+    for b, s in enumerate(seqs):
+        ids[b, :len(s)] = torch.tensor(s)
+        mask[b, :len(s)] = 1
+    return ids, mask
+
+
+# --------------------------------------------------------------------------- the trainer
+class StagedTrainer:
+    """Runs the four stages on a generated scenes folder (``hearlib scenes``) into ``out``."""
+
+    def __init__(self, data_dir, out_dir, recipe: Recipe | None = None, heldout_dir=None, seed: int = 0,
+                 progress: bool = True, limit: int | None = None):
+        self.recipe = recipe or Recipe()
+        self.seed, self.progress = seed, progress
+        self.size = O.resolve_size(self.recipe.size)
+        self.out = Path(out_dir)
+        self.dest = self.out / self.size.name
+        self.stage_dir = self.out / f"{self.size.name}.stages"
+        train, held, questions, vocab = T._prepare(Path(data_dir), Path(heldout_dir) if heldout_dir else None,
+                                                   seed, 0.1, limit, progress)
+        if questions != ["object", "color", "position", "kind"] or not all("scene_id" in r.extra for r in train):
+            raise UserError(f"the staged recipe needs a folder made by 'hearlib scenes' (with labels.json); "
+                            f"{data_dir} is not one")
+        self.train_records, self.held_records = train, held[:self.recipe.heldout_images * len(scenes.STYLES)]
+        self.questions, self.vocab = questions, vocab
+        words = sorted(set(w for v in vocab.values() for w in v) | set(DESCRIPTION_WORDS))
+        self.tok = O.build_tokenizer(words)
+        self.processor = O.build_processor(self.tok)
+        self.model = O.build_model(self.size, self.tok, seed)
+        self.vt, self.proj, self.lm, self.head, self.embed = O.parts(self.model)
+        self._data = {}
+        self.records = {}
+
+    # ---- helpers
+    def _images(self, which: str) -> T.Data:
+        if which not in self._data:
+            recs = self.train_records if which == "train" else self.held_records
+            self._data[which] = T.Data(recs, T.load_images(recs, self.progress), self.questions)
+        return self._data[which]
+
+    def _features(self, which: str) -> torch.Tensor:
+        key = f"feats-{which}"
+        if key not in self._data:
+            self._data[key] = T.compute_features(self.vt, self._images(which).images)
+        return self._data[key]
+
+    def _scene(self, r):
+        return scenes.make_scene(r.extra["seed"], r.extra["scene_id"])
+
+    def _ids(self, text: str, eos: bool = True) -> list[int]:
+        ids = self.tok(text)["input_ids"]
+        if self.tok.unk_token_id in ids:
+            raise UserError(f"text {text!r} has words outside the organism's vocabulary")
+        return ids + ([self.tok.eos_token_id] if eos else [])
+
+    def _decoder_logits(self, ids, mask, image_feats=None):
+        emb = self.embed(ids)
+        if image_feats is not None:
+            img = self.proj(image_feats)
+            sel = (ids == self.model.config.image_token_id).unsqueeze(-1).expand_as(emb)
+            emb = emb.masked_scatter(sel, img.reshape(-1, img.shape[-1]).to(emb.dtype))
+        return self.head(self.lm(inputs_embeds=emb, attention_mask=mask).last_hidden_state)
+
+    def _run(self, stage: str, fn, stop_after=None) -> dict:
+        ck = Checkpoint(self.stage_dir / stage)
+        done = ck.record()
+        modules = self._modules(stage)
+        if done is not None:
+            ck.load(modules)
+            print(f"stage {stage}: finished before ({done['seconds'] / 60:.1f} min), skipped; "
+                  f"check {json.dumps(done['check'])}", flush=True)
+            self.records[stage] = done
+            return done
+        t0, c0 = time.time(), time.process_time()
+        prior = json.loads((ck.dir / "seconds.json").read_text())["seconds"] if (ck.dir / "seconds.json").exists() else 0.0
+        try:
+            steps, hyper, check = fn(ck, modules, stop_after)
+        except BaseException:          # interrupted (on purpose or not): keep the time spent so far
+            ck.dir.mkdir(parents=True, exist_ok=True)
+            io.save_json(ck.dir / "seconds.json", {"seconds": prior + time.time() - t0})
+            raise
+        rec = {"stage": stage, "steps": steps, "hyper": hyper, "check": check,
+               "seconds": prior + time.time() - t0, "cpu_seconds_this_run": time.process_time() - c0}
+        ck.finish(modules, rec)
+        print(f"stage {stage}: {steps} steps in {rec['seconds'] / 60:.1f} min "
+              f"({rec['cpu_seconds_this_run']:.0f} CPU s); held-out check "
+              f"{json.dumps(check)}", flush=True)
+        self.records[stage] = rec
+        return rec
+
+    def _modules(self, stage):
+        if stage == "text":
+            return {"lm": self.lm, "head": self.head}
+        if stage == "contrastive":
+            return {"clip": self._clip()}
+        if stage == "align":
+            return {"proj": self.proj}
+        return {"proj": self.proj, "lm": self.lm, "head": self.head}
+
+    def _clip(self):
+        if "clip" not in self._data:
+            from transformers import CLIPConfig, CLIPModel, CLIPTextConfig
+            v = self.vt.config
+            text = CLIPTextConfig(vocab_size=len(self.tok), hidden_size=v.hidden_size,
+                                  intermediate_size=v.intermediate_size,
+                                  num_hidden_layers=self.recipe.clip_text_layers,
+                                  num_attention_heads=v.num_attention_heads, max_position_embeddings=64,
+                                  hidden_act="quick_gelu", pad_token_id=self.tok.pad_token_id,
+                                  bos_token_id=self.tok.bos_token_id, eos_token_id=self.tok.eos_token_id)
+            cfg = CLIPConfig(text_config=text.to_dict(), vision_config=v.to_dict(), projection_dim=v.hidden_size)
+            torch.manual_seed(self.seed + 11)
+            clip = CLIPModel(cfg)
+            clip.vision_model = self.vt          # the organism's tower itself is trained
+            self._data["clip"] = clip
+        return self._data["clip"]
+
+    # ---- stage 1: text pretraining
+    def stage_text(self, ck, modules, stop_after):
+        r = self.recipe
+        steps = r.steps("text")
+        docs = corpus(scenes.TRAIN_SEED, r.text_docs)
+        held = corpus(scenes.HELDOUT_SEED, r.heldout_images)
+        pad = self.tok.pad_token_id
+        params = [p for m in modules.values() for p in m.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+
+        def step_fn(step):
+            rng = np.random.default_rng([self.seed, 1, step])
+            batch = [self._ids(docs[i][0]) for i in rng.integers(len(docs), size=r.text_batch)]
+            ids, mask = _pad(batch, pad)
+            logits = self._decoder_logits(ids[:, :-1], mask[:, :-1])
+            tgt = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+            return F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=-100)
+
+        self.model.train()
+        _loop(ck, modules, params, steps, r.text_lr, 0.01, step_fn, "stage 1: text pretraining",
+              r.save_every, self.progress, stop_after)
+        self.model.eval()
+        return steps, {"batch": r.text_batch, "lr": r.text_lr, "docs": r.text_docs}, self.check_text(held)
+
+    @torch.no_grad()
+    def check_text(self, held) -> dict:
+        nll, n, ok, qa = 0.0, 0, 0, 0
+        for s in range(0, len(held), 64):
+            chunk = held[s:s + 64]
+            ids, mask = _pad([self._ids(t) for t, _ in chunk], self.tok.pad_token_id)
+            logits = self._decoder_logits(ids[:, :-1], mask[:, :-1])
+            tgt = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+            nll += F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=-100, reduction="sum").item()
+            n += int((tgt != -100).sum())
+            for b, (t, a) in enumerate(chunk):
+                if a is None:
+                    continue
+                k = int(mask[b].sum()) - 3                  # logits at the final ':' predict the answer
+                qa += 1
+                ok += int(self.tok.convert_ids_to_tokens(int(logits[b, k].argmax())) == a)
+        return {"perplexity": perplexity(nll, n), "tokens": n, "context_answer_accuracy": ok / max(1, qa),
+                "context_questions": qa}
+
+    # ---- stage 2: contrastive tower
+    def _captions(self, records, rng=None):
+        return [describe(self._scene(r), r.domain, rng) for r in records]
+
+    def stage_contrastive(self, ck, modules, stop_after):
+        r = self.recipe
+        steps = r.steps("contrastive")
+        clip = modules["clip"]
+        data = self._images("train")
+        params = list(clip.parameters())
+        for p in params:
+            p.requires_grad_(True)
+        n = len(data.records)
+
+        def step_fn(step):
+            rng = np.random.default_rng([self.seed, 2, step])
+            idx = rng.choice(n, size=min(r.clip_batch, n), replace=False)
+            caps = self._captions([data.records[i] for i in idx], rng)
+            ids, mask = _pad([self._ids(c) for c in caps], self.tok.pad_token_id)
+            out = clip(input_ids=ids, attention_mask=mask, pixel_values=T.normalize(data.images[torch.from_numpy(idx)]),
+                       return_loss=True)
+            return out.loss
+
+        clip.train()
+        _loop(ck, modules, params, steps, r.clip_lr, 0.05, step_fn, "stage 2: contrastive tower",
+              r.save_every, self.progress, stop_after)
+        clip.eval()
+        self.vt.eval()
+        return steps, {"batch": r.clip_batch, "lr": r.clip_lr, "text_layers": r.clip_text_layers}, \
+            self.check_contrastive(clip)
+
+    @torch.no_grad()
+    def check_contrastive(self, clip) -> dict:
+        held = self._images("held")
+        caps = self._captions(held.records)
+        ids, mask = _pad([self._ids(c) for c in caps], self.tok.pad_token_id)
+        img = torch.cat([_pooled(clip.get_image_features(pixel_values=T.normalize(held.images[s:s + 256])))
+                         for s in range(0, len(caps), 256)])
+        txt = _pooled(clip.get_text_features(input_ids=ids, attention_mask=mask))
+        sim = F.normalize(img, dim=-1) @ F.normalize(txt, dim=-1).T
+        out = {"retrieval_accuracy": retrieval_accuracy(sim, caps), "images": len(caps),
+               "chance": float(np.mean([np.mean([c == d for d in caps]) for c in caps]))}
+        for style in sorted(set(held.domains)):
+            rows = [i for i, d in enumerate(held.domains) if d == style]
+            best = sim[rows].argmax(1).tolist()
+            out[f"retrieval_accuracy/{style}"] = float(np.mean([caps[j] == caps[i] for i, j in zip(rows, best)]))
+        return out
+
+    # ---- stage 3: projector alignment (captioning)
+    def _caption_batch(self, records, rng=None):
+        seqs, lens = [], []
+        for c in self._captions(records, rng):
+            prompt = self._ids(O.prompt_text(CAPTION_PROMPT), eos=False)
+            k = prompt.index(self.model.config.image_token_id)
+            prompt = prompt[:k] + [prompt[k]] * O.NUM_IMAGE_TOKENS + prompt[k + 1:]
+            seqs.append(prompt + self._ids(c)[1:])
+            lens.append(len(prompt))
+        ids, mask = _pad(seqs, self.tok.pad_token_id)
+        tgt = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+        for b, L in enumerate(lens):
+            tgt[b, :L - 1] = -100                                  # loss on the caption and </s> only
+        return ids[:, :-1], mask[:, :-1], tgt
+
+    def stage_align(self, ck, modules, stop_after):
+        r = self.recipe
+        steps = r.steps("align")
+        feats = self._features("train")
+        data = self._images("train")
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        params = list(self.proj.parameters())
+        for p in params:
+            p.requires_grad_(True)
+        n = len(data.records)
+
+        def step_fn(step):
+            rng = np.random.default_rng([self.seed, 3, step])
+            idx = rng.integers(n, size=r.align_batch)
+            ids, mask, tgt = self._caption_batch([data.records[i] for i in idx], rng)
+            logits = self._decoder_logits(ids, mask, feats[torch.from_numpy(idx)])
+            return F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=-100)
+
+        self.model.eval()          # frozen parts stay in eval mode; no dropout anywhere
+        _loop(ck, modules, params, steps, r.align_lr, 0.0, step_fn, "stage 3: projector alignment",
+              r.save_every, self.progress, stop_after)
+        return steps, {"batch": r.align_batch, "lr": r.align_lr, "prompt": CAPTION_PROMPT}, self.check_align()
+
+    @torch.no_grad()
+    def check_align(self) -> dict:
+        held = self._images("held")
+        feats = self._features("held")
+        nll, n = 0.0, 0
+        for s in range(0, len(held.records), 64):
+            ids, mask, tgt = self._caption_batch(held.records[s:s + 64])
+            logits = self._decoder_logits(ids, mask, feats[s:s + 64])
+            nll += F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=-100, reduction="sum").item()
+            n += int((tgt != -100).sum())
+        return {"caption_loss": nll / max(1, n), "caption_tokens": n}
+
+    # ---- stage 4: instruction tuning
+    def stage_instruct(self, ck, modules, stop_after):
+        r = self.recipe
+        steps = r.steps("instruct")
+        feats = self._features("train")
+        data = self._images("train")
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        params = [p for m in modules.values() for p in m.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+        prompts = T.Prompts(self.tok, data.questions)
+        qw = T._question_weights(data.questions)
+        ans = {q: [T.answer_id(self.tok, v) if v is not None else None for v in data.labels[q]]
+               for q in data.questions}
+        eos, n = self.tok.eos_token_id, len(data.records)
+
+        def step_fn(step):
+            rng = np.random.default_rng([self.seed, 4, step])
+            seqs, img_idx, lens = [], [], []
+            while len(seqs) < r.instruct_batch:
+                i = int(rng.integers(n))
+                q = data.questions[rng.choice(len(qw), p=qw)]
+                if ans[q][i] is None:
+                    continue
+                ids = prompts.items[prompts.by_question[q][rng.integers(len(prompts.by_question[q]))]][2]
+                seqs.append(ids + [ans[q][i], eos])
+                img_idx.append(i)
+                lens.append(len(ids))
+            ids, mask = _pad([s[:-1] for s in seqs], self.tok.pad_token_id)
+            logits = self._decoder_logits(ids, mask, feats[torch.tensor(img_idx)])
+            b = torch.arange(len(seqs))
+            L = torch.tensor(lens)
+            tgt_a = torch.tensor([s[-2] for s in seqs])
+            return (F.cross_entropy(logits[b, L - 1], tgt_a)
+                    + 0.2 * F.cross_entropy(logits[b, L], torch.full_like(tgt_a, eos)))
+
+        self.model.train()
+        _loop(ck, modules, params, steps, r.instruct_lr, 0.01, step_fn, "stage 4: instruction tuning",
+              r.save_every, self.progress, stop_after)
+        self.model.eval()
+        acc = T.evaluate(self.model, self.tok, self._images("held"), alt_subset=150, progress=self.progress)
+        print(T.format_table(self.size.name, acc), flush=True)
+        check = {"answer_accuracy": {f"{q}/{d}": a for (q, d), a in sorted(acc.items())}}
+        return steps, {"batch": r.instruct_batch, "lr": r.instruct_lr}, check
+
+    # ---- all
+    def run(self, stop_after: dict | None = None, until: str | None = None) -> dict:
+        """Every stage in order (finished ones skipped), then the model saved to ``OUT/<name>``.
+        ``stop_after={stage: k}`` interrupts a stage after k steps (tests); ``until`` stops after
+        that stage without saving the model (returns the stage records so far)."""
+        stop_after = stop_after or {}
+        t0 = time.time()
+        for stage in STAGES:
+            self._run(stage, getattr(self, f"stage_{stage}"), stop_after.get(stage))
+            if stage == until:
+                return {"stages": [self.records[s] for s in STAGES if s in self.records]}
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+        self.dest.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(self.dest)
+        self.processor.save_pretrained(self.dest)
+        summary = {"name": self.size.name, "seed": self.seed, "recipe": asdict(self.recipe),
+                   "layers": self.size.layers, "heads": self.size.heads, "hidden": self.size.hidden,
+                   "train_images": len(self.train_records), "heldout_images": len(self.held_records),
+                   "stages": [self.records[s] for s in STAGES],
+                   "total_seconds": sum(self.records[s]["seconds"] for s in STAGES),
+                   "this_run_seconds": time.time() - t0}
+        io.save_json(self.dest / "training_stages.json", summary)
+        acc = self.records["instruct"]["check"]["answer_accuracy"]
+        io.save_json(self.dest / "hearlib_training.json",
+                     {"name": self.size.name, "seed": self.seed, "recipe": "staged", "questions": self.questions,
+                      "answers": self.vocab, "heldout_accuracy": acc})
+        return summary
+
+
+def train_staged(data_dir, out_dir, recipe: Recipe | None = None, heldout_dir=None, seed: int = 0,
+                 progress: bool = True, limit: int | None = None, stop_after: dict | None = None,
+                 until: str | None = None) -> dict:
+    """Train (or resume) the staged organism; see :class:`StagedTrainer`."""
+    return StagedTrainer(data_dir, out_dir, recipe, heldout_dir, seed, progress, limit).run(stop_after, until)
