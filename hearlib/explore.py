@@ -535,9 +535,15 @@ def head_html(ex: Explorer, item, n: int) -> str:
 
 def open_explorer(model, data, *, store, profile=None, n_samples=None, correct_only=True, n_masks=10_000,
                   ratio=0.75, seed=0, threshold=0.8, n_mean_images=100, method="fast", batch_size=64,
-                  device=None) -> Explorer:
-    """An :class:`Explorer` over the records of (model, data) in ``store`` (hearlib.study semantics)."""
+                  device=None, main=None, n_size_samples=None) -> Explorer:
+    """An :class:`Explorer` over the records of (model, data) in ``store`` (hearlib.study semantics).
+
+    A compared model (not ``main``) has records for its first ``n_size_samples`` samples only
+    (Figs. 11-15, :mod:`hearlib.plan`), so that is what it shows when given."""
     from hearlib.study import Study
+
+    if main is not None and n_size_samples is not None and str(model) != str(main):
+        n_samples = n_size_samples
 
     study = Study(model, data, store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size,
                   device=device, profile=profile, progress=False)

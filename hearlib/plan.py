@@ -14,7 +14,7 @@ records, and find them. The groups are what ``hearlib run --stages`` selects:
 ``prompts``      Table 1: θ and correctness under the nine alternative prompts
 ``domains``      Fig. 9: attribution and validation on the DomainNet-layout dataset
 ``explore``      the head explorer (00_explore): every head's attention per image token and the
-                 logit lens, for the main samples
+                 logit lens, for the main samples and each compared model's samples
 ``questions``    θ per question type (object, colour, position, kind; beyond the paper) for the
                  first ``n_question_samples`` samples answered correctly under every type
 
@@ -136,6 +136,8 @@ def study_plan(params: dict, groups: Iterable[str] = GROUPS) -> list[Request]:
         add("attribution", model, pick(p["n_size_tsne_samples"], **tsne), "attribution")
         add("validation", model, pick(p["n_size_samples"]), "validation")
         add("text", model, pick(p["n_size_samples"]), "text")
+        add("explore", model, pick(p["n_size_samples"]), "head_attention")    # the explorer's other models
+        add("explore", model, pick(p["n_size_samples"]), "lens")
     if others:
         add("image", others[0], pick(min(int(p["n_more"]), int(p["n_image_samples"]))), "image")
     for prompt in (PAPER_PROMPT, *ALTERNATIVE_PROMPTS):

@@ -33,6 +33,7 @@ model = "data/models/hear-organism-s"      # organism folder, checkpoint folder,
 models = ["data/models/hear-organism-s", "data/models/hear-organism-m", "data/models/hear-organism-l"]
 data = "data/scenes/study-400"             # COCO-format folder (or `python -m hearlib scenes` output)
 n_samples = 40                              # correct samples (paper: 200)
+n_size_samples = 20                         # samples of each compared model (Figs. 11-15)
 n_masks = 2000                              # M head masks per sample (paper: 10,000)
 ratio = 0.75                                # p, share of heads ablated per mask
 seed = 0
@@ -54,7 +55,7 @@ from hearlib import explore as E
 
 opener = partial(E.open_explorer, store=store, profile=profile, n_samples=n_samples, correct_only=correct_only,
                  n_masks=n_masks, ratio=ratio, seed=seed, n_mean_images=n_mean_images, method=method,
-                 batch_size=batch_size, device=device)
+                 batch_size=batch_size, device=device, main=model, n_size_samples=n_size_samples)
 ui = E.ExplorerUI(opener, [model] + [m for m in models if m != model], [data], export_folder=export)
 display(ui.widget)
 

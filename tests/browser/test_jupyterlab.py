@@ -137,7 +137,7 @@ def page(lab):
     with sync_playwright() as p:
         # a fresh --user-data-dir (playwright passes it for a persistent context)
         context = p.chromium.launch_persistent_context(profile_dir, executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                                       headless=True, viewport={"width": 1500, "height": 1000})
+                                                       headless=True, viewport={"width": 1500, "height": 1200})
         page = context.pages[0] if context.pages else context.new_page()
         page.set_default_timeout(60_000)
         page.goto(f"{lab['url']}/lab?token={lab['token']}")
@@ -272,8 +272,8 @@ def test_notebook_runs_in_jupyterlab(lab, page, name, request):
     outputs = _outputs(page)
     shot = SHOTS / f"{name}.png"
     first_image = panel.locator(".jp-OutputArea-output img")
-    if first_image.count():
-        first_image.first.scroll_into_view_if_needed()
+    if first_image.count():          # the first figure (the explorer's panels) at the top of the shot
+        first_image.first.evaluate("e => e.scrollIntoView({block: 'start'})")
     page.screenshot(path=str(shot))
 
     errors = [o for o in outputs if o["output_type"] == "error"]
