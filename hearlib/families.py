@@ -148,6 +148,18 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            note="one SigLIP grid over the whole image; a prefix-LM: image and prompt attend to each other "
                 "bidirectionally, so the fast path's premise fails and the engine runs the literal path",
            **_TRANSFORMERS_DECODER),
+    Family("LLaVA-OneVision", "llava_onevision", "LlavaOnevisionForConditionalGeneration",
+           "LlavaOnevisionProcessor", resolution=(384, 384), layout=geometry.llava_onevision_layout,
+           tiny=TinyModel("tiny_llava_onevision", image_tokens=36, processed_size=(32, 32)),
+           note="anyres-max-9: base grid + unpadded high-res grid with a newline per row; SigLIP has no CLS "
+                "token; runs at 384 × 384 (729 + 27 × 28 = 1485 tokens)",
+           **_TRANSFORMERS_DECODER),
+    Family("Mistral 3", "mistral3", "Mistral3ForConditionalGeneration", "PixtralProcessor",
+           resolution=(448, 448), layout=geometry.mistral3_layout,
+           tiny=TinyModel("tiny_mistral3", image_tokens=36, processed_size=(48, 48)),
+           note="Pixtral tower at the image's own size (longest edge 1540), 2 × 2 patch merger; "
+                "[IMG_BREAK] after each row and [IMG_END] are not image tokens; runs at 448 × 448 (16 × 16)",
+           **_TRANSFORMERS_DECODER),
 )}
 
 

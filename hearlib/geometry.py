@@ -22,6 +22,11 @@ the family's record in :mod:`hearlib.families` names:
   ``sqrt(mm_tokens_per_image)²`` tokens (16 × 16 for the real model) over the whole image, resized
   without a crop; pan-and-scan crops are refused. ``<start_of_image>``/``<end_of_image>`` are not
   image tokens.
+* **LLaVA-OneVision** (``llava_onevision``): LLaVA-NeXT's anyres layout over a SigLIP tower (no
+  class token, strategy ``"full"``); the ``anyres_max_9`` down-sizing of a large high-res grid is
+  refused.
+* **Mistral 3** (``mistral3``): one Pixtral grid of ``(h/patch/merge, w/patch/merge)`` tokens over
+  the whole image; the ``[IMG_BREAK]`` after each row and ``[IMG_END]`` are not image tokens.
 * **PaliGemma** (``paligemma``): one SigLIP grid of ``(image_size/patch)²`` tokens over the whole
   image, resized without a crop.
 
@@ -200,11 +205,31 @@ def llava_layout(config, processor, sample, width, height):
 
 
 def llava_next_layout(config, processor, sample, width, height):
+    if getattr(config, "vision_feature_select_strategy", "default") != "default":
+        raise UnsupportedModel("LLaVA-NeXT layout needs vision_feature_select_strategy='default'")
+    return _anyres_layout(config, sample, width, height)
+
+
+def llava_onevision_layout(config, processor, sample, width, height):
+    """LLaVA-NeXT's anyres layout; SigLIP has no class token, so "full" keeps every patch. The
+    anyres_max_9 bilinear down-sizing of the high-res grid is refused (it never happens at one tile)."""
+    strategy = getattr(config, "vision_feature_select_strategy", "full")
+    if strategy != "full" or "siglip" not in config.vision_config.model_type:
+        raise UnsupportedModel("LLaVA-OneVision layout needs a SigLIP tower with vision_feature_select_strategy='full'")
+    panels, non_spatial = _anyres_layout(config, sample, width, height)
+    rows, cols = panels[1].shape
+    side = panels[0].shape[0]
+    max_tiles = int(str(getattr(processor, "vision_aspect_ratio", "anyres_max_9")).replace("anyres_max_", ""))
+    if math.sqrt(rows * cols / (max_tiles * side * side)) > 1.1:
+        raise UnsupportedModel(f"LLaVA-OneVision: a {rows} × {cols} high-res grid is down-sized (anyres_max_"
+                               f"{max_tiles}); run at a resolution of fewer tiles")
+    return panels, non_spatial
+
+
+def _anyres_layout(config, sample, width, height):
     from transformers.image_processing_utils import get_patch_output_size, select_best_resolution
     from transformers.image_utils import ChannelDimension
 
-    if getattr(config, "vision_feature_select_strategy", "default") != "default":
-        raise UnsupportedModel("LLaVA-NeXT layout needs vision_feature_select_strategy='default'")
     vision = config.vision_config
     tile = _pair(vision.image_size)[0]
     side = tile // _pair(vision.patch_size)[0]
@@ -295,6 +320,14 @@ def paligemma_layout(config, processor, sample, width, height):
     vision = config.vision_config
     rows, cols = (s // p for s, p in zip(_pair(vision.image_size), _pair(vision.patch_size)))
     return _whole_image_grid(processor.image_processor, rows, cols, width, height, "PaliGemma"), {}
+
+
+def mistral3_layout(config, processor, sample, width, height):
+    """Pixtral: the image resized whole to patches of ``patch_size``, merged ``spatial_merge_size``²;
+    [IMG_BREAK] after each row and [IMG_END] are other token ids, not image tokens."""
+    h, w = (int(v) for v in np.asarray(sample.inputs["image_sizes"].cpu())[0])
+    step = int(config.vision_config.patch_size) * int(config.spatial_merge_size)
+    return _whole_image_grid(processor.image_processor, h // step, w // step, width, height, "Mistral 3"), {}
 
 
 def image_token_layout(engine, sample) -> TokenLayout:

@@ -122,7 +122,13 @@ _SPECIALS = {
                {"image_token": "<image_soft_token>", "boi_token": "<start_of_image>",
                 "eoi_token": "<end_of_image>"}, None),
     "paligemma": (["<pad>", "<eos>", "<bos>", "<unk>", "<image>"], {"image_token": "<image>"}, None),
+    "onevision": (["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"],
+                  {"image_token": "<image>", "video_token": "<video>"}, None),
+    "mistral3": (["<pad>", "<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[IMG]", "[IMG_BREAK]", "[IMG_END]"],
+                 {"image_token": "[IMG]"}, "<s>"),
 }
+# model_type -> key of _SPECIALS where it is not the model_type itself
+_TOKENIZER_OF = {"llava_onevision": "onevision", "llava_next": "llava"}
 # words a family's template needs beyond the shared vocabulary (appended last: other ids unchanged)
 _EXTRA_WORDS = {"gemma3": ["model"]}
 
@@ -147,6 +153,14 @@ def _im_template(system: str, image: str) -> str:
 
 QWEN_TEMPLATE = _im_template("You are a helpful assistant.", "<|vision_start|><|image_pad|><|vision_end|>")
 INTERNVL_TEMPLATE = _im_template("You are InternVL, a helpful assistant.", "<IMG_CONTEXT>\n")
+ONEVISION_TEMPLATE = _im_template("You are a helpful assistant.", "<image>\n")
+# Mistral 3 (Pixtral): [INST] image then prompt [/INST]; the tokenizer prepends <s>
+MISTRAL3_TEMPLATE = (
+    "{% for message in messages %}[INST]"
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}[IMG]{% endif %}{% endfor %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
+    "[/INST]{% endfor %}"
+)
 
 
 def _vocabulary() -> list[str]:
@@ -171,8 +185,8 @@ def build_tokenizer(family: str):
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    key = ("qwen" if family.startswith("qwen") else "llava" if family.startswith("llava")
-           else family if family in _SPECIALS else "internvl")
+    key = _TOKENIZER_OF.get(family) or ("qwen" if family.startswith("qwen") else "llava" if family.startswith("llava")
+                                        else family if family in _SPECIALS else "internvl")
     specials, attributes, bos = _SPECIALS[key]
     vocab = {t: i for i, t in enumerate(specials)}
     for w in _vocabulary() + _EXTRA_WORDS.get(key, []):
@@ -182,7 +196,7 @@ def build_tokenizer(family: str):
     if bos is not None:
         tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A $B",
                                                            special_tokens=[(bos, vocab[bos])])
-    if key == "llava":
+    if key in ("llava", "mistral3"):
         kw = dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>", padding_side="left")
     elif key in ("gemma3", "paligemma"):
         kw = dict(bos_token="<bos>", eos_token="<eos>", unk_token="<unk>", pad_token="<pad>", padding_side="left")
@@ -366,6 +380,44 @@ def _build_paligemma(tokenizer):
     return config, tf.PaliGemmaForConditionalGeneration, processor
 
 
+def _build_llava_onevision(tokenizer):
+    """LLaVA-OneVision: SigLIP 32 px / patch 8 (no class token, strategy "full"), a Qwen2 decoder,
+    anyres pinpoints [[32, 32], [32, 64], [64, 32]]: a square input gives 16 base tokens + 4 rows of
+    4 tokens and a newline = 36 image tokens."""
+    import transformers as tf
+    pinpoints = [[32, 32], [32, 64], [64, 32]]
+    text = tf.Qwen2Config(**_text_kwargs(tokenizer), rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+    config = tf.LlavaOnevisionConfig(vision_config=_siglip_vision(32, vision_use_head=False), text_config=text,
+                                     image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+                                     video_token_id=tokenizer.convert_tokens_to_ids("<video>"),
+                                     image_grid_pinpoints=pinpoints, vision_feature_select_strategy="full",
+                                     vision_feature_layer=-1, tie_word_embeddings=False)
+    pixels = dict(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3, resample=3)
+    image_processor = tf.LlavaOnevisionImageProcessor(image_grid_pinpoints=pinpoints, **pixels)
+    video_processor = tf.LlavaOnevisionVideoProcessor(**pixels)
+    processor = tf.LlavaOnevisionProcessor(image_processor=image_processor, video_processor=video_processor,
+                                           tokenizer=tokenizer, num_image_tokens=16,
+                                           vision_feature_select_strategy="full", chat_template=ONEVISION_TEMPLATE)
+    return config, tf.LlavaOnevisionForConditionalGeneration, processor
+
+
+def _build_mistral3(tokenizer):
+    """Mistral 3: Pixtral vision (patch 4, longest edge 48: 12 × 12 patches; Pixtral never enlarges, so
+    inputs from 48 px up give the same count), 2 × 2 patch merger -> 6 × 6 = 36 [IMG] tokens, an [IMG_BREAK] after each row and [IMG_END] after the last; a Mistral decoder."""
+    import transformers as tf
+    vision = tf.PixtralVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                    head_dim=16, patch_size=4, image_size=48)
+    text = tf.MistralConfig(**_text_kwargs(tokenizer), sliding_window=None)
+    config = tf.Mistral3Config(vision_config=vision, text_config=text,
+                               image_token_index=tokenizer.convert_tokens_to_ids("[IMG]"), spatial_merge_size=2,
+                               vision_feature_layer=-1, tie_word_embeddings=False)
+    image_processor = tf.PixtralImageProcessor(size={"longest_edge": 48}, patch_size=4, image_mean=CLIP_MEAN,
+                                               image_std=CLIP_STD)
+    processor = tf.PixtralProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=4,
+                                    spatial_merge_size=2, chat_template=MISTRAL3_TEMPLATE)
+    return config, tf.Mistral3ForConditionalGeneration, processor
+
+
 # The builders the records of hearlib.families name: () -> (config, model class, processor).
 def tiny_llava():
     return _build_llava(build_tokenizer("llava"), next_=False)
@@ -393,6 +445,14 @@ def tiny_gemma3():
 
 def tiny_paligemma():
     return _build_paligemma(build_tokenizer("paligemma"))
+
+
+def tiny_llava_onevision():
+    return _build_llava_onevision(build_tokenizer("llava_onevision"))
+
+
+def tiny_mistral3():
+    return _build_mistral3(build_tokenizer("mistral3"))
 
 
 def build_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:

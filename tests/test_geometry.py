@@ -51,7 +51,7 @@ def image_features(engine, sample) -> torch.Tensor:
     return captured["x"]
 
 
-ATTENTION_OUT = ("self_attn.out_proj", "attn.proj", "attention.projection_layer")
+ATTENTION_OUT = ("self_attn.out_proj", "attn.proj", "attention.projection_layer", "attention.o_proj")
 
 
 def make_vision_local(model) -> None:
@@ -361,7 +361,8 @@ def corner_rectangles(width, height):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_tokens_of_a_changed_rectangle_are_where_the_layout_puts_them(tiny_engine, family):
-    side = {"llava": 32, "llava_next": 32, "paligemma": 32}.get(family, 64)          # processed size: no resampling
+    side = {"llava": 32, "llava_next": 32, "paligemma": 32, "llava_onevision": 32,
+            "mistral3": 48}.get(family, 64)          # processed size: no resampling
     engine = tiny_engine(family, (side, side), local=True)
     check_rectangles(engine, (side, side), corner_rectangles(side, side))
 

@@ -20,6 +20,9 @@ EXPECTED_TEXT["qwen2_5_vl"] = EXPECTED_TEXT["qwen2_vl"]
 EXPECTED_TEXT["gemma3"] = (f"<bos><start_of_turn>user\n<start_of_image>{PAPER_PROMPT}<end_of_turn>\n"
                            "<start_of_turn>model\n")
 EXPECTED_TEXT["paligemma"] = f"<image>{PAPER_PROMPT}"
+EXPECTED_TEXT["llava_onevision"] = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+                                    f"<image>\n{PAPER_PROMPT}<|im_end|>\n<|im_start|>assistant\n")
+EXPECTED_TEXT["mistral3"] = f"[INST][IMG]{PAPER_PROMPT}[/INST]"
 
 
 def _image(size, seed=0):

@@ -1,0 +1,213 @@
+"""Which of transformers' image-text-to-text model types hearlib covers, and why not the others.
+
+:func:`coverage` walks ``MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES`` of the installed transformers:
+a model type with a record in :mod:`hearlib.families` is checked end to end on its tiny
+random-weight model by :func:`check_family` (status ``works``, and what was checked); every other
+model type gets the one-line reason of :data:`REASONS` (read from the transformers source of
+that model type), or "not registered yet" where no reason is recorded. The table of
+docs/MODELS.md ("Model types") is :func:`coverage_table`; ``python -m hearlib.coverage --write``
+regenerates it (the check of every family takes about two minutes on two CPU cores).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["REASONS", "CHECKS", "Coverage", "check_family", "coverage", "coverage_table", "write_table"]
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "MODELS.md"
+BEGIN, END = "<!-- coverage: begin -->", "<!-- coverage: end -->"
+
+# What check_family establishes for a working family (the "checked" column).
+CHECKS = ("prepare", "record", "fast = literal ≤ 1e-4", "all-intact = unpatched ≤ 1e-5",
+          "own-image means: full ablation a no-op ≤ 1e-5", "image-token geometry")
+
+# Kinds of refusal; each reason below starts with one.
+ENCODER_DECODER = "encoder-decoder"
+CROSS_ATTENTION = "image read by cross-attention"
+TOKEN_MIXING = "token mixing outside softmax attention"
+GENERATION = "not an image-to-text decoder"
+NOT_YET = "not registered yet"
+
+# model_type -> (kind, one line). Facts from transformers 5.24's models/<type>/ sources.
+REASONS: dict[str, tuple[str, str]] = {
+    # encoder-decoders: the text is produced by a decoder that reads the image through cross-attention
+    "blip": (ENCODER_DECODER, "BLIP's text decoder reads the image embeddings through cross-attention layers"),
+    "florence2": (ENCODER_DECODER, "a BART-style encoder-decoder (Florence2LanguageModel); the answer comes "
+                                   "from the decoder's cross-attention to the encoded image + prompt"),
+    "pix2struct": (ENCODER_DECODER, "a T5-style encoder-decoder; the text decoder reads the image by cross-attention"),
+    "udop": (ENCODER_DECODER, "a T5-style encoder-decoder over text, layout and image"),
+    "t5gemma2": (ENCODER_DECODER, "T5Gemma 2 is an encoder-decoder; the decoder reads the encoded image by "
+                                  "cross-attention"),
+    "vision-encoder-decoder": (ENCODER_DECODER, "a generic vision encoder + text decoder joined by "
+                                                "cross-attention"),
+    "pp_formulanet": (ENCODER_DECODER, "an image encoder + an MBart-style decoder with cross-attention"),
+    "kosmos-2.5": (ENCODER_DECODER, "Kosmos-2.5's text decoder reads the image through cross-attention "
+                                    "(Kosmos2_5TextCrossAttention)"),
+    "evolla": (CROSS_ATTENTION, "a protein-text model, not an image model; the protein reaches the decoder "
+                                "through cross-attention layers"),
+    "mllama": (CROSS_ATTENTION, "the image reaches text only through MllamaTextCrossAttention layers "
+                                "(no image tokens in the self-attention sequence)"),
+    "idefics": (CROSS_ATTENTION, "Idefics (1) reads the image through gated cross-attention blocks "
+                                 "(IdeficsGatedCrossAttentionLayer)"),
+    "blip-2": (CROSS_ATTENTION, "a Q-Former reads the image by cross-attention; the decoder may be an "
+                                "encoder-decoder (OPT or Flan-T5)"),
+    "instructblip": (CROSS_ATTENTION, "as BLIP-2: a Q-Former reads the image by cross-attention, decoder "
+                                      "OPT/Llama or Flan-T5"),
+    "instructblipvideo": (CROSS_ATTENTION, "as InstructBLIP, for video"),
+    # decoders whose token mixing is not (only) softmax self-attention
+    "lfm2_vl": (TOKEN_MIXING, "the LFM2 decoder mixes tokens with short convolutions in most layers "
+                              "(Lfm2ShortConv)"),
+    "qwen3_5": (TOKEN_MIXING, "Qwen3.5's decoder interleaves Gated DeltaNet linear-attention layers with "
+                              "full attention"),
+    "qwen3_5_moe": (TOKEN_MIXING, "as Qwen3.5: Gated DeltaNet linear-attention layers in the decoder"),
+    "granite4_vision": (TOKEN_MIXING, "the Granite 4 decoder is a hybrid with Mamba-2 state-space layers"),
+    "nemotron_h_omni": (TOKEN_MIXING, "the Nemotron-H decoder is a hybrid with Mamba-2 state-space layers"),
+    "deepseek_vl_hybrid": (NOT_YET, "a LLaMA decoder behind two vision towers (SigLIP + SAM); not registered yet"),
+    # generation models
+    "diffusion_gemma": (GENERATION, "a block-diffusion text model (DiffusionGemmaForBlockDiffusion), not an "
+                                    "autoregressive next-token logit"),
+    "pi0": (GENERATION, "a vision-language-action policy: the output is actions from a flow-matching "
+                        "expert, not an answer token"),
+    "shieldgemma2": (NOT_YET, "a Gemma 3 checkpoint (Gemma3ForConditionalGeneration) scoring images for policy "
+                              "violations; the gemma3 record would apply but the model_type is not registered"),
+    "fuyu": (NOT_YET, "no vision tower: image patches are linearly embedded into the decoder and a "
+                      "newline token ends each row inside the image block; not registered yet"),
+    "git": (NOT_YET, "GIT's decoder is a BERT-style encoder with a causal text mask over image + text "
+                     "(GitForCausalLM), not the wrapper → language_model layout; not registered yet"),
+}
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """One row of the coverage table."""
+
+    model_type: str
+    status: str          # "works" or the kind of refusal
+    checked: str         # what was checked ("" when refused)
+    reason: str          # why not ("" when it works)
+
+
+def check_family(model_type: str, folder: Path | None = None, seed: int = 0) -> str:
+    """Build the family's tiny model and check it end to end; the list of checks, or AssertionError.
+
+    prepare and record a sample; fast = literal on random head/text/image masks (≤ 1e-4, masks
+    that move the logit); all-intact masks = the unpatched model (eager attention, ≤ 1e-5); means
+    from the sample's own image make full ablation a no-op (≤ 1e-5); the image-token layout names
+    every image token once."""
+    from PIL import Image
+
+    import torch
+
+    from hearlib.geometry import image_token_layout
+    from hearlib.means import compute_means
+    from hearlib.models import load_engine
+    from hearlib.testing import build_tiny
+
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = load_engine(build_tiny(model_type, Path(folder or tmp), seed=seed))
+        rng = np.random.default_rng(seed)
+        images = [Image.fromarray((rng.random((48, 48, 3)) * 255).astype("uint8")) for _ in range(3)]
+        sample = engine.prepare(images[0], answer="dog")
+        record = engine.record(sample)
+        means = compute_means(engine, images[1:], progress=False)
+        heads = rng.random((4, engine.n_total_heads)) > 0.5
+        text = rng.random((4, sample.n_text)) > 0.3
+        image = rng.random((4, sample.n_image)) > 0.3
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)    # a prefix-LM runs the literal path, and says so
+            fast = engine.logits(sample, means, heads, text, image, method="fast")
+        literal = engine.logits(sample, means, heads, text, image, method="literal")
+        assert np.abs(fast - literal).max() <= 1e-4, f"fast − literal = {np.abs(fast - literal).max():.2e}"
+        assert np.ptp(literal) > 1e-3, "the masks did not move the logit"
+        model = engine.model
+        model.set_attn_implementation({engine.family.text_config: "eager"})
+        try:
+            with torch.no_grad():
+                logits = model(**sample.inputs).logits[0, -1].double()
+        finally:
+            model.set_attn_implementation({engine.family.text_config: "hear"})
+        expected = float(logits[sample.answer_id] - logits.mean())
+        intact = np.ones((1, engine.n_total_heads), bool)
+        for method in ("fast", "literal"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                got = engine.logits(sample, means, intact, method=method)[0]
+            assert abs(got - expected) <= 1e-5, f"intact {method} {got} vs unpatched {expected}"
+        assert abs(record.logit - expected) <= 1e-5
+        own = compute_means(engine, [images[0]], progress=False)
+        ablated = np.zeros((1, engine.n_total_heads), bool)
+        for method in ("fast", "literal"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                got = engine.logits(sample, own, ablated, method=method)[0]
+            assert abs(got - record.logit) <= 1e-5, f"own-image {method} ablation {got} vs intact {record.logit}"
+        layout = image_token_layout(engine, sample)
+        assert layout.n_tokens == sample.n_image
+    path = "fast path" if engine.fast_path_problem(sample) is None else "literal path (fast premise fails)"
+    return "; ".join(CHECKS) + f"; {sample.n_image} image tokens; {path}"
+
+
+def model_types() -> list[str]:
+    """Every model type transformers maps to AutoModelForImageTextToText."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    return list(MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES)
+
+
+def coverage(check=check_family) -> list[Coverage]:
+    """One row per image-text-to-text model type: registered families checked by ``check``."""
+    from hearlib.families import FAMILIES
+
+    rows = []
+    for model_type in model_types():
+        if model_type in FAMILIES:
+            rows.append(Coverage(model_type, "works", check(model_type), ""))
+        else:
+            kind, reason = REASONS.get(model_type, (NOT_YET, "no family record yet (transformers' layout not "
+                                                              "examined for hearlib)"))
+            rows.append(Coverage(model_type, kind, "", reason))
+    return rows
+
+
+def coverage_table(rows: list[Coverage]) -> str:
+    """The Markdown section of docs/MODELS.md between the coverage markers."""
+    works = sum(r.status == "works" for r in rows)
+    lines = [BEGIN, f"{works} of {len(rows)} model types work; generated by `python -m hearlib.coverage --write` "
+                    "(checked by `tests/test_coverage.py`).", "",
+             "| model type | status | checked on the tiny model | reason |", "| --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| `{r.model_type}` | {r.status} | {r.checked} | {r.reason} |")
+    return "\n".join(lines + [END]) + "\n"
+
+
+def replace_table(doc: str, table: str) -> str:
+    """``doc`` with its coverage section replaced by ``table`` (appended if absent)."""
+    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END) + "\n?", re.S)
+    if pattern.search(doc):
+        return pattern.sub(lambda _: table, doc)
+    return doc.rstrip("\n") + "\n\n## Model types in transformers\n\n" + table
+
+
+def write_table(rows: list[Coverage], doc: Path = DOC) -> None:
+    doc.write_text(replace_table(doc.read_text(), coverage_table(rows)))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="write the table into docs/MODELS.md")
+    args = parser.parse_args(argv)
+    rows = coverage()
+    if args.write:
+        write_table(rows)
+    print(coverage_table(rows))
+
+
+if __name__ == "__main__":
+    main()
