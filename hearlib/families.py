@@ -160,6 +160,21 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            note="Pixtral tower at the image's own size (longest edge 1540), 2 × 2 patch merger; "
                 "[IMG_BREAK] after each row and [IMG_END] are not image tokens; runs at 448 × 448 (16 × 16)",
            **_TRANSFORMERS_DECODER),
+    Family("ViP-LLaVA", "vipllava", "VipLlavaForConditionalGeneration", "LlavaProcessor",
+           resolution=None, layout=geometry.llava_layout,
+           tiny=TinyModel("tiny_vipllava", image_tokens=16, processed_size=(32, 32)),
+           note="LLaVA-1.5 with the CLIP features of several vision layers concatenated (CLS dropped)",
+           **_TRANSFORMERS_DECODER),
+    Family("LLaVA-NeXT-Video", "llava_next_video", "LlavaNextVideoForConditionalGeneration",
+           "LlavaNextVideoProcessor", resolution=(336, 336), layout=geometry.llava_next_layout,
+           tiny=TinyModel("tiny_llava_next_video", image_tokens=36, processed_size=(32, 32)),
+           note="LLaVA-NeXT with a video path; images as LLaVA-NeXT (anyres), run at 336 × 336",
+           **_TRANSFORMERS_DECODER),
+    Family("Video-LLaVA", "video_llava", "VideoLlavaForConditionalGeneration", "VideoLlavaProcessor",
+           resolution=None, layout=geometry.llava_layout,
+           tiny=TinyModel("tiny_video_llava", image_tokens=16, processed_size=(32, 32)),
+           note="separate image and video CLIP towers (image_tower, video_tower); images as LLaVA-1.5",
+           **_TRANSFORMERS_DECODER),
 )}
 
 

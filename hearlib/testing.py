@@ -122,13 +122,16 @@ _SPECIALS = {
                {"image_token": "<image_soft_token>", "boi_token": "<start_of_image>",
                 "eoi_token": "<end_of_image>"}, None),
     "paligemma": (["<pad>", "<eos>", "<bos>", "<unk>", "<image>"], {"image_token": "<image>"}, None),
+    "llava_video": (["<pad>", "<unk>", "<s>", "</s>", "<image>", "<video>"],
+                    {"image_token": "<image>", "video_token": "<video>"}, "<s>"),
     "onevision": (["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"],
                   {"image_token": "<image>", "video_token": "<video>"}, None),
     "mistral3": (["<pad>", "<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[IMG]", "[IMG_BREAK]", "[IMG_END]"],
                  {"image_token": "[IMG]"}, "<s>"),
 }
 # model_type -> key of _SPECIALS where it is not the model_type itself
-_TOKENIZER_OF = {"llava_onevision": "onevision", "llava_next": "llava"}
+_TOKENIZER_OF = {"llava_onevision": "onevision", "llava_next": "llava", "vipllava": "llava",
+                 "llava_next_video": "llava_video", "video_llava": "llava_video"}
 # words a family's template needs beyond the shared vocabulary (appended last: other ids unchanged)
 _EXTRA_WORDS = {"gemma3": ["model"]}
 
@@ -196,7 +199,7 @@ def build_tokenizer(family: str):
     if bos is not None:
         tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A $B",
                                                            special_tokens=[(bos, vocab[bos])])
-    if key in ("llava", "mistral3"):
+    if key in ("llava", "llava_video", "mistral3"):
         kw = dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>", padding_side="left")
     elif key in ("gemma3", "paligemma"):
         kw = dict(bos_token="<bos>", eos_token="<eos>", unk_token="<unk>", pad_token="<pad>", padding_side="left")
@@ -380,6 +383,46 @@ def _build_paligemma(tokenizer):
     return config, tf.PaliGemmaForConditionalGeneration, processor
 
 
+def _build_llava_variant(model_type: str, tokenizer):
+    """LLaVA-1.5's towers (CLIP 32 px, patch 8, CLS dropped; Llama decoder) under another LLaVA wrapper:
+    ViP-LLaVA (features of two vision layers), LLaVA-NeXT-Video (anyres as LLaVA-NeXT), Video-LLaVA
+    (separate image and video towers)."""
+    import transformers as tf
+    text = tf.LlamaConfig(**_text_kwargs(tokenizer))
+    ids = dict(image_token_id=tokenizer.convert_tokens_to_ids("<image>"))
+    clip = _clip_image_processor_kwargs(32)
+    proc = dict(tokenizer=tokenizer, chat_template=LLAVA_TEMPLATE, patch_size=8)
+    if model_type == "vipllava":
+        config = tf.VipLlavaConfig(vision_config=_clip_vision(32), text_config=text, vision_feature_layers=[-2, -1],
+                                   tie_word_embeddings=False, **ids)
+        processor = tf.LlavaProcessor(image_processor=tf.CLIPImageProcessor(**clip), image_token="<image>",
+                                      vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                                      **proc)
+        return config, tf.VipLlavaForConditionalGeneration, processor
+    ids["video_token_id"] = tokenizer.convert_tokens_to_ids("<video>")
+    if model_type == "llava_next_video":
+        pinpoints = [[32, 32], [32, 64], [64, 32]]
+        config = tf.LlavaNextVideoConfig(vision_config=_clip_vision(32), text_config=text, image_grid_pinpoints=pinpoints,
+                                         vision_feature_select_strategy="default", vision_feature_layer=-1,
+                                         image_seq_length=16, video_seq_length=4, spatial_pool_stride=2,
+                                         tie_word_embeddings=False, **ids)
+        processor = tf.LlavaNextVideoProcessor(
+            image_processor=tf.LlavaNextImageProcessor(image_grid_pinpoints=pinpoints, **clip),
+            video_processor=tf.LlavaNextVideoVideoProcessor(size={"shortest_edge": 32},
+                                                            crop_size={"height": 32, "width": 32}),
+            vision_feature_select_strategy="default", num_additional_image_tokens=1, **proc)
+        return config, tf.LlavaNextVideoForConditionalGeneration, processor
+    config = tf.VideoLlavaConfig(vision_config=_clip_vision(32), text_config=text, vision_feature_layer=-1,
+                                 vision_feature_select_strategy="default", image_seq_length=16, video_seq_length=64,
+                                 tie_word_embeddings=False, **ids)
+    processor = tf.VideoLlavaProcessor(image_processor=tf.VideoLlavaImageProcessor(**clip),
+                                       video_processor=tf.VideoLlavaVideoProcessor(
+                                           size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+                                       vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                                       **proc)
+    return config, tf.VideoLlavaForConditionalGeneration, processor
+
+
 def _build_llava_onevision(tokenizer):
     """LLaVA-OneVision: SigLIP 32 px / patch 8 (no class token, strategy "full"), a Qwen2 decoder,
     anyres pinpoints [[32, 32], [32, 64], [64, 32]]: a square input gives 16 base tokens + 4 rows of
@@ -453,6 +496,18 @@ def tiny_llava_onevision():
 
 def tiny_mistral3():
     return _build_mistral3(build_tokenizer("mistral3"))
+
+
+def tiny_vipllava():
+    return _build_llava_variant("vipllava", build_tokenizer("vipllava"))
+
+
+def tiny_llava_next_video():
+    return _build_llava_variant("llava_next_video", build_tokenizer("llava_next_video"))
+
+
+def tiny_video_llava():
+    return _build_llava_variant("video_llava", build_tokenizer("video_llava"))
 
 
 def build_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:

@@ -22,6 +22,8 @@ EXPECTED_TEXT["gemma3"] = (f"<bos><start_of_turn>user\n<start_of_image>{PAPER_PR
 EXPECTED_TEXT["paligemma"] = f"<image>{PAPER_PROMPT}"
 EXPECTED_TEXT["llava_onevision"] = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
                                     f"<image>\n{PAPER_PROMPT}<|im_end|>\n<|im_start|>assistant\n")
+for _llava_like in ("vipllava", "llava_next_video", "video_llava"):
+    EXPECTED_TEXT[_llava_like] = EXPECTED_TEXT["llava"]
 EXPECTED_TEXT["mistral3"] = f"[INST][IMG]{PAPER_PROMPT}[/INST]"
 
 
@@ -69,7 +71,9 @@ def test_image_tokens_match_features_and_forward(loaded):
     assert n_image == NUM_IMAGE_TOKENS[family]
     pixel_kwargs = {k: v for k, v in inputs.items() if k in ("image_sizes", "image_grid_thw")}
     with torch.no_grad():
-        features = model.get_image_features(pixel_values=inputs.pixel_values, **pixel_kwargs)
+        # Video-LLaVA's processor names the pixels pixel_values_images
+        pixels = inputs["pixel_values"] if "pixel_values" in inputs else inputs["pixel_values_images"]
+        features = model.get_image_features(pixel_values=pixels, **pixel_kwargs)
         features = getattr(features, "pooler_output", features)
         if isinstance(features, (list, tuple)):
             features = torch.cat([f.reshape(-1, f.shape[-1]) for f in features])
