@@ -175,6 +175,17 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            tiny=TinyModel("tiny_video_llava", image_tokens=16, processed_size=(32, 32)),
            note="separate image and video CLIP towers (image_tower, video_tower); images as LLaVA-1.5",
            **_TRANSFORMERS_DECODER),
+    Family("Qwen3-VL", "qwen3_vl", "Qwen3VLForConditionalGeneration", "Qwen3VLProcessor",
+           resolution=(448, 448), layout=geometry.qwen_layout,
+           tiny=TinyModel("tiny_qwen3_vl", image_tokens=16, processed_size=(64, 64)),
+           note="as Qwen2.5-VL with patch 16 and interleaved M-RoPE; DeepStack adds vision features to the "
+                "first decoder layers' hidden states at the image positions only; runs at 448 × 448 (14 × 14)",
+           **_TRANSFORMERS_DECODER),
+    Family("Qwen3-VL-MoE", "qwen3_vl_moe", "Qwen3VLMoeForConditionalGeneration", "Qwen3VLProcessor",
+           resolution=(448, 448), layout=geometry.qwen_layout,
+           tiny=TinyModel("tiny_qwen3_vl_moe", image_tokens=16, processed_size=(64, 64)),
+           note="Qwen3-VL with mixture-of-experts MLPs (per token; attention unchanged); runs at 448 × 448",
+           **_TRANSFORMERS_DECODER),
 )}
 
 

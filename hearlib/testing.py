@@ -256,6 +256,33 @@ def _build_llava(tokenizer, next_: bool):
     return config, tf.LlavaNextForConditionalGeneration, processor
 
 
+def _build_qwen3(tokenizer, moe: bool):
+    """Qwen3-VL (dense or MoE decoder): vision depth 2, patch 8, 2 × 2 merge, deepstack features of
+    vision block 0 added to decoder layer 0's image positions; interleaved M-RoPE [2, 3, 3].
+    The Qwen2-VL image processor at patch 8: square inputs -> 64 × 64 -> 16 image tokens."""
+    import transformers as tf
+    ids = {name: tokenizer.convert_tokens_to_ids(t) for name, t in (
+        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"))}
+    text = dict(_text_kwargs(tokenizer), rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                          "mrope_section": [2, 3, 3], "mrope_interleaved": True})
+    if moe:
+        text.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, decoder_sparse_step=1)
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=8, temporal_patch_size=2,
+                  spatial_merge_size=2, out_hidden_size=TEXT["hidden_size"], num_position_embeddings=64,
+                  deepstack_visual_indexes=[0])
+    config_cls = tf.Qwen3VLMoeConfig if moe else tf.Qwen3VLConfig
+    config = config_cls(vision_config=vision, text_config=text, tie_word_embeddings=False, **ids)
+    pixels = dict(min_pixels=60 * 60, max_pixels=6000, patch_size=8, temporal_patch_size=2, merge_size=2,
+                  image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    image_processor = tf.Qwen2VLImageProcessor(size={"shortest_edge": 60 * 60, "longest_edge": 6000}, **pixels)
+    video_processor = tf.Qwen3VLVideoProcessor(size={"shortest_edge": 60 * 60, "longest_edge": 6000}, **pixels)
+    processor = tf.Qwen3VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                    video_processor=video_processor, chat_template=QWEN_TEMPLATE)
+    model_cls = tf.Qwen3VLMoeForConditionalGeneration if moe else tf.Qwen3VLForConditionalGeneration
+    return config, model_cls, processor
+
+
 def _build_qwen(tokenizer, v25: bool):
     import transformers as tf
     ids = {name: tokenizer.convert_tokens_to_ids(t) for name, t in (
@@ -508,6 +535,14 @@ def tiny_llava_next_video():
 
 def tiny_video_llava():
     return _build_llava_variant("video_llava", build_tokenizer("video_llava"))
+
+
+def tiny_qwen3_vl():
+    return _build_qwen3(build_tokenizer("qwen3_vl"), moe=False)
+
+
+def tiny_qwen3_vl_moe():
+    return _build_qwen3(build_tokenizer("qwen3_vl_moe"), moe=True)
 
 
 def build_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:
