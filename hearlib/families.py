@@ -186,6 +186,17 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            tiny=TinyModel("tiny_qwen3_vl_moe", image_tokens=16, processed_size=(64, 64)),
            note="Qwen3-VL with mixture-of-experts MLPs (per token; attention unchanged); runs at 448 × 448",
            **_TRANSFORMERS_DECODER),
+    Family("GLM-4.1V", "glm4v", "Glm4vForConditionalGeneration", "Glm4vProcessor",
+           resolution=(448, 448), layout=geometry.qwen_layout,
+           tiny=TinyModel("tiny_glm4v", image_tokens=16, processed_size=(64, 64)),
+           note="dynamic resolution as Qwen2-VL (patch 14, 2 × 2 merge, M-RoPE on half of each head); "
+                "<|begin_of_image|>/<|end_of_image|> are not image tokens; runs at 448 × 448 (16 × 16)",
+           **_TRANSFORMERS_DECODER),
+    Family("GLM-4.5V", "glm4v_moe", "Glm4vMoeForConditionalGeneration", "Glm4vProcessor",
+           resolution=(448, 448), layout=geometry.qwen_layout,
+           tiny=TinyModel("tiny_glm4v_moe", image_tokens=16, processed_size=(64, 64)),
+           note="GLM-4.1V's vision and layout with a mixture-of-experts decoder; runs at 448 × 448",
+           **_TRANSFORMERS_DECODER),
 )}
 
 

@@ -124,6 +124,9 @@ _SPECIALS = {
     "paligemma": (["<pad>", "<eos>", "<bos>", "<unk>", "<image>"], {"image_token": "<image>"}, None),
     "llava_video": (["<pad>", "<unk>", "<s>", "</s>", "<image>", "<video>"],
                     {"image_token": "<image>", "video_token": "<video>"}, "<s>"),
+    "glm4v": (["<|endoftext|>", "<unk>", "[gMASK]", "<sop>", "<|system|>", "<|user|>", "<|assistant|>",
+               "<|begin_of_image|>", "<|end_of_image|>", "<|image|>", "<|begin_of_video|>", "<|end_of_video|>",
+               "<|video|>"], {"image_token": "<|image|>", "video_token": "<|video|>"}, None),
     "onevision": (["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"],
                   {"image_token": "<image>", "video_token": "<video>"}, None),
     "mistral3": (["<pad>", "<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[IMG]", "[IMG_BREAK]", "[IMG_END]"],
@@ -131,7 +134,7 @@ _SPECIALS = {
 }
 # model_type -> key of _SPECIALS where it is not the model_type itself
 _TOKENIZER_OF = {"llava_onevision": "onevision", "llava_next": "llava", "vipllava": "llava",
-                 "llava_next_video": "llava_video", "video_llava": "llava_video"}
+                 "llava_next_video": "llava_video", "video_llava": "llava_video", "glm4v_moe": "glm4v"}
 # words a family's template needs beyond the shared vocabulary (appended last: other ids unchanged)
 _EXTRA_WORDS = {"gemma3": ["model"]}
 
@@ -157,6 +160,14 @@ def _im_template(system: str, image: str) -> str:
 QWEN_TEMPLATE = _im_template("You are a helpful assistant.", "<|vision_start|><|image_pad|><|vision_end|>")
 INTERNVL_TEMPLATE = _im_template("You are InternVL, a helpful assistant.", "<IMG_CONTEXT>\n")
 ONEVISION_TEMPLATE = _im_template("You are a helpful assistant.", "<image>\n")
+# GLM-4.1V: [gMASK]<sop>, role tags, the image between <|begin_of_image|> and <|end_of_image|>
+GLM4V_TEMPLATE = (
+    "[gMASK]<sop>{% for message in messages %}<|{{ message['role'] }}|>\n"
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<|begin_of_image|><|image|><|end_of_image|>"
+    "{% endif %}{% endfor %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
 # Mistral 3 (Pixtral): [INST] image then prompt [/INST]; the tokenizer prepends <s>
 MISTRAL3_TEMPLATE = (
     "{% for message in messages %}[INST]"
@@ -203,6 +214,8 @@ def build_tokenizer(family: str):
         kw = dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>", padding_side="left")
     elif key in ("gemma3", "paligemma"):
         kw = dict(bos_token="<bos>", eos_token="<eos>", unk_token="<unk>", pad_token="<pad>", padding_side="left")
+    elif key == "glm4v":
+        kw = dict(eos_token="<|endoftext|>", unk_token="<unk>", pad_token="<|endoftext|>", padding_side="left")
     else:
         kw = dict(eos_token="<|im_end|>", unk_token="<unk>", pad_token="<|endoftext|>", padding_side="left")
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, extra_special_tokens=dict(attributes),
@@ -280,6 +293,35 @@ def _build_qwen3(tokenizer, moe: bool):
     processor = tf.Qwen3VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
                                     video_processor=video_processor, chat_template=QWEN_TEMPLATE)
     model_cls = tf.Qwen3VLMoeForConditionalGeneration if moe else tf.Qwen3VLForConditionalGeneration
+    return config, model_cls, processor
+
+
+def _build_glm4v(tokenizer, moe: bool):
+    """GLM-4.1V (dense) / GLM-4.5V (MoE): vision depth 2, patch 8, 2 × 2 merge; a GLM-4 decoder with
+    partial rotary (half of head_dim) and M-RoPE [1, 1, 2]; square inputs -> 64 × 64 -> 16 image tokens."""
+    import transformers as tf
+    ids = {name: tokenizer.convert_tokens_to_ids(t) for name, t in (
+        ("image_token_id", "<|image|>"), ("video_token_id", "<|video|>"),
+        ("image_start_token_id", "<|begin_of_image|>"), ("image_end_token_id", "<|end_of_image|>"),
+        ("video_start_token_id", "<|begin_of_video|>"), ("video_end_token_id", "<|end_of_video|>"))}
+    text = dict(_text_kwargs(tokenizer), rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                          "mrope_section": [1, 1, 2], "partial_rotary_factor": 0.5})
+    text.pop("head_dim")
+    if moe:
+        text.update(n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, n_shared_experts=1,
+                    first_k_dense_replace=1)
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=8, image_size=64,
+                  temporal_patch_size=2, spatial_merge_size=2, out_hidden_size=TEXT["hidden_size"])
+    config_cls = tf.Glm4vMoeConfig if moe else tf.Glm4vConfig
+    config = config_cls(vision_config=vision, text_config=text, tie_word_embeddings=False, **ids)
+    pixels = dict(patch_size=8, temporal_patch_size=2, merge_size=2, image_mean=CLIP_MEAN, image_std=CLIP_STD)
+    # GLM's smart_resize counts pixels over two frames (temporal patch 2): square inputs -> 64 × 64
+    size = {"shortest_edge": 2 * 60 * 60, "longest_edge": 2 * 6000}
+    image_processor = tf.Glm4vImageProcessor(size=size, **pixels)
+    video_processor = tf.Glm4vVideoProcessor(size=size, **pixels)
+    processor = tf.Glm4vProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                  video_processor=video_processor, chat_template=GLM4V_TEMPLATE)
+    model_cls = tf.Glm4vMoeForConditionalGeneration if moe else tf.Glm4vForConditionalGeneration
     return config, model_cls, processor
 
 
@@ -543,6 +585,14 @@ def tiny_qwen3_vl():
 
 def tiny_qwen3_vl_moe():
     return _build_qwen3(build_tokenizer("qwen3_vl_moe"), moe=True)
+
+
+def tiny_glm4v():
+    return _build_glm4v(build_tokenizer("glm4v"), moe=False)
+
+
+def tiny_glm4v_moe():
+    return _build_glm4v(build_tokenizer("glm4v_moe"), moe=True)
 
 
 def build_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:

@@ -24,6 +24,8 @@ EXPECTED_TEXT["llava_onevision"] = ("<|im_start|>system\nYou are a helpful assis
                                     f"<image>\n{PAPER_PROMPT}<|im_end|>\n<|im_start|>assistant\n")
 for _llava_like in ("vipllava", "llava_next_video", "video_llava"):
     EXPECTED_TEXT[_llava_like] = EXPECTED_TEXT["llava"]
+EXPECTED_TEXT["glm4v"] = EXPECTED_TEXT["glm4v_moe"] = (
+    f"[gMASK]<sop><|user|>\n<|begin_of_image|><|image|><|end_of_image|>{PAPER_PROMPT}<|assistant|>\n")
 EXPECTED_TEXT["mistral3"] = f"[INST][IMG]{PAPER_PROMPT}[/INST]"
 
 
