@@ -197,6 +197,18 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            tiny=TinyModel("tiny_glm4v_moe", image_tokens=16, processed_size=(64, 64)),
            note="GLM-4.1V's vision and layout with a mixture-of-experts decoder; runs at 448 × 448",
            **_TRANSFORMERS_DECODER),
+    Family("Aya Vision", "aya_vision", "AyaVisionForConditionalGeneration", "AyaVisionProcessor",
+           resolution=(364, 364), layout=geometry.aya_vision_layout,
+           tiny=TinyModel("tiny_aya_vision", image_tokens=16, processed_size=(64, 64)),
+           note="SigLIP 364 px tiles pixel-shuffled 2 × 2 (169 tokens a tile), a Cohere 2 decoder with sliding-"
+                "window layers; at 364 × 364 one tile; tile and start/end markers are not image tokens",
+           **_TRANSFORMERS_DECODER),
+    Family("Command A Vision", "cohere2_vision", "Cohere2VisionForConditionalGeneration", "Cohere2VisionProcessor",
+           resolution=(512, 512), layout=geometry.cohere2_vision_layout,
+           tiny=TinyModel("tiny_cohere2_vision", image_tokens=16, processed_size=(64, 64)),
+           note="SigLIP 512 px tiles pixel-shuffled 2 × 2 (256 tokens a tile) + a line-break token per tile, "
+                "a Cohere 2 decoder; at 512 × 512 one tile",
+           **_TRANSFORMERS_DECODER),
 )}
 
 

@@ -322,6 +322,49 @@ def paligemma_layout(config, processor, sample, width, height):
     return _whole_image_grid(processor.image_processor, rows, cols, width, height, "PaliGemma"), {}
 
 
+def _tiles_and_thumbnail(image_processor, n_tiles: int, rows: int, cols: int, width, height,
+                         family: str) -> list[Panel]:
+    """GotOcr2-style tiling: one grid (the whole image) for one tile, else the tiles row-major and a
+    thumbnail of the whole image last, each ``rows × cols`` image tokens."""
+    from transformers.models.got_ocr2.image_processing_got_ocr2 import get_optimal_tiled_canvas
+
+    per_tile = rows * cols
+    full = (0.0, 0.0, float(width), float(height))
+    if n_tiles == 1:
+        return [Panel("base", _regular(0, cols, rows, cols), full)]
+    size = image_processor.size
+    grid_w, grid_h = get_optimal_tiled_canvas((height, width), (int(_get(size, "height")), int(_get(size, "width"))),
+                                              int(image_processor.min_patches), int(image_processor.max_patches))
+    if grid_w * grid_h + 1 != n_tiles:
+        raise UserError(f"{family}: {n_tiles} tiles in pixel_values, but a {grid_h}×{grid_w} canvas + thumbnail "
+                        f"for a {width}×{height} image")
+    panels = []
+    for i in range(grid_w * grid_h):
+        r, c = divmod(i, grid_w)
+        box = (c * width / grid_w, r * height / grid_h, (c + 1) * width / grid_w, (r + 1) * height / grid_h)
+        panels.append(Panel(f"tile {r},{c}", _regular(i * per_tile, cols, rows, cols), box))
+    panels.append(Panel("thumbnail", _regular((n_tiles - 1) * per_tile, cols, rows, cols), full))
+    return panels
+
+
+def aya_vision_layout(config, processor, sample, width, height):
+    """Aya Vision: SigLIP tiles pixel-shuffled by ``downsample_factor``; tiles row-major, the global
+    tile last. <|START_OF_IMG|>, TILE_n, TILE_GLOBAL and <|END_OF_IMG|> are not image tokens."""
+    vision = config.vision_config
+    side = _pair(vision.image_size)[0] // _pair(vision.patch_size)[0] // int(config.downsample_factor)
+    n_tiles = int(sample.inputs["pixel_values"].shape[0])
+    return _tiles_and_thumbnail(processor.image_processor, n_tiles, side, side, width, height, "Aya Vision"), {}
+
+
+def cohere2_vision_layout(config, processor, sample, width, height):
+    """Command A Vision: as Aya Vision (thumbnail last when tiled); an <|IMG_LINE_BREAK|> after each
+    tile is not an image token."""
+    side = int(processor.image_processor.patch_size)
+    n_tiles = int(sample.inputs["pixel_values"].shape[0])
+    return _tiles_and_thumbnail(processor.image_processor, n_tiles, side, side, width, height,
+                                "Command A Vision"), {}
+
+
 def mistral3_layout(config, processor, sample, width, height):
     """Pixtral: the image resized whole to patches of ``patch_size``, merged ``spatial_merge_size``²;
     [IMG_BREAK] after each row and [IMG_END] are other token ids, not image tokens."""

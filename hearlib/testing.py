@@ -127,6 +127,11 @@ _SPECIALS = {
     "glm4v": (["<|endoftext|>", "<unk>", "[gMASK]", "<sop>", "<|system|>", "<|user|>", "<|assistant|>",
                "<|begin_of_image|>", "<|end_of_image|>", "<|image|>", "<|begin_of_video|>", "<|end_of_video|>",
                "<|video|>"], {"image_token": "<|image|>", "video_token": "<|video|>"}, None),
+    "cohere": (["<PAD>", "<unk>", "<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>", "<|START_OF_TURN_TOKEN|>", "<|USER_TOKEN|>",
+                "<|CHATBOT_TOKEN|>", "<image>", "<|START_OF_IMG|>", "<|END_OF_IMG|>", "<|IMG_PATCH|>",
+                "<|IMG_LINE_BREAK|>", "TILE", "TILE_GLOBAL"],
+               {"image_token": "<|IMG_PATCH|>", "boi_token": "<|START_OF_IMG|>", "eoi_token": "<|END_OF_IMG|>",
+                "img_line_break_token": "<|IMG_LINE_BREAK|>"}, "<BOS_TOKEN>"),
     "onevision": (["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"],
                   {"image_token": "<image>", "video_token": "<video>"}, None),
     "mistral3": (["<pad>", "<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[IMG]", "[IMG_BREAK]", "[IMG_END]"],
@@ -134,7 +139,8 @@ _SPECIALS = {
 }
 # model_type -> key of _SPECIALS where it is not the model_type itself
 _TOKENIZER_OF = {"llava_onevision": "onevision", "llava_next": "llava", "vipllava": "llava",
-                 "llava_next_video": "llava_video", "video_llava": "llava_video", "glm4v_moe": "glm4v"}
+                 "llava_next_video": "llava_video", "video_llava": "llava_video", "glm4v_moe": "glm4v",
+                 "aya_vision": "cohere", "cohere2_vision": "cohere"}
 # words a family's template needs beyond the shared vocabulary (appended last: other ids unchanged)
 _EXTRA_WORDS = {"gemma3": ["model"]}
 
@@ -167,6 +173,14 @@ GLM4V_TEMPLATE = (
     "{% endif %}{% endfor %}"
     "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
     "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+# Aya Vision / Command A Vision: Cohere turns; the tokenizer prepends <BOS_TOKEN>
+COHERE_TEMPLATE = (
+    "{% for message in messages %}<|START_OF_TURN_TOKEN|><|USER_TOKEN|>"
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}{{ image_placeholder }}{% endif %}{% endfor %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
+    "<|END_OF_TURN_TOKEN|>{% endfor %}"
+    "{% if add_generation_prompt %}<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>{% endif %}"
 )
 # Mistral 3 (Pixtral): [INST] image then prompt [/INST]; the tokenizer prepends <s>
 MISTRAL3_TEMPLATE = (
@@ -214,6 +228,9 @@ def build_tokenizer(family: str):
         kw = dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>", padding_side="left")
     elif key in ("gemma3", "paligemma"):
         kw = dict(bos_token="<bos>", eos_token="<eos>", unk_token="<unk>", pad_token="<pad>", padding_side="left")
+    elif key == "cohere":
+        kw = dict(bos_token="<BOS_TOKEN>", eos_token="<|END_OF_TURN_TOKEN|>", unk_token="<unk>", pad_token="<PAD>",
+                  padding_side="left")
     elif key == "glm4v":
         kw = dict(eos_token="<|endoftext|>", unk_token="<unk>", pad_token="<|endoftext|>", padding_side="left")
     else:
@@ -323,6 +340,37 @@ def _build_glm4v(tokenizer, moe: bool):
                                   video_processor=video_processor, chat_template=GLM4V_TEMPLATE)
     model_cls = tf.Glm4vMoeForConditionalGeneration if moe else tf.Glm4vForConditionalGeneration
     return config, model_cls, processor
+
+
+def _build_cohere_vision(tokenizer, command_a: bool):
+    """Aya Vision / Command A Vision: SigLIP 64 px / patch 8 (8 × 8 patches) pixel-shuffled 2 × 2 to
+    4 × 4 = 16 tokens per tile, one tile at the tiny size; a Cohere 2 decoder whose layer 0 has a
+    sliding window (12) shorter than the sequence. Aya writes <|START_OF_IMG|> TILE_GLOBAL + tokens +
+    <|END_OF_IMG|>; Command A Vision <|START_OF_IMG|> + tokens + <|IMG_LINE_BREAK|> per tile + <|END_OF_IMG|>."""
+    import transformers as tf
+    text = tf.Cohere2Config(**{k: v for k, v in _text_kwargs(tokenizer).items() if k != "rms_norm_eps"},
+                            sliding_window=12, layer_types=["sliding_attention", "full_attention"],
+                            rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+    vision = _siglip_vision(64, vision_use_head=False)
+    image = dict(size={"height": 64, "width": 64}, crop_to_patches=False, min_patches=1, max_patches=1, resample=3,
+                 image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    if command_a:
+        config = tf.Cohere2VisionConfig(vision_config=vision, text_config=text, downsample_factor=2,
+                                        image_token_id=tokenizer.convert_tokens_to_ids("<|IMG_PATCH|>"),
+                                        alignment_intermediate_size=64, tie_word_embeddings=False)
+        processor = tf.Cohere2VisionProcessor(image_processor=tf.Cohere2VisionImageProcessor(patch_size=4, **image),
+                                              tokenizer=tokenizer,
+                                              chat_template=COHERE_TEMPLATE.replace("{{ image_placeholder }}",
+                                                                                    "<|IMG_PATCH|>"))
+        return config, tf.Cohere2VisionForConditionalGeneration, processor
+    config = tf.AyaVisionConfig(vision_config=vision, text_config=text, downsample_factor=2,
+                                vision_feature_select_strategy="full", vision_feature_layer=-1,
+                                image_token_index=tokenizer.convert_tokens_to_ids("<|IMG_PATCH|>"),
+                                alignment_intermediate_size=64, tie_word_embeddings=False)
+    processor = tf.AyaVisionProcessor(image_processor=tf.GotOcr2ImageProcessor(**image), tokenizer=tokenizer,
+                                      patch_size=8, img_size=64, downsample_factor=2,
+                                      chat_template=COHERE_TEMPLATE.replace("{{ image_placeholder }}", "<image>"))
+    return config, tf.AyaVisionForConditionalGeneration, processor
 
 
 def _build_qwen(tokenizer, v25: bool):
@@ -593,6 +641,14 @@ def tiny_glm4v():
 
 def tiny_glm4v_moe():
     return _build_glm4v(build_tokenizer("glm4v_moe"), moe=True)
+
+
+def tiny_aya_vision():
+    return _build_cohere_vision(build_tokenizer("aya_vision"), command_a=False)
+
+
+def tiny_cohere2_vision():
+    return _build_cohere_vision(build_tokenizer("cohere2_vision"), command_a=True)
 
 
 def build_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:

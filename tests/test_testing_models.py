@@ -26,6 +26,9 @@ for _llava_like in ("vipllava", "llava_next_video", "video_llava"):
     EXPECTED_TEXT[_llava_like] = EXPECTED_TEXT["llava"]
 EXPECTED_TEXT["glm4v"] = EXPECTED_TEXT["glm4v_moe"] = (
     f"[gMASK]<sop><|user|>\n<|begin_of_image|><|image|><|end_of_image|>{PAPER_PROMPT}<|assistant|>\n")
+EXPECTED_TEXT["aya_vision"] = (f"<|START_OF_TURN_TOKEN|><|USER_TOKEN|><image>{PAPER_PROMPT}<|END_OF_TURN_TOKEN|>"
+                              "<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>")
+EXPECTED_TEXT["cohere2_vision"] = EXPECTED_TEXT["aya_vision"].replace("<image>", "<|IMG_PATCH|>")
 EXPECTED_TEXT["mistral3"] = f"[INST][IMG]{PAPER_PROMPT}[/INST]"
 
 
@@ -56,6 +59,10 @@ def test_chat_template_and_image_token_ids(loaded):
     if family == "gemma3":   # Gemma3Processor's image_token is the <start_of_image> placeholder it expands
         assert processor.image_token == processor.tokenizer.boi_token == "<start_of_image>"
         assert processor.tokenizer.convert_tokens_to_ids(processor.tokenizer.image_token) == model.config.image_token_id
+    elif family == "aya_vision":   # AyaVisionProcessor expands its <image> placeholder to <|IMG_PATCH|> tokens
+        assert processor.image_token == "<image>" and processor.img_patch_token == "<|IMG_PATCH|>"
+        assert processor.tokenizer.convert_tokens_to_ids("<|IMG_PATCH|>") == model.config.image_token_id
+        assert model.config.image_token_id == processor.image_token_id
     else:
         assert model.config.image_token_id == processor.image_token_id
         assert processor.tokenizer.convert_tokens_to_ids(processor.image_token) == model.config.image_token_id
