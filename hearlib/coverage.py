@@ -33,6 +33,7 @@ CROSS_ATTENTION = "image read by cross-attention"
 TOKEN_MIXING = "token mixing outside softmax attention"
 GENERATION = "not an image-to-text decoder"
 NOT_YET = "not registered yet"
+NO_TINY = "no tiny model constructible here"
 
 # model_type -> (kind, one line). Facts from transformers 5.24's models/<type>/ sources.
 REASONS: dict[str, tuple[str, str]] = {
@@ -68,6 +69,8 @@ REASONS: dict[str, tuple[str, str]] = {
     "qwen3_5_moe": (TOKEN_MIXING, "as Qwen3.5: Gated DeltaNet linear-attention layers in the decoder"),
     "granite4_vision": (TOKEN_MIXING, "the Granite 4 decoder is a hybrid with Mamba-2 state-space layers"),
     "nemotron_h_omni": (TOKEN_MIXING, "the Nemotron-H decoder is a hybrid with Mamba-2 state-space layers"),
+    "smolvlm": (NO_TINY, "SmolVLMProcessor needs the num2words package, which hearlib's environment does not "
+                         "install; the model is Idefics3's wrapper (the idefics3 record and layout would apply)"),
     "deepseek_vl_hybrid": (NOT_YET, "a LLaMA decoder behind two vision towers (SigLIP + SAM); not registered yet"),
     # generation models
     "diffusion_gemma": (GENERATION, "a block-diffusion text model (DiffusionGemmaForBlockDiffusion), not an "

@@ -209,6 +209,12 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            note="SigLIP 512 px tiles pixel-shuffled 2 × 2 (256 tokens a tile) + a line-break token per tile, "
                 "a Cohere 2 decoder; at 512 × 512 one tile",
            **_TRANSFORMERS_DECODER),
+    Family("Idefics3", "idefics3", "Idefics3ForConditionalGeneration", "Idefics3Processor",
+           resolution=(364, 364), layout=geometry.idefics3_layout,
+           tiny=TinyModel("tiny_idefics3", image_tokens=16, processed_size=(64, 64)),
+           note="SigLIP 364 px pixel-shuffled 3 × 3 (169 tokens a view); split into tiles + a global image "
+                "(row/col and <global-img> tokens are not image tokens); decoder under model.text_model",
+           **dict(_TRANSFORMERS_DECODER, decoder="model.text_model")),
 )}
 
 

@@ -37,6 +37,7 @@ them to the image it draws, which is right because the engine resizes the whole 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -363,6 +364,29 @@ def cohere2_vision_layout(config, processor, sample, width, height):
     n_tiles = int(sample.inputs["pixel_values"].shape[0])
     return _tiles_and_thumbnail(processor.image_processor, n_tiles, side, side, width, height,
                                 "Command A Vision"), {}
+
+
+def idefics3_layout(config, processor, sample, width, height):
+    """Idefics3 / SmolVLM: ``(image_size/patch/scale_factor)²`` tokens per view (pixel shuffle). With
+    image splitting the image is cut into rows × cols tiles (the ``<row_r_col_c>`` tokens tell how
+    many) read row-major, then the global image; the row/col, ``<global-img>`` and
+    ``<fake_token_around_image>`` tokens are not image tokens."""
+    vision = config.vision_config
+    side = _pair(vision.image_size)[0] // _pair(vision.patch_size)[0] // int(config.scale_factor)
+    full = (0.0, 0.0, float(width), float(height))
+    tags = [processor.tokenizer.convert_ids_to_tokens(int(i)) for i in sample.inputs["input_ids"][0]]
+    cells = [tuple(int(v) for v in m.groups()) for t in tags if (m := re.fullmatch(r"<row_(\d+)_col_(\d+)>", t))]
+    if not cells:
+        return [Panel("global", _regular(0, side, side, side), full)], {}
+    rows, cols = max(r for r, _ in cells), max(c for _, c in cells)
+    per_tile = side * side
+    panels = []
+    for i in range(rows * cols):
+        r, c = divmod(i, cols)
+        box = (c * width / cols, r * height / rows, (c + 1) * width / cols, (r + 1) * height / rows)
+        panels.append(Panel(f"tile {r},{c}", _regular(i * per_tile, side, side, side), box))
+    panels.append(Panel("global", _regular(rows * cols * per_tile, side, side, side), full))
+    return panels, {}
 
 
 def mistral3_layout(config, processor, sample, width, height):

@@ -132,6 +132,10 @@ _SPECIALS = {
                 "<|IMG_LINE_BREAK|>", "TILE", "TILE_GLOBAL"],
                {"image_token": "<|IMG_PATCH|>", "boi_token": "<|START_OF_IMG|>", "eoi_token": "<|END_OF_IMG|>",
                 "img_line_break_token": "<|IMG_LINE_BREAK|>"}, "<BOS_TOKEN>"),
+    "idefics3": (["<|endoftext|>", "<unk>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>",
+                  "<image>", "<global-img>"] + [f"<row_{r}_col_{c}>" for r in range(1, 5) for c in range(1, 5)],
+                 {"image_token": "<image>", "fake_image_token": "<fake_token_around_image>",
+                  "global_image_token": "<global-img>", "end_of_utterance_token": "<end_of_utterance>"}, None),
     "onevision": (["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"],
                   {"image_token": "<image>", "video_token": "<video>"}, None),
     "mistral3": (["<pad>", "<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[IMG]", "[IMG_BREAK]", "[IMG_END]"],
@@ -182,6 +186,13 @@ COHERE_TEMPLATE = (
     "<|END_OF_TURN_TOKEN|>{% endfor %}"
     "{% if add_generation_prompt %}<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>{% endif %}"
 )
+# Idefics3 (as SmolVLM's): "<|im_start|>User:<image>{p}<end_of_utterance>\nAssistant:"
+IDEFICS3_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}:"
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<image>{% endif %}{% endfor %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
+    "<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
+)
 # Mistral 3 (Pixtral): [INST] image then prompt [/INST]; the tokenizer prepends <s>
 MISTRAL3_TEMPLATE = (
     "{% for message in messages %}[INST]"
@@ -231,6 +242,9 @@ def build_tokenizer(family: str):
     elif key == "cohere":
         kw = dict(bos_token="<BOS_TOKEN>", eos_token="<|END_OF_TURN_TOKEN|>", unk_token="<unk>", pad_token="<PAD>",
                   padding_side="left")
+    elif key == "idefics3":
+        kw = dict(bos_token="<|im_start|>", eos_token="<end_of_utterance>", unk_token="<unk>",
+                  pad_token="<|endoftext|>", padding_side="left")
     elif key == "glm4v":
         kw = dict(eos_token="<|endoftext|>", unk_token="<unk>", pad_token="<|endoftext|>", padding_side="left")
     else:
@@ -371,6 +385,23 @@ def _build_cohere_vision(tokenizer, command_a: bool):
                                       patch_size=8, img_size=64, downsample_factor=2,
                                       chat_template=COHERE_TEMPLATE.replace("{{ image_placeholder }}", "<image>"))
     return config, tf.AyaVisionForConditionalGeneration, processor
+
+
+def _build_idefics3(tokenizer):
+    """Idefics3: SigLIP-like tower 64 px / patch 8 (8 × 8 patches), pixel shuffle 2 -> 16
+    <image> tokens between <fake_token_around_image><global-img> and <fake_token_around_image>;
+    a Llama decoder. Image splitting is off (one global image, longest edge 64)."""
+    import transformers as tf
+    vision = tf.Idefics3VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                                  num_attention_heads=2, image_size=64, patch_size=8)
+    text = tf.LlamaConfig(**_text_kwargs(tokenizer))
+    config = tf.Idefics3Config(vision_config=vision, text_config=text, scale_factor=2,
+                               image_token_id=tokenizer.convert_tokens_to_ids("<image>"), tie_word_embeddings=False)
+    image = dict(do_resize=True, size={"longest_edge": 64}, max_image_size={"longest_edge": 64},
+                 do_image_splitting=False, image_mean=[0.5] * 3, image_std=[0.5] * 3, resample=3)
+    processor = tf.Idefics3Processor(image_processor=tf.Idefics3ImageProcessor(**image), tokenizer=tokenizer,
+                                     image_seq_len=16, chat_template=IDEFICS3_TEMPLATE)
+    return config, tf.Idefics3ForConditionalGeneration, processor
 
 
 def _build_qwen(tokenizer, v25: bool):
@@ -649,6 +680,10 @@ def tiny_aya_vision():
 
 def tiny_cohere2_vision():
     return _build_cohere_vision(build_tokenizer("cohere2_vision"), command_a=True)
+
+
+def tiny_idefics3():
+    return _build_idefics3(build_tokenizer("idefics3"))
 
 
 def build_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:

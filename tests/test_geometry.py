@@ -57,7 +57,7 @@ ATTENTION_OUT = ("self_attn.out_proj", "attn.proj", "attention.projection_layer"
 def make_vision_local(model) -> None:
     """Zero each vision layer's attention output projection: every layer becomes per token."""
     tower = (getattr(model.model, "vision_tower", None) or getattr(model.model, "image_tower", None)
-             or model.model.visual)
+             or getattr(model.model, "vision_model", None) or model.model.visual)
     zeroed = 0
     with torch.no_grad():
         for name, module in tower.named_modules():
@@ -512,3 +512,15 @@ def test_draw_over_image_puts_each_panel_on_its_box():
     draw_over_image(fig, image, np.arange(10.0), layout)
     assert [a.get_title() for a in fig.axes] == ["base", "high-res"]
     plt.close(fig)
+
+
+def test_idefics3_split_tiles_and_global_image(tiny_engine):
+    """Image splitting on (views of 64 px, a 128 × 64 input): two tiles side by side, then the global
+    image; the <row_r_col_c> / <global-img> tokens between them are not image tokens."""
+    engine = tiny_engine("idefics3", (128, 64), local=True, do_image_splitting=True)
+    image_processor = engine.processor.image_processor
+    image_processor.size = type(image_processor.size)(longest_edge=128)   # this engine only (its own key)
+    layout = check_rectangles(engine, (128, 64), corner_rectangles(128, 64), margin=8)
+    assert [p.name for p in layout.panels] == ["tile 0,0", "tile 0,1", "global"]
+    assert layout.n_tokens == 3 * 16
+    assert layout.panel("tile 0,1").box == (64.0, 0.0, 128.0, 64.0)

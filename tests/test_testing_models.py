@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from hearlib.families import FAMILIES as FAMILY_RECORDS
 from hearlib.testing import FAMILIES, NUM_IMAGE_TOKENS, PAPER_PROMPT, build_tiny
 
 MESSAGES = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PAPER_PROMPT}]}]
@@ -29,6 +30,7 @@ EXPECTED_TEXT["glm4v"] = EXPECTED_TEXT["glm4v_moe"] = (
 EXPECTED_TEXT["aya_vision"] = (f"<|START_OF_TURN_TOKEN|><|USER_TOKEN|><image>{PAPER_PROMPT}<|END_OF_TURN_TOKEN|>"
                               "<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>")
 EXPECTED_TEXT["cohere2_vision"] = EXPECTED_TEXT["aya_vision"].replace("<image>", "<|IMG_PATCH|>")
+EXPECTED_TEXT["idefics3"] = f"<|im_start|>User:<image>{PAPER_PROMPT}<end_of_utterance>\nAssistant:"
 EXPECTED_TEXT["mistral3"] = f"[INST][IMG]{PAPER_PROMPT}[/INST]"
 
 
@@ -70,7 +72,7 @@ def test_chat_template_and_image_token_ids(loaded):
     # every prompt word is in the vocabulary
     ids = processor.tokenizer(PAPER_PROMPT, add_special_tokens=False).input_ids
     assert processor.tokenizer.unk_token_id not in ids
-    assert hasattr(model.model, "language_model")
+    assert isinstance(FAMILY_RECORDS[family].decoder_of(model), torch.nn.Module)
 
 
 def test_image_tokens_match_features_and_forward(loaded):
@@ -98,16 +100,18 @@ def test_image_tokens_match_features_and_forward(loaded):
 
 
 def test_gqa(loaded):
-    _, _, model = loaded
+    family, _, model = loaded
     text = model.config.text_config
     assert text.num_key_value_heads < text.num_attention_heads
-    assert model.model.language_model.layers[0].self_attn.k_proj.out_features == text.num_key_value_heads * 16
+    decoder = FAMILY_RECORDS[family].decoder_of(model)
+    assert decoder.layers[0].self_attn.k_proj.out_features == text.num_key_value_heads * 16
 
 
 def test_eager_matches_sdpa(loaded):
-    _, processor, model = loaded
-    if not model.model.language_model._supports_sdpa:
-        pytest.skip(f"{type(model.model.language_model).__name__} has no SDPA attention (Gemma 2's soft-cap)")
+    family, processor, model = loaded
+    decoder = FAMILY_RECORDS[family].decoder_of(model)
+    if not decoder._supports_sdpa:
+        pytest.skip(f"{type(decoder).__name__} has no SDPA attention (Gemma 2's soft-cap)")
     inputs = _inputs(processor, _image((48, 48)))
     try:
         model.set_attn_implementation({"text_config": "sdpa"})
