@@ -215,13 +215,6 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            note="SigLIP 364 px pixel-shuffled 3 × 3 (169 tokens a view); split into tiles + a global image "
                 "(row/col and <global-img> tokens are not image tokens); decoder under model.text_model",
            **dict(_TRANSFORMERS_DECODER, decoder="model.text_model")),
-    Family("Llama 4", "llama4", "Llama4ForConditionalGeneration", "Llama4Processor",
-           resolution=(336, 336), layout=geometry.llama4_layout,
-           tiny=TinyModel("tiny_llama4", image_tokens=16, processed_size=(64, 64)),
-           note="336 px tiles pixel-shuffled 0.5 (144 <|patch|> tokens a view); chunked attention in RoPE layers, "
-                "NoPE layers with attention-temperature tuning; at 336 × 336 one view; the decoder is "
-                "language_model.model (a Llama4ForCausalLM inside the wrapper)",
-           **dict(_TRANSFORMERS_DECODER, decoder="language_model.model", lm_head="language_model.lm_head")),
 )}
 
 

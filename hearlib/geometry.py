@@ -389,29 +389,6 @@ def idefics3_layout(config, processor, sample, width, height):
     return panels, {}
 
 
-def llama4_layout(config, processor, sample, width, height):
-    """Llama 4: ``(image_size/patch)² · pixel_shuffle_ratio²`` <|patch|> tokens per view. Tiled
-    (``aspect_ratios`` rows × cols > 1): the tiles row-major, then the global view; the
-    <|tile_x_separator|>, <|tile_y_separator|> and <|image|> markers are not image tokens."""
-    vision = config.vision_config
-    patches = _pair(vision.image_size)[0] // _pair(vision.patch_size)[0]
-    side = int(round(patches * float(vision.pixel_shuffle_ratio)))
-    full = (0.0, 0.0, float(width), float(height))
-    rows, cols = (int(v) for v in np.asarray(sample.inputs["aspect_ratios"].cpu()).reshape(-1)[:2])
-    if rows * cols == 1:
-        return [Panel("global", _regular(0, side, side, side), full)], {}
-    if getattr(processor.image_processor, "resize_to_max_canvas", False):
-        raise UnsupportedModel("Llama 4: resize_to_max_canvas pads the tiled canvas; not supported")
-    per_tile = side * side
-    panels = []
-    for i in range(rows * cols):
-        r, c = divmod(i, cols)
-        box = (c * width / cols, r * height / rows, (c + 1) * width / cols, (r + 1) * height / rows)
-        panels.append(Panel(f"tile {r},{c}", _regular(i * per_tile, side, side, side), box))
-    panels.append(Panel("global", _regular(rows * cols * per_tile, side, side, side), full))
-    return panels, {}
-
-
 def mistral3_layout(config, processor, sample, width, height):
     """Pixtral: the image resized whole to patches of ``patch_size``, merged ``spatial_merge_size``²;
     [IMG_BREAK] after each row and [IMG_END] are other token ids, not image tokens."""

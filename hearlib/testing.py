@@ -136,9 +136,6 @@ _SPECIALS = {
                   "<image>", "<global-img>"] + [f"<row_{r}_col_{c}>" for r in range(1, 5) for c in range(1, 5)],
                  {"image_token": "<image>", "fake_image_token": "<fake_token_around_image>",
                   "global_image_token": "<global-img>", "end_of_utterance_token": "<end_of_utterance>"}, None),
-    "llama4": (["<|end_of_text|>", "<unk>", "<|begin_of_text|>", "<|header_start|>", "<|header_end|>", "<|eot|>",
-                "<|image_start|>", "<|image_end|>", "<|image|>", "<|patch|>", "<|tile_x_separator|>",
-                "<|tile_y_separator|>"], {}, "<|begin_of_text|>"),
     "onevision": (["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"],
                   {"image_token": "<image>", "video_token": "<video>"}, None),
     "mistral3": (["<pad>", "<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[IMG]", "[IMG_BREAK]", "[IMG_END]"],
@@ -196,13 +193,6 @@ IDEFICS3_TEMPLATE = (
     "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
     "<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
 )
-# Llama 4: header-delimited turns, <|image|> where the image goes; the tokenizer prepends <|begin_of_text|>
-LLAMA4_TEMPLATE = (
-    "{% for message in messages %}<|header_start|>{{ message['role'] }}<|header_end|>\n\n"
-    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<|image|>{% endif %}{% endfor %}"
-    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
-    "<|eot|>{% endfor %}{% if add_generation_prompt %}<|header_start|>assistant<|header_end|>\n\n{% endif %}"
-)
 # Mistral 3 (Pixtral): [INST] image then prompt [/INST]; the tokenizer prepends <s>
 MISTRAL3_TEMPLATE = (
     "{% for message in messages %}[INST]"
@@ -255,9 +245,6 @@ def build_tokenizer(family: str):
     elif key == "idefics3":
         kw = dict(bos_token="<|im_start|>", eos_token="<end_of_utterance>", unk_token="<unk>",
                   pad_token="<|endoftext|>", padding_side="left")
-    elif key == "llama4":
-        kw = dict(bos_token="<|begin_of_text|>", eos_token="<|eot|>", unk_token="<unk>", pad_token="<|end_of_text|>",
-                  padding_side="left")
     elif key == "glm4v":
         kw = dict(eos_token="<|endoftext|>", unk_token="<unk>", pad_token="<|endoftext|>", padding_side="left")
     else:
@@ -415,29 +402,6 @@ def _build_idefics3(tokenizer):
     processor = tf.Idefics3Processor(image_processor=tf.Idefics3ImageProcessor(**image), tokenizer=tokenizer,
                                      image_seq_len=16, chat_template=IDEFICS3_TEMPLATE)
     return config, tf.Idefics3ForConditionalGeneration, processor
-
-
-def _build_llama4(tokenizer):
-    """Llama 4: vision 64 px / patch 8 (8 × 8 patches) pixel-shuffled 0.5 -> 16 <|patch|> tokens after
-    <|image_start|><|image|> (one tile); a MoE decoder (2 experts) whose layer 0 is a RoPE layer with
-    chunked attention (chunk 12, shorter than the sequence) and layer 1 a NoPE layer with full
-    attention and attention-temperature tuning (floor_scale 4, so it varies along the sequence)."""
-    import transformers as tf
-    text = dict(_text_kwargs(tokenizer), intermediate_size_mlp=128, num_local_experts=2, num_experts_per_tok=1,
-                no_rope_layers=[1, 0], attention_chunk_size=12, attn_temperature_tuning=True, floor_scale=4,
-                attn_scale=0.1, use_qk_norm=True, rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
-    vision = tf.Llama4VisionConfig(hidden_size=32, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                                   image_size=64, patch_size=8, vision_output_dim=64, projector_input_dim=64,
-                                   projector_output_dim=64, pixel_shuffle_ratio=0.5)
-    ids = {name: tokenizer.convert_tokens_to_ids(t) for name, t in (
-        ("image_token_index", "<|patch|>"), ("boi_token_index", "<|image_start|>"),
-        ("eoi_token_index", "<|image_end|>"))}
-    config = tf.Llama4Config(vision_config=vision, text_config=text, tie_word_embeddings=False, **ids)
-    image_processor = tf.Llama4ImageProcessor(size={"height": 64, "width": 64}, max_patches=1, resample=2,
-                                              image_mean=[0.5] * 3, image_std=[0.5] * 3)
-    processor = tf.Llama4Processor(image_processor=image_processor, tokenizer=tokenizer, patch_size=8,
-                                   pixel_shuffle_ratio=0.5, chat_template=LLAMA4_TEMPLATE)
-    return config, tf.Llama4ForConditionalGeneration, processor
 
 
 def _build_qwen(tokenizer, v25: bool):
@@ -720,10 +684,6 @@ def tiny_cohere2_vision():
 
 def tiny_idefics3():
     return _build_idefics3(build_tokenizer("idefics3"))
-
-
-def tiny_llama4():
-    return _build_llama4(build_tokenizer("llama4"))
 
 
 def build_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:
