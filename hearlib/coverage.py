@@ -34,13 +34,14 @@ TOKEN_MIXING = "token mixing outside softmax attention"
 GENERATION = "not an image-to-text decoder"
 NOT_YET = "not registered yet"
 NO_TINY = "no tiny model constructible here"
+BROKEN = "the transformers model does not run"
 
 # model_type -> (kind, one line). Facts from transformers 5.24's models/<type>/ sources.
 REASONS: dict[str, tuple[str, str]] = {
     # encoder-decoders: the text is produced by a decoder that reads the image through cross-attention
     "blip": (ENCODER_DECODER, "BLIP's text decoder reads the image embeddings through cross-attention layers"),
-    "florence2": (ENCODER_DECODER, "a BART-style encoder-decoder (Florence2LanguageModel); the answer comes "
-                                   "from the decoder's cross-attention to the encoded image + prompt"),
+    "florence2": (ENCODER_DECODER, "the language model is BART (text_config model_type 'bart'): the answer "
+                                   "comes from a decoder that cross-attends to the encoded image + prompt"),
     "pix2struct": (ENCODER_DECODER, "a T5-style encoder-decoder; the text decoder reads the image by cross-attention"),
     "udop": (ENCODER_DECODER, "a T5-style encoder-decoder over text, layout and image"),
     "t5gemma2": (ENCODER_DECODER, "T5Gemma 2 is an encoder-decoder; the decoder reads the encoded image by "
@@ -48,8 +49,10 @@ REASONS: dict[str, tuple[str, str]] = {
     "vision-encoder-decoder": (ENCODER_DECODER, "a generic vision encoder + text decoder joined by "
                                                 "cross-attention"),
     "pp_formulanet": (ENCODER_DECODER, "an image encoder + an MBart-style decoder with cross-attention"),
-    "kosmos-2.5": (ENCODER_DECODER, "Kosmos-2.5's text decoder reads the image through cross-attention "
-                                    "(Kosmos2_5TextCrossAttention)"),
+    "kosmos-2.5": (NOT_YET, "image embeddings are placed into the text sequence at image_embeds_position_mask; "
+                            "no AutoProcessor mapping for the model type; not registered yet"),
+    "kosmos-2": (NOT_YET, "as Kosmos-2.5: image embeddings at image_embeds_position_mask positions, no "
+                          "AutoProcessor mapping; not registered yet"),
     "evolla": (CROSS_ATTENTION, "a protein-text model, not an image model; the protein reaches the decoder "
                                 "through cross-attention layers"),
     "mllama": (CROSS_ATTENTION, "the image reaches text only through MllamaTextCrossAttention layers "
@@ -67,22 +70,28 @@ REASONS: dict[str, tuple[str, str]] = {
     "qwen3_5": (TOKEN_MIXING, "Qwen3.5's decoder interleaves Gated DeltaNet linear-attention layers with "
                               "full attention"),
     "qwen3_5_moe": (TOKEN_MIXING, "as Qwen3.5: Gated DeltaNet linear-attention layers in the decoder"),
-    "granite4_vision": (TOKEN_MIXING, "the Granite 4 decoder is a hybrid with Mamba-2 state-space layers"),
-    "nemotron_h_omni": (TOKEN_MIXING, "the Nemotron-H decoder is a hybrid with Mamba-2 state-space layers"),
+    "granite4_vision": (NOT_YET, "a LLaVA-NeXT-style wrapper (CLIP tower, image_newline) whose projector is a "
+                                 "windowed BLIP-2 Q-Former; layout not written yet"),
+    "nemotron_h_omni": (TOKEN_MIXING, "the decoder is Nemotron-H (text_config 'nemotron_h'), a hybrid with Mamba "
+                                      "state-space layers"),
     "smolvlm": (NO_TINY, "SmolVLMProcessor needs the num2words package, which hearlib's environment does not "
                          "install; the model is Idefics3's wrapper (the idefics3 record and layout would apply)"),
-    "deepseek_vl_hybrid": (NOT_YET, "a LLaMA decoder behind two vision towers (SigLIP + SAM); not registered yet"),
+    "llama4": (BROKEN, "Llama4ForConditionalGeneration.forward in this transformers reads outputs.image_outputs, "
+                       "which MoeCausalLMOutputWithPast lacks: every forward raises AttributeError (a record, "
+                       "tiny model and layout are in commit history, ready when that is fixed)"),
+    "deepseek_vl_hybrid": (NOT_YET, "two vision towers (SigLIP + a SAM high-resolution neck) feed one decoder; "
+                                    "not registered yet"),
     # generation models
     "diffusion_gemma": (GENERATION, "a block-diffusion text model (DiffusionGemmaForBlockDiffusion), not an "
                                     "autoregressive next-token logit"),
-    "pi0": (GENERATION, "a vision-language-action policy: the output is actions from a flow-matching "
-                        "expert, not an answer token"),
+    "pi0": (GENERATION, "a vision-language-action policy: the output is actions from an action expert "
+                        "(dit_config), not an answer token"),
     "shieldgemma2": (NOT_YET, "a Gemma 3 checkpoint (Gemma3ForConditionalGeneration) scoring images for policy "
                               "violations; the gemma3 record would apply but the model_type is not registered"),
     "fuyu": (NOT_YET, "no vision tower: image patches are linearly embedded into the decoder and a "
                       "newline token ends each row inside the image block; not registered yet"),
-    "git": (NOT_YET, "GIT's decoder is a BERT-style encoder with a causal text mask over image + text "
-                     "(GitForCausalLM), not the wrapper → language_model layout; not registered yet"),
+    "git": (NOT_YET, "GitForCausalLM is one BERT-style stack over image + text (images bidirectional, text "
+                     "causal), not a wrapper around a language model; not registered yet"),
 }
 
 

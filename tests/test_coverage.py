@@ -1,0 +1,62 @@
+"""Coverage of transformers' image-text-to-text model types (hearlib.coverage, docs/MODELS.md).
+
+Every model type mapped to AutoModelForImageTextToText is either a registered family, checked end
+to end on its tiny model (hearlib.coverage.check_family), or refused with a one-line reason; the
+table in docs/MODELS.md is exactly what these checks generate. Regenerate it with
+``python -m hearlib.coverage --write`` (or ``HEARLIB_WRITE_COVERAGE=1`` for this test)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from hearlib import coverage
+from hearlib.families import FAMILIES
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return coverage.coverage()
+
+
+def test_every_image_text_to_text_model_type_has_a_row(rows):
+    assert [r.model_type for r in rows] == coverage.model_types()
+    for r in rows:
+        if r.model_type in FAMILIES:
+            assert r.status == "works" and r.checked.startswith("; ".join(coverage.CHECKS)) and not r.reason
+        else:
+            assert r.status != "works" and not r.checked and r.reason, r
+
+
+def test_reasons_name_model_types_of_this_transformers_only():
+    stale = set(coverage.REASONS) - set(coverage.model_types())
+    assert not stale, f"reasons for model types transformers no longer maps: {sorted(stale)}"
+    assert not set(coverage.REASONS) & set(FAMILIES), "a registered family also has a refusal reason"
+
+
+def test_at_least_fifteen_model_types_work(rows):
+    assert sum(r.status == "works" for r in rows) >= 15
+
+
+def test_docs_models_md_holds_the_generated_table(rows):
+    table = coverage.coverage_table(rows)
+    if os.environ.get("HEARLIB_WRITE_COVERAGE"):
+        coverage.write_table(rows)
+    doc = coverage.DOC.read_text()
+    assert coverage.replace_table(doc, table) == doc, (
+        "docs/MODELS.md differs from the generated coverage table; run python -m hearlib.coverage --write")
+
+
+def test_check_family_fails_when_fast_differs_from_literal(monkeypatch):
+    """The end-to-end check can fail: a fast path that is off by 1e-3 is caught."""
+    from hearlib.engine import Engine
+
+    real = Engine.logits
+
+    def skewed(self, *args, method="fast", **kwargs):
+        out = real(self, *args, method=method, **kwargs)
+        return out + 1e-3 if method == "fast" else out
+
+    monkeypatch.setattr(Engine, "logits", skewed)
+    with pytest.raises(AssertionError, match="fast − literal"):
+        coverage.check_family("llava")
