@@ -215,6 +215,18 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            note="SigLIP 364 px pixel-shuffled 3 × 3 (169 tokens a view); split into tiles + a global image "
                 "(row/col and <global-img> tokens are not image tokens); decoder under model.text_model",
            **dict(_TRANSFORMERS_DECODER, decoder="model.text_model")),
+    Family("GLM-4.6V", "glm46v", "Glm46VForConditionalGeneration", "Glm46VProcessor",
+           resolution=(448, 448), layout=geometry.qwen_layout,
+           tiny=TinyModel("tiny_glm46v", image_tokens=16, processed_size=(64, 64)),
+           note="GLM-4.1V's vision tower and decoder classes (glm4v_vision, glm4v_text) under the Glm46V wrapper; "
+                "runs at 448 × 448",
+           **_TRANSFORMERS_DECODER),
+    Family("LightOnOCR", "lighton_ocr", "LightOnOcrForConditionalGeneration", "LightOnOcrProcessor",
+           resolution=(448, 448), layout=geometry.mistral3_layout,
+           tiny=TinyModel("tiny_lighton_ocr", image_tokens=36, processed_size=(48, 48)),
+           note="Mistral 3's Pixtral tower and 2 × 2 merger with a Qwen3 decoder; break/end tokens are not image "
+                "tokens; runs at 448 × 448",
+           **_TRANSFORMERS_DECODER),
 )}
 
 

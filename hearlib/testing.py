@@ -136,6 +136,10 @@ _SPECIALS = {
                   "<image>", "<global-img>"] + [f"<row_{r}_col_{c}>" for r in range(1, 5) for c in range(1, 5)],
                  {"image_token": "<image>", "fake_image_token": "<fake_token_around_image>",
                   "global_image_token": "<global-img>", "end_of_utterance_token": "<end_of_utterance>"}, None),
+    "lighton_ocr": (["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<|image_pad|>", "<|vision_pad|>",
+                     "<|vision_end|>"],
+                    {"image_token": "<|image_pad|>", "image_break_token": "<|vision_pad|>",
+                     "image_end_token": "<|vision_end|>"}, None),
     "onevision": (["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"],
                   {"image_token": "<image>", "video_token": "<video>"}, None),
     "mistral3": (["<pad>", "<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[IMG]", "[IMG_BREAK]", "[IMG_END]"],
@@ -143,7 +147,7 @@ _SPECIALS = {
 }
 # model_type -> key of _SPECIALS where it is not the model_type itself
 _TOKENIZER_OF = {"llava_onevision": "onevision", "llava_next": "llava", "vipllava": "llava",
-                 "llava_next_video": "llava_video", "video_llava": "llava_video", "glm4v_moe": "glm4v",
+                 "llava_next_video": "llava_video", "video_llava": "llava_video", "glm4v_moe": "glm4v", "glm46v": "glm4v",
                  "aya_vision": "cohere", "cohere2_vision": "cohere"}
 # words a family's template needs beyond the shared vocabulary (appended last: other ids unchanged)
 _EXTRA_WORDS = {"gemma3": ["model"]}
@@ -169,6 +173,7 @@ def _im_template(system: str, image: str) -> str:
 
 QWEN_TEMPLATE = _im_template("You are a helpful assistant.", "<|vision_start|><|image_pad|><|vision_end|>")
 INTERNVL_TEMPLATE = _im_template("You are InternVL, a helpful assistant.", "<IMG_CONTEXT>\n")
+LIGHTON_TEMPLATE = _im_template("You are a helpful assistant.", "<|image_pad|>")
 ONEVISION_TEMPLATE = _im_template("You are a helpful assistant.", "<image>\n")
 # GLM-4.1V: [gMASK]<sop>, role tags, the image between <|begin_of_image|> and <|end_of_image|>
 GLM4V_TEMPLATE = (
@@ -327,8 +332,8 @@ def _build_qwen3(tokenizer, moe: bool):
     return config, model_cls, processor
 
 
-def _build_glm4v(tokenizer, moe: bool):
-    """GLM-4.1V (dense) / GLM-4.5V (MoE): vision depth 2, patch 8, 2 × 2 merge; a GLM-4 decoder with
+def _build_glm4v(tokenizer, variant: str):
+    """GLM-4.1V (``glm4v``), GLM-4.5V (``glm4v_moe``, MoE decoder), GLM-4.6V (``glm46v``): vision depth 2, patch 8, 2 × 2 merge; a GLM-4 decoder with
     partial rotary (half of head_dim) and M-RoPE [1, 1, 2]; square inputs -> 64 × 64 -> 16 image tokens."""
     import transformers as tf
     ids = {name: tokenizer.convert_tokens_to_ids(t) for name, t in (
@@ -338,22 +343,22 @@ def _build_glm4v(tokenizer, moe: bool):
     text = dict(_text_kwargs(tokenizer), rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
                                                           "mrope_section": [1, 1, 2], "partial_rotary_factor": 0.5})
     text.pop("head_dim")
-    if moe:
+    if variant == "glm4v_moe":
         text.update(n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, n_shared_experts=1,
                     first_k_dense_replace=1)
     vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=8, image_size=64,
                   temporal_patch_size=2, spatial_merge_size=2, out_hidden_size=TEXT["hidden_size"])
-    config_cls = tf.Glm4vMoeConfig if moe else tf.Glm4vConfig
-    config = config_cls(vision_config=vision, text_config=text, tie_word_embeddings=False, **ids)
+    prefix = {"glm4v": "Glm4v", "glm4v_moe": "Glm4vMoe", "glm46v": "Glm46V"}[variant]
+    config = getattr(tf, f"{prefix}Config")(vision_config=vision, text_config=text, tie_word_embeddings=False, **ids)
     pixels = dict(patch_size=8, temporal_patch_size=2, merge_size=2, image_mean=CLIP_MEAN, image_std=CLIP_STD)
     # GLM's smart_resize counts pixels over two frames (temporal patch 2): square inputs -> 64 × 64
     size = {"shortest_edge": 2 * 60 * 60, "longest_edge": 2 * 6000}
-    image_processor = tf.Glm4vImageProcessor(size=size, **pixels)
-    video_processor = tf.Glm4vVideoProcessor(size=size, **pixels)
-    processor = tf.Glm4vProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                                  video_processor=video_processor, chat_template=GLM4V_TEMPLATE)
-    model_cls = tf.Glm4vMoeForConditionalGeneration if moe else tf.Glm4vForConditionalGeneration
-    return config, model_cls, processor
+    processors = "Glm46V" if variant == "glm46v" else "Glm4v"
+    image_processor = getattr(tf, f"{processors}ImageProcessor")(size=size, **pixels)
+    video_processor = getattr(tf, f"{processors}VideoProcessor")(size=size, **pixels)
+    processor = getattr(tf, f"{processors}Processor")(image_processor=image_processor, tokenizer=tokenizer,
+                                                       video_processor=video_processor, chat_template=GLM4V_TEMPLATE)
+    return config, getattr(tf, f"{prefix}ForConditionalGeneration"), processor
 
 
 def _build_cohere_vision(tokenizer, command_a: bool):
@@ -592,18 +597,27 @@ def _build_llava_onevision(tokenizer):
     return config, tf.LlavaOnevisionForConditionalGeneration, processor
 
 
-def _build_mistral3(tokenizer):
+def _build_mistral3(tokenizer, lighton: bool = False):
     """Mistral 3: Pixtral vision (patch 4, longest edge 48: 12 × 12 patches; Pixtral never enlarges, so
     inputs from 48 px up give the same count), 2 × 2 patch merger -> 6 × 6 = 36 [IMG] tokens, an [IMG_BREAK] after each row and [IMG_END] after the last; a Mistral decoder."""
     import transformers as tf
     vision = tf.PixtralVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                                     head_dim=16, patch_size=4, image_size=48)
+    image_processor = tf.PixtralImageProcessor(size={"longest_edge": 48}, patch_size=4, image_mean=CLIP_MEAN,
+                                               image_std=CLIP_STD)
+    if lighton:   # LightOnOCR: the same Pixtral tower and merger under a Qwen3 decoder, ChatML
+        text = tf.Qwen3Config(**_text_kwargs(tokenizer), sliding_window=None,
+                              rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+        config = tf.LightOnOcrConfig(vision_config=vision, text_config=text, spatial_merge_size=2,
+                                     image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
+                                     tie_word_embeddings=False)
+        processor = tf.LightOnOcrProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=4,
+                                           spatial_merge_size=2, chat_template=LIGHTON_TEMPLATE)
+        return config, tf.LightOnOcrForConditionalGeneration, processor
     text = tf.MistralConfig(**_text_kwargs(tokenizer), sliding_window=None)
     config = tf.Mistral3Config(vision_config=vision, text_config=text,
                                image_token_index=tokenizer.convert_tokens_to_ids("[IMG]"), spatial_merge_size=2,
                                vision_feature_layer=-1, tie_word_embeddings=False)
-    image_processor = tf.PixtralImageProcessor(size={"longest_edge": 48}, patch_size=4, image_mean=CLIP_MEAN,
-                                               image_std=CLIP_STD)
     processor = tf.PixtralProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=4,
                                     spatial_merge_size=2, chat_template=MISTRAL3_TEMPLATE)
     return config, tf.Mistral3ForConditionalGeneration, processor
@@ -667,11 +681,19 @@ def tiny_qwen3_vl_moe():
 
 
 def tiny_glm4v():
-    return _build_glm4v(build_tokenizer("glm4v"), moe=False)
+    return _build_glm4v(build_tokenizer("glm4v"), "glm4v")
 
 
 def tiny_glm4v_moe():
-    return _build_glm4v(build_tokenizer("glm4v_moe"), moe=True)
+    return _build_glm4v(build_tokenizer("glm4v_moe"), "glm4v_moe")
+
+
+def tiny_glm46v():
+    return _build_glm4v(build_tokenizer("glm46v"), "glm46v")
+
+
+def tiny_lighton_ocr():
+    return _build_mistral3(build_tokenizer("lighton_ocr"), lighton=True)
 
 
 def tiny_aya_vision():

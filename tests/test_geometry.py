@@ -56,8 +56,8 @@ ATTENTION_OUT = ("self_attn.out_proj", "attn.proj", "attention.projection_layer"
 
 def make_vision_local(model) -> None:
     """Zero each vision layer's attention output projection: every layer becomes per token."""
-    tower = (getattr(model.model, "vision_tower", None) or getattr(model.model, "image_tower", None)
-             or getattr(model.model, "vision_model", None) or model.model.visual)
+    towers = ("vision_tower", "image_tower", "vision_model", "vision_encoder", "visual")
+    tower = next(getattr(model.model, name) for name in towers if getattr(model.model, name, None) is not None)
     zeroed = 0
     with torch.no_grad():
         for name, module in tower.named_modules():
@@ -363,7 +363,7 @@ def corner_rectangles(width, height):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_tokens_of_a_changed_rectangle_are_where_the_layout_puts_them(tiny_engine, family):
     side = {"llava": 32, "llava_next": 32, "paligemma": 32, "llava_onevision": 32,
-            "mistral3": 48, "vipllava": 32, "llava_next_video": 32, "video_llava": 32}.get(family, 64)          # processed size: no resampling
+            "mistral3": 48, "lighton_ocr": 48, "vipllava": 32, "llava_next_video": 32, "video_llava": 32}.get(family, 64)          # processed size: no resampling
     engine = tiny_engine(family, (side, side), local=True)
     check_rectangles(engine, (side, side), corner_rectangles(side, side))
 

@@ -25,12 +25,14 @@ EXPECTED_TEXT["llava_onevision"] = ("<|im_start|>system\nYou are a helpful assis
                                     f"<image>\n{PAPER_PROMPT}<|im_end|>\n<|im_start|>assistant\n")
 for _llava_like in ("vipllava", "llava_next_video", "video_llava"):
     EXPECTED_TEXT[_llava_like] = EXPECTED_TEXT["llava"]
-EXPECTED_TEXT["glm4v"] = EXPECTED_TEXT["glm4v_moe"] = (
+EXPECTED_TEXT["glm4v"] = EXPECTED_TEXT["glm4v_moe"] = EXPECTED_TEXT["glm46v"] = (
     f"[gMASK]<sop><|user|>\n<|begin_of_image|><|image|><|end_of_image|>{PAPER_PROMPT}<|assistant|>\n")
 EXPECTED_TEXT["aya_vision"] = (f"<|START_OF_TURN_TOKEN|><|USER_TOKEN|><image>{PAPER_PROMPT}<|END_OF_TURN_TOKEN|>"
                               "<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>")
 EXPECTED_TEXT["cohere2_vision"] = EXPECTED_TEXT["aya_vision"].replace("<image>", "<|IMG_PATCH|>")
 EXPECTED_TEXT["idefics3"] = f"<|im_start|>User:<image>{PAPER_PROMPT}<end_of_utterance>\nAssistant:"
+EXPECTED_TEXT["lighton_ocr"] = EXPECTED_TEXT["qwen2_vl"].replace("<|vision_start|><|image_pad|><|vision_end|>",
+                                                                  "<|image_pad|>")
 EXPECTED_TEXT["mistral3"] = f"[INST][IMG]{PAPER_PROMPT}[/INST]"
 
 
