@@ -212,7 +212,7 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
     Family("Idefics3", "idefics3", "Idefics3ForConditionalGeneration", "Idefics3Processor",
            resolution=(364, 364), layout=geometry.idefics3_layout,
            tiny=TinyModel("tiny_idefics3", image_tokens=16, processed_size=(64, 64)),
-           note="SigLIP 364 px pixel-shuffled 3 × 3 (169 tokens a view); split into tiles + a global image "
+           note="SigLIP 364 px / patch 14 pixel-shuffled 2 × 2 (169 tokens a view); split into tiles + a global image "
                 "(row/col and <global-img> tokens are not image tokens); decoder under model.text_model",
            **dict(_TRANSFORMERS_DECODER, decoder="model.text_model")),
     Family("GLM-4.6V", "glm46v", "Glm46VForConditionalGeneration", "Glm46VProcessor",
@@ -226,6 +226,12 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            tiny=TinyModel("tiny_lighton_ocr", image_tokens=36, processed_size=(48, 48)),
            note="Mistral 3's Pixtral tower and 2 × 2 merger with a Qwen3 decoder; break/end tokens are not image "
                 "tokens; runs at 448 × 448",
+           **_TRANSFORMERS_DECODER),
+    Family("DeepSeek-VL", "deepseek_vl", "DeepseekVLForConditionalGeneration", "DeepseekVLProcessor",
+           resolution=(384, 384), layout=geometry.deepseek_vl_layout,
+           tiny=TinyModel("tiny_deepseek_vl", image_tokens=64, processed_size=(64, 64)),
+           note="one SigLIP grid (384 px / patch 16: 24 × 24 = 576 tokens) over the image padded to a square; "
+                "runs at 384 × 384 (no padding)",
            **_TRANSFORMERS_DECODER),
 )}
 

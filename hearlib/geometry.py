@@ -27,6 +27,9 @@ the family's record in :mod:`hearlib.families` names:
   refused.
 * **Mistral 3** (``mistral3``): one Pixtral grid of ``(h/patch/merge, w/patch/merge)`` tokens over
   the whole image; the ``[IMG_BREAK]`` after each row and ``[IMG_END]`` are not image tokens.
+* **DeepSeek-VL** (``deepseek_vl``): one SigLIP grid over the whole (square) image.
+* **Aya Vision / Command A Vision / Idefics3** (tiled): per-tile grids row-major, the
+  global view or thumbnail last; tile, row/column and start/end marker tokens are not image tokens.
 * **PaliGemma** (``paligemma``): one SigLIP grid of ``(image_size/patch)²`` tokens over the whole
   image, resized without a crop.
 
@@ -395,6 +398,16 @@ def mistral3_layout(config, processor, sample, width, height):
     h, w = (int(v) for v in np.asarray(sample.inputs["image_sizes"].cpu())[0])
     step = int(config.vision_config.patch_size) * int(config.spatial_merge_size)
     return _whole_image_grid(processor.image_processor, h // step, w // step, width, height, "Mistral 3"), {}
+
+
+def deepseek_vl_layout(config, processor, sample, width, height):
+    """DeepSeek-VL: one SigLIP grid (no class token) over the image padded to a square; only square
+    inputs (no padding) are supported."""
+    if width != height and getattr(processor.image_processor, "do_pad", False):
+        raise UnsupportedModel("DeepSeek-VL pads a non-square image to a square; run at a square resolution")
+    vision = config.vision_config
+    rows, cols = (s // p for s, p in zip(_pair(vision.image_size), _pair(vision.patch_size)))
+    return _whole_image_grid(processor.image_processor, rows, cols, width, height, "DeepSeek-VL"), {}
 
 
 def image_token_layout(engine, sample) -> TokenLayout:

@@ -140,6 +140,8 @@ _SPECIALS = {
                      "<|vision_end|>"],
                     {"image_token": "<|image_pad|>", "image_break_token": "<|vision_pad|>",
                      "image_end_token": "<|vision_end|>"}, None),
+    "deepseek_vl": (["<pad>", "<unk>", "<s>", "</s>", "<image_placeholder>"], {"image_token": "<image_placeholder>"},
+                    "<s>"),
     "onevision": (["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"],
                   {"image_token": "<image>", "video_token": "<video>"}, None),
     "mistral3": (["<pad>", "<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[IMG]", "[IMG_BREAK]", "[IMG_END]"],
@@ -198,6 +200,13 @@ IDEFICS3_TEMPLATE = (
     "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
     "<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
 )
+# DeepSeek-VL: "User: <image_placeholder>{p}\n\nAssistant:" after <s> (which the tokenizer prepends)
+DEEPSEEK_VL_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'] | capitalize }}: "
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<image_placeholder>{% endif %}{% endfor %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
+    "{{ '\\n\\n' }}{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
+)
 # Mistral 3 (Pixtral): [INST] image then prompt [/INST]; the tokenizer prepends <s>
 MISTRAL3_TEMPLATE = (
     "{% for message in messages %}[INST]"
@@ -240,7 +249,7 @@ def build_tokenizer(family: str):
     if bos is not None:
         tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A $B",
                                                            special_tokens=[(bos, vocab[bos])])
-    if key in ("llava", "llava_video", "mistral3"):
+    if key in ("llava", "llava_video", "mistral3", "deepseek_vl"):
         kw = dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>", padding_side="left")
     elif key in ("gemma3", "paligemma"):
         kw = dict(bos_token="<bos>", eos_token="<eos>", unk_token="<unk>", pad_token="<pad>", padding_side="left")
@@ -407,6 +416,21 @@ def _build_idefics3(tokenizer):
     processor = tf.Idefics3Processor(image_processor=tf.Idefics3ImageProcessor(**image), tokenizer=tokenizer,
                                      image_seq_len=16, chat_template=IDEFICS3_TEMPLATE)
     return config, tf.Idefics3ForConditionalGeneration, processor
+
+
+def _build_deepseek_vl(tokenizer):
+    """DeepSeek-VL: SigLIP 64 px / patch 8 (no class token) -> 8 × 8 = 64 <image_placeholder> tokens,
+    an MLP aligner, a Llama decoder; the image processor pads to a square, then resizes to 64 × 64."""
+    import transformers as tf
+    config = tf.DeepseekVLConfig(vision_config=_siglip_vision(64, vision_use_head=False),
+                                 text_config=tf.LlamaConfig(**_text_kwargs(tokenizer)),
+                                 image_token_id=tokenizer.convert_tokens_to_ids("<image_placeholder>"),
+                                 tie_word_embeddings=False)
+    image_processor = tf.DeepseekVLImageProcessor(size={"height": 64, "width": 64}, image_mean=[0.5] * 3,
+                                                  image_std=[0.5] * 3)
+    processor = tf.DeepseekVLProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                       chat_template=DEEPSEEK_VL_TEMPLATE, num_image_tokens=64)
+    return config, tf.DeepseekVLForConditionalGeneration, processor
 
 
 def _build_qwen(tokenizer, v25: bool):
@@ -706,6 +730,10 @@ def tiny_cohere2_vision():
 
 def tiny_idefics3():
     return _build_idefics3(build_tokenizer("idefics3"))
+
+
+def tiny_deepseek_vl():
+    return _build_deepseek_vl(build_tokenizer("deepseek_vl"))
 
 
 def build_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:

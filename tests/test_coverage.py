@@ -23,7 +23,8 @@ def test_every_image_text_to_text_model_type_has_a_row(rows):
     assert [r.model_type for r in rows] == coverage.model_types()
     for r in rows:
         if r.model_type in FAMILIES:
-            assert r.status == "works" and r.checked.startswith("; ".join(coverage.CHECKS)) and not r.reason
+            assert r.status == "works" and r.checked.startswith("; ".join(coverage.CHECKS))
+            assert r.reason.startswith(FAMILIES[r.model_type].name + ": ")
         else:
             assert r.status != "works" and not r.checked and r.reason, r
 

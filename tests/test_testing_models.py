@@ -33,6 +33,7 @@ EXPECTED_TEXT["cohere2_vision"] = EXPECTED_TEXT["aya_vision"].replace("<image>",
 EXPECTED_TEXT["idefics3"] = f"<|im_start|>User:<image>{PAPER_PROMPT}<end_of_utterance>\nAssistant:"
 EXPECTED_TEXT["lighton_ocr"] = EXPECTED_TEXT["qwen2_vl"].replace("<|vision_start|><|image_pad|><|vision_end|>",
                                                                   "<|image_pad|>")
+EXPECTED_TEXT["deepseek_vl"] = f"User: <image_placeholder>{PAPER_PROMPT}\n\nAssistant:"
 EXPECTED_TEXT["mistral3"] = f"[INST][IMG]{PAPER_PROMPT}[/INST]"
 
 
@@ -86,7 +87,9 @@ def test_image_tokens_match_features_and_forward(loaded):
     with torch.no_grad():
         # Video-LLaVA's processor names the pixels pixel_values_images
         pixels = inputs["pixel_values"] if "pixel_values" in inputs else inputs["pixel_values_images"]
-        features = model.get_image_features(pixel_values=pixels, **pixel_kwargs)
+        # DeepSeek-VL's wrapper leaves get_image_features to its inner model
+        image_features = getattr(model, "get_image_features", None) or model.model.get_image_features
+        features = image_features(pixel_values=pixels, **pixel_kwargs)
         features = getattr(features, "pooler_output", features)
         if isinstance(features, (list, tuple)):
             features = torch.cat([f.reshape(-1, f.shape[-1]) for f in features])
