@@ -1,4 +1,4 @@
-"""Tiny random-weight vision-language models of the paper's five families, built offline.
+"""Tiny random-weight vision-language models of every registered family, built offline.
 
 :func:`build_tiny` writes a model *and* a working processor (tokenizer, image processor,
 chat template) into a folder with ``save_pretrained``, so that
@@ -68,6 +68,13 @@ families, :data:`NUM_IMAGE_TOKENS` and :data:`PROCESSED_SIZE` are read from thos
     soft-cap 3, layer 0 sliding with window 12) + ``PaliGemmaProcessor`` /
     ``SiglipImageProcessor`` (32×32). Template ``<image>{p}``; the processor makes it 16 ×
     ``<image>`` + ``<bos>`` + ``{p}`` + ``\n`` and the whole prompt is one bidirectional prefix.
+
+The families added after the paper's (``llava_onevision``, ``vipllava``, ``llava_next_video``,
+``video_llava``, ``qwen3_vl``, ``qwen3_vl_moe``, ``glm4v``, ``glm4v_moe``, ``glm46v``,
+``mistral3``, ``lighton_ocr``, ``aya_vision``, ``cohere2_vision``, ``idefics3``, ``deepseek_vl``)
+describe their tiny model (towers, token count, template) in their ``_build_*`` docstrings;
+not every decoder is under ``model.language_model`` (Idefics3: ``model.text_model``), the
+record's ``decoder`` path says where.
 """
 from __future__ import annotations
 
