@@ -233,6 +233,11 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            note="one SigLIP grid (384 px / patch 16: 24 × 24 = 576 tokens) over the image padded to a square; "
                 "runs at 384 × 384 (no padding)",
            **_TRANSFORMERS_DECODER),
+    Family("VideoLLaMA 3", "video_llama_3", "VideoLlama3ForConditionalGeneration", "VideoLlama3Processor",
+           resolution=(448, 448), layout=geometry.video_llama_3_layout,
+           tiny=TinyModel("tiny_video_llama_3", image_tokens=64, processed_size=(64, 64)),
+           note="dynamic resolution (patch 14, images not merged), a Qwen2 decoder; runs at 448 × 448 (32 × 32)",
+           **_TRANSFORMERS_DECODER),
 )}
 
 

@@ -27,6 +27,8 @@ the family's record in :mod:`hearlib.families` names:
   refused.
 * **Mistral 3** (``mistral3``): one Pixtral grid of ``(h/patch/merge, w/patch/merge)`` tokens over
   the whole image; the ``[IMG_BREAK]`` after each row and ``[IMG_END]`` are not image tokens.
+* **VideoLLaMA 3** (``video_llama_3``): one grid of ``image_grid_thw`` patches (no merge for
+  images) over the whole resized image.
 * **DeepSeek-VL** (``deepseek_vl``): one SigLIP grid over the whole (square) image.
 * **Aya Vision / Command A Vision / Idefics3** (tiled): per-tile grids row-major, the
   global view or thumbnail last; tile, row/column and start/end marker tokens are not image tokens.
@@ -398,6 +400,18 @@ def mistral3_layout(config, processor, sample, width, height):
     h, w = (int(v) for v in np.asarray(sample.inputs["image_sizes"].cpu())[0])
     step = int(config.vision_config.patch_size) * int(config.spatial_merge_size)
     return _whole_image_grid(processor.image_processor, h // step, w // step, width, height, "Mistral 3"), {}
+
+
+def video_llama_3_layout(config, processor, sample, width, height):
+    """VideoLLaMA 3: one grid of ``image_grid_thw`` patches merged ``image_merge_sizes`` (1 for images)
+    over the whole resized image."""
+    t, h, w = (int(v) for v in np.asarray(sample.inputs["image_grid_thw"].cpu())[0])
+    merges = sample.inputs.get("image_merge_sizes")
+    merge = int(np.asarray(merges.cpu()).reshape(-1)[0]) if merges is not None else int(processor.image_processor.merge_size)
+    if t != 1:
+        raise UnsupportedModel(f"image_grid_thw has {t} temporal patches; one image expected")
+    rows, cols = h // merge, w // merge
+    return [Panel("base", _regular(0, cols, rows, cols), (0.0, 0.0, float(width), float(height)))], {}
 
 
 def deepseek_vl_layout(config, processor, sample, width, height):

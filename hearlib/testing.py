@@ -71,7 +71,8 @@ families, :data:`NUM_IMAGE_TOKENS` and :data:`PROCESSED_SIZE` are read from thos
 
 The families added after the paper's (``llava_onevision``, ``vipllava``, ``llava_next_video``,
 ``video_llava``, ``qwen3_vl``, ``qwen3_vl_moe``, ``glm4v``, ``glm4v_moe``, ``glm46v``,
-``mistral3``, ``lighton_ocr``, ``aya_vision``, ``cohere2_vision``, ``idefics3``, ``deepseek_vl``)
+``mistral3``, ``lighton_ocr``, ``aya_vision``, ``cohere2_vision``, ``idefics3``, ``deepseek_vl``,
+``video_llama_3``)
 describe their tiny model (towers, token count, template) in their ``_build_*`` docstrings;
 not every decoder is under ``model.language_model`` (Idefics3: ``model.text_model``), the
 record's ``decoder`` path says where.
@@ -157,7 +158,7 @@ _SPECIALS = {
 # model_type -> key of _SPECIALS where it is not the model_type itself
 _TOKENIZER_OF = {"llava_onevision": "onevision", "llava_next": "llava", "vipllava": "llava",
                  "llava_next_video": "llava_video", "video_llava": "llava_video", "glm4v_moe": "glm4v", "glm46v": "glm4v",
-                 "aya_vision": "cohere", "cohere2_vision": "cohere"}
+                 "aya_vision": "cohere", "cohere2_vision": "cohere", "video_llama_3": "qwen"}
 # words a family's template needs beyond the shared vocabulary (appended last: other ids unchanged)
 _EXTRA_WORDS = {"gemma3": ["model"]}
 
@@ -438,6 +439,24 @@ def _build_deepseek_vl(tokenizer):
     processor = tf.DeepseekVLProcessor(image_processor=image_processor, tokenizer=tokenizer,
                                        chat_template=DEEPSEEK_VL_TEMPLATE, num_image_tokens=64)
     return config, tf.DeepseekVLForConditionalGeneration, processor
+
+
+def _build_video_llama_3(tokenizer):
+    """VideoLLaMA 3: a SigLIP-like tower with 2D RoPE at the image's own resolution (patch 8, no merge
+    for images), a Qwen2 decoder; min/max pixels 4000/4100 bring any square input to 64 × 64 ->
+    8 × 8 = 64 image tokens."""
+    import transformers as tf
+    ids = {name: tokenizer.convert_tokens_to_ids(t) for name, t in (
+        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"))}
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=8)
+    text = tf.Qwen2Config(**_text_kwargs(tokenizer), rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+    config = tf.VideoLlama3Config(vision_config=vision, text_config=text, tie_word_embeddings=False, **ids)
+    pixels = dict(size={"shortest_edge": 4000, "longest_edge": 4100}, patch_size=8, merge_size=1,
+                  image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    processor = tf.VideoLlama3Processor(image_processor=tf.VideoLlama3ImageProcessor(**pixels),
+                                        video_processor=tf.VideoLlama3VideoProcessor(**pixels), tokenizer=tokenizer,
+                                        chat_template=QWEN_TEMPLATE)
+    return config, tf.VideoLlama3ForConditionalGeneration, processor
 
 
 def _build_qwen(tokenizer, v25: bool):
@@ -741,6 +760,10 @@ def tiny_idefics3():
 
 def tiny_deepseek_vl():
     return _build_deepseek_vl(build_tokenizer("deepseek_vl"))
+
+
+def tiny_video_llama_3():
+    return _build_video_llama_3(build_tokenizer("video_llama_3"))
 
 
 def build_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:

@@ -18,6 +18,7 @@ EXPECTED_TEXT = {
                  f"<IMG_CONTEXT>\n{PAPER_PROMPT}<|im_end|>\n<|im_start|>assistant\n"),
 }
 EXPECTED_TEXT["qwen2_5_vl"] = EXPECTED_TEXT["qwen3_vl"] = EXPECTED_TEXT["qwen3_vl_moe"] = EXPECTED_TEXT["qwen2_vl"]
+EXPECTED_TEXT["video_llama_3"] = EXPECTED_TEXT["qwen2_vl"]
 EXPECTED_TEXT["gemma3"] = (f"<bos><start_of_turn>user\n<start_of_image>{PAPER_PROMPT}<end_of_turn>\n"
                            "<start_of_turn>model\n")
 EXPECTED_TEXT["paligemma"] = f"<image>{PAPER_PROMPT}"
@@ -83,7 +84,7 @@ def test_image_tokens_match_features_and_forward(loaded):
     inputs = _inputs(processor, _image((48, 48)))
     n_image = int((inputs.input_ids == model.config.image_token_id).sum())
     assert n_image == NUM_IMAGE_TOKENS[family]
-    pixel_kwargs = {k: v for k, v in inputs.items() if k in ("image_sizes", "image_grid_thw")}
+    pixel_kwargs = {k: v for k, v in inputs.items() if k in ("image_sizes", "image_grid_thw", "image_merge_sizes")}
     with torch.no_grad():
         # Video-LLaVA's processor names the pixels pixel_values_images
         pixels = inputs["pixel_values"] if "pixel_values" in inputs else inputs["pixel_values_images"]
