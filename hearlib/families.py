@@ -238,6 +238,12 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            tiny=TinyModel("tiny_video_llama_3", image_tokens=64, processed_size=(64, 64)),
            note="dynamic resolution (patch 14, images not merged), a Qwen2 decoder; runs at 448 × 448 (32 × 32)",
            **_TRANSFORMERS_DECODER),
+    Family("PaddleOCR-VL", "paddleocr_vl", "PaddleOCRVLForConditionalGeneration", "PaddleOCRVLProcessor",
+           resolution=(448, 448), layout=geometry.qwen_layout,
+           tiny=TinyModel("tiny_paddleocr_vl", image_tokens=16, processed_size=(64, 64)),
+           note="dynamic resolution as Qwen2-VL (patch 14, 2 × 2 merge, M-RoPE), an ERNIE-4.5-0.3B-style decoder; "
+                "runs at 448 × 448 (16 × 16)",
+           **_TRANSFORMERS_DECODER),
 )}
 
 

@@ -72,7 +72,7 @@ families, :data:`NUM_IMAGE_TOKENS` and :data:`PROCESSED_SIZE` are read from thos
 The families added after the paper's (``llava_onevision``, ``vipllava``, ``llava_next_video``,
 ``video_llava``, ``qwen3_vl``, ``qwen3_vl_moe``, ``glm4v``, ``glm4v_moe``, ``glm46v``,
 ``mistral3``, ``lighton_ocr``, ``aya_vision``, ``cohere2_vision``, ``idefics3``, ``deepseek_vl``,
-``video_llama_3``)
+``video_llama_3``, ``paddleocr_vl``)
 describe their tiny model (towers, token count, template) in their ``_build_*`` docstrings;
 not every decoder is under ``model.language_model`` (Idefics3: ``model.text_model``), the
 record's ``decoder`` path says where.
@@ -158,7 +158,8 @@ _SPECIALS = {
 # model_type -> key of _SPECIALS where it is not the model_type itself
 _TOKENIZER_OF = {"llava_onevision": "onevision", "llava_next": "llava", "vipllava": "llava",
                  "llava_next_video": "llava_video", "video_llava": "llava_video", "glm4v_moe": "glm4v", "glm46v": "glm4v",
-                 "aya_vision": "cohere", "cohere2_vision": "cohere", "video_llama_3": "qwen"}
+                 "aya_vision": "cohere", "cohere2_vision": "cohere", "video_llama_3": "qwen",
+                 "paddleocr_vl": "qwen"}
 # words a family's template needs beyond the shared vocabulary (appended last: other ids unchanged)
 _EXTRA_WORDS = {"gemma3": ["model"]}
 
@@ -457,6 +458,26 @@ def _build_video_llama_3(tokenizer):
                                         video_processor=tf.VideoLlama3VideoProcessor(**pixels), tokenizer=tokenizer,
                                         chat_template=QWEN_TEMPLATE)
     return config, tf.VideoLlama3ForConditionalGeneration, processor
+
+
+def _build_paddleocr_vl(tokenizer):
+    """PaddleOCR-VL: a NaViT-style SigLIP tower (patch 8, 2 × 2 merge, no temporal patches), an ERNIE-4.5
+    style decoder with M-RoPE [2, 3, 3]; min/max pixels as Qwen2-VL: square inputs -> 64 × 64 -> 16 tokens."""
+    import transformers as tf
+    ids = {name: tokenizer.convert_tokens_to_ids(t) for name, t in (
+        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"))}
+    text = dict(_text_kwargs(tokenizer), rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                          "mrope_section": [2, 3, 3]})
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=64,
+                  patch_size=8, spatial_merge_size=2)
+    config = tf.PaddleOCRVLConfig(vision_config=vision, text_config=text, tie_word_embeddings=False, **ids)
+    image_processor = tf.PaddleOCRVLImageProcessor(size={"shortest_edge": 60 * 60, "longest_edge": 6000}, patch_size=8,
+                                                   merge_size=2, temporal_patch_size=1, image_mean=CLIP_MEAN,
+                                                   image_std=CLIP_STD)
+    processor = tf.PaddleOCRVLProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                        chat_template=QWEN_TEMPLATE)
+    return config, tf.PaddleOCRVLForConditionalGeneration, processor
 
 
 def _build_qwen(tokenizer, v25: bool):
@@ -764,6 +785,10 @@ def tiny_deepseek_vl():
 
 def tiny_video_llama_3():
     return _build_video_llama_3(build_tokenizer("video_llama_3"))
+
+
+def tiny_paddleocr_vl():
+    return _build_paddleocr_vl(build_tokenizer("paddleocr_vl"))
 
 
 def build_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:

@@ -8,6 +8,7 @@ decoder's ``inputs_embeds`` at ``sample.image_positions``."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -66,8 +67,7 @@ def make_vision_local(model) -> None:
                 if module.bias is not None:
                     module.bias.zero_()
                 zeroed += 1
-    layers = [m for n, m in tower.named_modules() if n.count(".") == 2 and n.split(".")[1] in ("layers", "layer")
-              or n.count(".") == 1 and n.startswith("blocks.")]
+    layers = [m for n, m in tower.named_modules() if re.fullmatch(r"(.+\.)?(layers|layer|blocks)\.\d+", n)]
     assert zeroed == len(layers) > 0, (zeroed, len(layers))
 
 
