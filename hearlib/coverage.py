@@ -115,6 +115,22 @@ REASONS: dict[str, tuple[str, str]] = {
                                 "registered yet"),
     "cosmos3_omni": (NOT_YET, "AutoProcessor maps no processor to cosmos3_omni; not registered yet"),
     "glm_ocr": (NOT_YET, "AutoProcessor maps no processor to glm_ocr; not registered yet"),
+    "glm5_next": (TOKEN_MIXING, "the decoder has linear-attention layers (Glm5NextTextLinearAttention)"),
+    "qwen4_exp": (TOKEN_MIXING, "the decoder has Gated DeltaNet linear-attention layers (Qwen4ExpTextGatedDeltaNet)"),
+    "minicpmv4_6": (TOKEN_MIXING, "the decoder is Qwen3.5 (text_config 'qwen3_5_text') with Gated DeltaNet "
+                                  "linear-attention layers"),
+    "minicpmv4_7": (TOKEN_MIXING, "the decoder is Qwen3.5 (text_config 'qwen3_5_text') with Gated DeltaNet "
+                                  "linear-attention layers"),
+    "minicpm_ocr": (TOKEN_MIXING, "the decoder is Qwen3.5 (text_config 'qwen3_5_text') with Gated DeltaNet "
+                                  "linear-attention layers"),
+    "lfm3_vl": (TOKEN_MIXING, "the LFM3 decoder (text_config 'lfm3') mixes tokens with short convolutions "
+                              "(Lfm3ShortConv)"),
+    "inkling_mm_model": (TOKEN_MIXING, "the decoder's attention runs short causal convolutions over keys and values "
+                                       "along the sequence (InklingShortConvolution)"),
+    "inkling2": (TOKEN_MIXING, "the decoder runs short causal convolutions along the sequence in attention and "
+                               "after it (Inkling2ShortConvolution)"),
+    "inkling2_loop": (TOKEN_MIXING, "as Inkling 2: short causal convolutions along the sequence "
+                                    "(Inkling2LoopShortConvolution)"),
     # generation models
     "diffusion_gemma": (GENERATION, "a block-diffusion text model (DiffusionGemmaForBlockDiffusion), not an "
                                     "autoregressive next-token logit"),
@@ -217,8 +233,8 @@ def coverage(check=check_family) -> list[Coverage]:
             family = FAMILIES[model_type]
             rows.append(Coverage(model_type, "works", check(model_type), f"{family.name}: {family.note}"))
         else:
-            kind, reason = REASONS.get(model_type, (NOT_YET, "no family record yet (transformers' layout not "
-                                                              "examined for hearlib)"))
+            kind, reason = REASONS.get(model_type, (NOT_YET, "no family record; its transformers source has not "
+                                                              "been examined for hearlib yet"))
             rows.append(Coverage(model_type, kind, "", reason))
     return rows
 
