@@ -136,8 +136,9 @@ REASONS: dict[str, tuple[str, str]] = {
                                     "autoregressive next-token logit"),
     "pi0": (GENERATION, "a vision-language-action policy: the output is actions from an action expert "
                         "(dit_config), not an answer token"),
-    "shieldgemma2": (NOT_YET, "a Gemma 3 checkpoint (Gemma3ForConditionalGeneration) scoring images for policy "
-                              "violations; the gemma3 record would apply but the model_type is not registered"),
+    "shieldgemma2": (NOT_YET, "Gemma3ForConditionalGeneration scoring images against safety policies: "
+                              "ShieldGemma2Processor ignores the text and writes one policy prompt per policy, so "
+                              "HeAr's question prompt cannot be posed; the gemma3 record fits the model itself"),
     "fuyu": (NOT_YET, "no vision tower: image patches are linearly embedded into the decoder and a "
                       "newline token ends each row inside the image block; not registered yet"),
     "git": (NOT_YET, "GitForCausalLM is one BERT-style stack over image + text (images bidirectional, text "
