@@ -95,8 +95,6 @@ REASONS: dict[str, tuple[str, str]] = {
                          "hidden state runs as AltUp streams (Gemma3nTextAltUp); not registered yet"),
     "gemma4": (NOT_YET, "later decoder layers reuse earlier layers' keys/values (num_kv_shared_layers); not "
                         "registered yet"),
-    "ovis2": (NOT_YET, "visual tokens are probability-weighted mixtures over a visual embedding table "
-                       "(Ovis2VisualEmbeddingTable); not registered yet"),
     "ernie4_5_vl_moe": (NOT_YET, "a variable-resolution resampler and a mixture-of-experts decoder; not registered yet"),
     "perception_lm": (NO_TINY, "the vision tower is a TimmWrapperModel (vision_config 'timm_wrapper'), and timm is "
                                "not installed in hearlib's environment"),

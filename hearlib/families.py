@@ -244,6 +244,12 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            note="dynamic resolution as Qwen2-VL (patch 14, 2 × 2 merge, M-RoPE), an ERNIE-4.5-0.3B-style decoder; "
                 "runs at 448 × 448 (16 × 16)",
            **_TRANSFORMERS_DECODER),
+    Family("Ovis2", "ovis2", "Ovis2ForConditionalGeneration", "Ovis2Processor",
+           resolution=(448, 448), layout=geometry.ovis2_layout,
+           tiny=TinyModel("tiny_ovis2", image_tokens=16, processed_size=(64, 64)),
+           note="each image token is a softmax-weighted mix of a visual embedding table (the visual tokenizer); "
+                "one view at 448 × 448 (crops off); <IMG_START>/<IMG_GRID>/<IMG_END> are not image tokens",
+           **_TRANSFORMERS_DECODER),
 )}
 
 

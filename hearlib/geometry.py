@@ -414,6 +414,17 @@ def video_llama_3_layout(config, processor, sample, width, height):
     return [Panel("base", _regular(0, cols, rows, cols), (0.0, 0.0, float(width), float(height)))], {}
 
 
+def ovis2_layout(config, processor, sample, width, height):
+    """Ovis2: ``(image_size/patch/hidden_stride)²`` <IMG_ATOM> tokens for the whole image; crops
+    (``crop_to_patches``) are refused. The indicator tokens (<IMG_START>, <IMG_GRID>, <IMG_END>) carry
+    fixed embeddings and are not image tokens."""
+    if int(sample.inputs["pixel_values"].shape[0]) != 1:
+        raise UnsupportedModel("Ovis2: crops are not supported; turn crop_to_patches off")
+    vision = config.vision_config
+    side = _pair(vision.image_size)[0] // _pair(vision.patch_size)[0] // int(vision.hidden_stride)
+    return _whole_image_grid(processor.image_processor, side, side, width, height, "Ovis2"), {}
+
+
 def deepseek_vl_layout(config, processor, sample, width, height):
     """DeepSeek-VL: one SigLIP grid (no class token) over the image padded to a square; only square
     inputs (no padding) are supported."""

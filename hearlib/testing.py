@@ -72,7 +72,7 @@ families, :data:`NUM_IMAGE_TOKENS` and :data:`PROCESSED_SIZE` are read from thos
 The families added after the paper's (``llava_onevision``, ``vipllava``, ``llava_next_video``,
 ``video_llava``, ``qwen3_vl``, ``qwen3_vl_moe``, ``glm4v``, ``glm4v_moe``, ``glm46v``,
 ``mistral3``, ``lighton_ocr``, ``aya_vision``, ``cohere2_vision``, ``idefics3``, ``deepseek_vl``,
-``video_llama_3``, ``paddleocr_vl``)
+``video_llama_3``, ``paddleocr_vl``, ``ovis2``)
 describe their tiny model (towers, token count, template) in their ``_build_*`` docstrings;
 not every decoder is under ``model.language_model`` (Idefics3: ``model.text_model``), the
 record's ``decoder`` path says where.
@@ -150,6 +150,8 @@ _SPECIALS = {
                      "image_end_token": "<|vision_end|>"}, None),
     "deepseek_vl": (["<pad>", "<unk>", "<s>", "</s>", "<image_placeholder>"], {"image_token": "<image_placeholder>"},
                     "<s>"),
+    "ovis2": (["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<image>", "<IMG_ATOM>", "<IMG_START>",
+               "<IMG_GRID>", "<IMG_COL>", "<IMG_ROW>", "<IMG_END>"], {"image_token": "<IMG_ATOM>"}, None),
     "onevision": (["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"],
                   {"image_token": "<image>", "video_token": "<video>"}, None),
     "mistral3": (["<pad>", "<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[IMG]", "[IMG_BREAK]", "[IMG_END]"],
@@ -183,6 +185,7 @@ def _im_template(system: str, image: str) -> str:
 
 
 QWEN_TEMPLATE = _im_template("You are a helpful assistant.", "<|vision_start|><|image_pad|><|vision_end|>")
+OVIS2_TEMPLATE = _im_template("You are a helpful assistant.", "<image>\n")
 INTERNVL_TEMPLATE = _im_template("You are InternVL, a helpful assistant.", "<IMG_CONTEXT>\n")
 LIGHTON_TEMPLATE = _im_template("You are a helpful assistant.", "<|image_pad|>")
 ONEVISION_TEMPLATE = _im_template("You are a helpful assistant.", "<image>\n")
@@ -478,6 +481,27 @@ def _build_paddleocr_vl(tokenizer):
     processor = tf.PaddleOCRVLProcessor(image_processor=image_processor, tokenizer=tokenizer,
                                         chat_template=QWEN_TEMPLATE)
     return config, tf.PaddleOCRVLForConditionalGeneration, processor
+
+
+def _build_ovis2(tokenizer):
+    """Ovis2: a SigLIP-like tower 64 px / patch 8, hidden stride 2 (8 × 8 patches -> 4 × 4), whose
+    "visual tokenizer" gives each of the 16 tokens a softmax over a 64-entry visual embedding table; the
+    processor expands <image> to <IMG_START> + 16 × <IMG_ATOM> + <IMG_GRID> + <IMG_END> (one view); a
+    Qwen2 decoder. The indicator tokens get fixed table rows, not image features."""
+    import transformers as tf
+    indicators = ["<IMG_START>", "<IMG_GRID>", "<IMG_COL>", "<IMG_ROW>", "<IMG_END>"]
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=64,
+                  patch_size=8, vocab_size=64, hidden_stride=2, num_visual_indicator_tokens=5)
+    text = tf.Qwen2Config(**_text_kwargs(tokenizer), rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+    config = tf.Ovis2Config(vision_config=vision, text_config=text, hidden_size=TEXT["hidden_size"],
+                            vocab_size=len(tokenizer), image_token_id=tokenizer.convert_tokens_to_ids("<IMG_ATOM>"),
+                            visual_indicator_token_ids=tokenizer.convert_tokens_to_ids(indicators),
+                            tie_word_embeddings=False)
+    image_processor = tf.Ovis2ImageProcessor(size={"height": 64, "width": 64}, crop_to_patches=False,
+                                             image_mean=CLIP_MEAN, image_std=CLIP_STD)
+    processor = tf.Ovis2Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_length=16,
+                                  chat_template=OVIS2_TEMPLATE)
+    return config, tf.Ovis2ForConditionalGeneration, processor
 
 
 def _build_qwen(tokenizer, v25: bool):
@@ -789,6 +813,10 @@ def tiny_video_llama_3():
 
 def tiny_paddleocr_vl():
     return _build_paddleocr_vl(build_tokenizer("paddleocr_vl"))
+
+
+def tiny_ovis2():
+    return _build_ovis2(build_tokenizer("ovis2"))
 
 
 def build_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:

@@ -111,9 +111,9 @@ def test_paths_resolve_to_the_expected_modules(tiny):
     lm_head = family.lm_head_of(model)
     assert isinstance(lm_head, torch.nn.Linear) and lm_head is model.get_output_embeddings()
     assert lm_head.weight.shape == (text.vocab_size, text.hidden_size)
-    # Gemma3Processor's image_token(_id) is the <start_of_image> placeholder and AyaVisionProcessor's the
-    # <image> placeholder; the tokenizer's is the image token
-    image_token = (processor.tokenizer.image_token if family.model_type in ("gemma3", "aya_vision")
+    # Gemma3Processor's image_token(_id) is the <start_of_image> placeholder, AyaVisionProcessor's and
+    # Ovis2Processor's the <image> placeholder; the tokenizer's is the image token
+    image_token = (processor.tokenizer.image_token if family.model_type in ("gemma3", "aya_vision", "ovis2")
                    else processor.image_token)
     assert family.image_token_id_of(model.config) == processor.tokenizer.convert_tokens_to_ids(image_token)
 

@@ -52,7 +52,8 @@ def image_features(engine, sample) -> torch.Tensor:
     return captured["x"]
 
 
-ATTENTION_OUT = ("self_attn.out_proj", "attn.proj", "attention.projection_layer", "attention.o_proj")
+ATTENTION_OUT = ("self_attn.out_proj", "attn.proj", "attention.projection_layer", "attention.o_proj",
+                 "attention.out_proj")
 
 
 def make_vision_local(model) -> None:

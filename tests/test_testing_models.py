@@ -35,6 +35,7 @@ EXPECTED_TEXT["idefics3"] = f"<|im_start|>User:<image>{PAPER_PROMPT}<end_of_utte
 EXPECTED_TEXT["lighton_ocr"] = EXPECTED_TEXT["qwen2_vl"].replace("<|vision_start|><|image_pad|><|vision_end|>",
                                                                   "<|image_pad|>")
 EXPECTED_TEXT["deepseek_vl"] = f"User: <image_placeholder>{PAPER_PROMPT}\n\nAssistant:"
+EXPECTED_TEXT["ovis2"] = EXPECTED_TEXT["llava_onevision"]
 EXPECTED_TEXT["mistral3"] = f"[INST][IMG]{PAPER_PROMPT}[/INST]"
 
 
@@ -65,6 +66,9 @@ def test_chat_template_and_image_token_ids(loaded):
     if family == "gemma3":   # Gemma3Processor's image_token is the <start_of_image> placeholder it expands
         assert processor.image_token == processor.tokenizer.boi_token == "<start_of_image>"
         assert processor.tokenizer.convert_tokens_to_ids(processor.tokenizer.image_token) == model.config.image_token_id
+    elif family == "ovis2":   # Ovis2Processor expands its <image> placeholder to <IMG_ATOM> tokens
+        assert processor.image_token == "<image>" and processor.tokenizer.image_token == "<IMG_ATOM>"
+        assert processor.tokenizer.convert_tokens_to_ids("<IMG_ATOM>") == model.config.image_token_id
     elif family == "aya_vision":   # AyaVisionProcessor expands its <image> placeholder to <|IMG_PATCH|> tokens
         assert processor.image_token == "<image>" and processor.img_patch_token == "<|IMG_PATCH|>"
         assert processor.tokenizer.convert_tokens_to_ids("<|IMG_PATCH|>") == model.config.image_token_id
