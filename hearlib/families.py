@@ -250,6 +250,12 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            note="each image token is a softmax-weighted mix of a visual embedding table (the visual tokenizer); "
                 "one view at 448 × 448 (crops off); <IMG_START>/<IMG_GRID>/<IMG_END> are not image tokens",
            **_TRANSFORMERS_DECODER),
+    Family("Qianfan-OCR", "qianfan_ocr", "QianfanOCRForConditionalGeneration", "QianfanOCRProcessor",
+           resolution=(448, 448), layout=geometry.internvl_layout,
+           tiny=TinyModel("tiny_qianfan_ocr", image_tokens=16, processed_size=(64, 64)),
+           note="InternVL's layout (448 px tiles, pixel shuffle 0.5: 256 tokens a tile) with a Qwen3 decoder; "
+                "at 448 × 448 one tile; <img>/</img> are not image tokens",
+           **_TRANSFORMERS_DECODER),
 )}
 
 

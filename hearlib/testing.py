@@ -72,7 +72,7 @@ families, :data:`NUM_IMAGE_TOKENS` and :data:`PROCESSED_SIZE` are read from thos
 The families added after the paper's (``llava_onevision``, ``vipllava``, ``llava_next_video``,
 ``video_llava``, ``qwen3_vl``, ``qwen3_vl_moe``, ``glm4v``, ``glm4v_moe``, ``glm46v``,
 ``mistral3``, ``lighton_ocr``, ``aya_vision``, ``cohere2_vision``, ``idefics3``, ``deepseek_vl``,
-``video_llama_3``, ``paddleocr_vl``, ``ovis2``)
+``video_llama_3``, ``paddleocr_vl``, ``ovis2``, ``qianfan_ocr``)
 describe their tiny model (towers, token count, template) in their ``_build_*`` docstrings;
 not every decoder is under ``model.language_model`` (Idefics3: ``model.text_model``), the
 record's ``decoder`` path says where.
@@ -152,6 +152,10 @@ _SPECIALS = {
                     "<s>"),
     "ovis2": (["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<image>", "<IMG_ATOM>", "<IMG_START>",
                "<IMG_GRID>", "<IMG_COL>", "<IMG_ROW>", "<IMG_END>"], {"image_token": "<IMG_ATOM>"}, None),
+    "qianfan_ocr": (["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>",
+                     "<image>"],
+                    {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>"},
+                    None),
     "onevision": (["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"],
                   {"image_token": "<image>", "video_token": "<video>"}, None),
     "mistral3": (["<pad>", "<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[IMG]", "[IMG_BREAK]", "[IMG_END]"],
@@ -185,6 +189,7 @@ def _im_template(system: str, image: str) -> str:
 
 
 QWEN_TEMPLATE = _im_template("You are a helpful assistant.", "<|vision_start|><|image_pad|><|vision_end|>")
+QIANFAN_TEMPLATE = _im_template("You are a helpful assistant.", "<image>\n")
 OVIS2_TEMPLATE = _im_template("You are a helpful assistant.", "<image>\n")
 INTERNVL_TEMPLATE = _im_template("You are InternVL, a helpful assistant.", "<IMG_CONTEXT>\n")
 LIGHTON_TEMPLATE = _im_template("You are a helpful assistant.", "<|image_pad|>")
@@ -504,6 +509,27 @@ def _build_ovis2(tokenizer):
     return config, tf.Ovis2ForConditionalGeneration, processor
 
 
+def _build_qianfan_ocr(tokenizer):
+    """Qianfan-OCR: InternVL's layout (InternViT-style tower 64 px / patch 8, pixel shuffle 0.5 -> 16
+    <IMG_CONTEXT> tokens between <img> and </img>, GotOcr2 image processor at 64 × 64, one tile) with a
+    Qwen3 decoder; the template's <image> placeholder is expanded by the processor."""
+    import transformers as tf
+    vision = tf.QianfanOCRVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                       num_attention_heads=2, image_size=[64, 64], patch_size=[8, 8],
+                                       use_mean_pooling=False, norm_type="layer_norm")
+    text = tf.Qwen3Config(**_text_kwargs(tokenizer), rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+    config = tf.QianfanOCRConfig(vision_config=vision, text_config=text,
+                                 image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"), image_seq_length=16,
+                                 downsample_ratio=0.5, vision_feature_layer=-1,
+                                 vision_feature_select_strategy="default", tie_word_embeddings=False)
+    image_processor = tf.GotOcr2ImageProcessor(
+        size={"height": 64, "width": 64}, crop_to_patches=False, min_patches=1, max_patches=1, resample=3,
+        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    processor = tf.QianfanOCRProcessor(image_processor=image_processor, tokenizer=tokenizer, image_seq_length=16,
+                                       chat_template=QIANFAN_TEMPLATE)
+    return config, tf.QianfanOCRForConditionalGeneration, processor
+
+
 def _build_qwen(tokenizer, v25: bool):
     import transformers as tf
     ids = {name: tokenizer.convert_tokens_to_ids(t) for name, t in (
@@ -817,6 +843,10 @@ def tiny_paddleocr_vl():
 
 def tiny_ovis2():
     return _build_ovis2(build_tokenizer("ovis2"))
+
+
+def tiny_qianfan_ocr():
+    return _build_qianfan_ocr(build_tokenizer("qianfan_ocr"))
 
 
 def build_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:

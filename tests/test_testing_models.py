@@ -35,7 +35,7 @@ EXPECTED_TEXT["idefics3"] = f"<|im_start|>User:<image>{PAPER_PROMPT}<end_of_utte
 EXPECTED_TEXT["lighton_ocr"] = EXPECTED_TEXT["qwen2_vl"].replace("<|vision_start|><|image_pad|><|vision_end|>",
                                                                   "<|image_pad|>")
 EXPECTED_TEXT["deepseek_vl"] = f"User: <image_placeholder>{PAPER_PROMPT}\n\nAssistant:"
-EXPECTED_TEXT["ovis2"] = EXPECTED_TEXT["llava_onevision"]
+EXPECTED_TEXT["ovis2"] = EXPECTED_TEXT["qianfan_ocr"] = EXPECTED_TEXT["llava_onevision"]
 EXPECTED_TEXT["mistral3"] = f"[INST][IMG]{PAPER_PROMPT}[/INST]"
 
 
