@@ -256,6 +256,12 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            note="InternVL's layout (448 px tiles, pixel shuffle 0.5: 256 tokens a tile) with a Qwen3 decoder; "
                 "at 448 × 448 one tile; <img>/</img> are not image tokens",
            **_TRANSFORMERS_DECODER),
+    Family("EXAONE 4.5", "exaone4_5", "Exaone4_5_ForConditionalGeneration", "Exaone4_5_Processor",
+           resolution=(448, 448), layout=geometry.qwen_layout,
+           tiny=TinyModel("tiny_exaone4_5", image_tokens=16, processed_size=(64, 64)),
+           note="Qwen2.5-VL-style tower and layout (patch 14, 2 × 2 merge) with an EXAONE 4 decoder "
+                "(sliding-window and global layers); runs at 448 × 448 (16 × 16)",
+           **_TRANSFORMERS_DECODER),
 )}
 
 

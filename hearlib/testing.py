@@ -72,7 +72,7 @@ families, :data:`NUM_IMAGE_TOKENS` and :data:`PROCESSED_SIZE` are read from thos
 The families added after the paper's (``llava_onevision``, ``vipllava``, ``llava_next_video``,
 ``video_llava``, ``qwen3_vl``, ``qwen3_vl_moe``, ``glm4v``, ``glm4v_moe``, ``glm46v``,
 ``mistral3``, ``lighton_ocr``, ``aya_vision``, ``cohere2_vision``, ``idefics3``, ``deepseek_vl``,
-``video_llama_3``, ``paddleocr_vl``, ``ovis2``, ``qianfan_ocr``)
+``video_llama_3``, ``paddleocr_vl``, ``ovis2``, ``qianfan_ocr``, ``exaone4_5``)
 describe their tiny model (towers, token count, template) in their ``_build_*`` docstrings;
 not every decoder is under ``model.language_model`` (Idefics3: ``model.text_model``), the
 record's ``decoder`` path says where.
@@ -165,7 +165,7 @@ _SPECIALS = {
 _TOKENIZER_OF = {"llava_onevision": "onevision", "llava_next": "llava", "vipllava": "llava",
                  "llava_next_video": "llava_video", "video_llava": "llava_video", "glm4v_moe": "glm4v", "glm46v": "glm4v",
                  "aya_vision": "cohere", "cohere2_vision": "cohere", "video_llama_3": "qwen",
-                 "paddleocr_vl": "qwen"}
+                 "paddleocr_vl": "qwen", "exaone4_5": "qwen"}
 # words a family's template needs beyond the shared vocabulary (appended last: other ids unchanged)
 _EXTRA_WORDS = {"gemma3": ["model"]}
 
@@ -530,6 +530,29 @@ def _build_qianfan_ocr(tokenizer):
     return config, tf.QianfanOCRForConditionalGeneration, processor
 
 
+def _build_exaone4_5(tokenizer):
+    """EXAONE 4.5: a Qwen2.5-VL-style tower (window attention, full attention in block 1, patch 8, 2 × 2
+    merge; the Qwen2-VL image processor: square inputs -> 64 × 64 -> 16 tokens) and an EXAONE 4 decoder
+    whose layer 0 has a sliding window (12) shorter than the sequence."""
+    import transformers as tf
+    ids = {name: tokenizer.convert_tokens_to_ids(t) for name, t in (
+        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"))}
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, num_key_value_heads=2, patch_size=8,
+                  temporal_patch_size=2, spatial_merge_size=2, window_size=32, out_hidden_size=TEXT["hidden_size"],
+                  fullatt_block_indexes=[1])
+    text = tf.Exaone4Config(**_text_kwargs(tokenizer), sliding_window=12,
+                            layer_types=["sliding_attention", "full_attention"],
+                            rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+    config = tf.Exaone4_5_Config(vision_config=vision, text_config=text, tie_word_embeddings=False, **ids)
+    pixels = dict(min_pixels=60 * 60, max_pixels=6000, patch_size=8, temporal_patch_size=2, merge_size=2,
+                  image_mean=CLIP_MEAN, image_std=CLIP_STD)
+    image_processor = tf.Qwen2VLImageProcessor(size={"shortest_edge": 60 * 60, "longest_edge": 6000}, **pixels)
+    video_processor = tf.Qwen2VLVideoProcessor(size={"shortest_edge": 60 * 60, "longest_edge": 6000}, **pixels)
+    processor = tf.Exaone4_5_Processor(image_processor=image_processor, tokenizer=tokenizer,
+                                       video_processor=video_processor, chat_template=QWEN_TEMPLATE)
+    return config, tf.Exaone4_5_ForConditionalGeneration, processor
+
+
 def _build_qwen(tokenizer, v25: bool):
     import transformers as tf
     ids = {name: tokenizer.convert_tokens_to_ids(t) for name, t in (
@@ -847,6 +870,10 @@ def tiny_ovis2():
 
 def tiny_qianfan_ocr():
     return _build_qianfan_ocr(build_tokenizer("qianfan_ocr"))
+
+
+def tiny_exaone4_5():
+    return _build_exaone4_5(build_tokenizer("exaone4_5"))
 
 
 def build_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:

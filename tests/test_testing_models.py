@@ -18,7 +18,7 @@ EXPECTED_TEXT = {
                  f"<IMG_CONTEXT>\n{PAPER_PROMPT}<|im_end|>\n<|im_start|>assistant\n"),
 }
 EXPECTED_TEXT["qwen2_5_vl"] = EXPECTED_TEXT["qwen3_vl"] = EXPECTED_TEXT["qwen3_vl_moe"] = EXPECTED_TEXT["qwen2_vl"]
-EXPECTED_TEXT["video_llama_3"] = EXPECTED_TEXT["paddleocr_vl"] = EXPECTED_TEXT["qwen2_vl"]
+EXPECTED_TEXT["video_llama_3"] = EXPECTED_TEXT["paddleocr_vl"] = EXPECTED_TEXT["exaone4_5"] = EXPECTED_TEXT["qwen2_vl"]
 EXPECTED_TEXT["gemma3"] = (f"<bos><start_of_turn>user\n<start_of_image>{PAPER_PROMPT}<end_of_turn>\n"
                            "<start_of_turn>model\n")
 EXPECTED_TEXT["paligemma"] = f"<image>{PAPER_PROMPT}"
