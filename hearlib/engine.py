@@ -418,6 +418,10 @@ class Engine:
         # Gemma-2-style decoders soft-cap the final logits; the fast path and the logit lens unembed
         # themselves, so they apply the same cap (None: no cap).
         self._final_softcap = getattr(text_config, "final_logit_softcapping", None)
+        # A wrapper that scales its logits (Command A Vision Compass: ``logits * self.logit_scale``) gets
+        # the same scale where the engine unembeds itself. Read from the wrapper, not the text config:
+        # Aya Vision's Cohere 2 text config has a logit_scale that its wrapper never applies.
+        self._logit_scale = getattr(model, "logit_scale", None)
         # Only the last position's logits are ever read: skip the unembedding of the others.
         self._last_only = ({"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters
                            else {})
@@ -671,8 +675,11 @@ class Engine:
         return sample._state["fast_layers"][1]
 
     def _unembed(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The model's logits from final hidden states: lm_head, then the final soft-cap if any."""
+        """The model's logits from final hidden states: lm_head, the wrapper's logit scale and the final
+        soft-cap, where the model has them."""
         logits = self.lm_head(hidden)
+        if self._logit_scale is not None:
+            logits = logits * self._logit_scale
         if self._final_softcap:
             logits = torch.tanh(logits / self._final_softcap) * self._final_softcap
         return logits

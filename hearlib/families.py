@@ -262,6 +262,13 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            note="Qwen2.5-VL-style tower and layout (patch 14, 2 × 2 merge) with an EXAONE 4 decoder "
                 "(sliding-window and global layers); runs at 448 × 448 (16 × 16)",
            **_TRANSFORMERS_DECODER),
+    Family("Cohere Compass", "cohere_compass", "CohereCompassForConditionalGeneration", "CohereCompassProcessor",
+           resolution=(448, 448), layout=geometry.qwen_layout,
+           tiny=TinyModel("tiny_cohere_compass", image_tokens=16, processed_size=(64, 64)),
+           note="Qwen3-VL-style tower (DeepStack) and layout with a Cohere decoder (sliding-window layers, M-RoPE); "
+                "the wrapper scales the logits by logit_scale, which the engine applies where it unembeds; "
+                "runs at 448 × 448",
+           **_TRANSFORMERS_DECODER),
 )}
 
 

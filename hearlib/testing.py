@@ -72,7 +72,7 @@ families, :data:`NUM_IMAGE_TOKENS` and :data:`PROCESSED_SIZE` are read from thos
 The families added after the paper's (``llava_onevision``, ``vipllava``, ``llava_next_video``,
 ``video_llava``, ``qwen3_vl``, ``qwen3_vl_moe``, ``glm4v``, ``glm4v_moe``, ``glm46v``,
 ``mistral3``, ``lighton_ocr``, ``aya_vision``, ``cohere2_vision``, ``idefics3``, ``deepseek_vl``,
-``video_llama_3``, ``paddleocr_vl``, ``ovis2``, ``qianfan_ocr``, ``exaone4_5``)
+``video_llama_3``, ``paddleocr_vl``, ``ovis2``, ``qianfan_ocr``, ``exaone4_5``, ``cohere_compass``)
 describe their tiny model (towers, token count, template) in their ``_build_*`` docstrings;
 not every decoder is under ``model.language_model`` (Idefics3: ``model.text_model``), the
 record's ``decoder`` path says where.
@@ -156,6 +156,10 @@ _SPECIALS = {
                      "<image>"],
                     {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>"},
                     None),
+    "cohere_compass": (["<PAD>", "<unk>", "<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>", "<|START_OF_TURN_TOKEN|>",
+                        "<|USER_TOKEN|>", "<|CHATBOT_TOKEN|>", "<|VISION_START|>", "<|VISION_END|>", "<|IMAGE_PAD|>",
+                        "<|VIDEO_PAD|>"],
+                       {"image_token": "<|IMAGE_PAD|>", "video_token": "<|VIDEO_PAD|>"}, "<BOS_TOKEN>"),
     "onevision": (["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"],
                   {"image_token": "<image>", "video_token": "<video>"}, None),
     "mistral3": (["<pad>", "<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[IMG]", "[IMG_BREAK]", "[IMG_END]"],
@@ -270,7 +274,7 @@ def build_tokenizer(family: str):
         kw = dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>", padding_side="left")
     elif key in ("gemma3", "paligemma"):
         kw = dict(bos_token="<bos>", eos_token="<eos>", unk_token="<unk>", pad_token="<pad>", padding_side="left")
-    elif key == "cohere":
+    elif key in ("cohere", "cohere_compass"):
         kw = dict(bos_token="<BOS_TOKEN>", eos_token="<|END_OF_TURN_TOKEN|>", unk_token="<unk>", pad_token="<PAD>",
                   padding_side="left")
     elif key == "idefics3":
@@ -551,6 +555,32 @@ def _build_exaone4_5(tokenizer):
     processor = tf.Exaone4_5_Processor(image_processor=image_processor, tokenizer=tokenizer,
                                        video_processor=video_processor, chat_template=QWEN_TEMPLATE)
     return config, tf.Exaone4_5_ForConditionalGeneration, processor
+
+
+def _build_cohere_compass(tokenizer):
+    """Cohere Compass: a Qwen3-VL-style tower (patch 8, 2 × 2 merge, DeepStack from block 0), a Cohere
+    decoder with M-RoPE per layer type, layer 0 sliding (window 12 < the sequence), and a wrapper that
+    scales the logits by ``text_config.logit_scale`` (0.5 here, so the engine must apply it too)."""
+    import transformers as tf
+    ids = {name: tokenizer.convert_tokens_to_ids(t) for name, t in (
+        ("image_token_id", "<|IMAGE_PAD|>"), ("video_token_id", "<|VIDEO_PAD|>"),
+        ("vision_start_token_id", "<|VISION_START|>"), ("vision_end_token_id", "<|VISION_END|>"))}
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}
+    text = {k: v for k, v in _text_kwargs(tokenizer).items() if k not in ("rms_norm_eps", "head_dim")}
+    text.update(logit_scale=0.5, sliding_window=12, layer_types=["sliding_attention", "full_attention"],
+                rope_parameters={"sliding_attention": dict(rope), "full_attention": dict(rope)})
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=8, temporal_patch_size=2,
+                  spatial_merge_size=2, out_hidden_size=TEXT["hidden_size"], num_position_embeddings=64,
+                  deepstack_visual_indexes=[0])
+    config = tf.CohereCompassConfig(vision_config=vision, text_config=text, tie_word_embeddings=False, **ids)
+    pixels = dict(size={"shortest_edge": 60 * 60, "longest_edge": 6000}, patch_size=8, temporal_patch_size=2,
+                  merge_size=2, image_mean=CLIP_MEAN, image_std=CLIP_STD)
+    processor = tf.CohereCompassProcessor(image_processor=tf.CohereCompassImageProcessor(**pixels),
+                                          video_processor=tf.CohereCompassVideoProcessor(**pixels),
+                                          tokenizer=tokenizer,
+                                          chat_template=COHERE_TEMPLATE.replace(
+                                              "{{ image_placeholder }}", "<|VISION_START|><|IMAGE_PAD|><|VISION_END|>"))
+    return config, tf.CohereCompassForConditionalGeneration, processor
 
 
 def _build_qwen(tokenizer, v25: bool):
@@ -874,6 +904,10 @@ def tiny_qianfan_ocr():
 
 def tiny_exaone4_5():
     return _build_exaone4_5(build_tokenizer("exaone4_5"))
+
+
+def tiny_cohere_compass():
+    return _build_cohere_compass(build_tokenizer("cohere_compass"))
 
 
 def build_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:

@@ -30,6 +30,8 @@ EXPECTED_TEXT["glm4v"] = EXPECTED_TEXT["glm4v_moe"] = EXPECTED_TEXT["glm46v"] = 
     f"[gMASK]<sop><|user|>\n<|begin_of_image|><|image|><|end_of_image|>{PAPER_PROMPT}<|assistant|>\n")
 EXPECTED_TEXT["aya_vision"] = (f"<|START_OF_TURN_TOKEN|><|USER_TOKEN|><image>{PAPER_PROMPT}<|END_OF_TURN_TOKEN|>"
                               "<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>")
+EXPECTED_TEXT["cohere_compass"] = EXPECTED_TEXT["aya_vision"].replace(
+    "<image>", "<|VISION_START|><|IMAGE_PAD|><|VISION_END|>")
 EXPECTED_TEXT["cohere2_vision"] = EXPECTED_TEXT["aya_vision"].replace("<image>", "<|IMG_PATCH|>")
 EXPECTED_TEXT["idefics3"] = f"<|im_start|>User:<image>{PAPER_PROMPT}<end_of_utterance>\nAssistant:"
 EXPECTED_TEXT["lighton_ocr"] = EXPECTED_TEXT["qwen2_vl"].replace("<|vision_start|><|image_pad|><|vision_end|>",
