@@ -60,16 +60,16 @@ def make_vision_local(model) -> None:
     """Zero each vision layer's attention output projection: every layer becomes per token."""
     towers = ("vision_tower", "image_tower", "vision_model", "vision_encoder", "visual")
     tower = next(getattr(model.model, name) for name in towers if getattr(model.model, name, None) is not None)
-    zeroed = 0
+    layers = [(n, m) for n, m in tower.named_modules() if re.fullmatch(r"(.+\.)?(layers|layer|blocks)\.\d+", n)]
+    assert layers
     with torch.no_grad():
-        for name, module in tower.named_modules():
-            if isinstance(module, torch.nn.Linear) and name.endswith(ATTENTION_OUT):
-                module.weight.zero_()
-                if module.bias is not None:
-                    module.bias.zero_()
-                zeroed += 1
-    layers = [m for n, m in tower.named_modules() if re.fullmatch(r"(.+\.)?(layers|layer|blocks)\.\d+", n)]
-    assert zeroed == len(layers) > 0, (zeroed, len(layers))
+        for layer_name, layer in layers:
+            projections = [m for n, m in layer.named_modules()
+                           if isinstance(m, torch.nn.Linear) and f"{layer_name}.{n}".endswith(ATTENTION_OUT)]
+            assert len(projections) == 1, (layer_name, len(projections))
+            projections[0].weight.zero_()
+            if projections[0].bias is not None:
+                projections[0].bias.zero_()
 
 
 def random_image(size, seed=0) -> Image.Image:
