@@ -129,6 +129,8 @@ REASONS: dict[str, tuple[str, str]] = {
                                "after it (Inkling2ShortConvolution)"),
     "inkling2_loop": (TOKEN_MIXING, "as Inkling 2: short causal convolutions along the sequence "
                                     "(Inkling2LoopShortConvolution)"),
+    "granite_docling": (NOT_YET, "Idefics3-style tiles (pixel shuffle) with a coarse path and DeepStack mergers "
+                                 "(GraniteDoclingDeepStackMerger); layout not written yet"),
     # generation models
     "diffusion_gemma": (GENERATION, "a block-diffusion text model (DiffusionGemmaForBlockDiffusion), not an "
                                     "autoregressive next-token logit"),
