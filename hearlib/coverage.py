@@ -131,6 +131,8 @@ REASONS: dict[str, tuple[str, str]] = {
                                     "(Inkling2LoopShortConvolution)"),
     "granite_docling": (NOT_YET, "Idefics3-style tiles (pixel shuffle) with a coarse path and DeepStack mergers "
                                  "(GraniteDoclingDeepStackMerger); layout not written yet"),
+    "hunyuan_vl": (NOT_YET, "the image block is rows × (cols + a newline) + 2 extra tokens, all with the image "
+                            "token id (HunYuanVLProcessor.replace_image_token); layout not written yet"),
     # generation models
     "diffusion_gemma": (GENERATION, "a block-diffusion text model (DiffusionGemmaForBlockDiffusion), not an "
                                     "autoregressive next-token logit"),
