@@ -418,7 +418,7 @@ class Engine:
         # Gemma-2-style decoders soft-cap the final logits; the fast path and the logit lens unembed
         # themselves, so they apply the same cap (None: no cap).
         self._final_softcap = getattr(text_config, "final_logit_softcapping", None)
-        # A wrapper that scales its logits (Command A Vision Compass: ``logits * self.logit_scale``) gets
+        # A wrapper that scales its logits (Cohere Compass: ``logits * self.logit_scale``) gets
         # the same scale where the engine unembeds itself. Read from the wrapper, not the text config:
         # Aya Vision's Cohere 2 text config has a logit_scale that its wrapper never applies.
         self._logit_scale = getattr(model, "logit_scale", None)
