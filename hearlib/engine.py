@@ -307,9 +307,28 @@ class FastPlan(_Plan):
         self.layers, self.image_slice = layers, image_slice
         self.heads, self.text, self.image = heads, text, image
         self.rows: torch.Tensor | None = None     # the batch rows the current layer computes (None: all)
+        self.last_query_layer: int | None = None  # the layer that computes the last text position only
 
     def attend(self, module, layer, query, key, value, attn):
-        batch, n_heads, n_text, dim = query.shape
+        if layer == self.last_query_layer and query.shape[2] > 1 and query.shape[0] >= MIN_ROWS:
+            # only the last text position reaches the logits: the others get zeros in this layer
+            batch, n_text, n_heads, dim = query.shape[0], query.shape[2], query.shape[1], query.shape[3]
+            out = query.new_zeros(batch, n_text, n_heads, dim)
+            out[:, -1:] = self._attend(layer, query, key, value, attn, last_only=True)
+            return out
+        return self._attend(layer, query, key, value, attn)
+
+    def _attend(self, layer, query, key, value, attn, last_only: bool = False):
+        """Attention of the text queries (the last one only with ``last_only``) over prefix, image and text.
+
+        The products among text positions are computed for every query even with ``last_only``:
+        the CPU kernels round a product of one row differently from the same row in a larger one."""
+        n_heads, n_all = query.shape[1], query.shape[2]
+        queries = slice(-1, None) if last_only else slice(None)
+        text_k, text_v = _expand_heads(key, n_heads), _expand_heads(value, n_heads)
+        text_scores = torch.matmul(query, text_k.transpose(-1, -2)).transpose(0, 1)[:, :, queries]  # [H, B, T, T_all]
+        query = query[:, :, queries]
+        batch, _, n_text, dim = query.shape
         cached = self.layers[layer]
         n_prefix, n_image = cached.prefix_k.shape[1], cached.mean_k.shape[1]
         img = self.image_slice
@@ -317,34 +336,49 @@ class FastPlan(_Plan):
 
         prefix_scores = torch.matmul(rows, cached.prefix_k.transpose(-1, -2)).view(n_heads, batch, n_text, n_prefix)
         mean_scores = torch.matmul(rows, cached.mean_k.transpose(-1, -2)).view(n_heads, batch, n_text, n_image)
-        heads = self.heads if self.rows is None else self.heads[self.rows]
-        keep = _keep_mask(layer, n_heads, heads, self.text, self.image).transpose(0, 1)  # [H, B, T|1, P|1]
-        prefix_scores[..., img] = torch.where(keep, prefix_scores[..., img], mean_scores)
+        heads, text, image = (m if m is None or self.rows is None else m[self.rows]
+                              for m in (self.heads, self.text, self.image))
+        keep = _keep_mask(layer, n_heads, heads, None if text is None else text[:, queries], image).transpose(0, 1)
+        prefix_scores[..., img] = torch.where(keep, prefix_scores[..., img], mean_scores)   # keep: [H, B, T|1, P|1]
 
-        text_k, text_v = _expand_heads(key, n_heads), _expand_heads(value, n_heads)
-        text_scores = torch.matmul(query, text_k.transpose(-1, -2)).transpose(0, 1)  # [H, B, T, T]
         # The text rows of the recorded full-sequence mask, not the mask of this text-only forward.
         scores = attn.scores(torch.cat([prefix_scores, text_scores], dim=-1))
-        scores = scores.masked_fill(torch.cat([cached.prefix_blocked, cached.text_blocked], dim=-1), float("-inf"))
+        blocked = torch.cat([cached.prefix_blocked[queries], cached.text_blocked[queries]], dim=-1)
+        scores = scores.masked_fill(blocked, float("-inf"))
         probs = scores.softmax(-1).to(query.dtype)
         prefix_probs, text_probs = probs[..., :n_prefix], probs[..., n_prefix:]
 
         out = torch.matmul(prefix_probs.reshape(n_heads, batch * n_text, n_prefix), cached.prefix_v)
         mean_probs = prefix_probs[..., img] * (~keep)
         out += torch.matmul(mean_probs.reshape(n_heads, batch * n_text, n_image), cached.value_shift)
-        out = out.view(n_heads, batch, n_text, dim) + torch.matmul(text_probs, text_v.transpose(0, 1))
+        if last_only:                                   # the text product at its full size (see above)
+            every = text_probs.new_zeros(n_heads, batch, n_all, n_all)
+            every[:, :, -1:] = text_probs
+            text_out = torch.matmul(every, text_v.transpose(0, 1))[:, :, -1:]
+        else:
+            text_out = torch.matmul(text_probs, text_v.transpose(0, 1))
+        out = out.view(n_heads, batch, n_text, dim) + text_out
         return out.permute(1, 2, 0, 3).contiguous()                                   # [B, T, H, D]
 
 
-def shared_head_prefixes(heads: torch.Tensor, n_heads: int, n_layers: int, *, max_fraction: float = 0.75,
-                         min_batch: int = 16) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+# The CPU's matrix kernels compute a row of a product with fewer than about 12 rows differently
+# (another summation order) from the same row inside a larger product. The fast path computes
+# fewer rows (grouped masks, the last position) only where every product keeps at least this many,
+# so its values are bit for bit those of every mask through every layer at every position.
+MIN_ROWS = 16
+
+
+def shared_head_prefixes(heads: torch.Tensor, n_heads: int, n_layers: int, *, n_text: int = 1,
+                         max_fraction: float = 0.75, min_batch: int = 16
+                         ) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
     """Per decoder layer l, the groups of masks that agree on every head of layers 0..l.
 
     The text tokens enter the decoder with the same hidden states under every mask, so masks that
     agree on the heads of layers 0..l leave layer l with the same hidden states: layer l needs to
     run once per group. Each entry is ``(first, group)``, the first row of each group and the group
     of each row, or ``None`` where grouping saves too little (more than ``max_fraction`` of the
-    rows are distinct; every later layer then too)."""
+    rows are distinct; every later layer then too) or would leave fewer than :data:`MIN_ROWS`
+    rows (groups × ``n_text`` text positions) in the layer's products."""
     batch = heads.shape[0]
     groups: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_layers
     if batch < min_batch:
@@ -360,6 +394,8 @@ def shared_head_prefixes(heads: torch.Tensor, n_heads: int, n_layers: int, *, ma
         unique, group = torch.unique(codes, return_inverse=True)
         if unique.numel() > max_fraction * batch:
             break
+        if unique.numel() * n_text < MIN_ROWS:
+            continue
         first = torch.full((unique.numel(),), batch, dtype=torch.int64, device=device)
         first.scatter_reduce_(0, group, torch.arange(batch, device=device), "amin")
         groups[layer] = (first, group)
@@ -427,6 +463,37 @@ def _computed_once(layers: Sequence[torch.nn.Module], plan: FastPlan,
         for handle in handles:
             handle.remove()
         plan.rows = None
+
+
+# the decoder layer's feed-forward block, by the names transformers' decoders use
+_FEED_FORWARD = ("mlp", "feed_forward")
+
+
+@contextlib.contextmanager
+def _last_position_only(layer: torch.nn.Module, index: int, plan: FastPlan):
+    """In the last decoder layer, compute the last text position only: its attention query (the
+    plan) and its feed-forward block (a hook passes it that position; the residual sum
+    broadcasts). The logits read nothing else; the other positions' states are left unfinished.
+    Batches of fewer than :data:`MIN_ROWS` rows compute every position."""
+    feed_forward = next((getattr(layer, name) for name in _FEED_FORWARD
+                         if isinstance(getattr(layer, name, None), torch.nn.Module)), None)
+
+    def last(module, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        if hidden.shape[0] < MIN_ROWS:                  # as the plan: every position (see MIN_ROWS)
+            return None
+        if args:
+            return (hidden[:, -1:], *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": hidden[:, -1:]}
+
+    plan.last_query_layer = index
+    handle = feed_forward.register_forward_pre_hook(last, with_kwargs=True) if feed_forward is not None else None
+    try:
+        yield
+    finally:
+        plan.last_query_layer = None
+        if handle is not None:
+            handle.remove()
 
 
 # ---------------------------------------------------------------------------------------
@@ -520,6 +587,8 @@ class Engine:
         # the fast path runs a layer once per group of masks that agree on its heads and every
         # earlier layer's (shared_head_prefixes); False runs every mask through every layer
         self.share_prefixes = True
+        # and its last layer computes the last text position only (the only one the logits read)
+        self.last_position_only = True
         self._tuned_batch: int | None = None            # batch_size="auto": the fastest size measured
         # Gemma-2-style decoders soft-cap the final logits; the fast path and the logit lens unembed
         # themselves, so they apply the same cap (None: no cap).
@@ -816,9 +885,12 @@ class Engine:
         embeds = sample._state["text_embeds"].expand(batch, -1, -1)
         positions = sample._state["text_positions"]
         positions = positions.expand(*positions.shape[:-2], batch, positions.shape[-1])
-        groups = (shared_head_prefixes(heads, self.n_heads, self.n_layers)
+        groups = (shared_head_prefixes(heads, self.n_heads, self.n_layers, n_text=sample.n_text)
                   if self.share_prefixes and text is None and image is None else [None] * self.n_layers)
-        with ablation(plan), _computed_once(self.family.layers_of(self.model), plan, groups, batch):
+        layers = self.family.layers_of(self.model)
+        last = (_last_position_only(layers[-1], len(layers) - 1, plan) if self.last_position_only
+                else contextlib.nullcontext())
+        with ablation(plan), _computed_once(layers, plan, groups, batch), last:
             hidden = self.decoder(inputs_embeds=embeds, position_ids=positions, use_cache=False).last_hidden_state
         return self._adjusted(self._unembed(hidden[:, -1]), sample)
 

@@ -73,13 +73,14 @@ def test_fast_equals_literal_for_head_masks_only(setup):
 
 
 def test_layers_run_once_per_group_of_masks_sharing_their_heads_and_give_the_same_values(setup):
-    """Masks that agree on the heads of layers 0..l share layer l's work; the values are those of
-    every mask through every layer, bit for bit, and the literal path's within 1e-4."""
+    """Masks that agree on the heads of layers 0..l share layer l's work, and the last layer computes
+    the last position only; the values are those of every mask through every layer at every
+    position, bit for bit, and the literal path's within 1e-4."""
     engine, means, sample, _ = setup
     rng = np.random.default_rng(7)
     heads = rng.random((48, engine.n_total_heads)) < 0.75
     heads[:12] = heads[12:24]                          # whole duplicate masks as well
-    groups = shared_head_prefixes(torch.as_tensor(heads), engine.n_heads, engine.n_layers)
+    groups = shared_head_prefixes(torch.as_tensor(heads), engine.n_heads, engine.n_layers, n_text=sample.n_text)
     assert groups[0] is not None, "layer 0 has few head patterns: its rows must be grouped"
     fast = engine.path(sample) == "fast"               # (records the sample: its forward is not counted)
     calls = []
@@ -90,13 +91,13 @@ def test_layers_run_once_per_group_of_masks_sharing_their_heads_and_give_the_sam
         if fast:
             grouped = engine.logits(sample, means, heads, batch_size=48)
             assert calls == [groups[0][0].numel()] and calls[0] < 48
-        engine.share_prefixes = False
+        engine.share_prefixes = engine.last_position_only = False
         try:
             calls.clear()
             every_row = engine.logits(sample, means, heads, batch_size=48)
             assert not fast or calls == [48]
         finally:
-            engine.share_prefixes = True
+            engine.share_prefixes = engine.last_position_only = True
     finally:
         handle.remove()
     if fast:
@@ -109,7 +110,7 @@ def test_shared_head_prefixes_group_exactly_the_masks_that_agree_up_to_each_laye
     rng = np.random.default_rng(0)
     n_heads, n_layers = 3, 4
     heads = torch.as_tensor(rng.random((200, n_heads * n_layers)) < 0.75)
-    groups = shared_head_prefixes(heads, n_heads, n_layers, max_fraction=1.0)
+    groups = shared_head_prefixes(heads, n_heads, n_layers, n_text=4, max_fraction=1.0)
     for layer, group in enumerate(groups):
         first, member = group
         prefix = heads[:, :(layer + 1) * n_heads].numpy()
@@ -118,8 +119,10 @@ def test_shared_head_prefixes_group_exactly_the_masks_that_agree_up_to_each_laye
         assert np.array_equal(prefix, prefix[first.numpy()][member.numpy()])   # each row = its group's first row
         assert all(int(member[f]) == i and int(f) == int(np.flatnonzero(member.numpy() == i)[0])
                    for i, f in enumerate(first))
-    assert shared_head_prefixes(heads[:8], n_heads, n_layers) == [None] * n_layers    # too few to bother
-    many = shared_head_prefixes(heads, n_heads, n_layers, max_fraction=0.5)
+    assert shared_head_prefixes(heads[:8], n_heads, n_layers, n_text=4) == [None] * n_layers    # too few to bother
+    few_rows = shared_head_prefixes(heads, n_heads, n_layers, n_text=1, max_fraction=1.0)
+    assert few_rows[0] is None and few_rows[1] is not None     # 8 groups × 1 position: products too small
+    many = shared_head_prefixes(heads, n_heads, n_layers, n_text=4, max_fraction=0.5)
     cut = next(i for i, g in enumerate(many) if g is None)
     assert all(g is None for g in many[cut:]) and groups[cut][0].numel() > 100
 
@@ -141,6 +144,16 @@ def test_auto_batch_size_times_the_sizes_once_and_keeps_the_fastest(setup, monke
     seen.clear()
     engine.logits(sample, means, heads[:20], batch_size="auto")            # later calls reuse the choice
     assert seen[0] == min(20, engine._tuned_batch)
+
+
+def test_values_do_not_depend_on_the_batch_size(setup):
+    """Batches of 16 masks or more give every mask the same value bit for bit, whatever else is in
+    the batch (how rows are grouped, whether the last layer computes one position)."""
+    engine, means, sample, _ = setup
+    heads = np.random.default_rng(11).random((48, engine.n_total_heads)) < 0.75
+    reference = engine.logits(sample, means, heads, batch_size=48)
+    for size in (16, 17, 31):
+        assert np.array_equal(engine.logits(sample, means, heads, batch_size=size), reference), size
 
 
 @pytest.mark.parametrize("value", [0, -3, "many", 2.5, None])
