@@ -32,6 +32,16 @@ _ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`~?([^`]+)`")
 _LITERAL = re.compile(r"``([^`]+)``|`([^`]+)`")
 
 
+def batch_size_type(value: str):
+    """argparse type of ``--batch-size``: a positive integer or ``auto``."""
+    from hearlib.masks import parse_batch_size
+
+    try:
+        return parse_batch_size(value)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def plain(text: str) -> str:
     """Help text without reStructuredText: roles become their target, literals are 'quoted'."""
     text = _ROLE.sub(lambda m: m.group(1).split(".")[-1] if m.group(0).count("~") else m.group(1), text)

@@ -32,6 +32,7 @@ import time
 import traceback
 from pathlib import Path
 
+from hearlib.cli import batch_size_type
 from hearlib.errors import UserError
 
 __all__ = ["register", "run_command", "run_plan", "time_table", "environment"]
@@ -287,7 +288,8 @@ def register(subparsers) -> None:
     p.add_argument("--means", type=Path, default=None,
                    help="mean keys/values file from 'hearlib means' (default: computed under the store)")
     p.add_argument("--n-mean-images", type=int, default=None, help="R, reference images for the means (paper: 100)")
-    p.add_argument("--batch-size", type=int, default=None, help="masks per forward (halved on out-of-memory)")
+    p.add_argument("--batch-size", type=batch_size_type, default=None,
+                   help="masks per forward, or 'auto' (timed on the first sample; halved on out-of-memory)")
     p.add_argument("--method", choices=("fast", "literal"), default=None,
                    help="fast (text tokens rerun, shared prefix) or literal (one full forward per mask, the reference)")
     p.add_argument("--include-wrong", action="store_true",

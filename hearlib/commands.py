@@ -8,6 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from hearlib.cli import batch_size_type
 from hearlib.errors import UserError
 from hearlib.prompts import PAPER_PROMPT
 
@@ -55,8 +56,9 @@ def register(subparsers) -> None:
     attribute.add_argument("--method", choices=("fast", "literal"), default="fast",
                            help="fast: rerun only the text tokens, --batch-size masks at a time (default); "
                                 "literal: one full-sequence forward per mask (the slow reference)")
-    attribute.add_argument("--batch-size", type=int, default=64,
-                           help="masks per forward pass with --method fast; halved on out-of-memory (default 64)")
+    attribute.add_argument("--batch-size", type=batch_size_type, default=64,
+                           help="masks per forward pass with --method fast, or 'auto' (the fastest of a few "
+                                "sizes, timed on the CPU); halved on out-of-memory (default 64)")
     attribute.add_argument("--device", default=None, help="torch device, e.g. cuda or cuda:1 (default: cpu)")
     attribute.add_argument("--out", required=True, type=Path, help="output folder")
     attribute.set_defaults(func=run_attribute)

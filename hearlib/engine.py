@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import hashlib
 import inspect
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
@@ -42,12 +44,17 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
 from hearlib.errors import UnsupportedModel, UserError
 from hearlib.families import family_of
+from hearlib.masks import parse_batch_size
 from hearlib.prompts import PAPER_PROMPT
 
 if TYPE_CHECKING:
     from hearlib.means import MeanKV
 
 ATTENTION_NAME = "hear"
+# batch_size="auto": the mask batch sizes timed on the CPU (the first call with enough masks
+# runs one batch of each and keeps the fastest) and the size used on an accelerator
+AUTO_BATCH_SIZES = (128, 256, 512, 1024)
+AUTO_ACCELERATOR_BATCH = 256
 
 _ACTIVE_PLAN: contextvars.ContextVar["_Plan | None"] = contextvars.ContextVar("hear_plan", default=None)
 
@@ -299,9 +306,29 @@ class FastPlan(_Plan):
                  heads: torch.Tensor, text: torch.Tensor | None, image: torch.Tensor | None):
         self.layers, self.image_slice = layers, image_slice
         self.heads, self.text, self.image = heads, text, image
+        self.rows: torch.Tensor | None = None     # the batch rows the current layer computes (None: all)
+        self.last_query_layer: int | None = None  # the layer that computes the last text position only
 
     def attend(self, module, layer, query, key, value, attn):
-        batch, n_heads, n_text, dim = query.shape
+        if layer == self.last_query_layer and query.shape[2] > 1 and query.shape[0] >= MIN_ROWS:
+            # only the last text position reaches the logits: the others get zeros in this layer
+            batch, n_text, n_heads, dim = query.shape[0], query.shape[2], query.shape[1], query.shape[3]
+            out = query.new_zeros(batch, n_text, n_heads, dim)
+            out[:, -1:] = self._attend(layer, query, key, value, attn, last_only=True)
+            return out
+        return self._attend(layer, query, key, value, attn)
+
+    def _attend(self, layer, query, key, value, attn, last_only: bool = False):
+        """Attention of the text queries (the last one only with ``last_only``) over prefix, image and text.
+
+        The products among text positions are computed for every query even with ``last_only``:
+        the CPU kernels round a product of one row differently from the same row in a larger one."""
+        n_heads, n_all = query.shape[1], query.shape[2]
+        queries = slice(-1, None) if last_only else slice(None)
+        text_k, text_v = _expand_heads(key, n_heads), _expand_heads(value, n_heads)
+        text_scores = torch.matmul(query, text_k.transpose(-1, -2)).transpose(0, 1)[:, :, queries]  # [H, B, T, T_all]
+        query = query[:, :, queries]
+        batch, _, n_text, dim = query.shape
         cached = self.layers[layer]
         n_prefix, n_image = cached.prefix_k.shape[1], cached.mean_k.shape[1]
         img = self.image_slice
@@ -309,22 +336,164 @@ class FastPlan(_Plan):
 
         prefix_scores = torch.matmul(rows, cached.prefix_k.transpose(-1, -2)).view(n_heads, batch, n_text, n_prefix)
         mean_scores = torch.matmul(rows, cached.mean_k.transpose(-1, -2)).view(n_heads, batch, n_text, n_image)
-        keep = _keep_mask(layer, n_heads, self.heads, self.text, self.image).transpose(0, 1)  # [H, B, T|1, P|1]
-        prefix_scores[..., img] = torch.where(keep, prefix_scores[..., img], mean_scores)
+        heads, text, image = (m if m is None or self.rows is None else m[self.rows]
+                              for m in (self.heads, self.text, self.image))
+        keep = _keep_mask(layer, n_heads, heads, None if text is None else text[:, queries], image).transpose(0, 1)
+        prefix_scores[..., img] = torch.where(keep, prefix_scores[..., img], mean_scores)   # keep: [H, B, T|1, P|1]
 
-        text_k, text_v = _expand_heads(key, n_heads), _expand_heads(value, n_heads)
-        text_scores = torch.matmul(query, text_k.transpose(-1, -2)).transpose(0, 1)  # [H, B, T, T]
         # The text rows of the recorded full-sequence mask, not the mask of this text-only forward.
         scores = attn.scores(torch.cat([prefix_scores, text_scores], dim=-1))
-        scores = scores.masked_fill(torch.cat([cached.prefix_blocked, cached.text_blocked], dim=-1), float("-inf"))
+        blocked = torch.cat([cached.prefix_blocked[queries], cached.text_blocked[queries]], dim=-1)
+        scores = scores.masked_fill(blocked, float("-inf"))
         probs = scores.softmax(-1).to(query.dtype)
         prefix_probs, text_probs = probs[..., :n_prefix], probs[..., n_prefix:]
 
         out = torch.matmul(prefix_probs.reshape(n_heads, batch * n_text, n_prefix), cached.prefix_v)
         mean_probs = prefix_probs[..., img] * (~keep)
         out += torch.matmul(mean_probs.reshape(n_heads, batch * n_text, n_image), cached.value_shift)
-        out = out.view(n_heads, batch, n_text, dim) + torch.matmul(text_probs, text_v.transpose(0, 1))
+        if last_only:                                   # the text product at its full size (see above)
+            every = text_probs.new_zeros(n_heads, batch, n_all, n_all)
+            every[:, :, -1:] = text_probs
+            text_out = torch.matmul(every, text_v.transpose(0, 1))[:, :, -1:]
+        else:
+            text_out = torch.matmul(text_probs, text_v.transpose(0, 1))
+        out = out.view(n_heads, batch, n_text, dim) + text_out
         return out.permute(1, 2, 0, 3).contiguous()                                   # [B, T, H, D]
+
+
+# The CPU's matrix kernels compute a row of a product with fewer than about 12 rows differently
+# (another summation order) from the same row inside a larger product. The fast path computes
+# fewer rows (grouped masks, the last position) only where every product keeps at least this many,
+# so its values are bit for bit those of every mask through every layer at every position.
+MIN_ROWS = 16
+
+
+def shared_head_prefixes(heads: torch.Tensor, n_heads: int, n_layers: int, *, n_text: int = 1,
+                         max_fraction: float = 0.75, min_batch: int = 16
+                         ) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+    """Per decoder layer l, the groups of masks that agree on every head of layers 0..l.
+
+    The text tokens enter the decoder with the same hidden states under every mask, so masks that
+    agree on the heads of layers 0..l leave layer l with the same hidden states: layer l needs to
+    run once per group. Each entry is ``(first, group)``, the first row of each group and the group
+    of each row, or ``None`` where grouping saves too little (more than ``max_fraction`` of the
+    rows are distinct; every later layer then too) or would leave fewer than :data:`MIN_ROWS`
+    rows (groups × ``n_text`` text positions) in the layer's products."""
+    batch = heads.shape[0]
+    groups: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_layers
+    if batch < min_batch:
+        return groups
+    device = heads.device
+    weights = 2 ** torch.arange(n_heads, device=device, dtype=torch.int64)
+    codes = torch.zeros(batch, dtype=torch.int64, device=device)
+    for layer in range(n_layers):
+        if (layer + 1) * n_heads > 62:                    # the codes are int64
+            break
+        bits = heads[:, layer * n_heads:(layer + 1) * n_heads].long()
+        codes = codes * (1 << n_heads) + (bits * weights).sum(1)
+        unique, group = torch.unique(codes, return_inverse=True)
+        if unique.numel() > max_fraction * batch:
+            break
+        if unique.numel() * n_text < MIN_ROWS:
+            continue
+        first = torch.full((unique.numel(),), batch, dtype=torch.int64, device=device)
+        first.scatter_reduce_(0, group, torch.arange(batch, device=device), "amin")
+        groups[layer] = (first, group)
+    return groups
+
+
+def _take_rows(value, rows: torch.Tensor, batch: int):
+    """``value`` (a tensor, or a tuple of them) with the rows ``rows`` of its batch dimension,
+    where its first dimension is the batch of ``batch`` masks; anything else unchanged."""
+    if isinstance(value, tuple):
+        return tuple(_take_rows(item, rows, batch) for item in value)
+    if torch.is_tensor(value) and value.ndim >= 2 and value.shape[0] == batch:
+        return value[rows]
+    return value
+
+
+@contextlib.contextmanager
+def _computed_once(layers: Sequence[torch.nn.Module], plan: FastPlan,
+                   groups: Sequence[tuple[torch.Tensor, torch.Tensor] | None], batch: int):
+    """Run each decoder layer once per group of :func:`shared_head_prefixes` (the rows stay grouped
+    from layer to layer) and give the decoder every row again after the last layer. Each row's
+    arithmetic is the same as in the full batch; the hooks are always removed."""
+    current: list[torch.Tensor | None] = [None]        # group of each mask at the current layer, None: ungrouped
+    last = len(layers) - 1
+
+    def before(layer, module, args, kwargs):
+        group = groups[layer]
+        grouped = current[0]
+        if group is None and grouped is None:
+            plan.rows = None
+            return None
+        if group is None:                                  # ungroup: every row again
+            hidden_rows, other_rows, plan.rows, current[0] = grouped, None, None, None
+        else:
+            first, current[0] = group
+            hidden_rows = first if grouped is None else grouped[first]
+            other_rows, plan.rows = first, first
+        if args:
+            args = (args[0][hidden_rows], *(_take_rows(a, other_rows, batch) if other_rows is not None else a
+                                            for a in args[1:]))
+        else:
+            kwargs["hidden_states"] = kwargs["hidden_states"][hidden_rows]
+        if other_rows is not None:
+            kwargs = {k: v if k == "hidden_states" else _take_rows(v, other_rows, batch) for k, v in kwargs.items()}
+        return args, kwargs
+
+    def after_last(module, args, kwargs, output):
+        grouped, current[0], plan.rows = current[0], None, None
+        if grouped is None:
+            return None
+        if isinstance(output, tuple):
+            return (output[0][grouped], *output[1:])
+        return output[grouped]
+
+    if all(group is None for group in groups):
+        yield
+        return
+    handles = []
+    try:
+        for index, layer in enumerate(layers):
+            handles.append(layer.register_forward_pre_hook(functools.partial(before, index), with_kwargs=True))
+        handles.append(layers[last].register_forward_hook(after_last, with_kwargs=True))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        plan.rows = None
+
+
+# the decoder layer's feed-forward block, by the names transformers' decoders use
+_FEED_FORWARD = ("mlp", "feed_forward")
+
+
+@contextlib.contextmanager
+def _last_position_only(layer: torch.nn.Module, index: int, plan: FastPlan):
+    """In the last decoder layer, compute the last text position only: its attention query (the
+    plan) and its feed-forward block (a hook passes it that position; the residual sum
+    broadcasts). The logits read nothing else; the other positions' states are left unfinished.
+    Batches of fewer than :data:`MIN_ROWS` rows compute every position."""
+    feed_forward = next((getattr(layer, name) for name in _FEED_FORWARD
+                         if isinstance(getattr(layer, name, None), torch.nn.Module)), None)
+
+    def last(module, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        if hidden.shape[0] < MIN_ROWS:                  # as the plan: every position (see MIN_ROWS)
+            return None
+        if args:
+            return (hidden[:, -1:], *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": hidden[:, -1:]}
+
+    plan.last_query_layer = index
+    handle = feed_forward.register_forward_pre_hook(last, with_kwargs=True) if feed_forward is not None else None
+    try:
+        yield
+    finally:
+        plan.last_query_layer = None
+        if handle is not None:
+            handle.remove()
 
 
 # ---------------------------------------------------------------------------------------
@@ -415,6 +584,12 @@ class Engine:
         self.n_kv_heads = getattr(text_config, "num_key_value_heads", None) or self.n_heads
         self.head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // self.n_heads
         self.image_token_id = self.family.image_token_id_of(model.config)
+        # the fast path runs a layer once per group of masks that agree on its heads and every
+        # earlier layer's (shared_head_prefixes); False runs every mask through every layer
+        self.share_prefixes = True
+        # and its last layer computes the last text position only (the only one the logits read)
+        self.last_position_only = True
+        self._tuned_batch: int | None = None            # batch_size="auto": the fastest size measured
         # Gemma-2-style decoders soft-cap the final logits; the fast path and the logit lens unembed
         # themselves, so they apply the same cap (None: no cap).
         self._final_softcap = getattr(text_config, "final_logit_softcapping", None)
@@ -717,7 +892,12 @@ class Engine:
         embeds = sample._state["text_embeds"].expand(batch, -1, -1)
         positions = sample._state["text_positions"]
         positions = positions.expand(*positions.shape[:-2], batch, positions.shape[-1])
-        with ablation(plan):
+        groups = (shared_head_prefixes(heads, self.n_heads, self.n_layers, n_text=sample.n_text)
+                  if self.share_prefixes and text is None and image is None else [None] * self.n_layers)
+        layers = self.family.layers_of(self.model)
+        last = (_last_position_only(layers[-1], len(layers) - 1, plan) if self.last_position_only
+                else contextlib.nullcontext())
+        with ablation(plan), _computed_once(layers, plan, groups, batch), last:
             hidden = self.decoder(inputs_embeds=embeds, position_ids=positions, use_cache=False).last_hidden_state
         return self._adjusted(self._unembed(hidden[:, -1]), sample)
 
@@ -729,18 +909,21 @@ class Engine:
         return self._adjusted(logits, sample)
 
     def logits(self, sample: Sample, means: "MeanKV", heads, text=None, image=None, *,
-               method: str = "fast", batch_size: int = 64, progress: bool = False) -> np.ndarray:
+               method: str = "fast", batch_size: int | str = 64, progress: bool = False) -> np.ndarray:
         """Adjusted answer logits ℓ(x, u, v) for each row of the masks (True = intact).
 
         heads: bool [M, N]; text: bool [M, P_txt] or None (all intact); image: bool [M, P_img]
         or None. ``method="literal"`` runs one full-sequence forward per mask (the reference);
         ``"fast"`` reruns only the text tokens, ``batch_size`` masks at a time, halving the
         batch if the device runs out of memory; where its premise fails for the model's mask
-        (:meth:`fast_path_problem`) it warns and runs the literal path."""
+        (:meth:`fast_path_problem`) it warns and runs the literal path. ``batch_size="auto"``
+        times the batch sizes of ``AUTO_BATCH_SIZES`` on the first call with enough masks (on the
+        CPU; 256 on an accelerator) and keeps the fastest: the values do not depend on the batch."""
         if sample.answer_id is None:
             raise UserError("this sample was prepared without an answer word")
         if method not in ("fast", "literal"):
             raise UserError(f"unknown method {method!r}; use 'fast' or 'literal'")
+        batch_size = parse_batch_size(batch_size)
         self._check_means(sample, means)
         device = self.device
         heads = _as_mask(heads, None, self.n_total_heads, "head", device)
@@ -752,7 +935,21 @@ class Engine:
             warnings.warn(f"{self.family.name}: {problem}", RuntimeWarning, stacklevel=2)
             method = "literal"
         run = self._fast if method == "fast" else self._literal
-        step = max(1, int(batch_size)) if method == "fast" else 1
+        trials: list[int] = []                         # batch sizes still to time (batch_size="auto")
+        rates: dict[int, float] = {}
+        if method == "literal":
+            step = 1
+        elif batch_size != "auto":
+            step = batch_size
+        elif device.type != "cpu":
+            step = AUTO_ACCELERATOR_BATCH
+        elif self._tuned_batch is not None:
+            step = self._tuned_batch
+        elif n_masks >= sum(AUTO_BATCH_SIZES):
+            trials = list(AUTO_BATCH_SIZES)
+            step = trials.pop(0)
+        else:
+            step = AUTO_BATCH_SIZES[1]
         out = np.empty(n_masks, dtype=np.float64)
         bar = None
         if progress:
@@ -762,6 +959,7 @@ class Engine:
         while start < n_masks:
             stop = min(start + step, n_masks)
             rows = slice(start, stop)
+            began = time.perf_counter()
             try:
                 out[rows] = run(sample, means, heads[rows], None if text is None else text[rows],
                                 None if image is None else image[rows])
@@ -769,11 +967,19 @@ class Engine:
                 if step == 1:
                     raise
                 step = max(1, step // 2)
+                trials = []
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
                 import warnings
                 warnings.warn(f"out of memory: mask batch halved to {step}", RuntimeWarning, stacklevel=2)
                 continue
+            if trials or rates:
+                rates[step] = (stop - start) / max(time.perf_counter() - began, 1e-9)
+                if trials:
+                    step = trials.pop(0)
+                else:
+                    step = self._tuned_batch = max(rates, key=rates.get)
+                    rates = {}
             if bar is not None:
                 bar.update(stop - start)
             start = stop

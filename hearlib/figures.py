@@ -66,9 +66,13 @@ def _source(name: str, folder: Path) -> Path:
 
 
 def render(profile: str, overrides: dict, build: Path, *, read_only: bool = True, prepare_only: bool = False,
-           names=None) -> list[Path]:
-    """Execute (or, with ``prepare_only``, parametrize) the notebooks into ``build``; returns their paths."""
+           names=None, jobs: int = 1) -> list[Path]:
+    """Execute (or, with ``prepare_only``, parametrize) the notebooks into ``build``; returns their paths.
+
+    ``jobs`` notebooks run at once (read-only runs only: each reads the store and writes its own
+    figures, so they do not depend on each other); the order of the returned paths is the list's."""
     import logging
+    from concurrent.futures import ThreadPoolExecutor
 
     import papermill
     from hearlib.plan import load_profile
@@ -76,17 +80,20 @@ def render(profile: str, overrides: dict, build: Path, *, read_only: bool = True
     logging.getLogger("papermill").setLevel(logging.ERROR)
     params = load_profile(profile)
     build = Path(build)
-    out = []
+    names = list(names or NOTEBOOKS)
     if read_only:
         os.environ["HEARLIB_READ_ONLY"] = "1"
     os.environ.setdefault("MPLBACKEND", "Agg")
-    for number, name in enumerate(names or NOTEBOOKS, start=1):
+    parallel = max(1, int(jobs)) if read_only and not prepare_only else 1
+
+    def execute(number: int, name: str) -> Path:
         source = _source(name, build / "src")
         declared = set(papermill.inspect_notebook(str(source)))
         target = build / f"{name}.ipynb"
         running = build / f"{name}.running.ipynb"
         started = time.perf_counter()
-        print(f"[{number}/{len(names or NOTEBOOKS)}] {name} ...", end="", file=sys.stderr, flush=True)
+        if parallel == 1:
+            print(f"[{number}/{len(names)}] {name} ...", end="", file=sys.stderr, flush=True)
         papermill.execute_notebook(str(source), str(running), parameters=notebook_parameters(params, overrides, declared),
                                    kernel_name="python3", cwd=str(_root()), progress_bar=False, log_output=False,
                                    prepare_only=prepare_only,
@@ -94,9 +101,15 @@ def render(profile: str, overrides: dict, build: Path, *, read_only: bool = True
         os.replace(running, target)
         if not prepare_only:
             _check_inline(target, name, notebook_parameters(params, overrides, declared).get("out", "figures"))
-        print(f" {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
-        out.append(target)
-    return out
+        seconds = f"{time.perf_counter() - started:.0f} s"
+        print(f" {seconds}" if parallel == 1 else f"[{number}/{len(names)}] {name} {seconds}", file=sys.stderr, flush=True)
+        return target
+
+    if parallel == 1:
+        return [execute(number, name) for number, name in enumerate(names, start=1)]
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        futures = [pool.submit(execute, number, name) for number, name in enumerate(names, start=1)]
+        return [future.result() for future in futures]
 
 
 def inline_files(notebook: Path) -> set[str]:
@@ -166,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lazy", action="store_true",
                         help="let the notebooks compute missing records (small profiles only) instead of stopping")
     parser.add_argument("--only", nargs="+", default=None, help="these notebooks only")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="notebooks executed at once by render (read-only runs; default 1)")
     parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="a parameter for every notebook that declares it (VALUE is YAML)")
     args = parser.parse_args(argv)
@@ -186,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {name: yaml.safe_load(value) for name, value in args.param}
     build = args.build or _root() / "build" / "notebooks" / Path(args.profile).stem
     render(args.profile, overrides, build, read_only=not args.lazy and args.action == "render",
-           prepare_only=args.action == "prepare", names=args.only)
+           prepare_only=args.action == "prepare", names=args.only, jobs=args.jobs)
     return 0
 
 

@@ -21,6 +21,8 @@ import math
 
 import numpy as np
 
+from hearlib.errors import UserError
+
 __all__ = [
     "n_ablated",
     "sample_masks",
@@ -28,6 +30,7 @@ __all__ = [
     "sample_token_masks",
     "sample_seed",
     "sample_rng",
+    "parse_batch_size",
 ]
 
 # Bumped whenever a change to this module would draw other masks for the same seed; it enters
@@ -106,3 +109,16 @@ def sample_seed(seed: int, sample_id, stream: str = "") -> int:
 def sample_rng(seed: int, sample_id, stream: str = "") -> np.random.Generator:
     """``np.random.default_rng(sample_seed(seed, sample_id, stream))``."""
     return np.random.default_rng(sample_seed(seed, sample_id, stream))
+
+
+def parse_batch_size(value) -> int | str:
+    """A mask batch size: a positive integer, or ``"auto"`` (see :meth:`hearlib.engine.Engine.logits`)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        size = 0
+    if size < 1 or (isinstance(value, float) and value != size):
+        raise UserError(f"batch size must be a positive integer or 'auto', got {value!r}")
+    return size

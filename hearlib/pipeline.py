@@ -31,6 +31,7 @@ import numpy as np
 
 from hearlib.claims import Claims, DEFAULT_TIMEOUT
 from hearlib.errors import UserError
+from hearlib.masks import parse_batch_size
 from hearlib.prompts import PAPER_PROMPT
 from hearlib.stages import STAGES, Settings, StageFailed, needed, stage_key_settings
 from hearlib.store import Record, Store, settings_hash, slug
@@ -251,7 +252,7 @@ class Pipeline:
 
     def __init__(self, model: str | Path, data: str | Path, *, kind: str | None = None,
                  domains: Sequence[str] | None = None, store: str | Path | Store, n_mean_images: int = 100,
-                 method: str = "fast", batch_size: int = 64, device: str | None = None, progress: bool = True,
+                 method: str = "fast", batch_size: int | str = 64, device: str | None = None, progress: bool = True,
                  compute: bool = True, fill_command: str = "", means_file: str | Path | None = None,
                  means_prompt: str = PAPER_PROMPT,
                  engine=None, claims_timeout: float = DEFAULT_TIMEOUT, split: str | None = None):
@@ -264,12 +265,12 @@ class Pipeline:
             raise UserError(f"unknown dataset kind {self.kind!r}; use 'coco' or 'domainnet'")
         if method not in ("fast", "literal"):
             raise UserError(f"unknown method {method!r}; use 'fast' or 'literal'")
-        if int(n_mean_images) < 1 or int(batch_size) < 1:
-            raise UserError("the number of mean images and the batch size must be at least 1")
+        if int(n_mean_images) < 1:
+            raise UserError("the number of mean images must be at least 1")
         self.domains = list(domains) if domains else None
         self.split = split
         self.store = store if isinstance(store, Store) else Store(store)
-        self.n_mean_images, self.method, self.batch_size = int(n_mean_images), method, int(batch_size)
+        self.n_mean_images, self.method, self.batch_size = int(n_mean_images), method, parse_batch_size(batch_size)
         self.device, self.progress, self.compute = device, progress, compute
         self.fill_command = fill_command
         self.means_file = Path(means_file) if means_file else None

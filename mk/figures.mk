@@ -94,9 +94,11 @@ collect: $(DATA_DEP) $(MODEL_DEP) | venv
 
 # READ_ONLY=0: let the notebooks compute what is missing (small profiles) instead of stopping
 READ_ONLY ?= 1
+# notebooks rendered at once (read-only: they only read the store; one per core)
+RENDER_JOBS ?= 2
 render: | venv
 	@t0=$$(date +%s); \
-	$(PY) -m hearlib.figures render --profile $(PROFILE_FILE) --build $(NB_BUILD) $(if $(filter 0,$(READ_ONLY)),--lazy) $(NB_PARAMS) \
+	$(PY) -m hearlib.figures render --profile $(PROFILE_FILE) --build $(NB_BUILD) $(if $(filter 0,$(READ_ONLY)),--lazy,--jobs $(RENDER_JOBS)) $(NB_PARAMS) \
 	  || exit $$?; \
 	$(PY) -m hearlib.report --out "$(FIGURES)" || exit $$?; \
 	$(PY) -m hearlib.report publish --out "$(FIGURES)" --profile $(PROFILE) $(PUBLISH_CHANGED) || exit $$?; \

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from hearlib.engine import shared_head_prefixes
 from hearlib.errors import MeansMismatch, UserError
+from hearlib.masks import parse_batch_size
 from hearlib.means import MeanKV, compute_means
 from hearlib.models import load_engine
 from hearlib.testing import FAMILIES
@@ -68,6 +70,96 @@ def test_fast_equals_literal_for_head_masks_only(setup):
     fast = engine.logits(sample, means, heads, method="fast", batch_size=5)
     literal = engine.logits(sample, means, heads, method="literal")
     assert np.abs(fast - literal).max() <= 1e-4
+
+
+def test_layers_run_once_per_group_of_masks_sharing_their_heads_and_give_the_same_values(setup):
+    """Masks that agree on the heads of layers 0..l share layer l's work, and the last layer computes
+    the last position only; the values are those of every mask through every layer at every
+    position, bit for bit, and the literal path's within 1e-4."""
+    engine, means, sample, _ = setup
+    rng = np.random.default_rng(7)
+    heads = rng.random((48, engine.n_total_heads)) < 0.75
+    heads[:12] = heads[12:24]                          # whole duplicate masks as well
+    groups = shared_head_prefixes(torch.as_tensor(heads), engine.n_heads, engine.n_layers, n_text=sample.n_text)
+    assert groups[0] is not None, "layer 0 has few head patterns: its rows must be grouped"
+    fast = engine.path(sample) == "fast"               # (records the sample: its forward is not counted)
+    calls = []
+    attention0 = engine.family.attention_modules(engine.model)[0]      # inside layer 0: the rows it computes
+    handle = attention0.register_forward_pre_hook(lambda module, args, kwargs: calls.append(
+        (args[0] if args else kwargs["hidden_states"]).shape[0]), with_kwargs=True)
+    try:
+        if fast:
+            grouped = engine.logits(sample, means, heads, batch_size=48)
+            assert calls == [groups[0][0].numel()] and calls[0] < 48
+        engine.share_prefixes = engine.last_position_only = False
+        try:
+            calls.clear()
+            every_row = engine.logits(sample, means, heads, batch_size=48)
+            assert not fast or calls == [48]
+        finally:
+            engine.share_prefixes = engine.last_position_only = True
+    finally:
+        handle.remove()
+    if fast:
+        assert np.array_equal(grouped, every_row)
+    literal = engine.logits(sample, means, heads[:6], method="literal")
+    assert np.abs(every_row[:6] - literal).max() <= 1e-4
+
+
+def test_shared_head_prefixes_group_exactly_the_masks_that_agree_up_to_each_layer():
+    rng = np.random.default_rng(0)
+    n_heads, n_layers = 3, 4
+    heads = torch.as_tensor(rng.random((200, n_heads * n_layers)) < 0.75)
+    groups = shared_head_prefixes(heads, n_heads, n_layers, n_text=4, max_fraction=1.0)
+    for layer, group in enumerate(groups):
+        first, member = group
+        prefix = heads[:, :(layer + 1) * n_heads].numpy()
+        patterns = {tuple(row) for row in prefix}
+        assert first.numel() == len(patterns)
+        assert np.array_equal(prefix, prefix[first.numpy()][member.numpy()])   # each row = its group's first row
+        assert all(int(member[f]) == i and int(f) == int(np.flatnonzero(member.numpy() == i)[0])
+                   for i, f in enumerate(first))
+    assert shared_head_prefixes(heads[:8], n_heads, n_layers, n_text=4) == [None] * n_layers    # too few to bother
+    few_rows = shared_head_prefixes(heads, n_heads, n_layers, n_text=1, max_fraction=1.0)
+    assert few_rows[0] is None and few_rows[1] is not None     # 8 groups × 1 position: products too small
+    many = shared_head_prefixes(heads, n_heads, n_layers, n_text=4, max_fraction=0.5)
+    cut = next(i for i, g in enumerate(many) if g is None)
+    assert all(g is None for g in many[cut:]) and groups[cut][0].numel() > 100
+
+
+def test_auto_batch_size_times_the_sizes_once_and_keeps_the_fastest(setup, monkeypatch):
+    engine, means, sample, _ = setup
+    if engine.path(sample) != "fast":
+        pytest.skip("the literal path runs one mask at a time")
+    monkeypatch.setattr("hearlib.engine.AUTO_BATCH_SIZES", (8, 16, 32))
+    monkeypatch.setattr(engine, "_tuned_batch", None)
+    seen = []
+    original = engine._fast
+    monkeypatch.setattr(engine, "_fast", lambda s, m, h, t, i: (seen.append(h.shape[0]), original(s, m, h, t, i))[1])
+    heads = np.random.default_rng(3).random((70, engine.n_total_heads)) < 0.75
+    auto = engine.logits(sample, means, heads, batch_size="auto")
+    assert seen[:3] == [8, 16, 32] and engine._tuned_batch in (8, 16, 32)
+    assert all(size == engine._tuned_batch for size in seen[3:-1]) and sum(seen) == 70
+    assert np.array_equal(auto, engine.logits(sample, means, heads, batch_size=70))
+    seen.clear()
+    engine.logits(sample, means, heads[:20], batch_size="auto")            # later calls reuse the choice
+    assert seen[0] == min(20, engine._tuned_batch)
+
+
+def test_values_do_not_depend_on_the_batch_size(setup):
+    """Batches of 16 masks or more give every mask the same value bit for bit, whatever else is in
+    the batch (how rows are grouped, whether the last layer computes one position)."""
+    engine, means, sample, _ = setup
+    heads = np.random.default_rng(11).random((48, engine.n_total_heads)) < 0.75
+    reference = engine.logits(sample, means, heads, batch_size=48)
+    for size in (16, 17, 31):
+        assert np.array_equal(engine.logits(sample, means, heads, batch_size=size), reference), size
+
+
+@pytest.mark.parametrize("value", [0, -3, "many", 2.5, None])
+def test_bad_batch_sizes_are_clear_errors(value):
+    with pytest.raises(UserError, match="batch size"):
+        parse_batch_size(value)
 
 
 def test_all_intact_masks_reproduce_the_unpatched_model(setup):

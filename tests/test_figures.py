@@ -58,7 +58,7 @@ def test_render_on_a_complete_store_loads_no_model_and_matches_a_lazy_run(tmp_pa
     assert collect.returncode == 0, collect.stderr[-3000:]
     before = _files(store)
 
-    rendered = _render(store, tmp_path / "figures", tmp_path / "build", data)
+    rendered = _render(store, tmp_path / "figures", tmp_path / "build", data, "--jobs", "2")   # as make render
     assert rendered.returncode == 0, rendered.stderr[-3000:]
     assert "WARNING" not in rendered.stderr and "unknown parameter" not in rendered.stderr
     # read-only: no record, claim or means written, so no model could have run
@@ -68,7 +68,7 @@ def test_render_on_a_complete_store_loads_no_model_and_matches_a_lazy_run(tmp_pa
     empty = _render(tmp_path / "empty", tmp_path / "figures-x", tmp_path / "build-x", data, "--only", "01_head_ablation")
     assert empty.returncode != 0 and "python -m hearlib run --profile ci" in empty.stderr + empty.stdout
 
-    # the same figures as notebooks that compute their records themselves
+    # the same figures as notebooks that compute their records themselves, one after another
     lazy = _render(tmp_path / "lazy-store", tmp_path / "lazy", tmp_path / "lazy-build", data, "--lazy")
     assert lazy.returncode == 0, lazy.stderr[-3000:]
     tables = sorted(p.name for p in (tmp_path / "figures").glob("*.csv"))
