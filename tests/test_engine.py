@@ -37,6 +37,13 @@ def unpatched_adjusted_logits(engine, sample, positions=slice(-1, None)):
     return logits
 
 
+def routes_tokens_to_experts(engine) -> bool:
+    """A mixture-of-experts decoder: each expert's product has as many rows as tokens routed to it,
+    so a value depends on which other masks share the batch (by rounding only)."""
+    config = engine.family.text_config_of(engine.model.config)
+    return any(getattr(config, name, None) for name in ("num_experts", "n_routed_experts", "num_local_experts"))
+
+
 def random_masks(engine, sample, n, seed):
     rng = np.random.default_rng(seed)
     heads = rng.random((n, engine.n_total_heads)) > 0.5
@@ -100,7 +107,9 @@ def test_layers_run_once_per_group_of_masks_sharing_their_heads_and_give_the_sam
             engine.share_prefixes = engine.last_position_only = True
     finally:
         handle.remove()
-    if fast:
+    if fast and routes_tokens_to_experts(engine):
+        assert np.abs(grouped - every_row).max() <= 1e-6
+    elif fast:
         assert np.array_equal(grouped, every_row)
     literal = engine.logits(sample, means, heads[:6], method="literal")
     assert np.abs(every_row[:6] - literal).max() <= 1e-4
@@ -131,16 +140,20 @@ def test_auto_batch_size_times_the_sizes_once_and_keeps_the_fastest(setup, monke
     engine, means, sample, _ = setup
     if engine.path(sample) != "fast":
         pytest.skip("the literal path runs one mask at a time")
-    monkeypatch.setattr("hearlib.engine.AUTO_BATCH_SIZES", (8, 16, 32))
+    monkeypatch.setattr("hearlib.engine.AUTO_BATCH_SIZES", (16, 24, 32))
     monkeypatch.setattr(engine, "_tuned_batch", None)
     seen = []
     original = engine._fast
     monkeypatch.setattr(engine, "_fast", lambda s, m, h, t, i: (seen.append(h.shape[0]), original(s, m, h, t, i))[1])
-    heads = np.random.default_rng(3).random((70, engine.n_total_heads)) < 0.75
+    heads = np.random.default_rng(3).random((100, engine.n_total_heads)) < 0.75
     auto = engine.logits(sample, means, heads, batch_size="auto")
-    assert seen[:3] == [8, 16, 32] and engine._tuned_batch in (8, 16, 32)
-    assert all(size == engine._tuned_batch for size in seen[3:-1]) and sum(seen) == 70
-    assert np.array_equal(auto, engine.logits(sample, means, heads, batch_size=70))
+    assert seen[:3] == [16, 24, 32] and engine._tuned_batch in (16, 24, 32)
+    assert all(size == engine._tuned_batch for size in seen[3:-1]) and sum(seen) == 100
+    every = engine.logits(sample, means, heads, batch_size=100)
+    if routes_tokens_to_experts(engine):
+        assert np.abs(auto - every).max() <= 1e-6
+    else:
+        assert np.array_equal(auto, every)
     seen.clear()
     engine.logits(sample, means, heads[:20], batch_size="auto")            # later calls reuse the choice
     assert seen[0] == min(20, engine._tuned_batch)
@@ -148,12 +161,17 @@ def test_auto_batch_size_times_the_sizes_once_and_keeps_the_fastest(setup, monke
 
 def test_values_do_not_depend_on_the_batch_size(setup):
     """Batches of 16 masks or more give every mask the same value bit for bit, whatever else is in
-    the batch (how rows are grouped, whether the last layer computes one position)."""
+    the batch (how rows are grouped, whether the last layer computes one position); mixture-of-experts
+    decoders up to rounding."""
     engine, means, sample, _ = setup
     heads = np.random.default_rng(11).random((48, engine.n_total_heads)) < 0.75
     reference = engine.logits(sample, means, heads, batch_size=48)
     for size in (16, 17, 31):
-        assert np.array_equal(engine.logits(sample, means, heads, batch_size=size), reference), size
+        values = engine.logits(sample, means, heads, batch_size=size)
+        if routes_tokens_to_experts(engine):
+            assert np.abs(values - reference).max() <= 1e-6, size
+        else:
+            assert np.array_equal(values, reference), size
 
 
 @pytest.mark.parametrize("value", [0, -3, "many", 2.5, None])
