@@ -605,6 +605,48 @@ class Engine:
             if getattr(attention, "layer_idx", None) != layer_index:
                 raise UserError(f"decoder layer {layer_index} has no matching layer_idx; unsupported attention module")
             self.family.output_projection_of(attention)     # UnsupportedModel if it has none
+        if self.family.derived:
+            self.check_derived()
+
+    @torch.no_grad()
+    def check_derived(self, n_masks: int = 3, seed: int = 0) -> None:
+        """The check a derived record (:func:`hearlib.families.derived_family`) passes before use:
+        on two random images, every head intact gives the model's own logit (≤ 1e-5 relative to
+        the logits' scale) and the fast path equals the literal one on random masks (≤ 1e-4);
+        UnsupportedModel says what failed."""
+        from PIL import Image
+
+        from hearlib.means import compute_means
+
+        def refuse(what: str):
+            raise UnsupportedModel(f"{self.family.model_type} is not registered and its derived record failed "
+                                   f"the check on the loaded model: {what}; register the family "
+                                   "(docs/ADDING_A_MODEL_FAMILY.md)")
+
+        rng = np.random.default_rng(seed)
+        side = self.resolution or (224, 224)
+        images = [Image.fromarray(rng.integers(0, 256, (side[1], side[0], 3), dtype=np.uint8)) for _ in range(2)]
+        word = next((w for w in ("yes", "a", "the", "1") if self.answer_problem(w) is None), None)
+        if word is None:
+            refuse("no short answer word tokenizes after the chat prompt")
+        try:
+            sample = self.prepare(images[0], answer=word)
+            means = compute_means(self, images[1:], progress=False)
+            heads = rng.random((n_masks, self.n_total_heads)) < 0.5
+            heads[0] = True
+            literal = self.logits(sample, means, heads, method="literal")
+            fast = self.logits(sample, means, heads, method="fast", batch_size=n_masks)
+            own = self.model(**sample.inputs, use_cache=False, **self._last_only).logits[0, -1]
+        except UnsupportedModel:
+            raise
+        except Exception as error:  # noqa: BLE001 - whatever breaks is what failed
+            refuse(f"{type(error).__name__}: {error}")
+        unpatched = self._adjusted(own[None], sample)[0]
+        scale = max(1.0, float(own.float().abs().max()))
+        if abs(literal[0] - unpatched) > 1e-5 * scale:
+            refuse(f"all heads intact gives {literal[0]:.6g}, the model itself {unpatched:.6g}")
+        if np.abs(fast - literal).max() > 1e-4 * scale:
+            refuse(f"fast and literal ablation differ by {np.abs(fast - literal).max():.3g}")
 
     # -- identity ----------------------------------------------------------------------
     @property

@@ -62,8 +62,9 @@ class Family:
     image_token_id: str              # model.config attribute holding the image token id
     resolution: tuple[int, int] | None  # fixed input (w, h) hearlib resizes to; None = processor's own
     layout: Callable                 # hearlib.geometry function: where each image token lies
-    tiny: TinyModel                  # the tiny model for tests
+    tiny: TinyModel | None           # the tiny model for tests (None: a derived record)
     note: str                        # what is particular about the family
+    derived: bool = False            # made by derived_family(), not registered: checked on load
 
     # -- resolving the paths on a model ----------------------------------------------------
     def decoder_of(self, model):
@@ -280,11 +281,55 @@ def supported_architectures() -> str:
 def family_of(config_or_model_type, *, source: str | None = None) -> Family:
     """The record of a config (anything with ``model_type``) or of a model_type string.
 
-    Raises :class:`UnsupportedModel` naming the supported families; ``source`` (a folder or
-    hub id) goes into that message."""
+    A config of an unregistered model type with the standard layout gets a derived record
+    (:func:`derived_family`; the engine checks it on the loaded model). Otherwise raises
+    :class:`UnsupportedModel` naming the supported families and, where known, why the type is
+    not supported; ``source`` (a folder or hub id) goes into that message."""
     model_type = getattr(config_or_model_type, "model_type", config_or_model_type)
     family = FAMILIES.get(model_type) if isinstance(model_type, str) else None
-    if family is None:
-        what = f"{source} is a {model_type!r} model" if source else f"{model_type!r} is not a supported model type"
-        raise UnsupportedModel(f"{what}; hearlib supports {supported_architectures()}")
-    return family
+    if family is not None:
+        return family
+    problem = None
+    if not isinstance(config_or_model_type, str):
+        family, problem = derived_family(config_or_model_type)
+        if family is not None:
+            return family
+    what = f"{source} is a {model_type!r} model" if source else f"{model_type!r} is not a supported model type"
+    why = f" ({problem})" if problem else ""
+    raise UnsupportedModel(f"{what}{why}; hearlib supports {supported_architectures()}")
+
+
+def derived_family(config) -> tuple[Family | None, str | None]:
+    """A record for an unregistered model type whose layout is standard, or why there is none.
+
+    Standard: transformers maps the type to an image-text-to-text class, the config has a
+    ``text_config`` with layers and heads and an image token id, and hearlib.coverage records no
+    reason that HeAr does not apply (encoder-decoder, cross-attention, token mixing outside
+    attention, ...). The record assumes transformers' usual decoder paths
+    (``model.language_model``, ``layers``, ``self_attn``, ``o_proj``, ``norm``, ``lm_head``);
+    :class:`hearlib.engine.Engine` checks fast = literal and intact = unpatched on the loaded model
+    before it runs (:meth:`hearlib.engine.Engine.check_derived`). It knows no image-token geometry:
+    attribution works, image maps do not."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    from hearlib.coverage import NOT_YET, REASONS
+
+    model_type = getattr(config, "model_type", None)
+    kind, reason = REASONS.get(model_type, (NOT_YET, ""))
+    if kind != NOT_YET:
+        return None, f"{kind}: {reason}"
+    model_class = MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES.get(model_type)
+    if model_class is None:
+        return None, "transformers maps no image-text-to-text class to it"
+    text_config = getattr(config, "text_config", None)
+    if text_config is None or not getattr(text_config, "num_hidden_layers", None) \
+            or not getattr(text_config, "num_attention_heads", None):
+        return None, "its config has no text_config with num_hidden_layers and num_attention_heads"
+    token_attribute = next((name for name in ("image_token_id", "image_token_index")
+                            if isinstance(getattr(config, name, None), int)), None)
+    if token_attribute is None:
+        return None, "its config names no image token id (image_token_id / image_token_index)"
+    return Family(f"{model_type} (derived)", model_type, model_class, "AutoProcessor", resolution=None,
+                  layout=geometry.no_layout, tiny=None, derived=True,
+                  note="not registered: derived from the standard layout and checked on load; no image maps",
+                  **{**_TRANSFORMERS_DECODER, "image_token_id": token_attribute}), None

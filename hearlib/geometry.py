@@ -435,6 +435,13 @@ def deepseek_vl_layout(config, processor, sample, width, height):
     return _whole_image_grid(processor.image_processor, rows, cols, width, height, "DeepSeek-VL"), {}
 
 
+def no_layout(config, processor, sample, width, height):
+    """A derived record (:func:`hearlib.families.derived_family`) knows no geometry."""
+    raise UnsupportedModel(f"{config.model_type} is not registered (a derived record): hearlib does not know "
+                           "where its image tokens lie, so image maps are unavailable; register the family "
+                           "(docs/ADDING_A_MODEL_FAMILY.md) to draw them")
+
+
 def image_token_layout(engine, sample) -> TokenLayout:
     """The layout of ``sample``'s image tokens (order of ``sample.image_positions``).
 

@@ -183,16 +183,65 @@ def test_engine_refuses_a_model_without_the_recorded_output_projection(tiny_mode
         Engine(model, processor)
 
 
-def test_engine_refuses_a_model_type_missing_from_the_registry(tiny_model_dir, monkeypatch):
+def _llava_unregistered(tiny_model_dir, monkeypatch):
+    """The tiny LLaVA's model and processor, with 'llava' taken out of the registry."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    from hearlib.engine import Engine
 
     folder = tiny_model_dir("llava")
     model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32)
     monkeypatch.delitem(families.FAMILIES, "llava")
-    with pytest.raises(UnsupportedModel, match="'llava' is not a supported model type"):
-        Engine(model, AutoProcessor.from_pretrained(folder))
+    return model, AutoProcessor.from_pretrained(folder)
+
+
+def test_an_unregistered_model_type_of_standard_layout_runs_through_a_checked_derived_record(
+        tiny_model_dir, random_images, monkeypatch):
+    from hearlib.engine import Engine
+    from hearlib.means import compute_means
+
+    model, processor = _llava_unregistered(tiny_model_dir, monkeypatch)
+    checked = []
+    monkeypatch.setattr(Engine, "check_derived", lambda self, *a, _run=Engine.check_derived: (checked.append(1),
+                                                                                                _run(self))[1])
+    engine = Engine(model, processor)
+    assert checked == [1] and engine.family.derived and engine.family.model_type == "llava"
+    assert engine.family.decoder == "model.language_model" and engine.family.tiny is None
+    images = random_images(3, seed=4)
+    sample = engine.prepare(images[0], answer="dog")
+    means = compute_means(engine, images[1:], progress=False)
+    heads = np.random.default_rng(0).random((5, engine.n_total_heads)) < 0.5
+    fast = engine.logits(sample, means, heads)
+    assert np.abs(fast - engine.logits(sample, means, heads, method="literal")).max() <= 1e-4
+    assert np.ptp(fast) > 1e-4
+    with pytest.raises(UnsupportedModel, match="not registered .*image maps are unavailable"):
+        geometry.image_token_layout(engine, sample)
+
+
+def test_a_derived_record_that_fails_its_check_is_refused_with_what_failed(tiny_model_dir, monkeypatch):
+    from hearlib.engine import Engine, FastPlan
+
+    model, processor = _llava_unregistered(tiny_model_dir, monkeypatch)
+    attend = FastPlan._attend
+    monkeypatch.setattr(FastPlan, "_attend", lambda self, *a, **k: attend(self, *a, **k) + 1e-2)
+    with pytest.raises(UnsupportedModel, match="'?llava'? is not registered .*fast and literal ablation differ by"):
+        Engine(model, processor)
+    monkeypatch.setattr(FastPlan, "_attend", attend)
+    monkeypatch.setitem(families._TRANSFORMERS_DECODER, "decoder", "model.text_model")
+    with pytest.raises(UnsupportedModel, match="has no 'model.text_model'"):
+        Engine(model, processor)
+
+
+@pytest.mark.parametrize("model_type, reason", [("mllama", "image read by cross-attention"),
+                                                 ("lfm2_vl", "token mixing outside softmax attention"),
+                                                 ("bert", "maps no image-text-to-text class")])
+def test_model_types_hear_does_not_apply_to_are_refused_with_the_reason(model_type, reason):
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.for_model(model_type)
+    except Exception:       # noqa: BLE001 - a config class that needs arguments: a stand-in with the type
+        config = type("Config", (), {"model_type": model_type})()
+    with pytest.raises(UnsupportedModel, match=reason):
+        family_of(config)
 
 
 def test_image_token_layout_dispatches_through_the_record(tiny_model_dir, random_images, monkeypatch):
