@@ -74,8 +74,6 @@ REASONS: dict[str, tuple[str, str]] = {
                                  "windowed BLIP-2 Q-Former; layout not written yet"),
     "nemotron_h_omni": (TOKEN_MIXING, "the decoder is Nemotron-H (text_config 'nemotron_h'), a hybrid with Mamba "
                                       "state-space layers"),
-    "smolvlm": (NO_TINY, "SmolVLMProcessor needs the num2words package, which hearlib's environment does not "
-                         "install; the model is Idefics3's wrapper (the idefics3 record and layout would apply)"),
     "llama4": (BROKEN, "Llama4ForConditionalGeneration.forward in this transformers reads outputs.image_outputs, "
                        "which MoeCausalLMOutputWithPast lacks: every forward raises AttributeError (a record, "
                        "tiny model and layout are in commit history, ready when that is fixed)"),

@@ -216,6 +216,13 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            note="SigLIP 364 px / patch 14 pixel-shuffled 2 × 2 (169 tokens a view); split into tiles + a global image "
                 "(row/col and <global-img> tokens are not image tokens); decoder under model.text_model",
            **dict(_TRANSFORMERS_DECODER, decoder="model.text_model")),
+    Family("SmolVLM", "smolvlm", "SmolVLMForConditionalGeneration", "SmolVLMProcessor",
+           resolution=(512, 512), layout=geometry.idefics3_layout,
+           tiny=TinyModel("tiny_smolvlm", image_tokens=16, processed_size=(64, 64)),
+           note="Idefics3's wrapper and layout (SigLIP tiles pixel-shuffled by scale_factor + a global image; "
+                "row/col and <global-img> tokens are not image tokens; decoder under model.text_model); "
+                "SmolVLMProcessor needs num2words; runs at 512 × 512",
+           **dict(_TRANSFORMERS_DECODER, decoder="model.text_model")),
     Family("GLM-4.6V", "glm46v", "Glm46VForConditionalGeneration", "Glm46VProcessor",
            resolution=(448, 448), layout=geometry.qwen_layout,
            tiny=TinyModel("tiny_glm46v", image_tokens=16, processed_size=(64, 64)),

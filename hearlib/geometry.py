@@ -30,7 +30,7 @@ the family's record in :mod:`hearlib.families` names:
 * **VideoLLaMA 3** (``video_llama_3``): one grid of ``image_grid_thw`` patches (no merge for
   images) over the whole resized image.
 * **DeepSeek-VL** (``deepseek_vl``): one SigLIP grid over the whole (square) image.
-* **Aya Vision / Command A Vision / Idefics3** (tiled): per-tile grids row-major, the
+* **Aya Vision / Command A Vision / Idefics3 / SmolVLM** (tiled): per-tile grids row-major, the
   global view or thumbnail last; tile, row/column and start/end marker tokens are not image tokens.
 * **PaliGemma** (``paligemma``): one SigLIP grid of ``(image_size/patch)²`` tokens over the whole
   image, resized without a crop.

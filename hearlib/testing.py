@@ -11,6 +11,11 @@ punctuation) plus each family's special tokens, wrapped in ``PreTrainedTokenizer
 Words outside the vocabulary map to ``<unk>``; white space (including ``\\n``) only splits
 words and is not a token.
 
+From the command line, ``python -m hearlib.testing tiny --family gemma3 --out DIR`` writes the
+same folder as ``build_tiny("gemma3", DIR)`` (``--seed``; ``python -m hearlib.testing list``
+prints the families); the folder then works wherever a model is asked for
+(``make figures MODELS="DIR ..."``, ``hearlib run --model DIR``).
+
 All decoders have 2 layers, 4 query heads and 2 key/value heads (GQA), head_dim 16
 (hidden 64). The decoder is ``model.model.language_model`` in every family and the text
 config is ``model.config.text_config``; the image token id is ``model.config.image_token_id``
@@ -71,14 +76,16 @@ families, :data:`NUM_IMAGE_TOKENS` and :data:`PROCESSED_SIZE` are read from thos
 
 The families added after the paper's (``llava_onevision``, ``vipllava``, ``llava_next_video``,
 ``video_llava``, ``qwen3_vl``, ``qwen3_vl_moe``, ``glm4v``, ``glm4v_moe``, ``glm46v``,
-``mistral3``, ``lighton_ocr``, ``aya_vision``, ``cohere2_vision``, ``idefics3``, ``deepseek_vl``,
+``mistral3``, ``lighton_ocr``, ``aya_vision``, ``cohere2_vision``, ``idefics3``, ``smolvlm``, ``deepseek_vl``,
 ``video_llama_3``, ``paddleocr_vl``, ``ovis2``, ``qianfan_ocr``, ``exaone4_5``, ``cohere_compass``)
 describe their tiny model (towers, token count, template) in their ``_build_*`` docstrings;
-not every decoder is under ``model.language_model`` (Idefics3: ``model.text_model``), the
+not every decoder is under ``model.language_model`` (Idefics3, SmolVLM: ``model.text_model``), the
 record's ``decoder`` path says where.
 """
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -169,7 +176,7 @@ _SPECIALS = {
 _TOKENIZER_OF = {"llava_onevision": "onevision", "llava_next": "llava", "vipllava": "llava",
                  "llava_next_video": "llava_video", "video_llava": "llava_video", "glm4v_moe": "glm4v", "glm46v": "glm4v",
                  "aya_vision": "cohere", "cohere2_vision": "cohere", "video_llama_3": "qwen",
-                 "paddleocr_vl": "qwen", "exaone4_5": "qwen"}
+                 "paddleocr_vl": "qwen", "exaone4_5": "qwen", "smolvlm": "idefics3"}
 # words a family's template needs beyond the shared vocabulary (appended last: other ids unchanged)
 _EXTRA_WORDS = {"gemma3": ["model"]}
 
@@ -437,6 +444,24 @@ def _build_idefics3(tokenizer):
     processor = tf.Idefics3Processor(image_processor=tf.Idefics3ImageProcessor(**image), tokenizer=tokenizer,
                                      image_seq_len=16, chat_template=IDEFICS3_TEMPLATE)
     return config, tf.Idefics3ForConditionalGeneration, processor
+
+
+def _build_smolvlm(tokenizer):
+    """SmolVLM: Idefics3's tiny geometry with SmolVLM's own classes (vision tower 64 px / patch 8,
+    pixel shuffle 2 -> 16 <image> tokens, a Llama decoder under model.text_model, image splitting
+    off); SmolVLMProcessor also takes a video processor and needs the num2words package."""
+    import transformers as tf
+    vision = tf.SmolVLMVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                    num_attention_heads=2, image_size=64, patch_size=8)
+    text = tf.LlamaConfig(**_text_kwargs(tokenizer))
+    config = tf.SmolVLMConfig(vision_config=vision, text_config=text, scale_factor=2,
+                              image_token_id=tokenizer.convert_tokens_to_ids("<image>"), tie_word_embeddings=False)
+    pixels = dict(do_resize=True, size={"longest_edge": 64}, max_image_size={"longest_edge": 64},
+                  image_mean=[0.5] * 3, image_std=[0.5] * 3, resample=3)
+    processor = tf.SmolVLMProcessor(image_processor=tf.SmolVLMImageProcessor(do_image_splitting=False, **pixels),
+                                    video_processor=tf.SmolVLMVideoProcessor(**pixels), tokenizer=tokenizer,
+                                    image_seq_len=16, chat_template=IDEFICS3_TEMPLATE)
+    return config, tf.SmolVLMForConditionalGeneration, processor
 
 
 def _build_deepseek_vl(tokenizer):
@@ -882,6 +907,10 @@ def tiny_idefics3():
     return _build_idefics3(build_tokenizer("idefics3"))
 
 
+def tiny_smolvlm():
+    return _build_smolvlm(build_tokenizer("smolvlm"))
+
+
 def tiny_deepseek_vl():
     return _build_deepseek_vl(build_tokenizer("deepseek_vl"))
 
@@ -1010,3 +1039,27 @@ def real_config_model(name: str, out_dir: Path, layers: int = 2, vision_layers: 
     if (source / "generation_config.json").is_file():
         shutil.copyfile(source / "generation_config.json", out_dir / "generation_config.json")
     return out_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hearlib.testing tiny --family F --out DIR [--seed S]`` or ``... list``."""
+    parser = argparse.ArgumentParser(prog="python -m hearlib.testing",
+                                     description="Tiny random-weight models of hearlib's families, written like "
+                                                 "hub checkpoints (model, processor, tokenizer, chat template).")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="<action>")
+    tiny = actions.add_parser("tiny", help="write one family's tiny model into a folder")
+    tiny.add_argument("--family", required=True, choices=FAMILIES, metavar="MODEL_TYPE",
+                      help=f"a registered model_type: {', '.join(FAMILIES)}")
+    tiny.add_argument("--out", required=True, type=Path, help="folder to write (created; files in it are replaced)")
+    tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    actions.add_parser("list", help="print the model types that have a tiny model")
+    args = parser.parse_args(argv)
+    if args.action == "list":
+        print(" ".join(FAMILIES))
+        return 0
+    print(build_tiny(args.family, args.out, seed=args.seed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -25,8 +25,8 @@
 # prediction θ·x + b. "load model" then "run it now" ablates that set live (the organism runs on
 # CPU); "export head set" writes it as JSON.
 #
-# Below the widgets the same panels are drawn once as a static figure (the default sample and its
-# top head), which is what an executed copy (papermill, nbval) shows.
+# Below the widgets the same panels are drawn as a static figure for each model (its default sample and
+# top head, in its own token geometry), which is what an executed copy (papermill, nbval) shows.
 
 # %% tags=["parameters"]
 model = "data/models/hear-organism-s"      # organism folder, checkpoint folder, hub id or registry name
@@ -60,12 +60,16 @@ ui = E.ExplorerUI(opener, [model] + [m for m in models if m != model], [data], e
 display(ui.widget)
 
 # %% [markdown]
-# ## The same panels, static (default sample, its top head, k = k*)
+# ## The same panels, static (default sample, its top head, k = k*), for each model
+#
+# One figure per model (the main one, then each compared one): the head's attention is drawn in that
+# model's own image-token geometry (grids, tiles, global views).
 
 # %%
-ex = ui.ex
-item = ex.items[0]
-top_head = ex.heads_by_theta(item)[0][0]
-k = ex.sample_info(item).get("k_star", 1)
-display(Image(E.figure_png(E.draw_static(ex, item, top_head, k), dpi=100)))
-print(f"{len(ex.items)} samples of {ex.study.model_id}; nothing computed: {not ex.study.pipeline.computed}")
+for name in [model] + [m for m in models if str(m) != str(model)]:
+    ex = ui.ex if str(name) == str(model) else opener(name, data)
+    item = ex.items[0]
+    top_head = ex.heads_by_theta(item)[0][0]
+    k = ex.sample_info(item).get("k_star", 1)
+    display(Image(E.figure_png(E.draw_static(ex, item, top_head, k), dpi=100)))
+    print(f"{len(ex.items)} samples of {ex.study.model_id}; nothing computed: {not ex.study.pipeline.computed}")

@@ -515,10 +515,12 @@ def test_draw_over_image_puts_each_panel_on_its_box():
     plt.close(fig)
 
 
-def test_idefics3_split_tiles_and_global_image(tiny_engine):
+@pytest.mark.parametrize("family", ["idefics3", "smolvlm"])
+def test_idefics3_split_tiles_and_global_image(tiny_engine, family):
     """Image splitting on (views of 64 px, a 128 × 64 input): two tiles side by side, then the global
-    image; the <row_r_col_c> / <global-img> tokens between them are not image tokens."""
-    engine = tiny_engine("idefics3", (128, 64), local=True, do_image_splitting=True)
+    image; the <row_r_col_c> / <global-img> tokens between them are not image tokens (SmolVLM's
+    processor writes the same prompt)."""
+    engine = tiny_engine(family, (128, 64), local=True, do_image_splitting=True)
     image_processor = engine.processor.image_processor
     image_processor.size = type(image_processor.size)(longest_edge=128)   # this engine only (its own key)
     layout = check_rectangles(engine, (128, 64), corner_rectangles(128, 64), margin=8)

@@ -33,7 +33,7 @@ EXPECTED_TEXT["aya_vision"] = (f"<|START_OF_TURN_TOKEN|><|USER_TOKEN|><image>{PA
 EXPECTED_TEXT["cohere_compass"] = EXPECTED_TEXT["aya_vision"].replace(
     "<image>", "<|VISION_START|><|IMAGE_PAD|><|VISION_END|>")
 EXPECTED_TEXT["cohere2_vision"] = EXPECTED_TEXT["aya_vision"].replace("<image>", "<|IMG_PATCH|>")
-EXPECTED_TEXT["idefics3"] = f"<|im_start|>User:<image>{PAPER_PROMPT}<end_of_utterance>\nAssistant:"
+EXPECTED_TEXT["idefics3"] = EXPECTED_TEXT["smolvlm"] = f"<|im_start|>User:<image>{PAPER_PROMPT}<end_of_utterance>\nAssistant:"
 EXPECTED_TEXT["lighton_ocr"] = EXPECTED_TEXT["qwen2_vl"].replace("<|vision_start|><|image_pad|><|vision_end|>",
                                                                   "<|image_pad|>")
 EXPECTED_TEXT["deepseek_vl"] = f"User: <image_placeholder>{PAPER_PROMPT}\n\nAssistant:"
@@ -151,3 +151,34 @@ def test_same_seed_same_weights(tmp_path):
 def test_unknown_family(tmp_path):
     with pytest.raises(ValueError):
         build_tiny("blip", tmp_path)
+
+
+def test_command_line_writes_build_tinys_folder(tmp_path, capsys):
+    """``python -m hearlib.testing tiny``: the folder build_tiny writes (same weights at the same
+    seed, another seed differs), loadable by the Auto classes; ``list`` names every family."""
+    from safetensors.torch import load_file
+    from transformers import AutoProcessor
+
+    from hearlib.testing import main
+    assert main(["tiny", "--family", "gemma3", "--out", str(tmp_path / "cli"), "--seed", "3"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "cli")
+    main(["tiny", "--family", "gemma3", "--out", str(tmp_path / "other"), "--seed", "4"])
+    cli = load_file(str(tmp_path / "cli" / "model.safetensors"))
+    api = load_file(str(build_tiny("gemma3", tmp_path / "api", seed=3) / "model.safetensors"))
+    other = load_file(str(tmp_path / "other" / "model.safetensors"))
+    assert cli.keys() == api.keys() and all(torch.equal(cli[k], api[k]) for k in cli)
+    assert any(not torch.equal(cli[k], other[k]) for k in cli)
+    processor = AutoProcessor.from_pretrained(tmp_path / "cli")
+    assert processor.apply_chat_template(MESSAGES, add_generation_prompt=True) == EXPECTED_TEXT["gemma3"]
+    capsys.readouterr()
+    assert main(["list"]) == 0
+    assert capsys.readouterr().out.split() == list(FAMILIES)
+
+
+def test_command_line_refuses_an_unknown_family(tmp_path, capsys):
+    from hearlib.testing import main
+    with pytest.raises(SystemExit) as stop:
+        main(["tiny", "--family", "blip", "--out", str(tmp_path / "x")])
+    assert stop.value.code == 2
+    assert "invalid choice: 'blip'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
