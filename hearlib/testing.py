@@ -638,13 +638,15 @@ def _build_qwen(tokenizer, v25: bool):
     return config, model_cls, processor
 
 
-def _build_internvl(tokenizer):
+def _build_internvl(tokenizer, decoder: str = "qwen2"):
+    """InternVL with a Qwen2 decoder (InternVL2.5 / InternVL3, whose Qwen2.5 is model_type qwen2) or,
+    with ``decoder="qwen3"``, a Qwen3 decoder (query/key norms; InternVL3.5)."""
     import transformers as tf
     vision = tf.InternVLVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                      num_attention_heads=2, image_size=[64, 64], patch_size=[8, 8],
                                      use_mean_pooling=False, norm_type="layer_norm")
-    text = tf.Qwen2Config(**_text_kwargs(tokenizer), rope_parameters={"rope_type": "default",
-                                                                      "rope_theta": 10000.0})
+    text_class = {"qwen2": tf.Qwen2Config, "qwen3": tf.Qwen3Config}[decoder]
+    text = text_class(**_text_kwargs(tokenizer), rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
     config = tf.InternVLConfig(vision_config=vision, text_config=text,
                                image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
                                image_seq_length=16, downsample_ratio=0.5, projector_hidden_act="gelu",
@@ -841,6 +843,11 @@ def tiny_qwen2_5_vl():
 
 def tiny_internvl():
     return _build_internvl(build_tokenizer("internvl"))
+
+
+def tiny_internvl_qwen3():
+    """The tiny InternVL with InternVL3.5's decoder kind (Qwen3); not a family of its own."""
+    return _build_internvl(build_tokenizer("internvl"), decoder="qwen3")
 
 
 def tiny_gemma3():

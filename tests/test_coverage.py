@@ -64,3 +64,20 @@ def test_check_family_fails_when_fast_differs_from_literal(monkeypatch):
     monkeypatch.setattr(Engine, "logits", skewed)
     with pytest.raises(AssertionError, match="fast − literal"):
         coverage.check_family("llava")
+
+
+def test_internvl_is_checked_with_internvl3_5s_decoder_too(monkeypatch):
+    """InternVL3 has a Qwen2.5 decoder (model_type qwen2, the tiny InternVL's); InternVL3.5 a Qwen3
+    decoder (query/key norms): the same end-to-end check on a tiny InternVL with a Qwen3 decoder."""
+    import dataclasses
+
+    from hearlib import families
+    from hearlib.families import TinyModel
+    from hearlib.testing import tiny_internvl_qwen3
+
+    config, _, _ = tiny_internvl_qwen3()
+    assert config.text_config.model_type == "qwen3"
+    record = families.FAMILIES["internvl"]
+    monkeypatch.setitem(families.FAMILIES, "internvl", dataclasses.replace(
+        record, tiny=TinyModel("tiny_internvl_qwen3", record.tiny.image_tokens, record.tiny.processed_size)))
+    assert coverage.check_family("internvl").startswith("; ".join(coverage.CHECKS))
