@@ -280,30 +280,11 @@ def qwen_layout(config, processor, sample, width, height):
 
 
 def internvl_layout(config, processor, sample, width, height):
-    from transformers.models.got_ocr2.image_processing_got_ocr2 import get_optimal_tiled_canvas
-
     vision = config.vision_config
     side_h, side_w = (s // p for s, p in zip(_pair(vision.image_size), _pair(vision.patch_size)))
     rows, cols = int(side_h * config.downsample_ratio), int(side_w * config.downsample_ratio)
-    per_tile = rows * cols
     n_tiles = int(sample.inputs["pixel_values"].shape[0])
-    full = (0.0, 0.0, float(width), float(height))
-    if n_tiles == 1:
-        return [Panel("base", _regular(0, cols, rows, cols), full)], {}
-    ip = processor.image_processor
-    size = ip.size
-    grid_w, grid_h = get_optimal_tiled_canvas((height, width), (int(_get(size, "height")), int(_get(size, "width"))),
-                                              int(ip.min_patches), int(ip.max_patches))
-    if grid_w * grid_h + 1 != n_tiles:
-        raise UserError(f"InternVL: {n_tiles} tiles in pixel_values, but a {grid_h}×{grid_w} canvas + thumbnail "
-                        f"for a {width}×{height} image")
-    panels = []
-    for i in range(grid_w * grid_h):
-        r, c = divmod(i, grid_w)
-        box = (c * width / grid_w, r * height / grid_h, (c + 1) * width / grid_w, (r + 1) * height / grid_h)
-        panels.append(Panel(f"tile {r},{c}", _regular(i * per_tile, cols, rows, cols), box))
-    panels.append(Panel("thumbnail", _regular((n_tiles - 1) * per_tile, cols, rows, cols), full))
-    return panels, {}
+    return _tiles_and_thumbnail(processor.image_processor, n_tiles, rows, cols, width, height, "InternVL"), {}
 
 
 def _whole_image_grid(image_processor, rows: int, cols: int, width, height, family: str) -> list[Panel]:
