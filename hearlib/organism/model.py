@@ -149,7 +149,7 @@ def build_processor(tokenizer, image_size: int = IMAGE_SIZE):
                           image_token="<image>", num_additional_image_tokens=1)
 
 
-def build_config(size: Size, tokenizer, image_size: int = IMAGE_SIZE):
+def build_config(size: Size, tokenizer, image_size: int = IMAGE_SIZE, feature_layer: int = -1):
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
     vision = CLIPVisionConfig(image_size=image_size, patch_size=patch_for(image_size), num_channels=3,
                               hidden_act="quick_gelu", projection_dim=VISION["hidden_size"], **VISION)
@@ -162,7 +162,7 @@ def build_config(size: Size, tokenizer, image_size: int = IMAGE_SIZE):
     config = LlavaConfig(vision_config=vision, text_config=text,
                          image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
                          projector_hidden_act="gelu", vision_feature_select_strategy="default",
-                         vision_feature_layer=-1, image_seq_length=NUM_IMAGE_TOKENS,
+                         vision_feature_layer=feature_layer, image_seq_length=NUM_IMAGE_TOKENS,
                          tie_word_embeddings=False)
     config.pad_token_id = tokenizer.pad_token_id
     config.bos_token_id = tokenizer.bos_token_id
@@ -170,10 +170,13 @@ def build_config(size: Size, tokenizer, image_size: int = IMAGE_SIZE):
     return config
 
 
-def build_model(size: Size, tokenizer, seed: int = 0, image_size: int = IMAGE_SIZE):
+def build_model(size: Size, tokenizer, seed: int = 0, image_size: int = IMAGE_SIZE, feature_layer: int = -1):
+    """A Llava organism of ``size``; ``feature_layer`` is the tower layer the projector reads
+    (-1 for the fast recipe, whose tower is supervised at its last layer; -2, LLaVA-1.5's choice,
+    for the staged recipe, whose contrastive tower's last layer is shaped by the CLS objective alone)."""
     from transformers import LlavaForConditionalGeneration
     torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(build_config(size, tokenizer, image_size))
+    model = LlavaForConditionalGeneration(build_config(size, tokenizer, image_size, feature_layer))
     gc = model.generation_config
     gc.bos_token_id, gc.eos_token_id, gc.pad_token_id = (tokenizer.bos_token_id, tokenizer.eos_token_id,
                                                          tokenizer.pad_token_id)
@@ -189,7 +192,8 @@ def parts(model):
             inner.language_model.embed_tokens)
 
 
-def image_features(vision_tower, pixel_values: torch.Tensor) -> torch.Tensor:
-    """What LLaVA feeds the projector here: last layer (vision_feature_layer=-1), CLS dropped."""
+def image_features(vision_tower, pixel_values: torch.Tensor, layer: int = -1) -> torch.Tensor:
+    """What LLaVA feeds the projector: the tower's hidden states at ``layer``
+    (``vision_feature_layer``), CLS dropped (``vision_feature_select_strategy="default"``)."""
     out = vision_tower(pixel_values=pixel_values, output_hidden_states=True)
-    return out.hidden_states[-1][:, 1:]
+    return out.hidden_states[layer][:, 1:]

@@ -64,6 +64,7 @@ class Recipe:
     instruct_steps: int = 1500
     instruct_batch: int = 48
     instruct_lr: float = 3e-4
+    feature_layer: int = -2         # the tower layer the projector reads (LLaVA-1.5: -2)
     heldout_images: int = 300       # per check (images of the held-out folder)
     save_every: int = 200
     stage_steps: dict = field(default_factory=dict)   # overrides, e.g. {"text": 20}
@@ -248,7 +249,7 @@ class StagedTrainer:
         words = sorted(set(w for v in vocab.values() for w in v) | set(DESCRIPTION_WORDS))
         self.tok = O.build_tokenizer(words)
         self.processor = O.build_processor(self.tok)
-        self.model = O.build_model(self.size, self.tok, seed)
+        self.model = O.build_model(self.size, self.tok, seed, feature_layer=self.recipe.feature_layer)
         self.vt, self.proj, self.lm, self.head, self.embed = O.parts(self.model)
         self._data = {}
         self.records = {}
@@ -263,7 +264,8 @@ class StagedTrainer:
     def _features(self, which: str) -> torch.Tensor:
         key = f"feats-{which}"
         if key not in self._data:
-            self._data[key] = T.compute_features(self.vt, self._images(which).images)
+            self._data[key] = T.compute_features(self.vt, self._images(which).images,
+                                                        layer=self.recipe.feature_layer)
         return self._data[key]
 
     def _scene(self, r):

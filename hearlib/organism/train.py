@@ -369,9 +369,9 @@ def feature_accuracy(model, tokenizer, feats: torch.Tensor, data: Data, batch: i
 
 
 @torch.no_grad()
-def compute_features(vision_tower, images_u8, batch=256):
+def compute_features(vision_tower, images_u8, batch=256, layer: int = -1):
     vision_tower.eval()
-    return torch.cat([O.image_features(vision_tower, normalize(images_u8[s:s + batch]))
+    return torch.cat([O.image_features(vision_tower, normalize(images_u8[s:s + batch]), layer)
                       for s in range(0, len(images_u8), batch)])
 
 
