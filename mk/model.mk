@@ -11,7 +11,7 @@ SCENES_DIR ?= data/scenes
 MODEL_TRAIN = $(PY) -m hearlib train --data $(SCENES_DIR)/train --heldout $(SCENES_DIR)/heldout \
 	--out data/models --seed $(MODEL_SEED) $(MODEL_TRAIN_ARGS)
 
-.PHONY: model model-fast model-staged scenes
+.PHONY: model model-fast model-staged model-ingredients scenes
 
 scenes:
 	rm -rf $(SCENES_DIR)/train $(SCENES_DIR)/heldout
@@ -32,3 +32,12 @@ model-fast: scenes
 STAGE_STEPS ?=
 model-staged: $(if $(wildcard $(SCENES_DIR)/train/labels.json),,scenes)
 	$(MODEL_TRAIN) --recipe staged --size hear-organism-r8 $(if $(STAGE_STEPS),--stage-steps $(STAGE_STEPS))
+
+# the ingredient study (docs/ORGANISM.md): the staged recipe with one ingredient removed at a time
+# (hear-organism-r8-no-text, -no-contrastive, -no-align); each reuses the finished stages of
+# model-staged that it would compute identically, so run model-staged first
+INGREDIENTS ?= text contrastive align
+model-ingredients: $(if $(wildcard $(SCENES_DIR)/train/labels.json),,scenes)
+	for w in $(INGREDIENTS); do \
+	  $(MODEL_TRAIN) --recipe staged --size hear-organism-r8 --without $$w $(if $(STAGE_STEPS),--stage-steps $(STAGE_STEPS)) || exit $$?; \
+	done

@@ -198,3 +198,66 @@ def test_staged_recipe_refuses_a_folder_without_scene_labels(data, tmp_path):
     assert _stage_steps("text=3,align=5") == {"text": 3, "align": 5}
     with pytest.raises(UserError):
         _stage_steps("vision=3")
+
+
+# --------------------------------------------------------------------------- the ingredient study
+def test_a_stage_is_reused_only_where_nothing_it_depends_on_was_removed():
+    full = R.Recipe(**TINY)
+    assert full.same_stage(R.Recipe(**TINY, without=("align",)), "text")
+    assert full.same_stage(R.Recipe(**TINY, without=("text",)), "contrastive")
+    assert not full.same_stage(R.Recipe(**TINY, without=("text",)), "align")         # reads the decoder
+    assert not full.same_stage(R.Recipe(**TINY, without=("contrastive",)), "align")  # reads the tower
+    assert not full.same_stage(R.Recipe(**TINY, without=("align",)), "instruct")
+    assert not full.same_stage(R.Recipe(**{**TINY, "text_lr": 5e-4}), "text")         # other settings
+    assert R.Recipe(without=("text", "align")).name("hear-organism-r8") == "hear-organism-r8-no-text-no-align"
+    from hearlib.errors import UserError
+    from hearlib.organism.commands import _without
+    with pytest.raises(UserError, match="ingredients"):
+        R.Recipe(without=("vision",))
+    assert _without("text,align") == ("text", "align") and _without(None) == ()
+    with pytest.raises(UserError, match="ingredients"):
+        _without("tower")
+
+
+def test_each_ingredient_removed_reuses_the_full_runs_identical_stages(data, tmp_path, capsys):
+    """The full recipe, then each ingredient removed: identical stages are copied from the full
+    run (bit for bit), the removed stage is recorded as removed, dependent stages are recomputed,
+    and the per-patch tower is the fast organism's own, read at its own feature layer."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForImageTextToText
+    torch.set_num_threads(2)
+    steps = {s: 3 for s in R.STAGES}
+    kw = dict(heldout_dir=data / "held", progress=False)
+    R.train_staged(data / "train", tmp_path, R.Recipe(**TINY, stage_steps=steps), **kw)
+    full = tmp_path / "hear-organism-s.stages"
+
+    def same(stage, name):
+        a, b = load_file(str(full / stage / "state.safetensors")), load_file(str(tmp_path / name / stage / "state.safetensors"))
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    capsys.readouterr()
+    summary = R.train_staged(data / "train", tmp_path, R.Recipe(**TINY, stage_steps=steps, without=("align",)), **kw)
+    out = capsys.readouterr().out
+    assert summary["name"] == "hear-organism-s-no-align"
+    assert "stage text: reused" in out and "stage contrastive: reused" in out and "stage align: removed" in out
+    stages = {s["stage"]: s for s in summary["stages"]}
+    assert stages["align"]["removed"] and stages["align"]["steps"] == 0
+    assert same("text", "hear-organism-s-no-align.stages") and same("contrastive", "hear-organism-s-no-align.stages")
+    assert not same("instruct", "hear-organism-s-no-align.stages")     # trained from a random projector
+
+    summary = R.train_staged(data / "train", tmp_path, R.Recipe(**TINY, stage_steps=steps, without=("text",)), **kw)
+    out = capsys.readouterr().out
+    assert "stage text: removed" in out and "stage contrastive: reused" in out and "stage align: reused" not in out
+    assert not same("align", "hear-organism-s-no-text.stages")         # a random frozen decoder under it
+
+    fast = O.resolve_size("s")
+    organism = O.build_model(fast, O.build_tokenizer(R.DESCRIPTION_WORDS), seed=7)   # a fast-recipe folder
+    organism.save_pretrained(tmp_path / "fast")
+    recipe = R.Recipe(**TINY, stage_steps=steps, without=("contrastive",), tower_from=str(tmp_path / "fast"))
+    summary = R.train_staged(data / "train", tmp_path, recipe, **kw)
+    out = capsys.readouterr().out
+    assert "stage text: reused" in out and "stage contrastive: removed" in out
+    saved = AutoModelForImageTextToText.from_pretrained(tmp_path / "hear-organism-s-no-contrastive")
+    assert saved.config.vision_feature_layer == -1 == summary["feature_layer"]
+    tower = organism.model.vision_tower.state_dict()
+    assert all(torch.equal(v, tower[k]) for k, v in saved.model.vision_tower.state_dict().items())

@@ -25,8 +25,10 @@ def _cmd(args: argparse.Namespace) -> int:
     if args.recipe == "staged":
         from hearlib.organism.recipe import Recipe, train_staged
         size = "hear-organism-r8" if args.size == "all" else O.resolve_size(args.size).name
-        train_staged(data, Path(args.out), Recipe(size=size, stage_steps=_stage_steps(args.stage_steps)),
-                     heldout_dir=args.heldout, seed=args.seed, limit=args.limit)
+        recipe = Recipe(size=size, stage_steps=_stage_steps(args.stage_steps), without=_without(args.without),
+                        **({"tower_from": str(args.tower_from)} if args.tower_from else {}))
+        train_staged(data, Path(args.out), recipe, heldout_dir=args.heldout, seed=args.seed, limit=args.limit,
+                     reuse_from=args.reuse_from)
         return 0
     sizes = list(O.SIZES) if args.size == "all" else [O.resolve_size(args.size).name]
     # None: the scenes defaults below, or on a user's own folder steps chosen from its size
@@ -55,6 +57,16 @@ def _stage_steps(text: str | None) -> dict:
     return out
 
 
+def _without(text: str | None) -> tuple:
+    """'text,align' -> ("text", "align"); checked against the recipe's ingredients."""
+    from hearlib.organism.recipe import INGREDIENTS
+    names = tuple(w for w in (text or "").split(",") if w)
+    bad = [w for w in names if w not in INGREDIENTS]
+    if bad:
+        raise UserError(f"--without {text!r}: the ingredients that can be removed are {', '.join(INGREDIENTS)}")
+    return names
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train model organisms on a scenes or DomainNet-layout folder",
                               description="Train the model organisms (LLaVA-1.5 in miniature) on a scenes or "
@@ -71,6 +83,17 @@ def register(subparsers) -> None:
                                                  "staged recipe: hear-organism-r8)")
     p.add_argument("--stage-steps", default=None,
                    help="staged recipe: steps of every stage (N) or of some (text=N,contrastive=N,align=N,instruct=N)")
+    p.add_argument("--without", default=None, metavar="INGREDIENT[,...]",
+                   help="staged recipe, ingredient study: remove text (pretraining), contrastive (the per-patch "
+                        "tower of --tower-from instead) or align (projector alignment); the organism is saved as "
+                        "OUT/<size>-no-<ingredient>, and finished stages of the full run that it would compute "
+                        "identically are reused")
+    p.add_argument("--tower-from", type=Path, default=None,
+                   help="--without contrastive: the fast-recipe organism whose tower is used "
+                        "(default data/models/hear-organism-s)")
+    p.add_argument("--reuse-from", type=Path, default=None,
+                   help="staged recipe: a stages folder whose finished stages are reused where identical "
+                        "(default OUT/<size>.stages, the full recipe's)")
     p.add_argument("--seed", type=int, default=0, help="training seed (initialisation, batches, split)")
     p.add_argument("--heldout", type=Path, default=None,
                    help="held-out folder (default: a seeded 10%% split of --data, stratified by domain and class)")

@@ -37,6 +37,15 @@ from hearlib.organism import scenes
 from hearlib.organism import train as T
 
 STAGES = ("text", "contrastive", "align", "instruct")
+# what each stage's result depends on: a finished stage of the full recipe can be reused by a run
+# with an ingredient removed when none of these was removed (its inputs are then identical)
+DEPENDS = {"text": (), "contrastive": (), "align": ("text", "contrastive"),
+           "instruct": ("text", "contrastive", "align")}
+# the ingredient study (docs/ORGANISM.md): each can be removed from the recipe on its own
+INGREDIENTS = {"text": "no text pretraining (the decoder starts from random weights)",
+               "contrastive": "per-patch tower (the fast recipe's tower, supervised with the main object's class "
+                              "per patch) instead of the contrastive one",
+               "align": "no projector alignment (the projector starts from random weights in instruction tuning)"}
 CAPTION_PROMPT = "Describe the image briefly."
 STYLE_PHRASE = {"real": "a photo of", "sketch": "a sketch of", "clipart": "a clipart of"}
 WHERE = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom",
@@ -65,9 +74,30 @@ class Recipe:
     instruct_batch: int = 48
     instruct_lr: float = 3e-4
     feature_layer: int = -2         # the tower layer the projector reads (LLaVA-1.5: -2)
+    without: tuple = ()             # ingredients removed (INGREDIENTS), for the ingredient study
+    tower_from: str = "data/models/hear-organism-s"   # the per-patch tower, when "contrastive" is removed
     heldout_images: int = 300       # per check (images of the held-out folder)
     save_every: int = 200
     stage_steps: dict = field(default_factory=dict)   # overrides, e.g. {"text": 20}
+
+    def __post_init__(self):
+        self.without = tuple(self.without)
+        bad = [w for w in self.without if w not in INGREDIENTS]
+        if bad:
+            raise UserError(f"cannot remove {', '.join(bad)}: the ingredients are {', '.join(INGREDIENTS)}")
+
+    def name(self, size_name: str) -> str:
+        """The organism's folder name: the size, and what was removed (``hear-organism-r8-no-text``)."""
+        return size_name + "".join(f"-no-{w}" for w in STAGES if w in self.without)
+
+    def same_stage(self, other: "Recipe", stage: str) -> bool:
+        """Whether ``stage`` of ``other`` computed exactly what this recipe's would (same settings,
+        nothing it depends on removed in either), so that its finished checkpoint can be reused."""
+        skip = {"without", "tower_from"}
+        mine = {k: v for k, v in asdict(self).items() if k not in skip}
+        theirs = {k: v for k, v in asdict(other).items() if k not in skip}
+        removed = set(self.without) | set(other.without)
+        return mine == theirs and stage not in removed and not removed & set(DEPENDS[stage])
 
     def steps(self, stage: str) -> int:
         key = {"text": "text_steps", "contrastive": "clip_steps", "align": "align_steps",
@@ -232,13 +262,18 @@ class StagedTrainer:
     """Runs the four stages on a generated scenes folder (``hearlib scenes``) into ``out``."""
 
     def __init__(self, data_dir, out_dir, recipe: Recipe | None = None, heldout_dir=None, seed: int = 0,
-                 progress: bool = True, limit: int | None = None):
+                 progress: bool = True, limit: int | None = None, reuse_from=None):
         self.recipe = recipe or Recipe()
         self.seed, self.progress = seed, progress
         self.size = O.resolve_size(self.recipe.size)
+        self.name = self.recipe.name(self.size.name)
         self.out = Path(out_dir)
-        self.dest = self.out / self.size.name
-        self.stage_dir = self.out / f"{self.size.name}.stages"
+        self.dest = self.out / self.name
+        self.stage_dir = self.out / f"{self.name}.stages"
+        # finished stages of another run (by default the full recipe's, beside this one) are
+        # copied where they computed exactly what this run's would (Recipe.same_stage)
+        base = Path(reuse_from) if reuse_from else self.out / f"{self.size.name}.stages"
+        self.reuse_from = base if base.resolve() != self.stage_dir.resolve() else None
         train, held, questions, vocab = T._prepare(Path(data_dir), Path(heldout_dir) if heldout_dir else None,
                                                    seed, 0.1, limit, progress)
         if questions != ["object", "color", "position", "kind"] or not all("scene_id" in r.extra for r in train):
@@ -249,10 +284,27 @@ class StagedTrainer:
         words = sorted(set(w for v in vocab.values() for w in v) | set(DESCRIPTION_WORDS))
         self.tok = O.build_tokenizer(words)
         self.processor = O.build_processor(self.tok)
-        self.model = O.build_model(self.size, self.tok, seed, feature_layer=self.recipe.feature_layer)
+        self.feature_layer = self.recipe.feature_layer
+        tower = None
+        if "contrastive" in self.recipe.without:
+            tower, self.feature_layer = self._per_patch_tower(self.recipe.tower_from)
+        self.model = O.build_model(self.size, self.tok, seed, feature_layer=self.feature_layer)
         self.vt, self.proj, self.lm, self.head, self.embed = O.parts(self.model)
+        if tower is not None:
+            self.vt.load_state_dict(tower.state_dict())
         self._data = {}
         self.records = {}
+
+    @staticmethod
+    def _per_patch_tower(folder):
+        """(vision tower, the tower layer its projector reads) of a fast-recipe organism."""
+        from transformers import AutoModelForImageTextToText
+        folder = Path(folder)
+        if not (folder / "config.json").is_file():
+            raise UserError(f"the per-patch tower comes from a fast-recipe organism: {folder} has no config.json "
+                            f"(make model-fast, or give Recipe.tower_from)")
+        src = AutoModelForImageTextToText.from_pretrained(folder)
+        return src.model.vision_tower, int(src.config.vision_feature_layer)
 
     # ---- helpers
     def _images(self, which: str) -> T.Data:
@@ -265,7 +317,7 @@ class StagedTrainer:
         key = f"feats-{which}"
         if key not in self._data:
             self._data[key] = T.compute_features(self.vt, self._images(which).images,
-                                                        layer=self.recipe.feature_layer)
+                                                        layer=self.feature_layer)
         return self._data[key]
 
     def _scene(self, r):
@@ -287,6 +339,8 @@ class StagedTrainer:
 
     def _run(self, stage: str, fn, stop_after=None) -> dict:
         ck = Checkpoint(self.stage_dir / stage)
+        if ck.record() is None:
+            self._reuse(stage, ck)
         done = ck.record()
         modules = self._modules(stage)
         if done is not None:
@@ -309,6 +363,33 @@ class StagedTrainer:
         print(f"stage {stage}: {steps} steps in {rec['seconds'] / 60:.1f} min "
               f"({rec['cpu_seconds_this_run']:.0f} CPU s); held-out check "
               f"{json.dumps(check)}", flush=True)
+        self.records[stage] = rec
+        return rec
+
+    def _reuse(self, stage: str, ck: Checkpoint) -> None:
+        if self.reuse_from is None:
+            return
+        other = self.reuse_from / stage
+        recipe_file = self.reuse_from / "recipe.json"
+        if not (other / "done.json").is_file() or not recipe_file.is_file():
+            return
+        theirs = json.loads(recipe_file.read_text())
+        if theirs.pop("seed", None) != self.seed or not self.recipe.same_stage(Recipe(**theirs), stage):
+            return
+        import shutil
+        ck.dir.mkdir(parents=True, exist_ok=True)
+        for name in ("state.safetensors", "progress.json", "seconds.json", "done.json"):   # done.json last
+            if (other / name).is_file():
+                shutil.copy2(other / name, ck.dir / name)
+        print(f"stage {stage}: reused from {other} (same settings, nothing it depends on removed)", flush=True)
+
+    def _removed(self, stage: str) -> dict:
+        what = INGREDIENTS[stage]
+        print(f"stage {stage}: removed ({what})", flush=True)
+        rec = {"stage": stage, "removed": what, "steps": 0, "seconds": 0.0, "check": None}
+        if stage == "contrastive":
+            rec["tower_from"] = str(self.recipe.tower_from)
+            rec["feature_layer"] = self.feature_layer
         self.records[stage] = rec
         return rec
 
@@ -523,7 +604,7 @@ class StagedTrainer:
               r.save_every, self.progress, stop_after)
         self.model.eval()
         acc = T.evaluate(self.model, self.tok, self._images("held"), alt_subset=150, progress=self.progress)
-        print(T.format_table(self.size.name, acc), flush=True)
+        print(T.format_table(self.name, acc), flush=True)
         check = {"answer_accuracy": {f"{q}/{d}": a for (q, d), a in sorted(acc.items())}}
         return steps, {"batch": r.instruct_batch, "lr": r.instruct_lr}, check
 
@@ -534,8 +615,14 @@ class StagedTrainer:
         that stage without saving the model (returns the stage records so far)."""
         stop_after = stop_after or {}
         t0 = time.time()
+        self.stage_dir.mkdir(parents=True, exist_ok=True)
+        io.save_json(self.stage_dir / "recipe.json", {**asdict(self.recipe), "without": list(self.recipe.without),
+                                                      "seed": self.seed})
         for stage in STAGES:
-            self._run(stage, getattr(self, f"stage_{stage}"), stop_after.get(stage))
+            if stage in self.recipe.without:
+                self._removed(stage)
+            else:
+                self._run(stage, getattr(self, f"stage_{stage}"), stop_after.get(stage))
             if stage == until:
                 return {"stages": [self.records[s] for s in STAGES if s in self.records]}
         for p in self.model.parameters():
@@ -543,7 +630,8 @@ class StagedTrainer:
         self.dest.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(self.dest)
         self.processor.save_pretrained(self.dest)
-        summary = {"name": self.size.name, "seed": self.seed, "recipe": asdict(self.recipe),
+        summary = {"name": self.name, "seed": self.seed, "recipe": asdict(self.recipe),
+                   "without": {w: INGREDIENTS[w] for w in self.recipe.without}, "feature_layer": self.feature_layer,
                    "layers": self.size.layers, "heads": self.size.heads, "hidden": self.size.hidden,
                    "train_images": len(self.train_records), "heldout_images": len(self.held_records),
                    "stages": [self.records[s] for s in STAGES],
@@ -552,13 +640,14 @@ class StagedTrainer:
         io.save_json(self.dest / "training_stages.json", summary)
         acc = self.records["instruct"]["check"]["answer_accuracy"]
         io.save_json(self.dest / "hearlib_training.json",
-                     {"name": self.size.name, "seed": self.seed, "recipe": "staged", "questions": self.questions,
+                     {"name": self.name, "seed": self.seed, "recipe": "staged", "questions": self.questions,
                       "answers": self.vocab, "heldout_accuracy": acc})
         return summary
 
 
 def train_staged(data_dir, out_dir, recipe: Recipe | None = None, heldout_dir=None, seed: int = 0,
                  progress: bool = True, limit: int | None = None, stop_after: dict | None = None,
-                 until: str | None = None) -> dict:
+                 until: str | None = None, reuse_from=None) -> dict:
     """Train (or resume) the staged organism; see :class:`StagedTrainer`."""
-    return StagedTrainer(data_dir, out_dir, recipe, heldout_dir, seed, progress, limit).run(stop_after, until)
+    return StagedTrainer(data_dir, out_dir, recipe, heldout_dir, seed, progress, limit,
+                         reuse_from).run(stop_after, until)
