@@ -22,7 +22,8 @@ from pathlib import Path
 __all__ = ["GROUPS", "NOTEBOOKS", "EXPLORERS", "REPORTING", "notebook_parameters", "render", "main"]
 
 # what `hearlib run --stages` collects (see hearlib.plan)
-GROUPS = ("attribution", "validation", "text", "image", "lens", "prompts", "domains", "explore", "questions")
+GROUPS = ("attribution", "validation", "text", "image", "lens", "prompts", "domains", "explore", "questions",
+          "organisms")
 
 NOTEBOOKS: dict[str, tuple[str, ...]] = {
     "00_explore": ("attribution", "validation", "lens", "explore"),
@@ -35,6 +36,7 @@ NOTEBOOKS: dict[str, tuple[str, ...]] = {
     "07_domainnet": ("domains",),
     "08_prompt_robustness": ("prompts",),
     "09_question_types": ("questions",),
+    "10_organisms": ("organisms",),
 }
 
 # notebooks that draw no paper item, so write no report (``<out>/.report/``) and no README row

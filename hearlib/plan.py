@@ -17,6 +17,9 @@ records, and find them. The groups are what ``hearlib run --stages`` selects:
                  logit lens, for the main samples and each compared model's samples
 ``questions``    θ per question type (object, colour, position, kind; beyond the paper) for the
                  first ``n_question_samples`` samples answered correctly under every type
+``organisms``    the six numbers of 10_organisms for each of ``organisms`` (attribution and
+                 validation on ``n_size_samples``, attribution on the t-SNE selection of
+                 ``n_size_tsne_samples``, and θ under the ten prompts on ``n_organism_prompt_samples``)
 
 The notebooks and their order, and which groups each reads, are listed in
 :data:`hearlib.figures.NOTEBOOKS`.
@@ -46,7 +49,7 @@ DEFAULTS = dict(
     n_size_tsne_samples=200, per_class=15, min_per_class=10, n_image_samples=50, n_image_masks=10_000,
     image_ratio=0.75, n_more=12, n_domain_samples=300, n_prompt_samples=40, n_lens_samples=4,
     threshold=0.8, token_threshold=0.05, prompt=None, adaptive=None,
-    n_question_samples=40, questions=None,
+    n_question_samples=40, questions=None, organisms=[], n_organism_prompt_samples=6,
 )
 
 
@@ -80,6 +83,11 @@ def load_profile(profile: str | Path) -> dict:
     values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(values, dict):
         raise UserError(f"profile {path} is not a mapping of parameters")
+    if "base" in values:               # a profile that changes a few values of another one
+        base = str(values.pop("base"))
+        if Path(base).stem == path.stem:
+            raise UserError(f"profile {path} names itself as its base")
+        values = {**load_profile(base), **values}
     return values
 
 
@@ -149,10 +157,24 @@ def study_plan(params: dict, groups: Iterable[str] = GROUPS) -> list[Request]:
         both = pick(p["n_question_samples"], questions=tuple((q.prompt, q.answer) for q in types.values()))
         for q in types.values():
             add("questions", main, both, "attribution", base.with_(prompt=q.prompt, answer=q.answer))
+    for organism in p.get("organisms") or [main]:
+        if not present_on_disk(organism):
+            continue                                  # 10_organisms skips it too, and says so
+        add("organisms", organism, pick(p["n_size_samples"]), "attribution")
+        add("organisms", organism, pick(p["n_size_samples"]), "validation")
+        add("organisms", organism, pick(p["n_size_tsne_samples"], **tsne), "attribution")
+        for prompt in (PAPER_PROMPT, *ALTERNATIVE_PROMPTS):
+            add("organisms", organism, pick(p["n_organism_prompt_samples"]), "attribution", base.with_(prompt=prompt))
     domain_data = domain_folder(p)
     add("domains", main, pick(p["n_domain_samples"]), "validation",
         dataset=(str(domain_data), "domainnet", tuple(p["domains"])) if domain_data else (data, None, None))
     return out
+
+
+def present_on_disk(model) -> bool:
+    """False for a local organism path that is not there (hub ids and registry names count as present)."""
+    text = str(model)
+    return Path(text).exists() or not text.startswith(("data/", "./", "/"))
 
 
 def question_types(params: dict) -> dict:

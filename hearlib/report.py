@@ -95,6 +95,7 @@ class Report:
         self.out = paths.ensure(resolve_path(out))
         self.settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in (settings or {}).items()}
         self.items: dict[str, dict[str, Any]] = {}
+        self.sections: dict[str, str] = {}
         self._file = self.out / ".report" / f"{notebook}.json"
 
     def _item(self, item: str) -> dict:
@@ -105,7 +106,8 @@ class Report:
 
         save_json(self._file, {"notebook": self.notebook, "settings": self.settings,
                                "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                               "items": list(self.items.values())})
+                               "items": list(self.items.values()),
+                               "sections": [{"title": t, "markdown": m} for t, m in self.sections.items()]})
 
     def figure(self, fig, name: str, item: str, dpi: int = 150) -> None:
         """Save ``fig`` as ``<out>/<name>.png`` and ``.pdf`` for paper item ``item`` (e.g. "Fig. 7"); in a
@@ -156,6 +158,16 @@ class Report:
         self._save()
         line = f"{item} — {what}: {value} (paper: {paper})" + (f"\n    {note}" if note else "")
         print(line)
+
+    def section(self, title: str, markdown: str) -> None:
+        """A section of its own in RESULTS.md (and the published README), after the items' table:
+        for results that read better as their own table (the organisms side by side)."""
+        self.sections[title] = markdown.strip()
+        self._save()
+        if in_kernel():
+            from IPython.display import Markdown
+
+            display(Markdown(f"### {title}\n\n{markdown}"))
 
     def write_results(self) -> Path:
         """``<out>/RESULTS.md`` (never the published figures/README.md; see :func:`publish`)."""
@@ -234,6 +246,9 @@ def results_text(out: Path, reports: list[dict] | None = None) -> str:
              "trained on synthetic scenes), so agreement is expected in kind, not in value.", "",
              "| paper item | files | ours | paper | notebook |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {' | '.join(row)} |" for row in rows]
+    for rep in reports:
+        for section in rep.get("sections", []):
+            lines += ["", f"## {section['title']}", "", section["markdown"]]
     lines += ["", "## Notes where the organism disagrees with the paper", ""]
     for item in sorted((item for rep in reports for item in rep["items"]), key=lambda i: _item_key(i["item"])):
         for h in item["headlines"]:

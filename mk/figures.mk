@@ -12,6 +12,7 @@
 #   CORRECT_ONLY=0                          study every sample, answered correctly or not (dry runs)
 #   NPROC=N                                 collect in N processes (GPUs, or CPU processes)
 #   STORE=<folder>  FIGURES=<folder>        default data/store/study and figures/
+#   COLLECT_STAGES=g1,g2  ONLY="nb1 nb2"    collect these plan groups only; render these notebooks only
 PY ?= .venv/bin/python
 # idle OpenMP threads sleep instead of spinning: on 2 shared cores spinning made torch's small ops
 # 10-100x slower (docs/PERFORMANCE.md); `python -m hearlib` sets the same default itself
@@ -82,7 +83,7 @@ HEARLIB_RUN := $(PY) -m accelerate.commands.launch --multi_gpu --num_processes $
 	--mixed_precision no --dynamo_backend no -m hearlib run
 endif
 
-.PHONY: figures collect render check-lab figures-readme notebooks-sync notebooks-ci nbval-prepare clean-figures
+.PHONY: figures figures-ingredients collect render check-lab figures-readme notebooks-sync notebooks-ci nbval-prepare clean-figures
 
 figures: $(DATA_DEP) $(MODEL_DEP) | venv
 	@t0=$$(date +%s); $(MAKE) --no-print-directory collect || exit $$?; t1=$$(date +%s); \
@@ -90,7 +91,15 @@ figures: $(DATA_DEP) $(MODEL_DEP) | venv
 	echo "make figures: collect $$((t1 - t0)) s, render $(call elapsed,$$t1) s, total $(call elapsed,$$t0) s"
 
 collect: $(DATA_DEP) $(MODEL_DEP) | venv
-	@t0=$$(date +%s); $(HEARLIB_RUN) $(RUN_ARGS) || exit $$?; echo "make collect: $(call elapsed,$$t0) s"
+	@t0=$$(date +%s); $(HEARLIB_RUN) $(RUN_ARGS) $(if $(COLLECT_STAGES),--stages $(COLLECT_STAGES)) || exit $$?; \
+	echo "make collect: $(call elapsed,$$t0) s"
+
+# the ingredient study (issue 16, docs/ORGANISM.md): 10_organisms on the staged organism and its
+# three ablations (make model-staged model-ingredients first), into figures/ingredients/ (not published)
+figures-ingredients: $(DATA_DEP) | venv
+	@t0=$$(date +%s); $(MAKE) --no-print-directory collect render PROFILE=ingredients \
+	  FIGURES=figures/ingredients COLLECT_STAGES=organisms ONLY=10_organisms || exit $$?; \
+	echo "make figures-ingredients: $(call elapsed,$$t0) s"
 
 # READ_ONLY=0: let the notebooks compute what is missing (small profiles) instead of stopping
 READ_ONLY ?= 1
@@ -98,7 +107,7 @@ READ_ONLY ?= 1
 RENDER_JOBS ?= 2
 render: | venv
 	@t0=$$(date +%s); \
-	$(PY) -m hearlib.figures render --profile $(PROFILE_FILE) --build $(NB_BUILD) $(if $(filter 0,$(READ_ONLY)),--lazy,--jobs $(RENDER_JOBS)) $(NB_PARAMS) \
+	$(PY) -m hearlib.figures render --profile $(PROFILE_FILE) --build $(NB_BUILD) $(if $(filter 0,$(READ_ONLY)),--lazy,--jobs $(RENDER_JOBS)) $(if $(ONLY),--only $(ONLY)) $(NB_PARAMS) \
 	  || exit $$?; \
 	$(PY) -m hearlib.report --out "$(FIGURES)" || exit $$?; \
 	$(PY) -m hearlib.report publish --out "$(FIGURES)" --profile $(PROFILE) $(PUBLISH_CHANGED) || exit $$?; \

@@ -16,7 +16,7 @@ def test_the_notebooks_are_listed_once_in_order():
     from hearlib.figures import NOTEBOOKS
     from hearlib.plan import GROUPS
 
-    assert list(NOTEBOOKS) == sorted(p.stem for p in (ROOT / "notebooks").glob("0*.py"))
+    assert list(NOTEBOOKS) == sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
     assert {g for groups in NOTEBOOKS.values() for g in groups} == set(GROUPS)
 
 
@@ -79,3 +79,25 @@ def test_render_on_a_complete_store_loads_no_model_and_matches_a_lazy_run(tmp_pa
     assert pictures == sorted(p.name for p in (tmp_path / "lazy").glob("*.png"))
     for name in pictures:
         assert (tmp_path / "figures" / name).read_bytes() == (tmp_path / "lazy" / name).read_bytes(), name
+
+
+def test_plan_collects_the_six_numbers_of_each_organism_present(tmp_path):
+    """10_organisms reads, per organism: attribution and validation on n_size_samples, attribution on
+    the t-SNE selection, and θ under the paper prompt and the nine others; a missing folder is skipped."""
+    from hearlib.plan import profile_params, study_plan
+    from hearlib.prompts import ALTERNATIVE_PROMPTS, PAPER_PROMPT
+
+    present = tmp_path / "present"
+    present.mkdir()
+    params = profile_params("ci", data=str(tmp_path), organisms=[str(present), "data/models/not-trained-yet"])
+    requests = study_plan(params, ["organisms"])
+    assert {r.model for r in requests} == {str(present)}
+    assert [(r.stage, r.selection.n, r.selection.per_class) for r in requests[:3]] == [
+        ("attribution", params["n_size_samples"], None), ("validation", params["n_size_samples"], None),
+        ("attribution", params["n_size_tsne_samples"], params["per_class"])]
+    prompts = requests[3:]
+    assert [r.settings.prompt for r in prompts] == [PAPER_PROMPT, *ALTERNATIVE_PROMPTS]
+    assert {r.selection.n for r in prompts} == {params["n_organism_prompt_samples"]}
+    # none listed: the main model's six numbers
+    main = study_plan({**params, "organisms": []}, ["organisms"])
+    assert {r.model for r in main} == {str(params["model"])} and len(main) == 13

@@ -9,7 +9,7 @@ jupytext = pytest.importorskip("jupytext")
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ["00_explore", "01_head_ablation", "02_head_attribution", "03_validation", "04_tsne", "05_text_tokens",
-             "06_image_tokens", "07_domainnet", "08_prompt_robustness", "09_question_types"]
+             "06_image_tokens", "07_domainnet", "08_prompt_robustness", "09_question_types", "10_organisms"]
 REQUIRED = {"model", "data", "n_masks", "seed", "out", "store", "n_mean_images", "profile"}
 
 
@@ -49,3 +49,18 @@ def test_profiles_parse_and_cover_the_parameters():
         assert {"model", "models", "n_samples", "n_masks", "seed", "n_mean_images"} <= set(params)
     paper = yaml.safe_load((ROOT / "notebooks" / "profiles" / "paper.yaml").read_text())
     assert paper["n_samples"] == 200 and paper["n_masks"] == 10_000 and paper["n_mean_images"] == 100
+
+
+def test_a_profile_can_change_a_few_values_of_another(tmp_path):
+    from hearlib.errors import UserError
+    from hearlib.plan import load_profile
+
+    quick, ingredients = load_profile("quick"), load_profile(ROOT / "notebooks/profiles/ingredients.yaml")
+    assert ingredients["profile"] == "ingredients" and "base" not in ingredients
+    assert {k: v for k, v in ingredients.items() if k not in ("profile", "organisms")} == \
+        {k: v for k, v in quick.items() if k not in ("profile", "organisms")}
+    assert [m.rsplit("/", 1)[-1] for m in ingredients["organisms"]] == [
+        "hear-organism-r8", "hear-organism-r8-no-text", "hear-organism-r8-no-contrastive", "hear-organism-r8-no-align"]
+    (tmp_path / "loop.yaml").write_text("base: " + str(tmp_path / "loop.yaml") + "\n")
+    with pytest.raises(UserError, match="itself"):
+        load_profile(tmp_path / "loop.yaml")

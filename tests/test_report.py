@@ -233,3 +233,15 @@ def test_render_check_finds_a_registered_figure_missing_from_the_executed_notebo
         _check_inline(path, "02_head_attribution", tmp_path)
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[image, table])]), path)
     _check_inline(path, "02_head_attribution", tmp_path)
+
+
+def test_a_section_is_its_own_part_of_the_results_before_the_notes(tmp_path):
+    report = _report(tmp_path)
+    other = Report("10_organisms", tmp_path, {"profile": "ci"})
+    other.section("The organisms side by side", "| a | b |\n| --- | --- |\n| 1 | 2 |\n")
+    other.section("The organisms side by side", "| a | b |\n| --- | --- |\n| 3 | 4 |\n")    # replaced, not repeated
+    report.write_results()
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert text.count("## The organisms side by side") == 1
+    assert "## The organisms side by side\n\n| a | b |\n| --- | --- |\n| 3 | 4 |\n" in text
+    assert text.index("## The organisms side by side") < text.index("## Notes where the organism disagrees")
