@@ -99,6 +99,8 @@ def profile_params(profile: str | Path | None = None, **overrides) -> dict:
     params.update({k: v for k, v in overrides.items() if v is not None})
     if not params.get("models"):
         params["models"] = [params["model"]]
+    if overrides.get("models") is not None and overrides.get("organisms") is None:
+        params["organisms"] = list(params["models"])    # your own models: 10_organisms compares them
     if params.get("data") is None:
         raise UserError("no dataset: give --data (a COCO-format or DomainNet-layout folder)")
     return params

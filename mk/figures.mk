@@ -55,7 +55,8 @@ MODEL_DEP := $(addsuffix /config.json,$(ORGANISMS))
 ifdef MODELS
 MODEL ?= $(firstword $(MODELS))
 RUN_ARGS += --models $(MODELS)
-NB_PARAMS += -p models '[$(subst $(space),$(comma) ,$(strip $(MODELS)))]'
+NB_PARAMS += -p models '[$(subst $(space),$(comma) ,$(strip $(MODELS)))]' \
+	-p organisms '[$(subst $(space),$(comma) ,$(strip $(MODELS)))]'
 MODEL_DEP :=
 endif
 ifdef MODEL
@@ -63,7 +64,7 @@ RUN_ARGS += --model "$(MODEL)"
 NB_PARAMS += -p model "$(MODEL)"
 ifndef MODELS
 RUN_ARGS += --models "$(MODEL)"
-NB_PARAMS += -p models '["$(MODEL)"]'
+NB_PARAMS += -p models '["$(MODEL)"]' -p organisms '["$(MODEL)"]'
 endif
 MODEL_DEP :=
 endif

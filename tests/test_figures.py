@@ -101,3 +101,12 @@ def test_plan_collects_the_six_numbers_of_each_organism_present(tmp_path):
     # none listed: the main model's six numbers
     main = study_plan({**params, "organisms": []}, ["organisms"])
     assert {r.model for r in main} == {str(params["model"])} and len(main) == 13
+
+
+def test_your_own_models_are_the_organisms_compared(tmp_path):
+    from hearlib.plan import profile_params
+
+    assert profile_params("quick", data=str(tmp_path))["organisms"][-1].endswith("hear-organism-r8")
+    mine = profile_params("quick", data=str(tmp_path), model="a", models=["a", "b"])
+    assert mine["organisms"] == ["a", "b"]
+    assert profile_params("quick", data=str(tmp_path), models=["a"], organisms=["c"])["organisms"] == ["c"]
