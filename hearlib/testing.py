@@ -976,12 +976,15 @@ def build_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:
 
 
 # ---------------------------------------------------------------------------------------
-# Random-weight models of the real geometry of two paper checkpoints
+# Random-weight models of the real geometry of published checkpoints
 # ---------------------------------------------------------------------------------------
-# The hub files (config, processor, tokenizer, chat template; no weights) of two checkpoints,
-# committed under tests/data/hub/ (licences in tests/data/hub/NOTICE.md).
+# The hub files (config, processor, tokenizer, chat template; no weights) of two paper checkpoints
+# and of checkpoints of newer families, committed under tests/data/hub/ (sources and licences in
+# tests/data/hub/NOTICE.md); tests/test_real_configs.py runs each at its real geometry.
 REAL_HUB = Path(__file__).resolve().parent.parent / "tests" / "data" / "hub"
-REAL_MODELS = {"llava-1.5-7b": "llava-1.5-7b-hf", "qwen2-vl-2b": "qwen2-vl-2b-instruct"}
+REAL_MODELS = {"llava-1.5-7b": "llava-1.5-7b-hf", "qwen2-vl-2b": "qwen2-vl-2b-instruct",
+               "qwen2.5-vl-3b": "qwen2.5-vl-3b-instruct", "qwen3-vl-4b": "qwen3-vl-4b-instruct",
+               "smolvlm-256m": "smolvlm-256m-instruct"}
 _WEIGHT_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json")
 
 
