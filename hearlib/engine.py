@@ -826,10 +826,15 @@ class Engine:
     def _model_inputs(self, images: list, text: str) -> dict:
         """The processor's output for ``images``, each with the chat ``text``, on the model's
         device, floating tensors in its dtype (one call for the batch)."""
+        # A chat text that starts with the tokenizer's BOS (Gemma 3's template writes <bos>) is not given a
+        # second one by a tokenizer that adds it (add_bos_token): the rule of transformers' own
+        # processor.apply_chat_template(tokenize=True).
+        bos = getattr(self.tokenizer, "bos_token", None)
+        special = {"add_special_tokens": False} if bos and text.startswith(bos) else {}
         try:
             # a batch as one image per sample (Gemma 3's processor reads a flat list as one sample's images)
             batch = images if len(images) == 1 else [[image] for image in images]
-            inputs = self.processor(images=batch, text=[text] * len(images), return_tensors="pt")
+            inputs = self.processor(images=batch, text=[text] * len(images), return_tensors="pt", **special)
         except Exception as error:
             raise UserError(f"the processor cannot take this image/prompt: {error}") from None
         inputs.pop("labels", None)        # PaliGemma's processor adds training labels; not a forward input

@@ -976,13 +976,67 @@ def build_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:
 
 
 # ---------------------------------------------------------------------------------------
-# Random-weight models of the real geometry of two paper checkpoints
+# Random-weight models of the real geometry of published checkpoints
 # ---------------------------------------------------------------------------------------
-# The hub files (config, processor, tokenizer, chat template; no weights) of two checkpoints,
-# committed under tests/data/hub/ (licences in tests/data/hub/NOTICE.md).
+# The hub files (config, processor, tokenizer, chat template; no weights) of two paper checkpoints
+# and of checkpoints of newer families, committed under tests/data/hub/ (sources and licences in
+# tests/data/hub/NOTICE.md); tests/test_real_configs.py runs each at its real geometry.
 REAL_HUB = Path(__file__).resolve().parent.parent / "tests" / "data" / "hub"
-REAL_MODELS = {"llava-1.5-7b": "llava-1.5-7b-hf", "qwen2-vl-2b": "qwen2-vl-2b-instruct"}
+REAL_MODELS = {"llava-1.5-7b": "llava-1.5-7b-hf", "qwen2-vl-2b": "qwen2-vl-2b-instruct",
+               "qwen2.5-vl-3b": "qwen2.5-vl-3b-instruct", "qwen3-vl-4b": "qwen3-vl-4b-instruct",
+               "smolvlm-256m": "smolvlm-256m-instruct", "gemma-3-4b": "gemma-3-4b-it"}
 _WEIGHT_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+# tokenizer files a stand-in replaces in the built model's folder (the real ones describe a tokenizer that is absent)
+_STANDIN_REPLACES = ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+STANDIN_NOTE = "STANDIN_TOKENIZER.md"
+
+
+def has_real_tokenizer(name: str, hub: Path | None = None) -> bool:
+    """Whether the hub files of ``name`` include its tokenizer (``tokenizer.json``, a SentencePiece
+    model or a BPE ``vocab.json``); when not, :func:`real_config_model` pairs the real config and
+    processor files with :func:`standin_tokenizer`."""
+    source = Path(hub or REAL_HUB) / REAL_MODELS.get(name, name)
+    return any((source / f).is_file() for f in _TOKENIZER_FILES)
+
+
+def standin_tokenizer(source: Path):
+    """A word-level STAND-IN for a checkpoint whose tokenizer files are not under tests/data/hub
+    (Gemma 3's ``tokenizer.json`` (33 MB) and ``tokenizer.model`` (4.7 MB) are in no public copy
+    that could be retrieved whole). Every token the real tokenizer config lists in
+    ``added_tokens_decoder`` (control, turn, image and unused tokens) keeps its real id, and the
+    special ones stay special; hearlib's test words take free ids, placeholders the rest, up to the
+    real size; bos/eos/pad/unk, the extra special tokens (image markers) and ``add_bos_token`` are
+    the real config's. So the processor's image block, the chat template's turn markers and the
+    image token id are the real ones; ordinary words are NOT split as the real tokenizer splits them."""
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    config = json.loads((Path(source) / "tokenizer_config.json").read_text())
+    listed = {int(i): t for i, t in config["added_tokens_decoder"].items()}
+    vocab = {t["content"]: i for i, t in listed.items()}
+    free = (i for i in range(max(listed) + 1) if i not in listed)
+    for word in _vocabulary() + ["model", "user", "fire", "hydrant", "teddy", "bear"]:   # + tests' COCO labels
+        if word not in vocab:
+            vocab[word] = next(free)
+    for i in free:
+        vocab[f"<standin_{i}>"] = i
+    roles = {k: config[k] for k in ("bos_token", "eos_token", "pad_token", "unk_token") if isinstance(config.get(k), str)}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=roles.get("unk_token", "<unk>")))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    bos = roles.get("bos_token")
+    if config.get("add_bos_token") and bos:
+        tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A $B",
+                                                           special_tokens=[(bos, vocab[bos])])
+    extra = dict(config.get("extra_special_tokens") or {})
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, extra_special_tokens=extra, padding_side="left",
+                                   model_max_length=8192, **roles)
+    named = set(roles.values()) | set(extra.values())
+    others = [t["content"] for _, t in sorted(listed.items()) if t.get("special") and t["content"] not in named]
+    fast.add_special_tokens({"additional_special_tokens": others}, replace_extra_special_tokens=False)
+    return fast
 
 
 def real_config(name: str, layers: int = 2, vision_layers: int = 2, intermediate_size: int | None = None,
@@ -1038,6 +1092,10 @@ def real_config_model(name: str, out_dir: Path, layers: int = 2, vision_layers: 
         for key, param in model.named_parameters():
             if not bool(torch.isfinite(param).all()) or float(param.abs().max()) > 100:
                 raise RuntimeError(f"parameter {key} was left uninitialised")
+            # as build_tiny: a matrix transformers initialises to zeros (Gemma 3's mm_input_projection_weight)
+            # would cut the image off the decoder; draw it like the other matrices
+            if param.ndim >= 2 and not bool(param.any()):
+                param.normal_(0.0, 0.02)
     model.save_pretrained(out_dir)
     del model
     for file in sorted(source.iterdir()):
@@ -1045,6 +1103,15 @@ def real_config_model(name: str, out_dir: Path, layers: int = 2, vision_layers: 
             shutil.copyfile(file, out_dir / file.name)
     if (source / "generation_config.json").is_file():
         shutil.copyfile(source / "generation_config.json", out_dir / "generation_config.json")
+    if not has_real_tokenizer(name, hub):
+        tokenizer = standin_tokenizer(source)
+        for file in _STANDIN_REPLACES:
+            (out_dir / file).unlink(missing_ok=True)
+        tokenizer.save_pretrained(out_dir)
+        (out_dir / STANDIN_NOTE).write_text(
+            f"The tokenizer in this folder is a STAND-IN (hearlib.testing.standin_tokenizer), not {name}'s: "
+            "the real tokenizer files are not in tests/data/hub. Config, processor config and chat template "
+            "are the real ones; special-token ids are the real tokenizer config's.\n")
     return out_dir
 
 

@@ -51,6 +51,24 @@ def test_docs_models_md_holds_the_generated_table(rows):
         "docs/MODELS.md differs from the generated coverage table; run python -m hearlib.coverage --write")
 
 
+def test_real_geometry_column_names_the_hub_files_that_test_real_configs_runs(rows):
+    """docs/MODELS.md says per row whether the geometry was checked against real hub files: the
+    folders of hearlib.testing.REAL_MODELS (each built and run by tests/test_real_configs.py), by
+    the model_type of their config.json."""
+    from hearlib.testing import REAL_MODELS
+
+    real = coverage.real_files()
+    assert sum(len(folders) for folders in real.values()) == len(REAL_MODELS)
+    assert {"llava", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "idefics3", "gemma3"} <= set(real)
+    assert set(real) <= set(FAMILIES), "real hub files of a model type that is not a registered family"
+    assert real["gemma3"] == ["`gemma-3-4b-it` (stand-in tokenizer)"]
+    for r in rows:
+        assert r.real == ", ".join(real.get(r.model_type, []))
+    table = coverage.coverage_table(rows)
+    assert "| `qwen2_5_vl` | works | " in table and " | `qwen2.5-vl-3b-instruct` | Qwen2.5-VL: " in table
+    assert " | no | " in table.split("| `llava_next` |")[1].splitlines()[0]
+
+
 def test_check_family_fails_when_fast_differs_from_literal(monkeypatch):
     """The end-to-end check can fail: a fast path that is off by 1e-3 is caught."""
     from hearlib.engine import Engine
