@@ -176,7 +176,10 @@ def study_plan(params: dict, groups: Iterable[str] = GROUPS) -> list[Request]:
 def present_on_disk(model) -> bool:
     """False for a local organism path that is not there (hub ids and registry names count as present)."""
     text = str(model)
-    return Path(text).exists() or not text.startswith(("data/", "./", "/"))
+    if not text.startswith(("data/", "./", "/")):
+        return True
+    path = Path(text)
+    return path.exists() or (not path.is_absolute() and (paths.ROOT / path).exists())   # notebooks run from build/
 
 
 def question_types(params: dict) -> dict:

@@ -211,6 +211,8 @@ def published_rows(readme: Path) -> dict[str, list[tuple[str, str]]]:
     if not readme.is_file():
         return rows
     for line in readme.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):          # the items' table ends where the sections begin
+            break
         cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
         if len(cells) == 5 and line.startswith("| ") and cells[0] not in ("paper item", "---"):
             rows.setdefault(cells[4], []).append((cells[0], cells[3]))

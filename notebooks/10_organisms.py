@@ -134,6 +134,8 @@ for m in present:
                      prompt_cos=float(np.nanmean(cos)), no_head=no_head, same=same, chance=chance,
                      per_layer=" ".join(f"{v:.2f}" for v in per_layer)))
     print(f"{P.model_label(m)}: {len(items)} samples, N = {L}×{H}, x* peak at layer {peak}")
+if not rows:
+    raise SystemExit(f"none of the organisms {organisms} was found: train them or give `organisms`")
 results = pd.DataFrame(rows)
 report.table(results, "organisms_numbers", "Organisms", "The six numbers per organism (raw values).")
 

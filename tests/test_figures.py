@@ -110,3 +110,13 @@ def test_your_own_models_are_the_organisms_compared(tmp_path):
     mine = profile_params("quick", data=str(tmp_path), model="a", models=["a", "b"])
     assert mine["organisms"] == ["a", "b"]
     assert profile_params("quick", data=str(tmp_path), models=["a"], organisms=["c"])["organisms"] == ["c"]
+
+
+def test_an_organism_path_counts_from_the_repository_root(tmp_path, monkeypatch):
+    """The notebooks run from build/notebooks/...: data/models/... is found from the root, as Study finds it."""
+    from hearlib.plan import present_on_disk
+
+    monkeypatch.chdir(tmp_path)
+    assert present_on_disk("data/models/hear-organism-s") == (ROOT / "data/models/hear-organism-s").is_dir()
+    assert not present_on_disk("data/models/never-trained")
+    assert present_on_disk("llava-hf/llava-1.5-7b-hf")            # a hub id: the loader decides

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("0*.py"))
+NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
 QUICK = yaml.safe_load((ROOT / "notebooks" / "profiles" / "quick.yaml").read_text())
 # not in the profile: where `make figures` (PROFILE=quick) puts its inputs and outputs
 FIXED = {"data": "data/scenes/study-400", "store": "data/store/study", "out": "figures", "profile": "quick"}

@@ -84,7 +84,9 @@ def _published_copy(tmp_path):
 
 
 def _table_rows(text):
-    return [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| paper item")
+    """The rows of the items' table (the sections after it, such as the organisms', have their own)."""
+    table = text.split("\n## ", 1)[0]
+    return [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| paper item")
             and not line.startswith("| ---")]
 
 
