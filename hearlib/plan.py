@@ -174,12 +174,13 @@ def study_plan(params: dict, groups: Iterable[str] = GROUPS) -> list[Request]:
 
 
 def present_on_disk(model) -> bool:
-    """False for a local organism path that is not there (hub ids and registry names count as present)."""
+    """False for a local organism path that is not there, resolved as :class:`hearlib.study.Study`
+    resolves it (from the repository root: the notebooks run from build/); hub ids and registry
+    names count as present (the loader decides)."""
+    from hearlib.study import _from_root
+
     text = str(model)
-    if not text.startswith(("data/", "./", "/")):
-        return True
-    path = Path(text)
-    return path.exists() or (not path.is_absolute() and (paths.ROOT / path).exists())   # notebooks run from build/
+    return not text.startswith(("data/", "./", "/")) or Path(_from_root(text)).exists()
 
 
 def question_types(params: dict) -> dict:

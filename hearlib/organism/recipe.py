@@ -55,6 +55,15 @@ DESCRIPTION_WORDS = ["a", "an", "the", "of", "on", "at", "in", "with", "and", "b
                      "left", "right", "top", "bottom", "centre"] + list(scenes.TEXTURES)
 
 
+def ingredients(names) -> tuple:
+    """``names`` as a tuple, each one of :data:`INGREDIENTS` (a UserError naming the choices otherwise)."""
+    names = tuple(names)
+    bad = [w for w in names if w not in INGREDIENTS]
+    if bad:
+        raise UserError(f"cannot remove {', '.join(bad)}: the ingredients are {', '.join(INGREDIENTS)}")
+    return names
+
+
 @dataclass
 class Recipe:
     """Hyper-parameters of the staged recipe (the defaults are the documented recipe)."""
@@ -81,10 +90,7 @@ class Recipe:
     stage_steps: dict = field(default_factory=dict)   # overrides, e.g. {"text": 20}
 
     def __post_init__(self):
-        self.without = tuple(self.without)
-        bad = [w for w in self.without if w not in INGREDIENTS]
-        if bad:
-            raise UserError(f"cannot remove {', '.join(bad)}: the ingredients are {', '.join(INGREDIENTS)}")
+        self.without = ingredients(self.without)
 
     def name(self, size_name: str) -> str:
         """The organism's folder name: the size, and what was removed (``hear-organism-r8-no-text``)."""
