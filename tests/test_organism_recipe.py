@@ -250,6 +250,19 @@ def test_each_ingredient_removed_reuses_the_full_runs_identical_stages(data, tmp
     assert "stage text: removed" in out and "stage contrastive: reused" in out and "stage align: reused" not in out
     assert not same("align", "hear-organism-s-no-text.stages")         # a random frozen decoder under it
 
+    # a fresh clone holds the finished full organism, not its stage checkpoints: the contrastive
+    # stage is then taken from the saved tower, and the ablation comes out bit for bit the same
+    import shutil
+    first = load_file(str(tmp_path / "hear-organism-s-no-text" / "model.safetensors"))
+    shutil.rmtree(full / "contrastive")
+    shutil.rmtree(tmp_path / "hear-organism-s-no-text.stages")
+    summary = R.train_staged(data / "train", tmp_path, R.Recipe(**TINY, stage_steps=steps, without=("text",)), **kw)
+    out = capsys.readouterr().out
+    assert "stage contrastive: reused the tower of the finished" in out
+    again = load_file(str(tmp_path / "hear-organism-s-no-text" / "model.safetensors"))
+    assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
+    assert {s["stage"]: s for s in summary["stages"]}["contrastive"]["reused_from"] == str(tmp_path / "hear-organism-s")
+
     fast = O.resolve_size("s")
     organism = O.build_model(fast, O.build_tokenizer(R.DESCRIPTION_WORDS), seed=7)   # a fast-recipe folder
     organism.save_pretrained(tmp_path / "fast")

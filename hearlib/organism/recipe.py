@@ -378,6 +378,8 @@ class StagedTrainer:
         other = self.reuse_from / stage
         recipe_file = self.reuse_from / "recipe.json"
         if not (other / "done.json").is_file() or not recipe_file.is_file():
+            if stage == "contrastive":
+                self._reuse_tower(ck)
             return
         theirs = json.loads(recipe_file.read_text())
         if theirs.pop("seed", None) != self.seed or not self.recipe.same_stage(Recipe(**theirs), stage):
@@ -388,6 +390,28 @@ class StagedTrainer:
             if (other / name).is_file():
                 shutil.copy2(other / name, ck.dir / name)
         print(f"stage {stage}: reused from {other} (same settings, nothing it depends on removed)", flush=True)
+
+    def _reuse_tower(self, ck: Checkpoint) -> None:
+        """The contrastive stage from the full recipe's finished organism when its stage checkpoints
+        are gone (a fresh clone holds the committed model only): stages 3 and 4 keep the tower
+        frozen, so the saved tower is the stage's result bit for bit. CLIP's text tower is not kept
+        in a finished model and is only used inside this stage, so it is left at its start."""
+        folder = self.out / self.size.name
+        summary_file = folder / "training_stages.json"
+        if self.reuse_from is None or not summary_file.is_file():
+            return
+        summary = json.loads(summary_file.read_text())
+        theirs = {k: v for k, v in summary.get("recipe", {}).items()}
+        if summary.get("seed") != self.seed or not self.recipe.same_stage(Recipe(**theirs), "contrastive"):
+            return
+        from transformers import AutoModelForImageTextToText
+        done = AutoModelForImageTextToText.from_pretrained(folder)
+        self.vt.load_state_dict(done.model.vision_tower.state_dict())
+        record = {**next(s for s in summary["stages"] if s["stage"] == "contrastive"),
+                  "reused_from": str(folder), "kept": "the vision tower (CLIP's text tower is not saved in a model)"}
+        ck.finish({"clip": self._clip()}, record)
+        print(f"stage contrastive: reused the tower of the finished {folder} (frozen after this stage; "
+              f"same settings)", flush=True)
 
     def _removed(self, stage: str) -> dict:
         what = INGREDIENTS[stage]
