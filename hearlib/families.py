@@ -19,6 +19,7 @@ from typing import Callable
 
 from hearlib import geometry
 from hearlib.errors import UnsupportedModel
+from hearlib.refusals import NOT_YET, REASONS
 
 __all__ = ["Family", "TinyModel", "FAMILIES", "family_of", "supported_architectures", "resolve_path"]
 
@@ -35,12 +36,6 @@ class TinyModel:
     builder: str
     image_tokens: int
     processed_size: tuple[int, int]
-
-    def build(self):
-        """``(config, model_class, processor)`` of the tiny model (imports hearlib.testing)."""
-        from hearlib import testing
-
-        return getattr(testing, self.builder)()
 
 
 @dataclass(frozen=True)
@@ -318,8 +313,6 @@ def derived_family(config) -> tuple[Family | None, str | None]:
     before it runs (:meth:`hearlib.engine.Engine.check_derived`). It knows no image-token geometry:
     attribution works, image maps do not."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
-
-    from hearlib.coverage import NOT_YET, REASONS
 
     model_type = getattr(config, "model_type", None)
     kind, reason = REASONS.get(model_type, (NOT_YET, ""))

@@ -430,10 +430,8 @@ def image_token_layout(engine, sample) -> TokenLayout:
     ``engine.model.config``, ``engine.processor`` and the processor outputs kept in
     ``sample.inputs``; raises :class:`UserError` if it does not account for exactly
     ``sample.n_image`` tokens."""
-    from hearlib.families import family_of
-
     config = engine.model.config
-    layout_of_family = family_of(config).layout
+    layout_of_family = engine.family.layout
     width, height = _image_size(config, engine.processor, sample)
     panels, non_spatial = layout_of_family(config, engine.processor, sample, width, height)
     n_tokens = sum(int((p.tokens >= 0).sum()) for p in panels) + sum(len(v) for v in non_spatial.values())

@@ -953,7 +953,7 @@ def build_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:
         raise ValueError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    config, model_cls, processor = REGISTRY[family].tiny.build()
+    config, model_cls, processor = globals()[REGISTRY[family].tiny.builder]()
     tokenizer = processor.tokenizer
     for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
         setattr(config, key, getattr(tokenizer, key))

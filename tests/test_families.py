@@ -256,7 +256,7 @@ def test_image_token_layout_dispatches_through_the_record(tiny_model_dir, random
         panels, non_spatial = geometry.qwen_layout(config, processor, sample, width, height)
         return [geometry.Panel(p.name, np.ascontiguousarray(p.tokens.T), p.box) for p in panels], non_spatial
 
-    monkeypatch.setitem(families.FAMILIES, "qwen2_vl", dataclasses.replace(FAMILIES["qwen2_vl"], layout=transposed))
+    monkeypatch.setattr(engine, "family", dataclasses.replace(FAMILIES["qwen2_vl"], layout=transposed))
     layout = geometry.image_token_layout(engine, sample)
     assert calls == [engine.resolution]
     assert layout.panels[0].tokens[0, 1] == layout.panels[0].shape[1]     # row-major grid transposed
@@ -275,3 +275,28 @@ def test_build_tiny_uses_the_recorded_builder(tmp_path, monkeypatch):
     monkeypatch.setitem(families.FAMILIES, "llava", record)
     testing.build_tiny("llava", tmp_path / "tiny")
     assert calls == ["called"] and (tmp_path / "tiny" / "config.json").is_file()
+
+
+def _hearlib_imports(module) -> set[str]:
+    """The hearlib modules ``module`` imports anywhere in its source (functions included)."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(inspect.getsource(module))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hearlib"):
+            names.update([f"hearlib.{a.name}" for a in node.names] if node.module == "hearlib" else [node.module])
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names if a.name.startswith("hearlib"))
+    return names
+
+
+def test_the_records_are_data_that_import_nothing_built_on_them():
+    """families -> geometry, refusals (data); testing and coverage read the records, never the
+    other way round, so adding a family cannot close an import circle."""
+    from hearlib import coverage, refusals
+
+    assert _hearlib_imports(refusals) == set()
+    assert _hearlib_imports(geometry) <= {"hearlib.errors"}
+    assert _hearlib_imports(families) <= {"hearlib.geometry", "hearlib.errors", "hearlib.refusals"}
+    assert "hearlib.families" in _hearlib_imports(testing) and "hearlib.testing" in _hearlib_imports(coverage)
+    assert coverage.REASONS is refusals.REASONS
