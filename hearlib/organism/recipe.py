@@ -293,7 +293,8 @@ class StagedTrainer:
         self.feature_layer = self.recipe.feature_layer
         tower = None
         if "contrastive" in self.recipe.without:
-            tower, self.feature_layer = self._per_patch_tower(self.recipe.tower_from)
+            tower, self.feature_layer = self._tower_of(self.recipe.tower_from, "the per-patch tower",
+                                                       "make model-fast, or give Recipe.tower_from")
         self.model = O.build_model(self.size, self.tok, seed, feature_layer=self.feature_layer)
         self.vt, self.proj, self.lm, self.head, self.embed = O.parts(self.model)
         if tower is not None:
@@ -302,13 +303,12 @@ class StagedTrainer:
         self.records = {}
 
     @staticmethod
-    def _per_patch_tower(folder):
-        """(vision tower, the tower layer its projector reads) of a fast-recipe organism."""
+    def _tower_of(folder, what: str, remedy: str):
+        """(vision tower, the tower layer its projector reads) of a finished organism."""
         from transformers import AutoModelForImageTextToText
         folder = Path(folder)
         if not (folder / "config.json").is_file():
-            raise UserError(f"the per-patch tower comes from a fast-recipe organism: {folder} has no config.json "
-                            f"(make model-fast, or give Recipe.tower_from)")
+            raise UserError(f"{what} comes from a finished organism: {folder} has no config.json ({remedy})")
         src = AutoModelForImageTextToText.from_pretrained(folder)
         return src.model.vision_tower, int(src.config.vision_feature_layer)
 
@@ -381,8 +381,7 @@ class StagedTrainer:
             if stage == "contrastive":
                 self._reuse_tower(ck)
             return
-        theirs = json.loads(recipe_file.read_text())
-        if theirs.pop("seed", None) != self.seed or not self.recipe.same_stage(Recipe(**theirs), stage):
+        if not self._same_stage_as(json.loads(recipe_file.read_text()), stage):
             return
         import shutil
         ck.dir.mkdir(parents=True, exist_ok=True)
@@ -398,20 +397,23 @@ class StagedTrainer:
         in a finished model and is only used inside this stage, so it is left at its start."""
         folder = self.out / self.size.name
         summary_file = folder / "training_stages.json"
-        if self.reuse_from is None or not summary_file.is_file():
+        if not summary_file.is_file():
             return
         summary = json.loads(summary_file.read_text())
-        theirs = {k: v for k, v in summary.get("recipe", {}).items()}
-        if summary.get("seed") != self.seed or not self.recipe.same_stage(Recipe(**theirs), "contrastive"):
+        if not self._same_stage_as({**summary.get("recipe", {}), "seed": summary.get("seed")}, "contrastive"):
             return
-        from transformers import AutoModelForImageTextToText
-        done = AutoModelForImageTextToText.from_pretrained(folder)
-        self.vt.load_state_dict(done.model.vision_tower.state_dict())
+        tower, _ = self._tower_of(folder, "the contrastive tower", "make model-staged")
+        self.vt.load_state_dict(tower.state_dict())
         record = {**next(s for s in summary["stages"] if s["stage"] == "contrastive"),
                   "reused_from": str(folder), "kept": "the vision tower (CLIP's text tower is not saved in a model)"}
         ck.finish({"clip": self._clip()}, record)
         print(f"stage contrastive: reused the tower of the finished {folder} (frozen after this stage; "
               f"same settings)", flush=True)
+
+    def _same_stage_as(self, theirs: dict, stage: str) -> bool:
+        """Whether another run (its recipe's fields and ``seed``) computed ``stage`` as this one would."""
+        theirs = dict(theirs)
+        return theirs.pop("seed", None) == self.seed and self.recipe.same_stage(Recipe(**theirs), stage)
 
     def _removed(self, stage: str) -> dict:
         what = INGREDIENTS[stage]
