@@ -21,6 +21,7 @@ help:
 	@echo "make test-browser  every notebook run in JupyterLab in headless Chromium (after make collect)"
 	@echo "make model     retrain the model organisms from a seed (= make model-fast)"
 	@echo "make model-staged  hear-organism-r8 by the staged recipe (docs/ORGANISM.md; 78 min on 2 cores, resumable)"
+	@echo "make model-tuned  hear-organism-r8-tuned: stage 5 on r8, instruction tuning with the tower unfrozen"
 	@echo "make model-ingredients  the staged recipe minus one ingredient at a time (after model-staged)"
 	@echo "make lab       JupyterLab on notebooks/ (LAB_ARGS=--no-browser on a machine without a browser)"
 	@echo "make benchmark literal vs fast ablation speed on this machine"

@@ -11,7 +11,7 @@ SCENES_DIR ?= data/scenes
 MODEL_TRAIN = $(PY) -m hearlib train --data $(SCENES_DIR)/train --heldout $(SCENES_DIR)/heldout \
 	--out data/models --seed $(MODEL_SEED) $(MODEL_TRAIN_ARGS)
 
-.PHONY: model model-fast model-staged model-ingredients scenes
+.PHONY: model model-fast model-staged model-tuned model-ingredients scenes
 
 scenes:
 	rm -rf $(SCENES_DIR)/train $(SCENES_DIR)/heldout
@@ -32,6 +32,12 @@ model-fast: scenes
 STAGE_STEPS ?=
 model-staged: $(if $(wildcard $(SCENES_DIR)/train/labels.json),,scenes)
 	$(MODEL_TRAIN) --recipe staged --size hear-organism-r8 $(if $(STAGE_STEPS),--stage-steps $(STAGE_STEPS))
+
+# stage 5 on top (docs/ORGANISM.md): instruction tuning continued with the vision tower unfrozen, as
+# Qwen2-VL and InternVL end, into hear-organism-r8-tuned; stages 1-4 are the finished hear-organism-r8
+TUNE_STEPS ?= 600
+model-tuned: $(if $(wildcard $(SCENES_DIR)/train/labels.json),,scenes)
+	$(MODEL_TRAIN) --recipe staged --size hear-organism-r8 --tune-steps $(TUNE_STEPS) $(if $(STAGE_STEPS),--stage-steps $(STAGE_STEPS))
 
 # the ingredient study (docs/ORGANISM.md): the staged recipe with one ingredient removed at a time
 # (hear-organism-r8-no-text, -no-contrastive, -no-align); each reuses the finished stages of

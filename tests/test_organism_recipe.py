@@ -90,14 +90,13 @@ def test_interrupted_stage_resumes_bit_for_bit_and_finished_stage_is_skipped(dat
 
 
 def test_every_stage_runs_records_its_check_and_the_model_reloads(data, tmp_path):
-    from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
     torch.set_num_threads(2)
     rec = R.Recipe(**TINY, stage_steps={s: 4 for s in R.STAGES})
     R.train_staged(data / "train", tmp_path, rec, heldout_dir=data / "held", progress=False)
     folder = tmp_path / "hear-organism-s"
     summary = json.loads((folder / "training_stages.json").read_text())
-    assert [s["stage"] for s in summary["stages"]] == list(R.STAGES)
+    assert [s["stage"] for s in summary["stages"]] == list(rec.stages) == list(R.STAGES[:4])   # no stage 5
     checks = {s["stage"]: s["check"] for s in summary["stages"]}
     assert all(s["seconds"] > 0 and s["steps"] == 4 for s in summary["stages"])
     assert 1.0 < checks["text"]["perplexity"] < 10 * summary["stages"][0]["check"]["tokens"]
@@ -110,18 +109,59 @@ def test_every_stage_runs_records_its_check_and_the_model_reloads(data, tmp_path
     proc = AutoProcessor.from_pretrained(folder)
     assert type(model).__name__ == "LlavaForConditionalGeneration"
     assert model.config.text_config.num_hidden_layers == 4
-    # object accuracy recomputed through the processor on the held-out PNG files
-    labels = json.loads((data / "held/labels.json").read_text())["images"]
+    _assert_object_accuracy_through_the_processor(model, proc, data / "held", rec.heldout_images, acc)
+
+
+def _assert_object_accuracy_through_the_processor(model, proc, held, per_style: int, acc: dict) -> None:
+    """The recorded held-out object accuracy, recounted from the PNG files through the processor."""
+    from PIL import Image
+    labels = json.loads((held / "labels.json").read_text())["images"]
     for style in scenes.STYLES:
-        items = [(p, v) for p, v in labels.items() if v["style"] == style][:rec.heldout_images]
+        items = [(p, v) for p, v in labels.items() if v["style"] == style][:per_style]
         ok = 0
         for path, v in items:
-            inputs = proc(text=O.prompt_text(O.PAPER_PROMPT), images=Image.open(data / "held" / path),
-                          return_tensors="pt")
+            inputs = proc(text=O.prompt_text(O.PAPER_PROMPT), images=Image.open(held / path), return_tensors="pt")
             with torch.no_grad():
                 word = proc.tokenizer.convert_ids_to_tokens(int(model(**inputs).logits[0, -1].argmax()))
             ok += word == v["object"]
         assert math.isclose(ok / len(items), acc[f"object/{style}"], abs_tol=1 / len(items) + 1e-9)
+
+
+def test_stage_five_trains_every_weight_from_the_finished_four_stage_organism(data, tmp_path, capsys):
+    """Stage 5 (tune_steps > 0): stages 1-4 are the finished four-stage organism's weights (its
+    stage checkpoints may be gone, as on a fresh clone), then the tower, projector and decoder are
+    all trained; the check is recorded and the model saved as <name>-tuned reloads with Auto*."""
+    import shutil
+
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    torch.set_num_threads(2)
+    steps = {s: 3 for s in R.STAGES}
+    kw = dict(heldout_dir=data / "held", progress=False)
+    R.train_staged(data / "train", tmp_path, R.Recipe(**TINY, stage_steps=steps), **kw)
+    shutil.rmtree(tmp_path / "hear-organism-s.stages")
+    capsys.readouterr()
+    rec = R.Recipe(**TINY, stage_steps=steps, tune_steps=50)
+    summary = R.train_staged(data / "train", tmp_path, rec, **kw)
+    assert "stages 1-4: the finished" in capsys.readouterr().out
+    assert summary["name"] == "hear-organism-s-tuned"
+    assert [s["stage"] for s in summary["stages"]] == list(R.STAGES)
+    first_four = json.loads((tmp_path / "hear-organism-s" / "training_stages.json").read_text())["stages"]
+    for before, now in zip(first_four, summary["stages"][:4]):
+        assert now == {**before, "reused_from": str(tmp_path / "hear-organism-s")}
+    tune = summary["stages"][4]
+    assert tune["steps"] == 3 and tune["seconds"] > 0 and tune["hyper"]["lr"] == rec.tune_lr
+    four = AutoModelForImageTextToText.from_pretrained(tmp_path / "hear-organism-s").state_dict()
+    folder = tmp_path / "hear-organism-s-tuned"
+    model = AutoModelForImageTextToText.from_pretrained(folder)
+    tuned = model.state_dict()
+    assert four.keys() == tuned.keys()
+    for part in ("vision_tower", "multi_modal_projector", "language_model"):
+        names = [k for k in four if f".{part}." in f".{k}"]
+        assert names and any(not torch.equal(four[k], tuned[k]) for k in names), part     # every part trained
+    acc = tune["check"]["answer_accuracy"]
+    assert json.loads((folder / "hearlib_training.json").read_text())["heldout_accuracy"] == acc
+    _assert_object_accuracy_through_the_processor(model, AutoProcessor.from_pretrained(folder), data / "held",
+                                                  rec.heldout_images, acc)
 
 
 def test_r8_is_a_known_size_with_eight_layers():
@@ -209,6 +249,10 @@ def test_a_stage_is_reused_only_where_nothing_it_depends_on_was_removed():
     assert not full.same_stage(R.Recipe(**TINY, without=("contrastive",)), "align")  # reads the tower
     assert not full.same_stage(R.Recipe(**TINY, without=("align",)), "instruct")
     assert not full.same_stage(R.Recipe(**{**TINY, "text_lr": 5e-4}), "text")         # other settings
+    tuned = R.Recipe(**TINY, tune_steps=5)
+    assert full.same_stage(tuned, "instruct") and not full.same_stage(tuned, "tune")    # later settings do not count
+    assert not tuned.same_stage(R.Recipe(**TINY, tune_steps=5, tune_lr=1e-3), "tune")
+    assert tuned.name("hear-organism-r8") == "hear-organism-r8-tuned" and full.stages == R.STAGES[:4]
     assert R.Recipe(without=("text", "align")).name("hear-organism-r8") == "hear-organism-r8-no-text-no-align"
     from hearlib.errors import UserError
     from hearlib.organism.commands import _without

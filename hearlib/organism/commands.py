@@ -25,8 +25,10 @@ def _cmd(args: argparse.Namespace) -> int:
     if args.recipe == "staged":
         from hearlib.organism.recipe import Recipe, train_staged
         size = "hear-organism-r8" if args.size == "all" else O.resolve_size(args.size).name
+        if args.tune_steps < 0:
+            raise UserError(f"--tune-steps {args.tune_steps}: expected 0 (no stage 5) or a number of steps")
         recipe = Recipe(size=size, stage_steps=_stage_steps(args.stage_steps), without=_without(args.without),
-                        **({"tower_from": str(args.tower_from)} if args.tower_from else {}))
+                        tune_steps=args.tune_steps, **({"tower_from": str(args.tower_from)} if args.tower_from else {}))
         train_staged(data, Path(args.out), recipe, heldout_dir=args.heldout, seed=args.seed, limit=args.limit,
                      reuse_from=args.reuse_from)
         return 0
@@ -78,7 +80,12 @@ def register(subparsers) -> None:
     p.add_argument("--size", default="all", help="hear-organism-s|m|l (or s, m, l) or all (default; "
                                                  "staged recipe: hear-organism-r8)")
     p.add_argument("--stage-steps", default=None,
-                   help="staged recipe: steps of every stage (N) or of some (text=N,contrastive=N,align=N,instruct=N)")
+                   help="staged recipe: steps of every stage (N) or of some (text=N,contrastive=N,align=N,instruct=N,tune=N)")
+    p.add_argument("--tune-steps", type=int, default=0,
+                   help="staged recipe: stage 5, instruction tuning continued with the vision tower unfrozen "
+                        "(as Qwen2-VL and InternVL end; LLaVA-1.5 has none), for this many steps; the organism is "
+                        "saved as OUT/<name>-tuned and stages 1-4 are taken from the finished OUT/<name> when it "
+                        "was trained with the same settings (default 0: no stage 5)")
     p.add_argument("--without", default=None, metavar="INGREDIENT[,...]",
                    help="staged recipe, ingredient study: remove text (pretraining), contrastive (the per-patch "
                         "tower of --tower-from instead) or align (projector alignment); the organism is saved as "

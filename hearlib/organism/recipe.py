@@ -17,6 +17,11 @@ timed, with its own held-out check recorded in ``OUT/<name>/training_stages.json
 4. ``instruct``: instruction tuning on the question mix of the fast recipe, projector and
    decoder trained, tower frozen (LLaVA stage 2). Check: held-out answer accuracy per
    question type and style.
+5. ``tune`` (only when ``Recipe.tune_steps`` > 0): instruction tuning continued with the tower
+   unfrozen too, every weight trained at a lower rate, as Qwen2-VL, InternVL and
+   LLaVA-OneVision end (LLaVA-1.5 keeps the tower frozen and stops after stage 4). Check: held-out
+   answer accuracy, as stage 4. Stages 1-4 are then taken from the finished four-stage organism
+   when it was trained with the same settings (its weights are their result).
 """
 from __future__ import annotations
 
@@ -36,11 +41,14 @@ from hearlib.organism import model as O
 from hearlib.organism import scenes
 from hearlib.organism import train as T
 
-STAGES = ("text", "contrastive", "align", "instruct")
+STAGES = ("text", "contrastive", "align", "instruct", "tune")
 # what each stage's result depends on: a finished stage of the full recipe can be reused by a run
 # with an ingredient removed when none of these was removed (its inputs are then identical)
 DEPENDS = {"text": (), "contrastive": (), "align": ("text", "contrastive"),
-           "instruct": ("text", "contrastive", "align")}
+           "instruct": ("text", "contrastive", "align"), "tune": ("text", "contrastive", "align")}
+# the Recipe fields of each stage (a stage's result does not depend on the fields of later stages)
+STAGE_FIELDS = {"text": "text_", "contrastive": "clip_", "align": "align_", "instruct": "instruct_",
+                "tune": "tune_"}
 # the ingredient study (docs/ORGANISM.md): each can be removed from the recipe on its own
 INGREDIENTS = {"text": "no text pretraining (the decoder starts from random weights)",
                "contrastive": "per-patch tower (the fast recipe's tower, supervised with the main object's class "
@@ -82,6 +90,9 @@ class Recipe:
     instruct_steps: int = 1500
     instruct_batch: int = 48
     instruct_lr: float = 3e-4
+    tune_steps: int = 0             # stage 5, tower unfrozen (0: no stage 5, the tower stays frozen as in LLaVA-1.5)
+    tune_batch: int = 48
+    tune_lr: float = 1e-4
     feature_layer: int = -2         # the tower layer the projector reads (LLaVA-1.5: -2)
     without: tuple = ()             # ingredients removed (INGREDIENTS), for the ingredient study
     tower_from: str = "data/models/hear-organism-s"   # the per-patch tower, when "contrastive" is removed
@@ -93,21 +104,31 @@ class Recipe:
         self.without = ingredients(self.without)
 
     def name(self, size_name: str) -> str:
-        """The organism's folder name: the size, and what was removed (``hear-organism-r8-no-text``)."""
-        return size_name + "".join(f"-no-{w}" for w in STAGES if w in self.without)
+        """The organism's folder name: the size, what was removed (``hear-organism-r8-no-text``),
+        and ``-tuned`` with stage 5."""
+        return (size_name + "".join(f"-no-{w}" for w in STAGES if w in self.without)
+                + ("-tuned" if self.tune_steps > 0 else ""))
+
+    @property
+    def stages(self) -> tuple:
+        """The stages this recipe runs (stage 5 only with ``tune_steps`` > 0), removed ones included."""
+        return STAGES if self.tune_steps > 0 else STAGES[:-1]
 
     def same_stage(self, other: "Recipe", stage: str) -> bool:
-        """Whether ``stage`` of ``other`` computed exactly what this recipe's would (same settings,
-        nothing it depends on removed in either), so that its finished checkpoint can be reused."""
-        skip = {"without", "tower_from"}
-        mine = {k: v for k, v in asdict(self).items() if k not in skip}
-        theirs = {k: v for k, v in asdict(other).items() if k not in skip}
+        """Whether ``stage`` of ``other`` computed exactly what this recipe's would (same settings
+        up to that stage, nothing it depends on removed in either), so that its result can be reused."""
+        later = STAGES[STAGES.index(stage) + 1:]
+
+        def settings(recipe):
+            out = {k: v for k, v in asdict(recipe).items() if k not in {"without", "tower_from", "stage_steps"}
+                   and not any(k.startswith(STAGE_FIELDS[s]) for s in later)}
+            return {**out, "stage_steps": {s: n for s, n in recipe.stage_steps.items() if s not in later}}
         removed = set(self.without) | set(other.without)
-        return mine == theirs and stage not in removed and not removed & set(DEPENDS[stage])
+        return settings(self) == settings(other) and stage not in removed and not removed & set(DEPENDS[stage])
 
     def steps(self, stage: str) -> int:
         key = {"text": "text_steps", "contrastive": "clip_steps", "align": "align_steps",
-               "instruct": "instruct_steps"}[stage]
+               "instruct": "instruct_steps", "tune": "tune_steps"}[stage]
         return int(self.stage_steps.get(stage, getattr(self, key)))
 
 
@@ -432,6 +453,8 @@ class StagedTrainer:
             return {"clip": self._clip()}
         if stage == "align":
             return {"proj": self.proj}
+        if stage == "tune":
+            return {"vt": self.vt, "proj": self.proj, "lm": self.lm, "head": self.head}
         return {"proj": self.proj, "lm": self.lm, "head": self.head}
 
     def _clip(self):
@@ -595,26 +618,20 @@ class StagedTrainer:
         return {"caption_loss": nll / max(1, n), "caption_tokens": n}
 
     # ---- stage 4: instruction tuning
-    def stage_instruct(self, ck, modules, stop_after):
-        r = self.recipe
-        steps = r.steps("instruct")
-        feats = self._features("train")
-        data = self._images("train")
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        params = [p for m in modules.values() for p in m.parameters()]
-        for p in params:
-            p.requires_grad_(True)
+    def _answer_batches(self, data: T.Data, stage_key: int, batch: int):
+        """``step -> (image indices, loss given those images' tower features)``: a batch of
+        questions drawn from ``(seed, stage_key, step)``; the loss is on the answer word (and,
+        weighted 0.2, on the ``</s>`` after it)."""
         prompts = T.Prompts(self.tok, data.questions)
         qw = T._question_weights(data.questions)
         ans = {q: [T.answer_id(self.tok, v) if v is not None else None for v in data.labels[q]]
                for q in data.questions}
         eos, n = self.tok.eos_token_id, len(data.records)
 
-        def step_fn(step):
-            rng = np.random.default_rng([self.seed, 4, step])
+        def at(step):
+            rng = np.random.default_rng([self.seed, stage_key, step])
             seqs, img_idx, lens = [], [], []
-            while len(seqs) < r.instruct_batch:
+            while len(seqs) < batch:
                 i = int(rng.integers(n))
                 q = data.questions[rng.choice(len(qw), p=qw)]
                 if ans[q][i] is None:
@@ -624,21 +641,83 @@ class StagedTrainer:
                 img_idx.append(i)
                 lens.append(len(ids))
             ids, mask = _pad([s[:-1] for s in seqs], self.tok.pad_token_id)
-            logits = self._decoder_logits(ids, mask, feats[torch.tensor(img_idx)])
-            b = torch.arange(len(seqs))
-            L = torch.tensor(lens)
-            tgt_a = torch.tensor([s[-2] for s in seqs])
-            return (F.cross_entropy(logits[b, L - 1], tgt_a)
-                    + 0.2 * F.cross_entropy(logits[b, L], torch.full_like(tgt_a, eos)))
+
+            def loss(image_feats):
+                logits = self._decoder_logits(ids, mask, image_feats)
+                b = torch.arange(len(seqs))
+                L = torch.tensor(lens)
+                tgt_a = torch.tensor([s[-2] for s in seqs])
+                return (F.cross_entropy(logits[b, L - 1], tgt_a)
+                        + 0.2 * F.cross_entropy(logits[b, L], torch.full_like(tgt_a, eos)))
+            return torch.tensor(img_idx), loss
+        return at
+
+    def _answer_check(self) -> dict:
+        self.model.eval()
+        acc = T.evaluate(self.model, self.tok, self._images("held"), alt_subset=150, progress=self.progress)
+        print(T.format_table(self.name, acc), flush=True)
+        return {"answer_accuracy": {f"{q}/{d}": a for (q, d), a in sorted(acc.items())}}
+
+    def _train_only(self, modules: dict) -> list:
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        params = [p for m in modules.values() for p in m.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+        return params
+
+    def stage_instruct(self, ck, modules, stop_after):
+        r = self.recipe
+        steps = r.steps("instruct")
+        feats = self._features("train")
+        params = self._train_only(modules)
+        batches = self._answer_batches(self._images("train"), 4, r.instruct_batch)
+
+        def step_fn(step):
+            idx, loss = batches(step)
+            return loss(feats[idx])
 
         self.model.train()
         _loop(ck, modules, params, steps, r.instruct_lr, 0.01, step_fn, "stage 4: instruction tuning",
               r.save_every, self.progress, stop_after)
-        self.model.eval()
-        acc = T.evaluate(self.model, self.tok, self._images("held"), alt_subset=150, progress=self.progress)
-        print(T.format_table(self.name, acc), flush=True)
-        check = {"answer_accuracy": {f"{q}/{d}": a for (q, d), a in sorted(acc.items())}}
-        return steps, {"batch": r.instruct_batch, "lr": r.instruct_lr}, check
+        return steps, {"batch": r.instruct_batch, "lr": r.instruct_lr}, self._answer_check()
+
+    # ---- stage 5: tuning with the tower unfrozen
+    def stage_tune(self, ck, modules, stop_after):
+        r = self.recipe
+        steps = r.steps("tune")
+        images = self._images("train").images
+        params = self._train_only(modules)
+        batches = self._answer_batches(self._images("train"), 5, r.tune_batch)
+
+        def step_fn(step):
+            idx, loss = batches(step)
+            return loss(O.image_features(self.vt, T.normalize(images[idx]), self.feature_layer))
+
+        self.model.train()
+        _loop(ck, modules, params, steps, r.tune_lr, 0.01, step_fn, "stage 5: tuning, tower unfrozen",
+              r.save_every, self.progress, stop_after)
+        return steps, {"batch": r.tune_batch, "lr": r.tune_lr, "trained": "tower, projector, decoder"}, \
+            self._answer_check()
+
+    def _reuse_finished(self) -> bool:
+        """Stages 1-4 from the finished four-stage organism (``OUT/<name without -tuned>``) when
+        it was trained with this recipe's settings up to stage 4: its weights are their result."""
+        if (self.stage_dir / "instruct" / "done.json").is_file():
+            return False
+        folder = self.out / Recipe(**{**asdict(self.recipe), "tune_steps": 0}).name(self.size.name)
+        summary_file = folder / "training_stages.json"
+        if not summary_file.is_file():
+            return False
+        summary = json.loads(summary_file.read_text())
+        if not self._same_stage_as({**summary.get("recipe", {}), "seed": summary.get("seed")}, "instruct"):
+            return False
+        from transformers import AutoModelForImageTextToText
+        self.model.load_state_dict(AutoModelForImageTextToText.from_pretrained(folder).state_dict())
+        for rec in summary["stages"]:
+            self.records[rec["stage"]] = {**rec, "reused_from": str(folder)}
+        print(f"stages 1-4: the finished {folder} (same settings up to stage 4)", flush=True)
+        return True
 
     # ---- all
     def run(self, stop_after: dict | None = None, until: str | None = None) -> dict:
@@ -650,13 +729,17 @@ class StagedTrainer:
         self.stage_dir.mkdir(parents=True, exist_ok=True)
         io.save_json(self.stage_dir / "recipe.json", {**asdict(self.recipe), "without": list(self.recipe.without),
                                                       "seed": self.seed})
-        for stage in STAGES:
-            if stage in self.recipe.without:
+        stages = self.recipe.stages
+        finished = "tune" in stages and self._reuse_finished()
+        for stage in stages:
+            if finished and stage != "tune":
+                pass
+            elif stage in self.recipe.without:
                 self._removed(stage)
             else:
                 self._run(stage, getattr(self, f"stage_{stage}"), stop_after.get(stage))
             if stage == until:
-                return {"stages": [self.records[s] for s in STAGES if s in self.records]}
+                return {"stages": [self.records[s] for s in stages if s in self.records]}
         for p in self.model.parameters():
             p.requires_grad_(True)
         self.dest.mkdir(parents=True, exist_ok=True)
@@ -666,11 +749,11 @@ class StagedTrainer:
                    "without": {w: INGREDIENTS[w] for w in self.recipe.without}, "feature_layer": self.feature_layer,
                    "layers": self.size.layers, "heads": self.size.heads, "hidden": self.size.hidden,
                    "train_images": len(self.train_records), "heldout_images": len(self.held_records),
-                   "stages": [self.records[s] for s in STAGES],
-                   "total_seconds": sum(self.records[s]["seconds"] for s in STAGES),
+                   "stages": [self.records[s] for s in stages],
+                   "total_seconds": sum(self.records[s]["seconds"] for s in stages),
                    "this_run_seconds": time.time() - t0}
         io.save_json(self.dest / "training_stages.json", summary)
-        acc = self.records["instruct"]["check"]["answer_accuracy"]
+        acc = self.records[stages[-1]]["check"]["answer_accuracy"]
         io.save_json(self.dest / "hearlib_training.json",
                      {"name": self.name, "seed": self.seed, "recipe": "staged", "questions": self.questions,
                       "answers": self.vocab, "heldout_accuracy": acc})
