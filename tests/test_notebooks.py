@@ -60,7 +60,7 @@ def test_a_profile_can_change_a_few_values_of_another(tmp_path):
     assert {k: v for k, v in ingredients.items() if k not in ("profile", "organisms")} == \
         {k: v for k, v in quick.items() if k not in ("profile", "organisms")}
     assert [m.rsplit("/", 1)[-1] for m in ingredients["organisms"]] == [
-        "hear-organism-r8", "hear-organism-r8-no-text", "hear-organism-r8-no-contrastive", "hear-organism-r8-no-align"]
+        "hear-organism-r8", "hear-organism-r8-tuned", "hear-organism-r8-no-text", "hear-organism-r8-no-contrastive", "hear-organism-r8-no-align"]
     (tmp_path / "loop.yaml").write_text("base: " + str(tmp_path / "loop.yaml") + "\n")
     with pytest.raises(UserError, match="itself"):
         load_profile(tmp_path / "loop.yaml")

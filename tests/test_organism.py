@@ -15,9 +15,16 @@ needs_organisms = pytest.mark.skipif(
     len(COMMITTED) < len(O.SIZES),
     reason=f"committed organisms not found under {MODELS} (run `make model` to train them)")
 # the staged organism (docs/ORGANISM.md, `make model-staged`), held to the same standard when committed
-STAGED = [name for name in O.RECIPE_SIZES if (MODELS / name / "model.safetensors").exists()]
+# and with stage 5 (`make model-tuned`: the tower unfrozen at the end), saved as <size>-tuned
+STAGED = [name for size in O.RECIPE_SIZES for name in (size, f"{size}-tuned")
+          if (MODELS / name / "model.safetensors").exists()]
 HELDOUT_SEED = 4242          # never used in training (training uses scenes.TRAIN_SEED = 0)
 PER_STYLE = 60
+
+
+def _size(name):
+    """The organism's size; ``<size>-tuned`` is that size after stage 5."""
+    return O.resolve_size(name.removesuffix("-tuned"))
 
 
 def _messages(prompt):
@@ -95,14 +102,15 @@ BELOW_BAR = pytest.mark.xfail(strict=True, raises=AssertionError, reason="hear-o
 
 
 @needs_organisms
-@pytest.mark.parametrize("name", list(O.SIZES) + [pytest.param(n, marks=BELOW_BAR) for n in STAGED])
+@pytest.mark.parametrize("name", list(O.SIZES) + [pytest.param(n, marks=BELOW_BAR) if n in O.RECIPE_SIZES else n
+                                                for n in STAGED])
 def test_committed_organism_answers_heldout_scenes(name):
     from transformers import AutoModelForImageTextToText, AutoProcessor
     torch.set_num_threads(2)
     folder = MODELS / name
     proc = AutoProcessor.from_pretrained(folder)
     model = AutoModelForImageTextToText.from_pretrained(folder).eval()
-    size = O.resolve_size(name)
+    size = _size(name)
     cfg = model.config
     assert type(model).__name__ == "LlavaForConditionalGeneration"
     assert (cfg.text_config.num_hidden_layers, cfg.text_config.num_attention_heads) == (size.layers, size.heads)
@@ -140,7 +148,7 @@ def test_committed_organism_runs_through_the_engine_fast_equals_literal(name):
 
     torch.set_num_threads(2)
     engine = load_engine(MODELS / name)
-    assert (engine.n_layers, engine.n_heads) == (O.resolve_size(name).layers, O.resolve_size(name).heads)
+    assert (engine.n_layers, engine.n_heads) == (_size(name).layers, _size(name).heads)
     references = [scenes.render(scenes.make_scene(HELDOUT_SEED, 100 + i), "real") for i in range(6)]
     means = compute_means(engine, references, progress=False)
     scene = scenes.make_scene(HELDOUT_SEED, 1)
