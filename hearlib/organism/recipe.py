@@ -1,7 +1,7 @@
 """The staged recipe: an organism raised the way real LVLMs are (issue 16, docs/ORGANISM.md).
 
-Four stages, each a function of this trainer, each resumable (a checkpoint per stage under
-``OUT/<name>.stages/<stage>/``; a rerun skips finished stages and resumes an interrupted one
+Four stages (and an optional fifth), each a function of this trainer, each resumable (a
+checkpoint per stage under ``OUT/<name>.stages/<stage>/``; a rerun skips finished stages and resumes an interrupted one
 from its last checkpoint, bit for bit: every batch is drawn from ``(seed, stage, step)``),
 timed, with its own held-out check recorded in ``OUT/<name>/training_stages.json``:
 
@@ -286,7 +286,8 @@ def _pad(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 # --------------------------------------------------------------------------- the trainer
 class StagedTrainer:
-    """Runs the four stages on a generated scenes folder (``hearlib scenes``) into ``out``."""
+    """Runs the four stages (five with ``tune_steps`` > 0) on a generated scenes folder
+    (``hearlib scenes``) into ``out``."""
 
     def __init__(self, data_dir, out_dir, recipe: Recipe | None = None, heldout_dir=None, seed: int = 0,
                  progress: bool = True, limit: int | None = None, reuse_from=None):
