@@ -19,9 +19,8 @@ needs_organisms = pytest.mark.skipif(
 STAGED = [name for size in O.RECIPE_SIZES for name in (size, f"{size}-tuned")
           if (MODELS / name / "model.safetensors").exists()]
 HELDOUT_SEED = 4242          # never used in training (training uses scenes.TRAIN_SEED = 0)
-PER_STYLE = 60
-HELD_PER_STYLE = 300         # the bar is read on as many scenes per style as the training checks use (60 of
-                             # seed 4242 rated hear-organism-r8-tuned's real photos 100%, 300 rate them 90%)
+PER_STYLE = 300              # the bar is read on as many scenes per style as the training checks use (60 of
+                             # seed 4242 rated hear-organism-r8-tuned's real photos 100%, 300 rate them 89%)
 
 
 def _size(name):
@@ -119,7 +118,7 @@ def test_committed_organism_answers_heldout_scenes(name):
     assert cfg.projector_hidden_act == "gelu" and cfg.vision_feature_select_strategy == "default"
     text = proc.apply_chat_template(_messages(O.PAPER_PROMPT), add_generation_prompt=True)
     assert text == O.prompt_text(O.PAPER_PROMPT)
-    found = [scenes.make_scene(HELDOUT_SEED, i) for i in range(HELD_PER_STYLE)]
+    found = [scenes.make_scene(HELDOUT_SEED, i) for i in range(PER_STYLE)]
     for style in scenes.STYLES:
         pred = []
         for start in range(0, len(found), 100):

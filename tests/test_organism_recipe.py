@@ -261,6 +261,8 @@ def test_a_stage_is_reused_only_where_nothing_it_depends_on_was_removed():
     assert _without("text,align") == ("text", "align") and _without(None) == ()
     with pytest.raises(UserError, match="ingredients"):
         _without("tower")
+    with pytest.raises(UserError, match="tune_steps"):
+        R.Recipe(tune_steps=-1)
 
 
 def test_each_ingredient_removed_reuses_the_full_runs_identical_stages(data, tmp_path, capsys):

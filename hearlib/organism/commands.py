@@ -25,8 +25,6 @@ def _cmd(args: argparse.Namespace) -> int:
     if args.recipe == "staged":
         from hearlib.organism.recipe import Recipe, train_staged
         size = "hear-organism-r8" if args.size == "all" else O.resolve_size(args.size).name
-        if args.tune_steps < 0:
-            raise UserError(f"--tune-steps {args.tune_steps}: expected 0 (no stage 5) or a number of steps")
         recipe = Recipe(size=size, stage_steps=_stage_steps(args.stage_steps), without=_without(args.without),
                         tune_steps=args.tune_steps, **({"tower_from": str(args.tower_from)} if args.tower_from else {}))
         train_staged(data, Path(args.out), recipe, heldout_dir=args.heldout, seed=args.seed, limit=args.limit,

@@ -1,9 +1,10 @@
 """The staged recipe: an organism raised the way real LVLMs are (issue 16, docs/ORGANISM.md).
 
 Four stages (and an optional fifth), each a function of this trainer, each resumable (a
-checkpoint per stage under ``OUT/<name>.stages/<stage>/``; a rerun skips finished stages and resumes an interrupted one
-from its last checkpoint, bit for bit: every batch is drawn from ``(seed, stage, step)``),
-timed, with its own held-out check recorded in ``OUT/<name>/training_stages.json``:
+checkpoint per stage under ``OUT/<name>.stages/<stage>/``; a rerun skips finished stages and
+resumes an interrupted one from its last checkpoint, bit for bit: every batch is drawn from
+``(seed, stage, step)``), timed, with its own held-out check recorded in
+``OUT/<name>/training_stages.json``:
 
 1. ``text``: the Llama decoder pretrained as a language model on a text corpus generated from
    the scene world (descriptions of scenes, and questions about a described scene answered
@@ -28,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,8 @@ class Recipe:
 
     def __post_init__(self):
         self.without = ingredients(self.without)
+        if self.tune_steps < 0:
+            raise UserError(f"tune_steps {self.tune_steps}: expected 0 (no stage 5) or a number of steps")
 
     def name(self, size_name: str) -> str:
         """The organism's folder name: the size, what was removed (``hear-organism-r8-no-text``),
@@ -418,11 +421,8 @@ class StagedTrainer:
         frozen, so the saved tower is the stage's result bit for bit. CLIP's text tower is not kept
         in a finished model and is only used inside this stage, so it is left at its start."""
         folder = self.out / self.size.name
-        summary_file = folder / "training_stages.json"
-        if not summary_file.is_file():
-            return
-        summary = json.loads(summary_file.read_text())
-        if not self._same_stage_as({**summary.get("recipe", {}), "seed": summary.get("seed")}, "contrastive"):
+        summary = self._finished_summary(folder, "contrastive")
+        if summary is None:
             return
         tower, _ = self._tower_of(folder, "the contrastive tower", "make model-staged")
         self.vt.load_state_dict(tower.state_dict())
@@ -431,6 +431,16 @@ class StagedTrainer:
         ck.finish({"clip": self._clip()}, record)
         print(f"stage contrastive: reused the tower of the finished {folder} (frozen after this stage; "
               f"same settings)", flush=True)
+
+    def _finished_summary(self, folder: Path, stage: str) -> dict | None:
+        """``training_stages.json`` of the finished organism in ``folder`` when it computed ``stage``
+        as this run would (None otherwise, or when there is none)."""
+        summary_file = folder / "training_stages.json"
+        if not summary_file.is_file():
+            return None
+        summary = json.loads(summary_file.read_text())
+        same = self._same_stage_as({**summary.get("recipe", {}), "seed": summary.get("seed")}, stage)
+        return summary if same else None
 
     def _same_stage_as(self, theirs: dict, stage: str) -> bool:
         """Whether another run (its recipe's fields and ``seed``) computed ``stage`` as this one would."""
@@ -587,11 +597,7 @@ class StagedTrainer:
         steps = r.steps("align")
         feats = self._features("train")
         data = self._images("train")
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        params = list(self.proj.parameters())
-        for p in params:
-            p.requires_grad_(True)
+        params = self._train_only(modules)
         n = len(data.records)
 
         def step_fn(step):
@@ -706,12 +712,9 @@ class StagedTrainer:
         it was trained with this recipe's settings up to stage 4: its weights are their result."""
         if (self.stage_dir / "instruct" / "done.json").is_file():
             return False
-        folder = self.out / Recipe(**{**asdict(self.recipe), "tune_steps": 0}).name(self.size.name)
-        summary_file = folder / "training_stages.json"
-        if not summary_file.is_file():
-            return False
-        summary = json.loads(summary_file.read_text())
-        if not self._same_stage_as({**summary.get("recipe", {}), "seed": summary.get("seed")}, "instruct"):
+        folder = self.out / replace(self.recipe, tune_steps=0).name(self.size.name)
+        summary = self._finished_summary(folder, "instruct")
+        if summary is None:
             return False
         from transformers import AutoModelForImageTextToText
         self.model.load_state_dict(AutoModelForImageTextToText.from_pretrained(folder).state_dict())
@@ -731,9 +734,10 @@ class StagedTrainer:
         io.save_json(self.stage_dir / "recipe.json", {**asdict(self.recipe), "without": list(self.recipe.without),
                                                       "seed": self.seed})
         stages = self.recipe.stages
-        finished = "tune" in stages and self._reuse_finished()
+        if "tune" in stages:
+            self._reuse_finished()
         for stage in stages:
-            if finished and stage != "tune":
+            if stage in self.records:               # taken from the finished four-stage organism
                 pass
             elif stage in self.recipe.without:
                 self._removed(stage)
