@@ -72,6 +72,15 @@ def test_interrupted_stage_resumes_bit_for_bit_and_finished_stage_is_skipped(dat
     b = load_file(str(tmp_path / "b/hear-organism-s.stages/contrastive/state.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["stages"][1]["check"] == whole["stages"][1]["check"]
+    # a checkpoint of other settings is neither resumed nor skipped as this run's: refused, named
+    from hearlib.errors import UserError
+    other = R.Recipe(**TINY, stage_steps={"text": 6, "contrastive": 9})
+    with pytest.raises(UserError, match=r"stages/contrastive holds stage 'contrastive'.*'contrastive': 6"):
+        R.train_staged(data / "train", tmp_path / "b", other, **kw)
+    with pytest.raises(UserError, match="seed: 0 there, 1 now"):
+        R.train_staged(data / "train", tmp_path / "b", rec, seed=1, **kw)
+    later = R.Recipe(**TINY, stage_steps={"text": 6, "contrastive": 6}, instruct_lr=1e-3)   # stages not begun
+    assert R.train_staged(data / "train", tmp_path / "b", later, **kw)["stages"] == resumed["stages"]
     # the text check against transformers' own loss on the held-out corpus (text-stage weights)
     t = R.StagedTrainer(data / "train", tmp_path / "c", rec, heldout_dir=data / "held", progress=False)
     R.Checkpoint(tmp_path / "a/hear-organism-s.stages/text").load({"lm": t.lm, "head": t.head})

@@ -117,17 +117,27 @@ class Recipe:
         """The stages this recipe runs (stage 5 only with ``tune_steps`` > 0), removed ones included."""
         return STAGES if self.tune_steps > 0 else STAGES[:-1]
 
+    def settings_through(self, stage: str) -> dict:
+        """The settings that ``stage``'s result depends on: every field but those of later stages
+        (and the ingredient bookkeeping, which :meth:`same_stage` reads on its own)."""
+        later = STAGES[STAGES.index(stage) + 1:]
+        out = {k: v for k, v in asdict(self).items() if k not in {"without", "tower_from", "stage_steps"}
+               and not any(k.startswith(STAGE_FIELDS[s]) for s in later)}
+        return {**out, "stage_steps": {s: n for s, n in self.stage_steps.items() if s not in later}}
+
     def same_stage(self, other: "Recipe", stage: str) -> bool:
         """Whether ``stage`` of ``other`` computed exactly what this recipe's would (same settings
         up to that stage, nothing it depends on removed in either), so that its result can be reused."""
-        later = STAGES[STAGES.index(stage) + 1:]
-
-        def settings(recipe):
-            out = {k: v for k, v in asdict(recipe).items() if k not in {"without", "tower_from", "stage_steps"}
-                   and not any(k.startswith(STAGE_FIELDS[s]) for s in later)}
-            return {**out, "stage_steps": {s: n for s, n in recipe.stage_steps.items() if s not in later}}
         removed = set(self.without) | set(other.without)
-        return settings(self) == settings(other) and stage not in removed and not removed & set(DEPENDS[stage])
+        return (self.settings_through(stage) == other.settings_through(stage) and stage not in removed
+                and not removed & set(DEPENDS[stage]))
+
+    @classmethod
+    def from_json(cls, saved: dict) -> "Recipe":
+        """A recipe as ``recipe.json`` or ``training_stages.json`` stores it (fields this version
+        does not know are dropped: older runs wrote fewer, never other meanings)."""
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in saved.items() if k in known})
 
     def steps(self, stage: str) -> int:
         key = {"text": "text_steps", "contrastive": "clip_steps", "align": "align_steps",
@@ -445,7 +455,28 @@ class StagedTrainer:
     def _same_stage_as(self, theirs: dict, stage: str) -> bool:
         """Whether another run (its recipe's fields and ``seed``) computed ``stage`` as this one would."""
         theirs = dict(theirs)
-        return theirs.pop("seed", None) == self.seed and self.recipe.same_stage(Recipe(**theirs), stage)
+        return theirs.pop("seed", None) == self.seed and self.recipe.same_stage(Recipe.from_json(theirs), stage)
+
+    def _refuse_other_settings(self) -> None:
+        """A stage checkpoint left by a run with other settings (another ``--tune-steps``, a
+        ``--stage-steps`` timing run, another seed) would be resumed or skipped as if it were this
+        run's: refuse, naming the folder to delete."""
+        saved = self.stage_dir / "recipe.json"
+        if not saved.is_file():
+            return
+        theirs = json.loads(saved.read_text())
+        seed, theirs = theirs.pop("seed", None), Recipe.from_json(theirs)
+        for stage in STAGES:
+            if not (self.stage_dir / stage).is_dir():
+                continue
+            mine, old = self.recipe.settings_through(stage), theirs.settings_through(stage)
+            if seed != self.seed or mine != old:
+                diff = [f"{k}: {old.get(k)!r} there, {mine.get(k)!r} now" for k in sorted(set(mine) | set(old))
+                        if mine.get(k) != old.get(k)]
+                diff += [f"seed: {seed} there, {self.seed} now"] if seed != self.seed else []
+                raise UserError(f"{self.stage_dir / stage} holds stage {stage!r} of a run with other settings "
+                                f"({'; '.join(diff)}); delete that folder (and the later stages' beside it) "
+                                f"to train it with these")
 
     def _removed(self, stage: str) -> dict:
         what = INGREDIENTS[stage]
@@ -730,6 +761,7 @@ class StagedTrainer:
         that stage without saving the model (returns the stage records so far)."""
         stop_after = stop_after or {}
         t0 = time.time()
+        self._refuse_other_settings()
         self.stage_dir.mkdir(parents=True, exist_ok=True)
         io.save_json(self.stage_dir / "recipe.json", {**asdict(self.recipe), "without": list(self.recipe.without),
                                                       "seed": self.seed})
