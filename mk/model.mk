@@ -35,8 +35,9 @@ model-staged: $(if $(wildcard $(SCENES_DIR)/train/labels.json),,scenes)
 
 # stage 5 on top (docs/ORGANISM.md): instruction tuning continued with the vision tower unfrozen, as
 # Qwen2-VL and InternVL end, into hear-organism-r8-tuned; stages 1-4 are the finished hear-organism-r8.
-# 1500 steps, as long as stage 4 (600 left the decoder underfit: training accuracy = held-out)
-TUNE_STEPS ?= 1500
+# 3000 steps, twice stage 4: 600 left it underfit (training accuracy = held-out) and so did 1500
+# (object accuracy on training scenes of real photos 96.0%, held-out 94.3%)
+TUNE_STEPS ?= 3000
 model-tuned: $(if $(wildcard $(SCENES_DIR)/train/labels.json),,scenes)
 	$(MODEL_TRAIN) --recipe staged --size hear-organism-r8 --tune-steps $(TUNE_STEPS) $(if $(STAGE_STEPS),--stage-steps $(STAGE_STEPS))
 
