@@ -85,12 +85,15 @@ report = Report("10_organisms", out, dict(profile=profile, model=P.model_label(s
 
 
 def recipe_of(folder) -> str:
-    """How the organism was trained, from its training record (fast / staged / staged minus an ingredient)."""
+    """How the organism was trained, from its training record (fast / staged / staged minus an
+    ingredient / staged with stage 5, the tower tuned at the end)."""
     folder = Path(str(folder))
     staged = folder / "training_stages.json"
     if staged.is_file():
-        removed = json.loads(staged.read_text()).get("without") or {}
-        return "staged" + "".join(f" − {k}" for k in removed)
+        record = json.loads(staged.read_text())
+        tuned = any(s.get("stage") == "tune" for s in record.get("stages", []))
+        return ("staged" + "".join(f" − {k}" for k in record.get("without") or {})
+                + (", tower tuned" if tuned else ""))
     trained = folder / "hearlib_training.json"
     if trained.is_file():
         return json.loads(trained.read_text()).get("recipe", "fast")
