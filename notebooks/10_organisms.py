@@ -31,7 +31,7 @@
 
 # %% tags=["parameters"]
 model = "data/models/hear-organism-s"      # the default organism (the first column)
-organisms = ["data/models/hear-organism-s", "data/models/hear-organism-r8"]   # compared; missing folders are skipped
+organisms = ["data/models/hear-organism-s", "data/models/hear-organism-r8-tuned"]   # compared; missing folders are skipped
 data = "data/scenes/study-400"
 n_size_samples = 20                         # samples per organism for Figs. 3A/3C/7 and Table 2
 n_size_tsne_samples = 36                    # samples per organism for Fig. 3E (per_class at most per category)

@@ -106,7 +106,7 @@ def test_plan_collects_the_six_numbers_of_each_organism_present(tmp_path):
 def test_your_own_models_are_the_organisms_compared(tmp_path):
     from hearlib.plan import profile_params
 
-    assert profile_params("quick", data=str(tmp_path))["organisms"][-1].endswith("hear-organism-r8")
+    assert profile_params("quick", data=str(tmp_path))["organisms"][-1].endswith("hear-organism-r8-tuned")
     mine = profile_params("quick", data=str(tmp_path), model="a", models=["a", "b"])
     assert mine["organisms"] == ["a", "b"]
     assert profile_params("quick", data=str(tmp_path), models=["a"], organisms=["c"])["organisms"] == ["c"]

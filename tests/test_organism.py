@@ -98,13 +98,18 @@ def test_train_command_on_a_plain_domainnet_folder(tmp_path, capsys):
 
 
 # hear-organism-r8 (staged recipe, seed 0) misses the bar: held-out object accuracy 90.0 / 86.7 / 92.7% here
-# (clipart / real / sketch; 92.0 / 87.3 / 92.7% in training_stages.json); issue 16 asks for >= 95%. After
-# stage 5 (make model-tuned, not committed) it still misses: 92.0 / 89.3 / 95.7% here. Strict: passing would fail.
-BELOW_BAR = pytest.mark.xfail(strict=True, raises=AssertionError, reason="the staged organisms answer 87-95% of held-out objects (< 95%)")
+# (clipart / real / sketch; 92.0 / 87.3 / 92.7% in training_stages.json); issue 16 asks for >= 95%. Strict:
+# passing would fail. After stage 5 (make model-tuned, 3000 steps) hear-organism-r8-tuned passes: 99.0 / 96.7 /
+# 98.7% here (600 steps of stage 5 gave 92.0 / 89.3 / 95.7%, 1500 gave 96.7 / 92.7 / 96.7%).
+BELOW_BAR = pytest.mark.xfail(strict=True, raises=AssertionError, reason="hear-organism-r8 answers 87-93% of held-out objects (< 95%)")
+
+
+def _bar(name):
+    return pytest.param(name, marks=BELOW_BAR) if name in O.RECIPE_SIZES else name
 
 
 @needs_organisms
-@pytest.mark.parametrize("name", list(O.SIZES) + [pytest.param(n, marks=BELOW_BAR) for n in STAGED])
+@pytest.mark.parametrize("name", list(O.SIZES) + [_bar(n) for n in STAGED])
 def test_committed_organism_answers_heldout_scenes(name):
     from transformers import AutoModelForImageTextToText, AutoProcessor
     torch.set_num_threads(2)
