@@ -16,7 +16,7 @@ LAB_ARGS ?=
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make figures   rebuild every figure/table of the paper (PROFILE=quick|paper|ci, MODEL=, DATA=)"
+	@echo "make figures   rebuild every figure/table of the paper (PROFILE=quick|staged|paper|ci, MODEL=, DATA=)"
 	@echo "make test      unit tests + notebooks through nbval"
 	@echo "make test-browser  every notebook run in JupyterLab in headless Chromium (after make collect)"
 	@echo "make model     retrain the model organisms from a seed (= make model-fast)"

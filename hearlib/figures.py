@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                              "it computes nothing; list: print the notebooks")
     parser.add_argument("--store", type=Path, default=None, help="the store check-defaults watches "
                         "(default: data/store/study)")
-    parser.add_argument("--profile", default="quick", help="quick, paper, ci or a YAML file")
+    parser.add_argument("--profile", default="quick", help="quick, staged, paper, ci or a YAML file")
     parser.add_argument("--build", type=Path, default=None, help="folder for the executed notebooks")
     parser.add_argument("--lazy", action="store_true",
                         help="let the notebooks compute missing records (small profiles only) instead of stopping")

@@ -4,7 +4,8 @@
 #   render:  the notebooks (hearlib/figures.py lists them, in order) executed with papermill; they
 #            read the store and draw, load no model (HEARLIB_READ_ONLY), and write figures/.
 # Options:
-#   PROFILE=quick (default) | paper | ci     sizes from notebooks/profiles/$(PROFILE).yaml
+#   PROFILE=quick (default) | staged | paper | ci   sizes from notebooks/profiles/$(PROFILE).yaml
+#                                           (staged: the whole study on hear-organism-r8-tuned)
 #   MODEL=<folder|hub id|registry name>     the main model (default: the profile's organism)
 #   MODELS="<m1> <m2> ..."                  models compared in Figs. 11-15, 17 and Table 2
 #   DATA=<COCO-format folder>               default: generated scenes
@@ -23,12 +24,14 @@ comma := ,
 empty :=
 space := $(empty) $(empty)
 PROFILE ?= quick
-FIGURES ?= figures
+# PROFILE=staged draws into figures/staged/ (its own study; figures/README.md stays the quick one's)
+FIGURES_staged := figures/staged
+FIGURES ?= $(or $(FIGURES_$(PROFILE)),figures)
 STORE ?= data/store/study
 NPROC ?= 1
 NB_BUILD := build/notebooks/$(PROFILE)
 PROFILE_FILE := notebooks/profiles/$(PROFILE).yaml
-ORGANISMS := $(foreach s,s m l,data/models/hear-organism-$(s))
+ORGANISMS := $(foreach s,s m l r8-tuned,data/models/hear-organism-$(s))
 
 # generated study scenes (held-out seed 1), sized per profile
 SCENES_N_quick := 400

@@ -30,7 +30,7 @@
 
 # %% tags=["parameters"]
 model = "data/models/hear-organism-s"      # organism folder, checkpoint folder, hub id or registry name
-models = ["data/models/hear-organism-s", "data/models/hear-organism-m", "data/models/hear-organism-l"]
+models = ["data/models/hear-organism-s", "data/models/hear-organism-m", "data/models/hear-organism-r8-tuned"]
 data = "data/scenes/study-400"             # COCO-format folder (or `python -m hearlib scenes` output)
 n_samples = 40                              # correct samples (paper: 200)
 n_size_samples = 20                         # samples of each compared model (Figs. 11-15)

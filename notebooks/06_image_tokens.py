@@ -23,7 +23,7 @@
 
 # %% tags=["parameters"]
 model = "data/models/hear-organism-s"
-models = ["data/models/hear-organism-s", "data/models/hear-organism-m", "data/models/hear-organism-l"]
+models = ["data/models/hear-organism-s", "data/models/hear-organism-m", "data/models/hear-organism-r8-tuned"]
 data = "data/scenes/study-400"
 n_samples = 40
 n_image_samples = 12                        # samples with image-token attribution (paper: 50)

@@ -61,6 +61,11 @@ def test_a_profile_can_change_a_few_values_of_another(tmp_path):
         {k: v for k, v in quick.items() if k not in ("profile", "organisms")}
     assert [m.rsplit("/", 1)[-1] for m in ingredients["organisms"]] == [
         "hear-organism-r8", "hear-organism-r8-tuned", "hear-organism-r8-no-text", "hear-organism-r8-no-contrastive", "hear-organism-r8-no-align"]
+    staged = load_profile("staged")      # the whole study on the staged organism, at quick's sizes
+    assert staged["profile"] == "staged" and staged["model"].endswith("hear-organism-r8-tuned")
+    assert staged["models"][0] == staged["model"] and staged["organisms"] == quick["organisms"]
+    assert {k: v for k, v in staged.items() if k not in ("profile", "model", "models")} == \
+        {k: v for k, v in quick.items() if k not in ("profile", "model", "models")}
     (tmp_path / "loop.yaml").write_text("base: " + str(tmp_path / "loop.yaml") + "\n")
     with pytest.raises(UserError, match="itself"):
         load_profile(tmp_path / "loop.yaml")
