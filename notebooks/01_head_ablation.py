@@ -26,7 +26,7 @@
 model = "data/models/hear-organism-s"      # organism folder, checkpoint folder, hub id or registry name
 data = "data/scenes/study-400"             # COCO-format folder (or `python -m hearlib scenes` output)
 n_samples = 40                              # correct samples (paper: 200)
-n_masks = 2000                              # M head masks per sample (paper: 10,000)
+n_masks = 1000                              # M head masks per sample (paper: 10,000)
 ratio = 0.75                                # p, share of heads ablated per mask
 seed = 0
 n_mean_images = 32                          # R, images averaged for the mean keys/values (paper: 100)

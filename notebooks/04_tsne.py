@@ -25,7 +25,7 @@
 model = "data/models/hear-organism-s"
 models = ["data/models/hear-organism-s", "data/models/hear-organism-m", "data/models/hear-organism-r8-tuned"]
 data = "data/scenes/study-400"
-n_masks = 2000
+n_masks = 1000
 ratio = 0.75
 seed = 0
 n_mean_images = 32

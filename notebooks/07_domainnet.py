@@ -28,7 +28,7 @@ data = "data/scenes/study-400"
 domain_data = None                          # DomainNet-layout folder; None = `data` (scenes have domains/)
 domains = ["real", "sketch", "clipart"]
 n_domain_samples = 48                       # paper: 300 images over the three domains
-n_masks = 2000
+n_masks = 1000
 ratio = 0.75
 seed = 0
 n_mean_images = 32

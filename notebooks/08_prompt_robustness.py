@@ -24,7 +24,7 @@
 model = "data/models/hear-organism-s"
 data = "data/scenes/study-400"
 n_prompt_samples = 16                       # paper: 40 samples per prompt
-n_masks = 2000
+n_masks = 1000
 ratio = 0.75
 seed = 0
 n_mean_images = 32

@@ -32,7 +32,7 @@
 model = "data/models/hear-organism-s"
 data = "data/scenes/study-400"
 n_question_samples = 12                     # samples answered correctly under every question type
-n_masks = 2000
+n_masks = 1000
 ratio = 0.75
 seed = 0
 n_mean_images = 32
