@@ -111,13 +111,13 @@ report.table(r2_vs_m, "table2_r2_by_mask_count", "Table 2",
              "Mean held-out R² of the fit on the first m masks of each sample, per model.")
 print(r2_vs_m.round(3).to_string(index=False))
 half = {mid: float(c[np.searchsorted(counts, counts[-1] // 2)]) for mid, c in curves.items()}
+weak = table2[(table2.R2_mean < 0.7) | (table2.Pearson_mean < 0.85)].model.tolist()
 note = "" if ok else (
-    "The organism's linear fit is weaker than the paper's on at least one size (mean R² < 0.7 or ρ < 0.85). "
-    "More masks help little: doubling M from half to all moved R² from "
-    + ", ".join(f"{v:.2f}" for v in half.values()) + " to "
-    + ", ".join(f"{c[-1]:.2f}" for c in curves.values())
-    + " (per size, small to large), so most of the gap is non-linear interaction between the organism's "
-    "heads, which are few and each carry a larger share of the flow than LLaVA-1.5-7B's.")
+    "The linear fit is weaker than the paper's on " + ", ".join(weak) + " (mean R² < 0.7 or ρ < 0.85). "
+    "More masks help little: doubling M from half to all moved R² "
+    + "; ".join(f"{mid} {half[mid]:.2f} → {c[-1]:.2f}" for mid, c in curves.items())
+    + ", so most of the gap is non-linear interaction between the organism's heads, which are few and "
+    "each carry a larger share of the flow than LLaVA-1.5-7B's.")
 report.headline("Table 2", "how well θ·x + b predicts π on held-out masks: R² / Pearson ρ "
                 "(mean ± std over samples)",
                 f"{main_row.R2} / {main_row.Pearson} ({main_row.model})",

@@ -57,8 +57,9 @@ def test_a_profile_can_change_a_few_values_of_another(tmp_path):
 
     quick, ingredients = load_profile("quick"), load_profile(ROOT / "notebooks/profiles/ingredients.yaml")
     assert ingredients["profile"] == "ingredients" and "base" not in ingredients
-    assert {k: v for k, v in ingredients.items() if k not in ("profile", "organisms")} == \
-        {k: v for k, v in quick.items() if k not in ("profile", "organisms")}
+    assert {k: v for k, v in ingredients.items() if k not in ("profile", "organisms", "n_masks")} == \
+        {k: v for k, v in quick.items() if k not in ("profile", "organisms", "n_masks")}
+    assert ingredients["n_masks"] == 2000 and quick["n_masks"] == 1000    # the ingredient study's measured M
     assert [m.rsplit("/", 1)[-1] for m in ingredients["organisms"]] == [
         "hear-organism-r8", "hear-organism-r8-tuned", "hear-organism-r8-no-text", "hear-organism-r8-no-contrastive", "hear-organism-r8-no-align"]
     staged = load_profile("staged")      # the whole study on the staged organism, at quick's sizes
