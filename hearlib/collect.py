@@ -32,6 +32,7 @@ import time
 import traceback
 from pathlib import Path
 
+from hearlib import paths
 from hearlib.cli import batch_size_type
 from hearlib.errors import UserError
 
@@ -266,7 +267,8 @@ def register(subparsers) -> None:
                     "'accelerate launch --num_processes N -m hearlib run ...', or start several "
                     "independent runs on one store: each sample is claimed before it is computed.")
     p.add_argument("--profile", default=None,
-                   help="sizes: quick, staged, paper, ci (notebooks/profiles/) or a YAML file (default: the paper's values)")
+                   help=f"sizes: {', '.join(paths.profile_names())} (notebooks/profiles/) or a YAML file "
+                        "(default: the paper's values)")
     p.add_argument("--stages", default="all",
                    help=f"comma-separated groups to collect, or 'all' (default): {','.join(GROUPS)}")
     p.add_argument("--model", default=None, help="the main model: folder, hub id or registry name "

@@ -168,6 +168,8 @@ def check_defaults(store: Path, names=None) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hearlib import paths
+
     parser = argparse.ArgumentParser(prog="python -m hearlib.figures",
                                      description="Execute the study notebooks with papermill (make figures' render step).")
     parser.add_argument("action", choices=("render", "prepare", "check-defaults", "list"),
@@ -176,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                              "it computes nothing; list: print the notebooks")
     parser.add_argument("--store", type=Path, default=None, help="the store check-defaults watches "
                         "(default: data/store/study)")
-    parser.add_argument("--profile", default="quick", help="quick, staged, paper, ci or a YAML file")
+    parser.add_argument("--profile", default="quick", help=f"{', '.join(paths.profile_names())} or a YAML file")
     parser.add_argument("--build", type=Path, default=None, help="folder for the executed notebooks")
     parser.add_argument("--lazy", action="store_true",
                         help="let the notebooks compute missing records (small profiles only) instead of stopping")
@@ -190,8 +192,6 @@ def main(argv: list[str] | None = None) -> int:
         print(" ".join(NOTEBOOKS))
         return 0
     if args.action == "check-defaults":
-        from hearlib import paths
-
         changed = check_defaults(args.store or paths.STORE / "study", args.only)
         if changed:
             print(f"the notebooks wrote {len(changed)} file(s) into the store, e.g. {changed[:3]}", file=sys.stderr)

@@ -22,6 +22,7 @@ DATA = _env_path("HEARLIB_DATA", ROOT / "data")
 FIGURES = _env_path("HEARLIB_FIGURES", ROOT / "figures")
 BUILD = _env_path("HEARLIB_BUILD", ROOT / "build")
 NOTEBOOKS = ROOT / "notebooks"
+PROFILES = NOTEBOOKS / "profiles"   # <name>.yaml: the study's sizes (quick, staged, paper, ci, ...)
 
 MODELS = _env_path("HEARLIB_MODELS", ROOT / "data" / "models")   # committed organisms: data/models/<name>/
 SCENES = DATA / "scenes"          # generated COCO / DomainNet-layout data (not committed)
@@ -32,6 +33,12 @@ SHARED_COCO_TINY = _env_path("HEARLIB_COCO_TINY", ROOT.parent / "shared" / "data
 def organism(name: str) -> Path:
     """Folder of a committed model organism, e.g. ``organism("hear-organism-s")``."""
     return MODELS / name
+
+
+def profile_names() -> list[str]:
+    """The profiles shipped in ``notebooks/profiles/``, by name, sorted: what ``--profile`` accepts
+    besides a YAML file."""
+    return sorted(p.stem for p in PROFILES.glob("*.yaml"))
 
 
 def ensure(path: Path) -> Path:

@@ -72,14 +72,15 @@ class Request:
 
 
 def load_profile(profile: str | Path) -> dict:
-    """A profile's parameters: ``quick``/``staged``/``paper``/``ci`` (``notebooks/profiles/``) or a YAML file."""
+    """A profile's parameters: a name of :func:`hearlib.paths.profile_names` or a YAML file."""
     import yaml
 
     path = Path(profile)
     if not path.suffix:
-        path = paths.NOTEBOOKS / "profiles" / f"{profile}.yaml"
+        path = paths.PROFILES / f"{profile}.yaml"
     if not path.is_file():
-        raise UserError(f"profile not found: {profile} (give quick, staged, paper, ci or a YAML file)")
+        raise UserError(f"profile not found: {profile} "
+                        f"(give {', '.join(paths.profile_names())} or a YAML file)")
     values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(values, dict):
         raise UserError(f"profile {path} is not a mapping of parameters")
