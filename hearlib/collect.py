@@ -59,7 +59,8 @@ def _log(text: str) -> None:
 
 def run_plan(params: dict, groups, store: str | Path, *, means_file=None, device: str | None = None,
              progress: bool = True, retry_failed: bool = True, claims_timeout: float | None = None,
-             delay: float = 0.0, split: str | None = None, kind: str | None = None, fill_command: str = "") -> dict:
+             delay: float = 0.0, split: str | None = None, kind: str | None = None, fill_command: str = "",
+             allow_partial_load: bool = False) -> dict:
     """Compute this process's part of the plan; returns counts (finished, earlier, skipped, failed)."""
     from tqdm.auto import tqdm
 
@@ -90,7 +91,7 @@ def run_plan(params: dict, groups, store: str | Path, *, means_file=None, device
                 device=device, progress=progress and state.is_local_main_process, means_file=means_file,
                 means_prompt=params.get("prompt") or PAPER_PROMPT,
                 engine=engines.get(request.model), split=split, fill_command=fill_command,
-                claims_timeout=claims_timeout or DEFAULT_TIMEOUT)
+                claims_timeout=claims_timeout or DEFAULT_TIMEOUT, allow_partial_load=allow_partial_load)
             pipelines[dataset].delay = delay
         pipe = pipelines[dataset]
         try:
@@ -122,11 +123,13 @@ def run_plan(params: dict, groups, store: str | Path, *, means_file=None, device
                    f"({Path(request.model).name})", unit="sample", file=sys.stderr,
                    disable=not (progress and state.is_local_main_process))
         deferred = []
+        made_under: set[str] = set()        # transformers versions of this request's records
         for attempt in (0, 1):
             for item in (order if attempt == 0 else deferred):
                 key = pipe.key(request.stage, request.settings, item)
                 status = store.status(key)
                 if store.exists(key) or (not retry_failed and status and status["status"] == "failed"):
+                    made_under.update(_made_under(store, key))
                     counts["earlier"] += 1
                     bar.update(1)
                     continue
@@ -144,6 +147,7 @@ def run_plan(params: dict, groups, store: str | Path, *, means_file=None, device
                 if record is None:
                     deferred.append(item)    # another process holds it: come back at the end
                     continue
+                made_under.update(_made_under(store, key))
                 if key in pipe.computed[before:]:
                     counts["finished"] += 1
                     if record.meta.get("answer_note"):
@@ -152,6 +156,10 @@ def run_plan(params: dict, groups, store: str | Path, *, means_file=None, device
                     counts["earlier"] += 1
                 bar.update(1)
         bar.close()
+        if len(made_under) > 1:
+            _log(f"warning: the {request.stage} records of {Path(request.model).name} in this store were made under "
+                 f"transformers {', '.join(sorted(made_under))}; numbers may move with the version (each record's "
+                 "meta.json holds its environment)")
         if pipe._engine is not None:
             engines[request.model] = pipe._engine
     for pipe in pipelines.values():
@@ -215,6 +223,19 @@ def time_table(seconds: dict, records: dict, wall: float) -> str:
     lines.append(f"  wall clock {wall:.1f} s; the rest ({max(0.0, wall - sum(totals)):.1f} s) went to reading and "
                  "writing records, claims and waiting for other processes")
     return "\n".join(lines)
+
+
+def _made_under(store, key: str) -> set[str]:
+    """The transformers version a stored record was computed under (empty for records older than
+    the environment field, and for records not there)."""
+    import json
+
+    try:
+        meta = json.loads((store.path(key) / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    version = (meta.get("environment") or {}).get("transformers")
+    return {str(version)} if version else set()
 
 
 def environment() -> dict:
@@ -305,6 +326,9 @@ def register(subparsers) -> None:
     p.add_argument("--claim-timeout", type=float, default=None,
                    help="seconds without a heartbeat after which another process's claim is taken over (default 120)")
     p.add_argument("--device", default=None, help="device (default: the one accelerate gives this process)")
+    p.add_argument("--allow-partial-load", action="store_true",
+                   help="study a checkpoint whose weights do not all load (missing or of another shape, left at "
+                        "random initialisation); refused without it. Every record made says so (environment.load)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.add_argument("--delay", type=float, default=0.0, help=argparse.SUPPRESS)
     p.set_defaults(func=run_command)
@@ -345,7 +369,8 @@ def run_command(args: argparse.Namespace) -> int:
         run_plan(params, groups, args.out, means_file=args.means, device=args.device, progress=args.progress,
                  retry_failed=args.retry_failed, claims_timeout=args.claim_timeout, delay=args.delay,
                  split=args.split, kind=args.kind,
-                 fill_command=fill_command(params, args.profile, args.out, list(groups)))
+                 fill_command=fill_command(params, args.profile, args.out, list(groups)),
+                 allow_partial_load=args.allow_partial_load)
     finally:
         _close_distributed()
     return 0

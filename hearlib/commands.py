@@ -34,6 +34,8 @@ def register(subparsers) -> None:
     means.add_argument("--n-images", type=int, default=100,
                        help="R, the number of reference images, first in sorted order (default 100)")
     means.add_argument("--device", default=None, help="torch device, e.g. cuda or cuda:1 (default: cpu)")
+    means.add_argument("--allow-partial-load", action="store_true",
+                       help="use a checkpoint whose weights do not all load (refused without it)")
     means.set_defaults(func=run_means)
 
     attribute = subparsers.add_parser("attribute", help="head attribution (HeAr) for one image",
@@ -60,6 +62,8 @@ def register(subparsers) -> None:
                            help="masks per forward pass with --method fast, or 'auto' (the fastest of a few "
                                 "sizes, timed on the CPU); halved on out-of-memory (default 64)")
     attribute.add_argument("--device", default=None, help="torch device, e.g. cuda or cuda:1 (default: cpu)")
+    attribute.add_argument("--allow-partial-load", action="store_true",
+                           help="use a checkpoint whose weights do not all load (refused without it)")
     attribute.add_argument("--out", required=True, type=Path, help="output folder")
     attribute.set_defaults(func=run_attribute)
 
@@ -76,7 +80,7 @@ def run_means(args: argparse.Namespace) -> int:
     files = image_files(args.images)[: args.n_images]
     if not files:
         raise UserError(f"no images in {args.images}")
-    engine = load_engine(args.model, device=args.device)
+    engine = load_engine(args.model, device=args.device, allow_partial_load=args.allow_partial_load)
     means = compute_means(engine, files, prompt=args.prompt)
     means.save(args.out)
     print(f"wrote {args.out}: mean keys/values of {len(files)} images, {means.k.shape[2]} image tokens")
@@ -107,7 +111,7 @@ def run_attribute(args: argparse.Namespace) -> int:
         raise UserError(f"image not found: {args.image}")
     if not args.means.is_file():
         raise UserError(f"means file not found: {args.means}")
-    engine = load_engine(args.model, device=args.device)
+    engine = load_engine(args.model, device=args.device, allow_partial_load=args.allow_partial_load)
     sample = engine.prepare(args.image, answer=args.answer, prompt=args.prompt)
     means = MeanKV.load(args.means, engine=engine, prompt=args.prompt)
     record = engine.record(sample)
@@ -136,6 +140,7 @@ def run_attribute(args: argparse.Namespace) -> int:
         "correct": record.predicted_id == sample.answer_id,
         "r2": float(fit.r2), "pearson": float(fit.pearson), "intercept": float(fit.intercept),
         "means": str(args.means), "n_mean_images": means.n_images,
+        "environment": engine.environment(args.method),
     }
     save_json(out / "summary.json", summary)
     top = np.argsort(-fit.coef)[:5]

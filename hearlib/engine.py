@@ -605,8 +605,61 @@ class Engine:
             if getattr(attention, "layer_idx", None) != layer_index:
                 raise UserError(f"decoder layer {layer_index} has no matching layer_idx; unsupported attention module")
             self.family.output_projection_of(attention)     # UnsupportedModel if it has none
+        self.load_report: dict | None = None      # set by hearlib.models.load_engine
+        self.sanity: dict | None = None           # set by check_intact
+        self._fingerprint: str | None = None
         if self.family.derived:
             self.check_derived()
+
+    @torch.no_grad()
+    def check_intact(self) -> dict:
+        """Run once at load: the last position's logits of one prompt through hearlib's attention
+        function (the recording plan every record's unablated forward uses) equal the model's own
+        eager attention (≤ 1e-4 of the logits' scale in float32, 2e-2 in half precision). Catches an
+        attention function or mask that silently changed; UnsupportedModel if they differ."""
+        from PIL import Image
+
+        side = self.resolution or (224, 224)
+        ramp = np.linspace(0, 255, side[0] * side[1] * 3, dtype=np.float64).reshape(side[1], side[0], 3)
+        sample = self.prepare(Image.fromarray(ramp.astype(np.uint8)))
+        _, _, ours = self._recorded_forward(sample, keep_head_outputs=False)
+        self.model.set_attn_implementation({self.family.text_config: "eager"})
+        try:
+            own = self.model(**sample.inputs, use_cache=False, **self._last_only).logits[0, -1]
+        finally:
+            self.model.set_attn_implementation({self.family.text_config: ATTENTION_NAME})
+        difference = float((ours.float() - own.float()).abs().max())
+        scale = max(1.0, float(own.float().abs().max()))
+        tolerance = 1e-4 if self.dtype == torch.float32 else 2e-2
+        self.sanity = {"max_abs_difference": difference, "logit_scale": scale, "tolerance": tolerance,
+                       "ok": difference <= tolerance * scale}
+        if not self.sanity["ok"]:
+            raise UnsupportedModel(f"{self.name}: the unpatched logits through hearlib's attention differ from the "
+                                   f"model's own eager attention by {difference:.3g} (scale {scale:.3g}); its "
+                                   "attention or mask is not what hearlib expects")
+        return self.sanity
+
+    def weight_fingerprint(self) -> str:
+        """A hash of every parameter's name, shape, dtype, sum and first values (computed once)."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256()
+            for name, parameter in self.model.named_parameters():
+                flat = parameter.detach().reshape(-1)
+                head = flat[:8].float().cpu().numpy().round(6).tolist()
+                digest.update(repr((name, tuple(parameter.shape), str(parameter.dtype),
+                                    round(float(flat.float().sum()), 3), head)).encode())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+    def environment(self, method: str | None = None) -> dict:
+        """What a result was computed with: library versions, device, dtype, engine path, attention
+        implementation, the weights' fingerprint, the loading report and the load-time check."""
+        from hearlib.models import versions
+
+        return {**versions(), "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
+                "method": method, "attention": f"{ATTENTION_NAME} (hearlib; the model's sdpa/eager when no plan)",
+                "family": self.family.model_type, "weights": self.weight_fingerprint(),
+                "load": self.load_report, "check": self.sanity}
 
     @torch.no_grad()
     def check_derived(self, n_masks: int = 3, seed: int = 0) -> None:

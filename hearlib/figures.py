@@ -23,7 +23,7 @@ __all__ = ["GROUPS", "NOTEBOOKS", "EXPLORERS", "REPORTING", "notebook_parameters
 
 # what `hearlib run --stages` collects (see hearlib.plan)
 GROUPS = ("attribution", "validation", "text", "image", "lens", "prompts", "domains", "explore", "questions",
-          "organisms")
+          "organisms", "readsite")
 
 NOTEBOOKS: dict[str, tuple[str, ...]] = {
     "00_explore": ("attribution", "validation", "lens", "explore"),
@@ -37,6 +37,7 @@ NOTEBOOKS: dict[str, tuple[str, ...]] = {
     "08_prompt_robustness": ("prompts",),
     "09_question_types": ("questions",),
     "10_organisms": ("organisms",),
+    "11_where_the_read_happens": ("readsite",),
 }
 
 # notebooks that draw no paper item, so write no report (``<out>/.report/``) and no README row

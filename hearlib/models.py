@@ -137,9 +137,48 @@ def resolve(model: str | Path) -> tuple[str, Checkpoint | None]:
     return text, None
 
 
+def versions() -> dict:
+    """The library versions a result depends on (recorded with every record and run)."""
+    import transformers
+
+    try:
+        import accelerate
+        accelerate_version = accelerate.__version__
+    except ImportError:                     # pragma: no cover - accelerate is a dependency
+        accelerate_version = None
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "accelerate": accelerate_version}
+
+
+def loading_problem(report: dict) -> str | None:
+    """Why a loading report (``from_pretrained(..., output_loading_info=True)``) means the model is
+    not the checkpoint: weights the model uses that the checkpoint lacks (left at their random
+    initialisation) or holds in another shape; None when every weight was loaded."""
+    missing = sorted(report.get("missing_keys") or ())
+    mismatched = sorted(str(k[0]) if isinstance(k, (tuple, list)) else str(k)
+                        for k in report.get("mismatched_keys") or ())
+    if not missing and not mismatched:
+        return None
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} weight(s) missing from the checkpoint ({', '.join(missing[:4])}"
+                     f"{', ...' if len(missing) > 4 else ''})")
+    if mismatched:
+        parts.append(f"{len(mismatched)} of another shape ({', '.join(mismatched[:4])}"
+                     f"{', ...' if len(mismatched) > 4 else ''})")
+    unexpected = sorted(report.get("unexpected_keys") or ())
+    if unexpected:
+        parts.append(f"{len(unexpected)} in the checkpoint unused ({', '.join(unexpected[:2])}"
+                     f"{', ...' if len(unexpected) > 2 else ''})")
+    v = versions()
+    return ("; ".join(parts) + f": transformers {v['transformers']} would run them at random initialisation "
+            f"(torch {v['torch']}). A renamed key usually means another transformers version wrote the "
+            "checkpoint; --allow-partial-load studies it anyway, and every record made with it says so")
+
+
 def load_engine(model: str | Path, *, device: str | torch.device | None = None,
                 dtype: torch.dtype | None = None, trust_remote_code: bool = False,
-                resolution: tuple[int, int] | None = None, device_map=None):
+                resolution: tuple[int, int] | None = None, device_map=None, allow_partial_load: bool = False,
+                check: bool = True):
     """Load a supported vision-language model and its processor into an :class:`Engine`.
 
     ``model`` is a folder (a committed organism, a downloaded checkpoint), a hub id, or
@@ -147,6 +186,12 @@ def load_engine(model: str | Path, *, device: str | torch.device | None = None,
     is not already cached and the environment allows it. ``trust_remote_code`` stays off
     unless the caller turns it on. ``device_map`` (e.g. ``"auto"``) shards a large model
     over the available devices with accelerate.
+
+    A checkpoint whose weights do not all load (missing or of another shape: transformers would
+    leave them at their random initialisation) is refused with one line naming them, unless
+    ``allow_partial_load``; the engine keeps the loading report (``engine.load_report``), which
+    every record then carries. ``check`` runs :meth:`Engine.check_intact` once (the unpatched
+    logit through hearlib's attention function equals the model's own).
     """
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
@@ -173,10 +218,32 @@ def load_engine(model: str | Path, *, device: str | torch.device | None = None,
     dtype = dtype or (torch.float32 if on_cpu and device_map is None else torch.bfloat16)
     try:
         processor = AutoProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
-        model_obj = AutoModelForImageTextToText.from_pretrained(
-            source, dtype=dtype, trust_remote_code=trust_remote_code, device_map=device_map)
+        arguments = dict(dtype=dtype, trust_remote_code=trust_remote_code, device_map=device_map,
+                         output_loading_info=True)
+        try:
+            model_obj, report = AutoModelForImageTextToText.from_pretrained(source, **arguments)
+        except RuntimeError as error:
+            if "ignore_mismatched_sizes" not in str(error):
+                raise
+            # a weight of another shape: load again to learn which (transformers then leaves them
+            # at their initialisation), and refuse below unless a partial load is allowed
+            model_obj, report = AutoModelForImageTextToText.from_pretrained(source, ignore_mismatched_sizes=True,
+                                                                            **arguments)
     except OSError as error:
         raise UserError(f"cannot load model {source}: {str(error).splitlines()[0]}") from None
+    problem = loading_problem(report)
+    if problem is not None and not allow_partial_load:
+        raise UserError(f"refusing {source}: {problem}")
     if device is not None and device_map is None:
         model_obj = model_obj.to(device)
-    return Engine(model_obj, processor, name=checkpoint.name if checkpoint else source, resolution=resolution)
+    engine = Engine(model_obj, processor, name=checkpoint.name if checkpoint else source, resolution=resolution)
+    engine.load_report = {"partial": problem is not None, "problem": problem or "",
+                          "missing": sorted(report.get("missing_keys") or ()),
+                          "mismatched": sorted(str(k[0]) if isinstance(k, (tuple, list)) else str(k)
+                                               for k in report.get("mismatched_keys") or ()),
+                          "unexpected": sorted(report.get("unexpected_keys") or ())}
+    if problem is not None:
+        print(f"warning: {source} loaded partially (--allow-partial-load): {problem}", flush=True)
+    if check:
+        engine.check_intact()
+    return engine

@@ -255,7 +255,8 @@ class Pipeline:
                  method: str = "fast", batch_size: int | str = 64, device: str | None = None, progress: bool = True,
                  compute: bool = True, fill_command: str = "", means_file: str | Path | None = None,
                  means_prompt: str = PAPER_PROMPT,
-                 engine=None, claims_timeout: float = DEFAULT_TIMEOUT, split: str | None = None):
+                 engine=None, claims_timeout: float = DEFAULT_TIMEOUT, split: str | None = None,
+                 allow_partial_load: bool = False):
         self.model = str(model)
         self.data = Path(data)
         if not self.data.exists():
@@ -279,6 +280,7 @@ class Pipeline:
         self.dataset_id = dataset_id(self.data, self.kind, self.domains)
         self.claims = Claims(self.store.root / "_claims", timeout=claims_timeout)
         self._engine = engine
+        self.allow_partial_load = bool(allow_partial_load)
         self._items = None
         self._means: dict[str, object] = {}
         self._means_spec: dict | None = None
@@ -305,7 +307,7 @@ class Pipeline:
             from hearlib.models import load_engine
 
             started = time.perf_counter()
-            self._engine = load_engine(self.model, device=self.device)
+            self._engine = load_engine(self.model, device=self.device, allow_partial_load=self.allow_partial_load)
             self._account("load model", time.perf_counter() - started, count=False)
         return self._engine
 
@@ -454,6 +456,7 @@ class Pipeline:
                 "dataset": self.dataset_id, "data": str(self.data), "sample": str(item.image_id),
                 "label": item.label, "answer": ctx.answer, "supercategory": item.supercategory, "domain": item.domain,
                 "path": str(item.path),
+                "environment": self._engine.environment(self.method) if self._engine is not None else None,
                 "run": {"seconds": seconds, "own_seconds": own, "computed_at": time.time(),
                         "host": socket.gethostname(), "pid": os.getpid(),
                         "device": str(self._engine.device) if self._engine is not None else None}}

@@ -17,6 +17,10 @@ records, and find them. The groups are what ``hearlib run --stages`` selects:
                  logit lens, for the main samples and each compared model's samples
 ``questions``    θ per question type (object, colour, position, kind; beyond the paper) for the
                  first ``n_question_samples`` samples answered correctly under every type
+``readsite``     where the read happens (11): window knockout, the final position's attention and
+                 residual stream, and head-output patching, under every question type, for the first
+                 ``n_readsite_samples`` samples answered correctly under all of them, for each of
+                 ``readsite_models`` (default: the organisms of 10, else the models compared)
 ``organisms``    the six numbers of 10_organisms for each of ``organisms`` (attribution and
                  validation on ``n_size_samples``, attribution on the t-SNE selection of
                  ``n_size_tsne_samples``, and θ under the ten prompts on ``n_organism_prompt_samples``)
@@ -50,6 +54,7 @@ DEFAULTS = dict(
     image_ratio=0.75, n_more=12, n_domain_samples=300, n_prompt_samples=40, n_lens_samples=4,
     threshold=0.8, token_threshold=0.05, prompt=None, adaptive=None,
     n_question_samples=40, questions=None, organisms=[], n_organism_prompt_samples=6,
+    n_readsite_samples=100, readsite_models=None,
 )
 
 
@@ -168,6 +173,16 @@ def study_plan(params: dict, groups: Iterable[str] = GROUPS) -> list[Request]:
         add("organisms", organism, pick(p["n_size_tsne_samples"], **tsne), "attribution")
         for prompt in (PAPER_PROMPT, *ALTERNATIVE_PROMPTS):
             add("organisms", organism, pick(p["n_organism_prompt_samples"]), "attribution", base.with_(prompt=prompt))
+    if "readsite" in groups and p.get("n_readsite_samples") != 0:
+        types = question_types(p)
+        every = pick(p["n_readsite_samples"], questions=tuple((q.prompt, q.answer) for q in types.values()))
+        for model in readsite_models(p):
+            for q in types.values():
+                settings = base.with_(prompt=q.prompt, answer=q.answer)
+                add("readsite", model, every, "knockout", settings)
+                add("readsite", model, every, "readout", settings)
+            add("readsite", model, every, "patching", base)
+            add("readsite", model, pick(p["n_size_samples"]), "validation")     # HeAr's x* beside (as in 10)
     domain_data = domain_folder(p)
     add("domains", main, pick(p["n_domain_samples"]), "validation",
         dataset=(str(domain_data), "domainnet", tuple(p["domains"])) if domain_data else (data, None, None))
@@ -182,6 +197,17 @@ def present_on_disk(model) -> bool:
 
     text = str(model)
     return not text.startswith(("data/", "./", "/")) or Path(_from_root(text)).exists()
+
+
+def readsite_models(params: dict) -> list[str]:
+    """The models of notebook 11: ``readsite_models``, else the organisms of 10 (those on disk),
+    else the main model and the models compared."""
+    chosen = params.get("readsite_models") or params.get("organisms") or [params["model"], *(params.get("models") or [])]
+    out: list[str] = []
+    for model in map(str, chosen):
+        if model not in out and present_on_disk(model):
+            out.append(model)
+    return out
 
 
 def question_types(params: dict) -> dict:

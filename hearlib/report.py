@@ -104,7 +104,9 @@ class Report:
     def _save(self) -> None:
         from hearlib.io import save_json
 
-        save_json(self._file, {"notebook": self.notebook, "settings": self.settings,
+        from hearlib.models import versions
+
+        save_json(self._file, {"notebook": self.notebook, "settings": self.settings, "versions": versions(),
                                "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                "items": list(self.items.values()),
                                "sections": [{"title": t, "markdown": m} for t, m in self.sections.items()]})
@@ -259,6 +261,11 @@ def results_text(out: Path, reports: list[dict] | None = None) -> str:
     lines += ["", "## Settings per notebook", "",
               "When each notebook last ran is in `.report/<notebook>.json` (not tracked), so this file",
               "changes only when results or settings do.", ""]
+    seen = sorted({", ".join(f"{k} {v}" for k, v in sorted(rep["versions"].items()))
+                   for rep in reports if rep.get("versions")})
+    if seen:
+        lines += [f"Library versions: {'; '.join(seen)} (the notebooks' kernel; each record's own, with "
+                  "device, dtype, engine path and weight fingerprint, is in its `meta.json` under `environment`).", ""]
     for rep in reports:
         settings = ", ".join(f"{k}={v}" for k, v in sorted(rep["settings"].items()))
         lines.append(f"- `{rep['notebook']}`: {settings}")

@@ -295,3 +295,67 @@ def head_attention(ctx, settings: Settings) -> tuple[dict, dict]:
     layout = image_token_layout(ctx.engine, ctx.sample)
     return ({"attention": per_token.reshape(-1, per_token.shape[-1])},
             {"layout": layout.to_dict(), "n_layers": ctx.engine.n_layers, "n_heads": ctx.engine.n_heads})
+
+
+# ----------------------------------------------------------------------------- where the read happens (11)
+
+@_stage("knockout", 1, needs=("screen",), reads=("prompt", "answer"))
+def knockout(ctx, settings: Settings) -> tuple[dict, dict]:
+    """π with every head of a window of layers [l, l + w) ablated, per start l, for w = 1 and 2."""
+    from hearlib.readsite import window_knockout
+
+    engine, sample = ctx.engine, ctx.sample
+    intact, ablated = ctx.reference_logits
+    if not np.isfinite(intact - ablated) or intact == ablated:
+        raise StageFailed("ablating every head leaves the answer logit unchanged (ℓ(1) = ℓ(0)); π is undefined")
+    widths = [w for w in (1, 2) if w <= engine.n_layers]
+    arrays = {f"pi_w{w}": window_knockout(engine, sample, ctx.means, w, method=ctx.pipeline.method)
+              for w in widths}
+    return arrays, {"widths": widths, "n_layers": engine.n_layers, "n_heads": engine.n_heads}
+
+
+@_stage("readout", 1, needs=("screen",), reads=("prompt", "answer"), uses_means=False)
+def readout(ctx, settings: Settings) -> tuple[dict, dict]:
+    """The final position's attention over the image per layer and head, and the residual stream
+    (final position; mean of the image positions) after the embedding and after each layer."""
+    from hearlib.readsite import residuals
+
+    record = ctx.record
+    final, image_mean = residuals(ctx.engine, ctx.sample)
+    return ({"final_attention": np.asarray(record.text_to_image[:, :, -1, :], dtype=np.float32),
+             "residual_final": final, "residual_image": image_mean},
+            {"n_layers": ctx.engine.n_layers, "n_heads": ctx.engine.n_heads, "d_model": int(final.shape[1])})
+
+
+@_stage("patching", 1, needs=("screen",), reads=("prompt", "answer"), uses_means=False)
+def patching(ctx, settings: Settings) -> tuple[dict, dict]:
+    """Every head's output at the final position of one layer, copied from a partner image with
+    another answer (the next item in the study's order that the model answers correctly, else the
+    next with another answer) into this sample's forward: how far the answer moves to the partner's."""
+    from hearlib.pipeline import SampleContext
+    from hearlib.readsite import patch_final_heads
+
+    items = ctx.pipeline.items()
+    start = next(i for i, it in enumerate(items) if str(it.image_id) == str(ctx.item.image_id))
+    fallback = partner = None
+    for offset in range(1, min(len(items), 41)):
+        candidate = SampleContext(ctx.pipeline, items[(start + offset) % len(items)], ctx.prompt, ctx.answer_field)
+        if candidate.answer is None or candidate.answer_problem is not None:
+            continue
+        if candidate.sample.answer_id == ctx.sample.answer_id:
+            continue
+        if candidate.record.correct:
+            partner = candidate
+            break
+        fallback = fallback or candidate
+    partner = partner or fallback
+    if partner is None:                  # recorded, not failed: a notebook reading the store skips it
+        n_layers = ctx.engine.n_layers
+        return ({"effect": np.full(n_layers, np.nan), "flipped": np.zeros(n_layers, dtype=bool)},
+                {"partner": None, "partner_answer": None, "partner_correct": False,
+                 "correct": bool(ctx.record.correct), "reason": "no item with another answer among the next 40"})
+    result = patch_final_heads(ctx.engine, partner.sample, ctx.sample)
+    return ({"effect": result["effect"].astype(np.float64), "flipped": result["flipped"].astype(bool)},
+            {"partner": str(partner.item.image_id), "partner_answer": partner.answer,
+             "partner_correct": bool(partner.record.correct), "correct": bool(ctx.record.correct),
+             "d_source": result["d_source"], "d_target": result["d_target"]})

@@ -196,6 +196,21 @@ class Study:
         tokens, values = record["lens_tokens"][int(n)], record["lens_logits"][int(n)]
         return [(str(t), float(v)) for t, v in zip(tokens[:k], values[:k])]
 
+    # -- where the read happens (notebook 11) ---------------------------------------------
+    def knockout(self, item, prompt: str | None = None, answer: str | None = None) -> Record:
+        """π with every head of each window of layers [l, l + w) ablated (``pi_w1``, ``pi_w2``)."""
+        return self._get("knockout", item, prompt=prompt, answer=answer)
+
+    def readout(self, item, prompt: str | None = None, answer: str | None = None) -> Record:
+        """The final position's attention over the image per layer and head, and the residual
+        stream by layer (``final_attention``, ``residual_final``, ``residual_image``)."""
+        return self._get("readout", item, prompt=prompt, answer=answer)
+
+    def patching(self, item, prompt: str | None = None, answer: str | None = None) -> Record:
+        """Head outputs at the final position patched in from a partner image, per layer
+        (``effect``, ``flipped``; the partner in the record's metadata)."""
+        return self._get("patching", item, prompt=prompt, answer=answer)
+
     # -- the engine, for API users -------------------------------------------------------
     def record(self, item, prompt: str | None = None, answer: str = "label"):
         """The engine's unablated forward for ``item`` (loads the model); ``answer``: the answer field."""

@@ -11,7 +11,7 @@ SCENES_DIR ?= data/scenes
 MODEL_TRAIN = $(PY) -m hearlib train --data $(SCENES_DIR)/train --heldout $(SCENES_DIR)/heldout \
 	--out data/models --seed $(MODEL_SEED) $(MODEL_TRAIN_ARGS)
 
-.PHONY: model model-fast model-staged model-tuned model-ingredients scenes
+.PHONY: model model-fast model-staged model-tuned model-ingredients model-patches model-marked scenes
 
 scenes:
 	rm -rf $(SCENES_DIR)/train $(SCENES_DIR)/heldout
@@ -49,3 +49,25 @@ model-ingredients: $(if $(wildcard $(SCENES_DIR)/train/labels.json),,scenes)
 	for w in $(INGREDIENTS); do \
 	  $(MODEL_TRAIN) --recipe staged --size hear-organism-r8 --without $$w $(if $(STAGE_STEPS),--stage-steps $(STAGE_STEPS)) || exit $$?; \
 	done
+
+# issue 27, where the read happens (docs/ORGANISM.md): two designs, each one change from hear-organism-l
+# (8 x 8 heads, the fast recipe, hear-organism-s's tower frozen), 3000 decoder steps, seed 0:
+#   model-patches  the projector reads the tower's patch embeddings (vision_feature_layer 0: no token
+#                  mixing before the decoder, as an encoder-free VLM reads its image) -> hear-organism-l-patches
+#   model-marked   trained on `--layout marked` scenes (two similar objects, a marker beside the main one:
+#                  a relation decides which object is meant) -> hear-organism-l-marked
+READSITE_STEPS ?= 3000
+MARKED_DIR ?= $(SCENES_DIR)/marked
+model-patches: $(if $(wildcard $(SCENES_DIR)/train/labels.json),,scenes)
+	$(MODEL_TRAIN) --size hear-organism-l --vision-from data/models/hear-organism-s --feature-layer 0 \
+	  --decoder-steps $(READSITE_STEPS) --name hear-organism-l-patches
+
+$(MARKED_DIR)-train/labels.json: | venv
+	$(PY) -m hearlib scenes --layout marked --out $(MARKED_DIR)-train --n $(MODEL_TRAIN_SCENES) --seed 0 --workers 2
+$(MARKED_DIR)-heldout/labels.json: | venv
+	$(PY) -m hearlib scenes --layout marked --out $(MARKED_DIR)-heldout --n $(MODEL_HELDOUT_SCENES) --seed 1 --workers 2
+
+model-marked: $(MARKED_DIR)-train/labels.json $(MARKED_DIR)-heldout/labels.json
+	$(PY) -m hearlib train --data $(MARKED_DIR)-train --heldout $(MARKED_DIR)-heldout --out data/models \
+	  --seed $(MODEL_SEED) --size hear-organism-l --vision-from data/models/hear-organism-s \
+	  --decoder-steps $(READSITE_STEPS) --name hear-organism-l-marked $(MODEL_TRAIN_ARGS)

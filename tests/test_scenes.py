@@ -105,3 +105,47 @@ def test_cli_and_bad_input(tmp_path, capsys):
     assert "--n" in capsys.readouterr().err
     with pytest.raises(UserError):
         scenes.render(scenes.make_scene(0, 0), "watercolour")
+
+
+# ----------------------------------------------------------------------------- layout "marked" (issue 27)
+
+def test_marked_scene_depends_only_on_seed_and_index():
+    a, b = scenes.make_scene(3, 7, "marked"), scenes.make_scene(3, 7, "marked")
+    assert a == b and a.layout == "marked"
+    assert scenes.make_scene(4, 7, "marked") != a
+    for style in scenes.STYLES:
+        assert np.array_equal(np.asarray(scenes.render(a, style)), np.asarray(scenes.render(b, style)))
+    # the single layout is untouched by the marked one (same draw for the same seed and index)
+    assert scenes.make_scene(3, 7) == scenes.make_scene(3, 7, "single")
+    with pytest.raises(UserError):
+        scenes.make_scene(3, 7, "crowded")
+
+
+def test_marked_scene_main_object_is_the_one_beside_the_marker():
+    found = [scenes.make_scene(0, i, "marked") for i in range(300)]
+    for s in found:
+        other = s.others[0]
+        assert s.main.category != other.category and s.main.color_name != other.color_name
+        assert s.position in scenes.SIDES and s.distractors == []
+        near_main = np.hypot(s.marker.cx - s.main.cx, s.marker.cy - s.main.cy) - s.main.scale
+        near_other = np.hypot(s.marker.cx - other.cx, s.marker.cy - other.cy) - other.scale
+        assert near_main < near_other
+        assert abs(s.main.scale - other.scale) <= 0.06        # similar sizes: size does not tell
+    # which of the two is main is not fixed by side or drawing order
+    assert 0.3 < np.mean([s.main.cx < s.others[0].cx for s in found]) < 0.7
+    assert {s.main.category for s in found} == set(scenes.CATEGORIES)
+
+
+def test_marked_generation_is_deterministic_and_labelled(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    for out in (first, second):
+        scenes.generate(out, 6, seed=9, progress=False, layout="marked")
+    labels = json.loads((first / "labels.json").read_text())
+    assert labels["layout"] == "marked"
+    for rel, entry in labels["images"].items():
+        scene = scenes.make_scene(9, entry["scene_id"], "marked")
+        assert entry["object"] == scene.main.category and entry["color"] == scene.main.color_name
+        assert (first / rel).read_bytes() == (second / rel).read_bytes()
+    coco = json.loads((first / "coco/annotations/instances.json").read_text())
+    assert sum(a.get("main", False) for a in coco["annotations"]) == 6
+    assert (first / "labels.json").read_text() == (second / "labels.json").read_text()

@@ -37,7 +37,7 @@ def _cmd(args: argparse.Namespace) -> int:
         args.vision_steps = 0
     train_all(data, Path(args.out), sizes, seed=args.seed, heldout_dir=args.heldout,
               vision_steps=args.vision_steps, decoder_steps=steps, limit=args.limit, vision_from=args.vision_from,
-              image_size=args.image_size)
+              image_size=args.image_size, feature_layer=args.feature_layer, name=args.name)
     return 0
 
 
@@ -107,6 +107,11 @@ def register(subparsers) -> None:
     p.add_argument("--decoder-steps", type=int, default=None, help="stage B steps per size (default: 1500/1200/1000 on scenes, from the data size on a user's folder)")
     p.add_argument("--image-size", type=int, default=None,
                    help="image side in pixels (multiple of 8; patches of side/8 keep 64 image tokens; default 64)")
+    p.add_argument("--feature-layer", type=int, default=-1,
+                   help="fast recipe: the tower layer the projector reads (vision_feature_layer; default -1, the "
+                        "last; 0 = the patch embeddings alone, as an encoder-free VLM such as Fuyu reads its image)")
+    p.add_argument("--name", default=None,
+                   help="fast recipe, one --size: save the organism as OUT/NAME instead of OUT/<size>")
     p.add_argument("--limit", type=int, default=None, help="use at most this many training images")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.set_defaults(func=_cmd)

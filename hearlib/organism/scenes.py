@@ -23,6 +23,11 @@ shadow, sensor noise), ``sketch`` (coloured-pencil line drawing on paper) and
 * ``DIR/labels.json``: per image (path relative to ``DIR``) the labels of every
   question type (object, super-category, colour, position) and its style.
 
+Layout ``marked`` (``--layout marked``; issue 27): two objects of the 12 categories, of similar
+size, distinct colours and on two distinct sides, both drawn alike, and a small black star (the
+marker) beside one of them; that one is the main object and answers every question. No layer-0
+summary of the scene says which object is meant: the relation to the marker must be read.
+
 Scene ``i`` of seed ``s`` is drawn from ``numpy.random.SeedSequence([s, i])``, so a
 scene depends only on ``(seed, index)``, never on ``n`` or on the order of
 rendering. The organisms are trained on seed :data:`TRAIN_SEED` and evaluated on
@@ -67,6 +72,9 @@ COLORS = {
     "orange": (245, 135, 25),
 }
 POSITIONS = ("left", "right", "top", "bottom", "centre")
+SIDES = POSITIONS[:4]
+LAYOUTS = ("single", "marked")
+MARKER_COLOR = (25, 25, 25)
 TEXTURES = ("noise", "stripes", "dots", "gradient", "checker")
 
 
@@ -221,6 +229,9 @@ class Scene:
     bg_hue: float
     light_angle: float
     extra: dict = field(default_factory=dict)
+    others: list[Placed] = field(default_factory=list)     # drawn like the main object (layout marked)
+    marker: Placed | None = None                           # the star beside the main object (layout marked)
+    layout: str = "single"
 
     @property
     def category(self) -> str:
@@ -254,8 +265,12 @@ def _sample_offset(rng, position):
     return minor, sign * major
 
 
-def make_scene(seed: int, index: int) -> Scene:
-    """The scene ``index`` of ``seed``: depends only on these two integers."""
+def make_scene(seed: int, index: int, layout: str = "single") -> Scene:
+    """The scene ``index`` of ``seed`` in ``layout``: depends only on these three values."""
+    if layout == "marked":
+        return _marked_scene(seed, index)
+    if layout != "single":
+        raise UserError(f"unknown scene layout {layout!r}; choose from {', '.join(LAYOUTS)}")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
     category = CATEGORIES[rng.integers(len(CATEGORIES))]
     color_name = list(COLORS)[rng.integers(len(COLORS))]
@@ -284,6 +299,42 @@ def make_scene(seed: int, index: int) -> Scene:
                  distractors=distractors, texture=TEXTURES[rng.integers(len(TEXTURES))],
                  bg_seed=int(rng.integers(2**31 - 1)), bg_hue=float(rng.uniform(0, 1)),
                  light_angle=float(rng.uniform(0, 2 * math.pi)))
+
+
+def _marked_scene(seed: int, index: int) -> Scene:
+    """Two similar objects on two sides, a marker beside the main one (see the module docstring)."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 1]))
+    first, second = rng.choice(len(CATEGORIES), size=2, replace=False)
+    colours = rng.choice(len(COLORS), size=2, replace=False)
+    objects, sides = [], []
+    for attempt in range(60):
+        sides = [SIDES[k] for k in rng.choice(len(SIDES), size=2, replace=False)]
+        scales = rng.uniform(0.15, 0.21, size=2)
+        offsets = [_sample_offset(rng, side) for side in sides]
+        centres = [(0.5 + dx, 0.5 + dy) for dx, dy in offsets]
+        gap = math.dist(*centres) - scales.sum()
+        if gap > 0.04 and all(0.5 - max(abs(dx), abs(dy)) - sc > -0.02 for (dx, dy), sc in zip(offsets, scales)):
+            break
+    for k, category in enumerate((first, second)):
+        name = list(COLORS)[colours[k]]
+        objects.append(Placed(CATEGORIES[category], _jitter(rng, COLORS[name]), *centres[k], float(scales[k]),
+                              math.radians(rng.uniform(-25, 25)), bool(rng.integers(2)), name))
+    main_index = int(rng.integers(2))
+    main, other = objects[main_index], objects[1 - main_index]
+    marker_scale = 0.06
+    angle = 0.0
+    for attempt in range(60):       # beside the main object, inside the image, away from the other
+        angle = rng.uniform(0, 2 * math.pi)
+        reach = main.scale + marker_scale + 0.03
+        x, y = main.cx + reach * math.cos(angle), main.cy + reach * math.sin(angle)
+        inside = marker_scale < x < 1 - marker_scale and marker_scale < y < 1 - marker_scale
+        if inside and math.dist((x, y), (other.cx, other.cy)) > other.scale + marker_scale + 0.12:
+            break
+    marker = Placed("star", MARKER_COLOR, x, y, marker_scale, math.radians(rng.uniform(-30, 30)), False, "black")
+    return Scene(scene_id=int(index), seed=int(seed), main=main, position=sides[main_index], distractors=[],
+                 texture=TEXTURES[rng.integers(len(TEXTURES))], bg_seed=int(rng.integers(2**31 - 1)),
+                 bg_hue=float(rng.uniform(0, 1)), light_angle=float(rng.uniform(0, 2 * math.pi)),
+                 others=[other], marker=marker, layout="marked")
 
 
 # --------------------------------------------------------------------------- rendering
@@ -420,6 +471,8 @@ def render(scene: Scene, style: str, size: int = IMAGE_SIZE) -> Image.Image:
     canvas = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
     for d in scene.distractors:
         canvas = _draw_object(canvas, d, style, big, scene.light_angle, rng, False)
+    for obj in scene.others + ([scene.marker] if scene.marker is not None else []):
+        canvas = _draw_object(canvas, obj, style, big, scene.light_angle, rng, True)
     canvas = _draw_object(canvas, scene.main, style, big, scene.light_angle, rng, True)
     img = canvas.resize((size, size), Image.LANCZOS)
     if style == "real":
@@ -442,7 +495,8 @@ def annotate(scene: Scene, image_id: int, first_ann_id: int, cat_ids: dict, size
     anns = []
     occupied = np.zeros((size, size), bool)
     # main object is drawn last (on top); distractors are clipped by what lies above them
-    for k, obj in enumerate([scene.main] + scene.distractors[::-1]):
+    above = ([scene.marker] if scene.marker is not None else []) + scene.others[::-1]
+    for k, obj in enumerate([scene.main] + above + scene.distractors[::-1]):
         m = _mask(obj, size) & ~occupied
         occupied |= m
         if not m.any():
@@ -482,10 +536,10 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 def _render_chunk(args):
-    seed, indices, out = args
+    seed, indices, out, layout = args
     out = Path(out)
     for i in indices:
-        scene = make_scene(seed, i)
+        scene = make_scene(seed, i, layout)
         name = f"{seed:04d}_{i:06d}.png"
         for style in STYLES:
             img = render(scene, style)
@@ -496,9 +550,12 @@ def _render_chunk(args):
     return len(indices)
 
 
-def generate(out: Path | str, n: int, seed: int = TRAIN_SEED, workers: int = 1, progress: bool = True) -> Path:
-    """Write ``n`` scenes of ``seed`` into ``out`` (COCO + DomainNet layout + labels.json)."""
+def generate(out: Path | str, n: int, seed: int = TRAIN_SEED, workers: int = 1, progress: bool = True,
+             layout: str = "single") -> Path:
+    """Write ``n`` scenes of ``seed`` in ``layout`` into ``out`` (COCO + DomainNet layout + labels.json)."""
     out = Path(out)
+    if layout not in LAYOUTS:
+        raise UserError(f"unknown scene layout {layout!r}; choose from {', '.join(LAYOUTS)}")
     if n <= 0:
         raise UserError(f"--n must be a positive number of scenes, got {n}")
     if seed < 0:
@@ -507,7 +564,7 @@ def generate(out: Path | str, n: int, seed: int = TRAIN_SEED, workers: int = 1, 
         raise UserError(f"--out {out} exists and is not a folder")
     (out / "coco" / "images").mkdir(parents=True, exist_ok=True)
     (out / "coco" / "annotations").mkdir(parents=True, exist_ok=True)
-    chunks = [(seed, list(range(k, min(n, k + 256))), str(out)) for k in range(0, n, 256)]
+    chunks = [(seed, list(range(k, min(n, k + 256))), str(out), layout) for k in range(0, n, 256)]
     from tqdm import tqdm
     bar = tqdm(total=n, desc=f"scenes seed {seed}", unit="scene", disable=not progress)
     if workers > 1 and len(chunks) > 1:
@@ -524,7 +581,7 @@ def generate(out: Path | str, n: int, seed: int = TRAIN_SEED, workers: int = 1, 
     cat_ids = {c["name"]: c["id"] for c in cats}
     images, anns, labels = [], [], {}
     for i in range(n):
-        scene = make_scene(seed, i)
+        scene = make_scene(seed, i, layout)
         name = f"{seed:04d}_{i:06d}.png"
         image_id = i + 1
         images.append({"id": image_id, "file_name": name, "width": IMAGE_SIZE, "height": IMAGE_SIZE,
@@ -534,22 +591,25 @@ def generate(out: Path | str, n: int, seed: int = TRAIN_SEED, workers: int = 1, 
         anns += annotate(scene, image_id, len(anns) + 1, cat_ids)
         for style in STYLES:
             labels[f"domains/{style}/{scene.category}/{name}"] = {**scene.labels(), "style": style,
-                                                                   "scene_id": i, "seed": seed}
+                                                                   "scene_id": i, "seed": seed,
+                                                                   **({"layout": layout} if layout != "single" else {})}
     coco = {"info": {"description": f"hearlib synthetic scenes, seed {seed}", "version": "1",
                      "year": 2026, "contributor": "hearlib.organism.scenes"},
             "licenses": [{"id": 0, "name": "generated by hearlib (public domain)", "url": ""}],
             "images": images, "annotations": anns, "categories": cats}
     (out / "coco" / "annotations" / "instances.json").write_text(json.dumps(coco))
     (out / "labels.json").write_text(json.dumps({"seed": seed, "n": n, "styles": list(STYLES),
+                                                 **({"layout": layout} if layout != "single" else {}),
                                                  "images": labels}, indent=0))
     return out
 
 
 # --------------------------------------------------------------------------- command line
 def _cmd(args: argparse.Namespace) -> int:
-    out = generate(args.out, args.n, args.seed, workers=args.workers)
+    out = generate(args.out, args.n, args.seed, workers=args.workers, layout=args.layout)
     held = "training" if args.seed == TRAIN_SEED else "held-out"
-    print(f"wrote {args.n} scenes ({held} seed {args.seed}) × {len(STYLES)} styles to {out}")
+    layout = "" if args.layout == "single" else f", layout {args.layout}"
+    print(f"wrote {args.n} scenes ({held} seed {args.seed}{layout}) × {len(STYLES)} styles to {out}")
     return 0
 
 
@@ -561,4 +621,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=TRAIN_SEED,
                    help=f"scene seed ({TRAIN_SEED} = training; any other seed is held out)")
     p.add_argument("--workers", type=int, default=1, help="rendering processes")
+    p.add_argument("--layout", choices=LAYOUTS, default="single",
+                   help="single: one main object and small distractors (default); marked: two similar objects "
+                        "and a marker beside the main one (the relation decides which object is meant)")
     p.set_defaults(func=_cmd)

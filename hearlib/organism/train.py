@@ -523,8 +523,13 @@ def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=No
               progress: bool = True, save: bool = True, eval_alt_subset: int | None = 150,
               vision_batch: int = 64, decoder_batch: int = 48, vision_lr: float = 2e-3,
               decoder_lr: float = 1.5e-3, dense_weight: float = 1.0, vision_from=None,
-              image_size: int | None = None, user_data: bool | None = None, patience: int = 4) -> dict:
+              image_size: int | None = None, user_data: bool | None = None, patience: int = 4,
+              feature_layer: int = -1, name: str | None = None) -> dict:
     """Train the shared vision tower and the given sizes; save to ``out_dir/<name>/``.
+
+    ``feature_layer`` is the tower layer the projector reads (``vision_feature_layer``; -1 the last,
+    0 the patch embeddings alone, an encoder-free VLM's input); ``name`` saves the one size trained
+    under another folder name (the fast organisms keep their size's name).
 
     On a user's folder (``user_data``; default: a folder without generated labels) the images are
     augmented in stage A, a validation split (10% of the training images) stops both stages early
@@ -567,7 +572,9 @@ def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=No
     t_data = time.time() - t0
 
     sizes = [O.resolve_size(s) for s in sizes]
-    first = O.build_model(sizes[0], tokenizer, seed, S)
+    if name is not None and len(sizes) != 1:
+        raise UserError("a name is given to one size only")
+    first = O.build_model(sizes[0], tokenizer, seed, S, feature_layer)
     vt = first.model.vision_tower
     logs = {"vision": []}
     t1 = time.time()
@@ -588,15 +595,15 @@ def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=No
         print("stage A (vision tower, linear heads) held-out: "
               + ", ".join(f"{q}/{d} {100 * a:.1f}%" for (q, d), a in sorted(vacc.items())), flush=True)
     t_vision = time.time() - t1
-    feats = compute_features(vt, tr.images)
-    val_feats = compute_features(vt, val.images) if val is not None else None
+    feats = compute_features(vt, tr.images, layer=feature_layer)
+    val_feats = compute_features(vt, val.images, layer=feature_layer) if val is not None else None
     vision_state = {k: v.clone() for k, v in vt.state_dict().items()}
 
     results = {"data_s": t_data, "vision_s": t_vision, "vision_acc": {f"{q}/{d}": a for (q, d), a in vacc.items()},
                "sizes": {}}
     for size in sizes:
         t2 = time.time()
-        model = first if size is sizes[0] else O.build_model(size, tokenizer, seed, S)
+        model = first if size is sizes[0] else O.build_model(size, tokenizer, seed, S, feature_layer)
         model.model.vision_tower.load_state_dict(vision_state)
         steps = (decoder_steps or {}).get(size.name, 600)
         logs[size.name] = []
@@ -613,11 +620,11 @@ def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=No
               flush=True)
         results["sizes"][size.name] = {"train_s": t_train, "acc": {f"{q}/{d}": a for (q, d), a in acc.items()}}
         if save:
-            dest = Path(out_dir) / size.name
+            dest = Path(out_dir) / (name or size.name)
             dest.mkdir(parents=True, exist_ok=True)
             model.save_pretrained(dest)
             processor.save_pretrained(dest)
-            meta = {"name": size.name, "seed": seed, "data": str(data_dir), "heldout": str(heldout_dir),
+            meta = {"name": name or size.name, "size": size.name, "feature_layer": feature_layer, "seed": seed, "data": str(data_dir), "heldout": str(heldout_dir),
                     "vision_steps": vision_steps, "decoder_steps": steps, "questions": questions,
                     "answers": vocab, "heldout_accuracy": results["sizes"][size.name]["acc"],
                     "vision_heldout_accuracy": results["vision_acc"]}
@@ -628,7 +635,7 @@ def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=No
             results["sizes"][size.name]["report"] = report
             if save:
                 from hearlib import io
-                io.save_json(Path(out_dir) / size.name / "heldout_report.json",
+                io.save_json(Path(out_dir) / (name or size.name) / "heldout_report.json",
                              {"name": size.name, "image_size": S, "train_images": len(train),
                               "validation_images": len(val.records) if val is not None else 0,
                               "vision_steps": vision_steps, "decoder_steps": steps,
