@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -85,14 +84,11 @@ def test_help_imports_nothing_heavy(command):
 
 
 @pytest.mark.parametrize("command", ["", *(name for name in COMMANDS if name not in TORCH_AT_IMPORT)])
-def test_help_answers_in_under_two_seconds(command):
-    """A functional check that --help stays lazy (not a benchmark): the real entry point."""
+def test_help_answers_through_the_real_entry_point(command):
+    """--help through ``python -m hearlib`` (how long it takes: benchmarks/bench_cli_help.py)."""
     argv = [sys.executable, "-m", "hearlib"] + ([command] if command else []) + ["--help"]
-    start = time.perf_counter()
     result = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=60)
-    elapsed = time.perf_counter() - start
     assert result.returncode == 0 and "usage: hearlib" in result.stdout, result.stderr
-    assert elapsed < 2.0, f"hearlib {command} --help took {elapsed:.1f} s"
 
 
 def test_unknown_command_lists_the_commands(capsys):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ from hearlib.geometry import Panel, TokenLayout, draw_over_image, image_token_la
 from hearlib.models import load_engine
 from hearlib.testing import FAMILIES
 
-HUB = "/work/shared/hub"
+HUB = Path(__file__).parent / "data" / "hub"     # the real hub files this project ships (tests/data/hub/NOTICE.md)
 # LLaVA-1.6 (vicuna) anyres pinpoints, as in llava-hf/llava-v1.6-vicuna-7b-hf
 VICUNA_PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
 
@@ -156,7 +157,7 @@ def hub_engine():
 
     def get(folder):
         if folder not in built:
-            path = f"{HUB}/{folder}"
+            path = HUB / folder
             config = _cut(AutoConfig.from_pretrained(path))
             torch.manual_seed(0)
             model = AutoModelForImageTextToText.from_config(config).eval()

@@ -44,3 +44,12 @@ def test_project_lab_config_opens_py_files_as_notebooks(monkeypatch):
     monkeypatch.setenv("JUPYTER_CONFIG_PATH", str(ROOT / "jupyter"))
     overrides = ConfigManager(config_dir_name="labconfig").get("default_setting_overrides")
     assert overrides["@jupyterlab/docmanager-extension:plugin"]["defaultViewers"]["python"] == "Jupytext Notebook"
+
+
+def test_no_test_names_a_path_of_one_machine():
+    """Tests find their data relative to the repository, never at one machine's absolute path."""
+    roots = ["/" + "work/", "/" + "root/", "/" + "home/", "/" + "Users/"]
+    here = Path(__file__).resolve().parent
+    found = [(p.name, root) for p in sorted(here.rglob("*.py")) for root in roots
+             if root in p.read_text(encoding="utf-8")]
+    assert found == []
