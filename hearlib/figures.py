@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["GROUPS", "NOTEBOOKS", "EXPLORERS", "REPORTING", "notebook_parameters", "render", "main"]
+__all__ = ["GROUPS", "NOTEBOOKS", "ITEMS", "EXPLORERS", "REPORTING", "notebook_parameters", "render", "main"]
 
 # what `hearlib run --stages` collects (see hearlib.plan)
 GROUPS = ("attribution", "validation", "text", "image", "lens", "prompts", "domains", "explore", "questions",
@@ -38,6 +38,22 @@ NOTEBOOKS: dict[str, tuple[str, ...]] = {
     "09_question_types": ("questions",),
     "10_organisms": ("organisms",),
     "11_where_the_read_happens": ("readsite",),
+}
+
+# the paper items (and the project's own, beyond the paper) each notebook must register: the browser
+# test and tests/test_figures.py expect these, not what a notebook happened to register
+ITEMS: dict[str, tuple[str, ...]] = {
+    "01_head_ablation": ("Fig. 7",),
+    "02_head_attribution": ("Fig. 2", "Fig. 3C", "Fig. 3D", "Fig. 8", "Fig. 12", "Fig. 14", "Table 2"),
+    "03_validation": ("Fig. 3A", "Fig. 3B", "Fig. 5", "Fig. 6", "Fig. 11"),
+    "04_tsne": ("Fig. 3E", "Fig. 10", "Fig. 13"),
+    "05_text_tokens": ("Fig. 4A", "Fig. 15", "Table 3"),
+    "06_image_tokens": ("Fig. 4B", "Fig. 4C", "Fig. 16", "Fig. 17"),
+    "07_domainnet": ("Fig. 9A", "Fig. 9B", "Fig. 9C", "Fig. 9D", "Fig. 9E"),
+    "08_prompt_robustness": ("Table 1",),
+    "09_question_types": ("Question types (beyond the paper)",),
+    "10_organisms": ("Organisms",),
+    "11_where_the_read_happens": ("Where the read happens (beyond the paper)",),
 }
 
 # notebooks that draw no paper item, so write no report (``<out>/.report/``) and no README row

@@ -391,8 +391,12 @@ def table_figure(cells: Sequence[Sequence], col_labels: Sequence[str], fontsize:
 
 
 def message_figure(text: str, figsize=(4, 1)) -> Figure:
-    """A small figure that only says ``text`` (an item with nothing to draw still gets its file)."""
+    """A small figure that only says ``text`` (an item with nothing to draw still gets its file).
+
+    It is marked as a placeholder: :meth:`hearlib.report.Report.figure` refuses it unless the
+    notebook says why there is nothing to draw (``why=``), so no render passes on an empty item."""
     fig = new_figure(figsize=figsize)
+    fig.hearlib_placeholder = text
     ax = fig.subplots()
     ax.axis("off")
     ax.text(0.5, 0.5, text, ha="center", va="center")

@@ -111,14 +111,25 @@ class Report:
                                "items": list(self.items.values()),
                                "sections": [{"title": t, "markdown": m} for t, m in self.sections.items()]})
 
-    def figure(self, fig, name: str, item: str, dpi: int = 150) -> None:
+    def figure(self, fig, name: str, item: str, dpi: int = 150, why: str | None = None) -> None:
         """Save ``fig`` as ``<out>/<name>.png`` and ``.pdf`` for paper item ``item`` (e.g. "Fig. 7"); in a
-        kernel, also display the saved PNG inline (the notebooks draw with Agg, so nothing else shows it)."""
+        kernel, also display the saved PNG inline (the notebooks draw with Agg, so nothing else shows it).
+
+        A placeholder (:func:`hearlib.plotting.message_figure`, nothing drawn) is refused unless ``why``
+        says in words why there is nothing to draw; the reason is kept with the item."""
         import io
 
         import matplotlib.pyplot as plt
 
         from hearlib.io import save_bytes
+
+        placeholder = getattr(fig, "hearlib_placeholder", None)
+        if placeholder is not None and not (why and why.strip()):
+            plt.close(fig)
+            raise ValueError(f"{self.notebook}: {name} ({item}) is a placeholder figure ({placeholder!r}); "
+                             "draw the item, or pass why= to say why there is nothing to draw")
+        if placeholder is not None:
+            self._item(item).setdefault("placeholders", []).append({"file": f"{name}.png", "why": why})
 
         written = []
         png = io.BytesIO()

@@ -109,15 +109,17 @@ report.figure(fig, "fig13_tsne_models", "Fig. 13")
 # %%
 heads, vectors = A.head_vectors(thetas, head_threshold)
 H = attrs[0]["n_heads"]
+why = None
 if len(heads) == 0:
-    print(f"no head has θ > {head_threshold} in any sample")
+    why = f"no head has θ > {head_threshold} in any of the {len(thetas)} samples: there is no head vector to cluster"
+    print(why)
     fig = P.message_figure(f"{P.model_label(st.model)}: no head with $\\theta_n$ > {head_threshold}")
 else:
     cl = A.cluster_head_vectors(vectors)
     fig = P.head_vector_figure(vectors, cl.row_order, cl.col_order, [A.head_name(n, H) for n in heads], labels)
     fig.suptitle(f"{P.model_label(st.model)}: heads with $\\theta_n$ > {head_threshold} in at least one sample",
                  fontsize=9)
-report.figure(fig, "fig10_head_vectors", "Fig. 10")
+report.figure(fig, "fig10_head_vectors", "Fig. 10", why=why)
 agnostic = int(A.sample_agnostic_heads(thetas, head_threshold)[2].sum())
 report.headline("Fig. 10", f"heads with θ_n > {head_threshold} in some sample / sample-agnostic ones among them "
                 f"(θ_n > {head_threshold} in ≥ 50% of samples)",

@@ -120,3 +120,19 @@ def test_an_organism_path_counts_from_the_repository_root(tmp_path, monkeypatch)
     assert present_on_disk("data/models/hear-organism-s") == (ROOT / "data/models/hear-organism-s").is_dir()
     assert not present_on_disk("data/models/never-trained")
     assert present_on_disk("llava-hf/llava-1.5-7b-hf")            # a hub id: the loader decides
+
+
+def test_the_catalogue_of_items_is_what_the_published_readme_shows():
+    """hearlib.figures.ITEMS (what the browser test expects) against figures/README.md's rows."""
+    import re
+
+    from hearlib.figures import ITEMS, REPORTING
+
+    assert set(ITEMS) == set(REPORTING)
+    shown: dict[str, list[str]] = {}
+    for line in (ROOT / "figures" / "README.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) >= 5 and re.fullmatch(r"\d\d_\w+", cells[-1]):
+            shown.setdefault(cells[-1], []).append(cells[0])
+    assert {name: sorted(items) for name, items in shown.items()} == \
+        {name: sorted(items) for name, items in ITEMS.items()}

@@ -8,8 +8,7 @@ import pytest
 jupytext = pytest.importorskip("jupytext")
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ["00_explore", "01_head_ablation", "02_head_attribution", "03_validation", "04_tsne", "05_text_tokens",
-             "06_image_tokens", "07_domainnet", "08_prompt_robustness", "09_question_types", "10_organisms"]
+NOTEBOOKS = list(__import__("hearlib.figures", fromlist=["NOTEBOOKS"]).NOTEBOOKS)   # listed once there
 REQUIRED = {"model", "data", "n_masks", "seed", "out", "store", "n_mean_images", "profile"}
 
 

@@ -6,6 +6,7 @@ import json
 import os
 
 import matplotlib
+import pytest
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -247,3 +248,18 @@ def test_a_section_is_its_own_part_of_the_results_before_the_notes(tmp_path):
     assert text.count("## The organisms side by side") == 1
     assert "## The organisms side by side\n\n| a | b |\n| --- | --- |\n| 3 | 4 |\n" in text
     assert text.index("## The organisms side by side") < text.index("## Notes where the organism disagrees")
+
+
+def test_a_placeholder_figure_fails_unless_the_notebook_says_why(tmp_path):
+    import json
+
+    from hearlib.plotting import message_figure
+    from hearlib.report import Report
+
+    report = Report("99_test", tmp_path)
+    with pytest.raises(ValueError, match="placeholder"):
+        report.figure(message_figure("nothing to show"), "empty", "Fig. 99")
+    assert not (tmp_path / "empty.png").exists()
+    report.figure(message_figure("no head above 0.1"), "empty", "Fig. 99", why="no head has θ > 0.1 in any sample")
+    saved = json.loads((tmp_path / ".report" / "99_test.json").read_text())
+    assert saved["items"][0]["placeholders"] == [{"file": "empty.png", "why": "no head has θ > 0.1 in any sample"}]

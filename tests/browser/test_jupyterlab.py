@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from hearlib import paths
-from hearlib.figures import EXPLORERS, NOTEBOOKS
+from hearlib.figures import EXPLORERS, ITEMS, NOTEBOOKS
 
 pytestmark = pytest.mark.browser
 
@@ -284,6 +284,11 @@ def test_notebook_runs_in_jupyterlab(lab, page, name, request):
     assert not PROGRESS.search(stderr), f"{name}: progress text on stderr: {stderr[:300]!r}"
 
     registered, items = _expected(_out_folder(root, name), name, started)
+    # the items the catalogue says this notebook draws, each shown: not what it happened to register
+    expected_items = set(ITEMS.get(name, ()))
+    assert expected_items <= set(items), f"{name}: catalogue items not registered: {sorted(expected_items - set(items))}"
+    tagged = {o.get("metadata", {}).get("hearlib", {}).get("item") for o in outputs}
+    assert expected_items <= tagged, f"{name}: catalogue items not shown inline: {sorted(expected_items - tagged)}"
     # Report.figure/table tag their outputs with the file they saved: every registered figure
     # (PNG) and table (CSV) must be displayed, as an image and an HTML table
     shown = {}
