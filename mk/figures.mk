@@ -87,7 +87,7 @@ HEARLIB_RUN := $(PY) -m accelerate.commands.launch --multi_gpu --num_processes $
 	--mixed_precision no --dynamo_backend no -m hearlib run
 endif
 
-.PHONY: figures figures-ingredients collect render check-lab figures-readme notebooks-sync notebooks-ci nbval-prepare clean-figures
+.PHONY: figures figures-ingredients figures-readsite collect render check-lab figures-readme notebooks-sync notebooks-ci nbval-prepare clean-figures
 
 figures: $(DATA_DEP) $(MODEL_DEP) | venv
 	@t0=$$(date +%s); $(MAKE) --no-print-directory collect || exit $$?; t1=$$(date +%s); \
@@ -161,3 +161,19 @@ notebooks-ci: venv
 
 clean-figures:
 	rm -rf build/notebooks $(FIGURES)/*.png $(FIGURES)/*.pdf $(FIGURES)/*.csv $(FIGURES)/*.md $(FIGURES)/.report
+
+# issue 27 (docs/ORGANISM.md, "Where the read happens"): notebooks 10 and 11 on the organisms whose read
+# site is in question, into figures/readsite/ (single-object scenes) and figures/readsite-marked/ (the
+# marked scenes, for hear-organism-l-marked); not published. Train the designs first (make model-patches
+# model-marked); organisms not on disk are skipped and named.
+MARKED_STUDY := data/scenes/marked-study-400
+$(MARKED_STUDY)/labels.json: | venv
+	$(PY) -m hearlib scenes --layout marked --out $(MARKED_STUDY) --n 400 --seed 1 --workers 2
+
+figures-readsite: $(STUDY_SCENES)/labels.json $(MARKED_STUDY)/labels.json | venv
+	@t0=$$(date +%s); \
+	$(MAKE) --no-print-directory collect render PROFILE=readsite FIGURES=figures/readsite \
+	  COLLECT_STAGES=organisms,readsite ONLY="10_organisms 11_where_the_read_happens" || exit $$?; \
+	$(MAKE) --no-print-directory collect render PROFILE=readsite-marked FIGURES=figures/readsite-marked \
+	  DATA=$(MARKED_STUDY) COLLECT_STAGES=organisms,readsite ONLY="10_organisms 11_where_the_read_happens" || exit $$?; \
+	echo "make figures-readsite: $(call elapsed,$$t0) s"

@@ -159,6 +159,10 @@ def build_config(size: Size, tokenizer, image_size: int = IMAGE_SIZE, feature_la
                        max_position_embeddings=256, rms_norm_eps=1e-5, rope_theta=10000.0,
                        tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    if feature_layer >= 0:
+        # the same hidden state counted from the end: transformers' LLaVA asks its tower for hidden
+        # states only when vision_feature_layer is truthy, so 0 (the patch embeddings) would get none
+        feature_layer -= VISION["num_hidden_layers"] + 1
     config = LlavaConfig(vision_config=vision, text_config=text,
                          image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
                          projector_hidden_act="gelu", vision_feature_select_strategy="default",

@@ -595,8 +595,9 @@ def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=No
         print("stage A (vision tower, linear heads) held-out: "
               + ", ".join(f"{q}/{d} {100 * a:.1f}%" for (q, d), a in sorted(vacc.items())), flush=True)
     t_vision = time.time() - t1
-    feats = compute_features(vt, tr.images, layer=feature_layer)
-    val_feats = compute_features(vt, val.images, layer=feature_layer) if val is not None else None
+    layer = first.config.vision_feature_layer        # as the model reads it (0 counted from the end)
+    feats = compute_features(vt, tr.images, layer=layer)
+    val_feats = compute_features(vt, val.images, layer=layer) if val is not None else None
     vision_state = {k: v.clone() for k, v in vt.state_dict().items()}
 
     results = {"data_s": t_data, "vision_s": t_vision, "vision_acc": {f"{q}/{d}": a for (q, d), a in vacc.items()},
