@@ -148,8 +148,10 @@ def patch_final_heads(engine, source, target) -> dict:
 # ----------------------------------------------------------------------------- across samples
 
 def knockout_drop(pis) -> np.ndarray:
-    """Mean over samples of 1 − π per window start: the share of the image's effect a window carries."""
-    return 1.0 - np.mean(np.asarray(pis, dtype=np.float64), axis=0)
+    """Median over samples of 1 − π per window start: the share of the image's effect a window
+    carries. The median, because π divides by ℓ(1) − ℓ(0), which is small for a few samples of some
+    questions (an answer the image barely moves), and their 1 − π would swamp a mean."""
+    return 1.0 - np.median(np.asarray(pis, dtype=np.float64), axis=0)
 
 
 def peak_layer(curve) -> int:

@@ -132,8 +132,9 @@ for m in studied:
 # %% [markdown]
 # ## Window knockout beside HeAr's x*, question dependence, probes and patching
 #
-# One row per model. Left: the drop of the normalised answer logit when every head of one layer
-# (solid) or two consecutive layers (dashed, plotted at the first) is ablated, per question, and
+# One row per model. Left: the drop of the normalised answer logit (median over samples of 1 − π)
+# when every head of one layer (solid) or two consecutive layers (dashed, plotted at the first) is
+# ablated, per question, and
 # the share of samples whose x* holds the layer's heads (grey bars). Second: the correlation of
 # the final position's attention over the image between the object question and the others. Third:
 # probe accuracy after each layer (row 0 = the embeddings). Right: patching.
@@ -149,7 +150,7 @@ for row, (name, res) in enumerate(results.items()):
         line, = ax.plot(layers, curve, "o-", ms=3, label=f"knockout, {n}")
         if n in res["drop2"]:
             ax.plot(layers[:L - 1], res["drop2"][n], "--", color=line.get_color(), lw=1)
-    ax.set_xlabel("layer"), ax.set_ylabel("1 − π (drop)"), ax.set_title(f"{name}: window knockout", fontsize=9)
+    ax.set_xlabel("layer"), ax.set_ylabel("1 − π (drop, median)"), ax.set_title(f"{name}: window knockout", fontsize=9)
     ax.legend(fontsize=6)
     ax = axes[row, 1]
     if "dependence" in res:

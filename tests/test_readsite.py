@@ -171,4 +171,4 @@ def test_depth_and_peaks():
     assert R.relative_depth(0, 8) == 0.0 and R.relative_depth(7, 8) == 1.0
     assert R.relative_depth(3, 8) == pytest.approx(3 / 7)
     assert R.peak_layer([0.1, 0.5, 0.2]) == 1
-    assert np.allclose(R.knockout_drop([[1.0, 0.5], [0.8, 0.5]]), [0.1, 0.5])
+    assert np.allclose(R.knockout_drop([[1.0, 0.5], [0.8, 0.5], [0.9, -40.0]]), [0.1, 0.5])   # the median
