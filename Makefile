@@ -39,7 +39,7 @@ venv: $(STAMP)
 test: venv nbval-prepare
 	$(PY) -m pytest -q -p no:cacheprovider tests $(NBVAL_ARGS)
 
-# every notebook of hearlib.figures.NOTEBOOKS run in JupyterLab in headless Chromium (Debian's chromium,
+# every notebook of hearlib.paper.catalogue.NOTEBOOKS run in JupyterLab in headless Chromium (Debian's chromium,
 # driven by playwright), with its own defaults: the store is collected first (a no-op after make figures).
 # Screenshots in build/browser/. BROWSER_ARGS="--browser-profile ci --browser-param data data/scenes/study-60
 # --browser-param store build/store-ci --browser-param out build/figures-ci": quick runs on a ci store.

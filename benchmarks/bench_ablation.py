@@ -25,9 +25,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hearlib.engine import PAPER_PROMPT, Engine  # noqa: E402
-from hearlib.means import compute_means  # noqa: E402
-from hearlib.masks import sample_head_masks  # noqa: E402
+from hearlib.method.engine import PAPER_PROMPT, Engine  # noqa: E402
+from hearlib.method.means import compute_means  # noqa: E402
+from hearlib.method.masks import sample_head_masks  # noqa: E402
 from hearlib.organism.model import CHAT_TEMPLATE  # noqa: E402  (LLaVA-1.5: USER: <image>\n… ASSISTANT:)
 
 PAPER_SECONDS_PER_SAMPLE = 0.81 * 3600   # 0.81 GPU-hours per image, 10,000 masks, LLaVA-1.5-7B

@@ -40,9 +40,9 @@ MODES = {"every mask, every position": (False, False), "grouped": (True, False),
 def main(argv=None) -> dict:
     import torch
 
-    from hearlib.datasets import load_coco
-    from hearlib.means import compute_means
-    from hearlib.models import load_engine
+    from hearlib.records.datasets import load_coco
+    from hearlib.method.means import compute_means
+    from hearlib.method.loading import load_engine
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["s", "m", "l"], help="organism sizes")

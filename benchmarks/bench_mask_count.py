@@ -42,9 +42,9 @@ def main() -> None:
 
     import torch
 
-    from hearlib.collect import run_plan
-    from hearlib.plan import profile_params
-    from hearlib.store import Store
+    from hearlib.records.collect import run_plan
+    from hearlib.paper.plan import profile_params
+    from hearlib.records.store import Store
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     runs = {}

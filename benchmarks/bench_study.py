@@ -1,6 +1,6 @@
 """Seconds per stage of the quick study's collect on a fixed small subset, against a baseline.
 
-Runs ``hearlib run``'s code (:func:`hearlib.collect.run_plan`) with the quick profile on the
+Runs ``hearlib run``'s code (:func:`hearlib.records.collect.run_plan`) with the quick profile on the
 first ``--samples`` samples (default 2) of organism s, every stage group, into a temporary store,
 and reads the run's own accounting: computing seconds per stage (each without the stages it
 needed), the means, the screening, the model load. The environment (torch, transformers, numpy,
@@ -53,17 +53,17 @@ def collect(args) -> dict:
     """One collect of the subset into a fresh temporary store; the run's summary."""
     import torch
 
-    from hearlib.collect import environment, run_plan
-    from hearlib.figures import GROUPS
-    from hearlib.plan import profile_params
+    from hearlib.records.collect import environment, run_plan
+    from hearlib.paper.catalogue import GROUPS
+    from hearlib.paper.plan import profile_params
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.means_batch is not None:             # the means path before batching: one image per forward
         import functools
 
-        import hearlib.means
-        hearlib.means.compute_means = functools.partial(hearlib.means.compute_means, batch_size=args.means_batch)
+        import hearlib.method.means
+        hearlib.method.means.compute_means = functools.partial(hearlib.method.means.compute_means, batch_size=args.means_batch)
     groups = GROUPS if args.groups == "all" else tuple(g.strip() for g in args.groups.split(","))
     params = profile_params("quick", model=args.model, models=[args.model], data=str(args.data),
                             n_masks=args.n_masks, n_image_masks=args.n_masks,

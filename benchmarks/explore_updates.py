@@ -1,4 +1,4 @@
-"""Time the head explorer's updates (hearlib.explore.ExplorerUI) on a filled store, read-only.
+"""Time the head explorer's updates (hearlib.paper.explore.ExplorerUI) on a filled store, read-only.
 
     python benchmarks/explore_updates.py --profile ci --data data/scenes/study-60 --store build/store-ci
 
@@ -27,9 +27,9 @@ def main() -> int:
     args = parser.parse_args()
     os.environ["HEARLIB_READ_ONLY"] = "1"
     os.environ.setdefault("MPLBACKEND", "Agg")
-    from hearlib import explore as E
+    from hearlib.paper import explore as E
     from hearlib.io import save_bytes
-    from hearlib.plan import profile_params
+    from hearlib.paper.plan import profile_params
 
     p = profile_params(args.profile, data=args.data)
     started = time.perf_counter()

@@ -1,7 +1,7 @@
 """hearlib: head attribution (HeAr) for image-to-text information flow in vision-language models.
 
-Start with :func:`hearlib.models.load_engine`, :func:`hearlib.means.compute_means` and
-:meth:`hearlib.engine.Engine.normalized`; see README.md and docs/ARCHITECTURE.md.
+Start with :func:`hearlib.method.loading.load_engine`, :func:`hearlib.method.means.compute_means` and
+:meth:`hearlib.method.engine.Engine.normalized`; see README.md and docs/ARCHITECTURE.md.
 """
 import os
 

@@ -3,7 +3,7 @@
 Every file hearlib writes goes through :func:`atomic_path`. The temporary file is created
 like ``open(path, "w")`` would create it (mode ``0666`` less the umask), so outputs are as
 readable as any other file the user makes; folders are made with ``mkdir`` (``0777`` less the
-umask). Temporary names start with ``.tmp-<host>-<pid>-`` so :class:`hearlib.store.Store`
+umask). Temporary names start with ``.tmp-<host>-<pid>-`` so :class:`hearlib.records.store.Store`
 can tell a live writer's leftovers from a dead one's.
 """
 from __future__ import annotations

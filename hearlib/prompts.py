@@ -1,5 +1,5 @@
 """The prompts of the paper: the task prompt (§3) and the nine alternatives of appendix C.3; and the
-organism's other question types (colour, position, kind; docs/ORGANISM.md), used by :mod:`hearlib.questions`."""
+organism's other question types (colour, position, kind; docs/ORGANISM.md), used by :mod:`hearlib.records.questions`."""
 
 PAPER_PROMPT = "What is the main object in the image? Please answer with a single word."
 

@@ -51,7 +51,7 @@ from functools import partial
 
 from IPython.display import Image, display
 
-from hearlib import explore as E
+from hearlib.paper import explore as E
 
 opener = partial(E.open_explorer, store=store, profile=profile, n_samples=n_samples, correct_only=correct_only,
                  n_masks=n_masks, ratio=ratio, seed=seed, n_mean_images=n_mean_images, method=method,

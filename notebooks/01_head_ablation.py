@@ -20,7 +20,7 @@
 # ablation"). The paper's point: single heads barely matter — in LLaVA-1.5-7B, in 80% of samples
 # no head has Δ_n > 0.05 — so the flow is distributed and needs head *attribution*.
 #
-# Per-sample results come from the store (`hearlib.study`); the `validation` stage holds Δ.
+# Per-sample results come from the store (`hearlib.paper.study`); the `validation` stage holds Δ.
 
 # %% tags=["parameters"]
 model = "data/models/hear-organism-s"      # organism folder, checkpoint folder, hub id or registry name
@@ -47,10 +47,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from hearlib import analysis as A
-from hearlib import plotting as P
-from hearlib.report import Report
-from hearlib.study import Study, stack
+from hearlib.paper import analysis as A
+from hearlib.paper import plotting as P
+from hearlib.paper.report import Report
+from hearlib.paper.study import Study, stack
 
 st = Study(model, data, store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size,
            device=device, profile=profile)

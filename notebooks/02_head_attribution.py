@@ -48,10 +48,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from hearlib import analysis as A
-from hearlib import plotting as P
-from hearlib.report import Report, fmt_pm
-from hearlib.study import Study, stack
+from hearlib.paper import analysis as A
+from hearlib.paper import plotting as P
+from hearlib.paper.report import Report, fmt_pm
+from hearlib.paper.study import Study, stack
 
 common = dict(store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device,
               profile=profile)

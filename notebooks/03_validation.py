@@ -19,7 +19,7 @@
 # Rank heads by a criterion — HeAr (θ), Random, Attention (Eq. 10), Causal (single-head Δ) — and
 # measure faithfulness (top k intact) and completeness (top k ablated) for k = 1..N. The fewer
 # heads a criterion needs for faithfulness > 0.8 and completeness < 0.2, the better it explains
-# the flow. A count of N + 1 means the threshold is never reached (`hearlib.analysis.min_heads`).
+# the flow. A count of N + 1 means the threshold is never reached (`hearlib.paper.analysis.min_heads`).
 
 # %% tags=["parameters"]
 model = "data/models/hear-organism-s"
@@ -51,10 +51,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from hearlib import analysis as A
-from hearlib import plotting as P
-from hearlib.report import Report
-from hearlib.study import Study, stack
+from hearlib.paper import analysis as A
+from hearlib.paper import plotting as P
+from hearlib.paper.report import Report
+from hearlib.paper.study import Study, stack
 
 common = dict(store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device,
               profile=profile)

@@ -48,11 +48,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from hearlib import analysis as A
-from hearlib import plotting as P
-from hearlib.plan import domain_folder
-from hearlib.report import Report, fmt_pm
-from hearlib.study import Study, stack, study_data
+from hearlib.paper import analysis as A
+from hearlib.paper import plotting as P
+from hearlib.paper.plan import domain_folder
+from hearlib.paper.report import Report, fmt_pm
+from hearlib.paper.study import Study, stack, study_data
 
 folder = domain_folder(dict(data=study_data(data), domain_data=domain_data))
 if folder is None:

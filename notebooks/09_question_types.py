@@ -21,7 +21,7 @@
 # the object's identity, its colour and its position, or different ones? HeAr θ for the same
 # samples (the first `n_question_samples` the model answers correctly under *every* question
 # type) under each type, with the answer word taken from the sample's labels
-# (`hearlib.questions`): θ maps side by side, the cosine between types per sample, where in depth
+# (`hearlib.records.questions`): θ maps side by side, the cosine between types per sample, where in depth
 # the attribution sits, and heads specific to one type. None of this is in the paper.
 #
 # On COCO only the object question applies (no colour or position labels); give others with
@@ -54,10 +54,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from hearlib import analysis as A
-from hearlib import plotting as P
-from hearlib.report import Report, fmt_pm
-from hearlib.study import Study, stack
+from hearlib.paper import analysis as A
+from hearlib.paper import plotting as P
+from hearlib.paper.report import Report, fmt_pm
+from hearlib.paper.study import Study, stack
 
 BEYOND = "— (beyond the paper)"
 ITEM = "Question types (beyond the paper)"

@@ -60,13 +60,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from hearlib import analysis as A
-from hearlib import plotting as P
-from hearlib import readsite as R
-from hearlib.plan import readsite_models as models_of
-from hearlib.questions import answer_of
-from hearlib.report import Report, markdown_table
-from hearlib.study import Study, stack
+from hearlib.paper import analysis as A
+from hearlib.paper import plotting as P
+from hearlib.method import readsite as R
+from hearlib.paper.plan import readsite_models as models_of
+from hearlib.records.questions import answer_of
+from hearlib.paper.report import Report, markdown_table
+from hearlib.paper.study import Study, stack
 
 ITEM = "Where the read happens (beyond the paper)"
 BEYOND = "— (beyond the paper)"

@@ -14,7 +14,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """``tiny_model_dir(family)`` -> folder of a tiny random-weight model + processor."""
-    from hearlib.testing import build_tiny
+    from hearlib.families.tiny import build_tiny
 
     built: dict[str, object] = {}
 

@@ -19,14 +19,14 @@ WRONG_WORDS = ("zebra", "giraffe", "elephant")
 
 @pytest.fixture(scope="session")
 def tiny_llava(tmp_path_factory) -> Path:
-    from hearlib.testing import build_tiny
+    from hearlib.families.tiny import build_tiny
 
     return Path(build_tiny("llava", tmp_path_factory.mktemp("collect-tiny-llava")))
 
 
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_llava):
-    from hearlib.models import load_engine
+    from hearlib.method.loading import load_engine
 
     return load_engine(tiny_llava)
 
@@ -112,8 +112,8 @@ SAMPLE_COUNTS = ("n_samples", "n_size_samples", "n_tsne_samples", "n_size_tsne_s
 def run(model, data, out, stages=("attribution",), *, n_samples: int = 5, n_masks: int = 64, means_file=None,
         retry_failed: bool = True, **params) -> dict:
     """``hearlib run`` in this process: ``stages`` for the first ``n_samples`` samples of every selection."""
-    from hearlib.collect import run_plan
-    from hearlib.plan import profile_params
+    from hearlib.records.collect import run_plan
+    from hearlib.paper.plan import profile_params
 
     p = profile_params(None, model=str(model), data=str(data), n_masks=n_masks, n_mean_images=3, batch_size=32,
                        ratios=[0.5], **{k: n_samples for k in SAMPLE_COUNTS}, **params)

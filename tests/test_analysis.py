@@ -1,11 +1,11 @@
-"""Specification of hearlib.analysis against synthetic evaluate functions and explicit loops."""
+"""Specification of hearlib.paper.analysis against synthetic evaluate functions and explicit loops."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from hearlib import analysis as A
-from hearlib.masks import sample_head_masks
+from hearlib.paper import analysis as A
+from hearlib.method.masks import sample_head_masks
 
 
 class Linear:
@@ -247,7 +247,7 @@ def test_attribution_on_masks_ranks_heads_like_the_truth():
         s = heads.astype(float) @ w
         return np.tanh(2.5 * s) / np.tanh(2.5)
 
-    from hearlib.attribution import fit_attribution
+    from hearlib.method.attribution import fit_attribution
 
     masks = sample_head_masks(30, 2000, 0.75, rng)
     fit = fit_attribution(masks, evaluate(masks))
@@ -271,7 +271,7 @@ def test_min_heads_per_criterion_matches_min_heads_per_row():
 
 
 def test_heldout_prediction_is_the_fit_on_the_test_split():
-    from hearlib.attribution import fit_attribution, train_test_indices
+    from hearlib.method.attribution import fit_attribution, train_test_indices
 
     rng = np.random.default_rng(0)
     masks = sample_head_masks(6, 200, 0.5, rng)

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from hearlib.engine import RecordPlan, ablation
-from hearlib.means import compute_means
-from hearlib.models import load_engine
-from hearlib.testing import FAMILIES
+from hearlib.method.engine import RecordPlan, ablation
+from hearlib.method.means import compute_means
+from hearlib.method.loading import load_engine
+from hearlib.families.tiny import FAMILIES
 
 
 @pytest.fixture(scope="module")

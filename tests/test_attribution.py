@@ -1,13 +1,13 @@
-"""Specification of hearlib.attribution against synthetic linear π and independent computations."""
+"""Specification of hearlib.method.attribution against synthetic linear π and independent computations."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from scipy.stats import pearsonr
 
-from hearlib.attribution import (fit_attribution, pearson, r2_by_mask_count, stable_mask_count,
+from hearlib.method.attribution import (fit_attribution, pearson, r2_by_mask_count, stable_mask_count,
                                  train_test_indices)
-from hearlib.masks import sample_head_masks
+from hearlib.method.masks import sample_head_masks
 
 
 def _linear_problem(n=64, m=3000, noise=0.02, seed=0):

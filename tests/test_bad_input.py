@@ -26,7 +26,7 @@ def messy_run(tiny_llava, messy, tmp_path_factory):
 
     from fixtures_collect import run
 
-    from hearlib.store import Store
+    from hearlib.records.store import Store
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -84,7 +84,7 @@ def test_failed_sample_is_retried_and_skips_are_not(tiny_llava, messy, tmp_path,
 
     from fixtures_collect import run
 
-    from hearlib.store import Store
+    from hearlib.records.store import Store
 
     data, groups = messy
     copy = tmp_path / "data"
@@ -105,9 +105,9 @@ def test_failed_sample_is_retried_and_skips_are_not(tiny_llava, messy, tmp_path,
 def test_means_from_another_model(tiny_llava, messy, tmp_path, capsys, tiny_engine):
     from hearlib.cli import main
     from hearlib.errors import MeansMismatch
-    from hearlib.means import MeanKV, compute_means
-    from hearlib.models import load_engine
-    from hearlib.testing import build_tiny
+    from hearlib.method.means import MeanKV, compute_means
+    from hearlib.method.loading import load_engine
+    from hearlib.families.tiny import build_tiny
 
     data, _ = messy
     other = load_engine(build_tiny("llava", tmp_path / "other", seed=1))
@@ -151,8 +151,8 @@ def test_out_of_memory_halves_the_mask_batch(tiny_llava, messy, tmp_path, monkey
 
     from fixtures_collect import run
 
-    from hearlib.engine import Engine
-    from hearlib.store import Store
+    from hearlib.method.engine import Engine
+    from hearlib.records.store import Store
 
     data, _ = messy
     run(tiny_llava, data, tmp_path / "ref", n_samples=1)

@@ -16,7 +16,7 @@ pytest_plugins = ["fixtures_collect"]
 
 
 def test_a_claim_is_held_by_one_owner_until_released(tmp_path):
-    from hearlib.claims import Claims
+    from hearlib.records.claims import Claims
 
     with Claims(tmp_path, timeout=30) as a, Claims(tmp_path, timeout=30) as b:
         assert a.acquire("m/d/1") and a.acquire("m/d/1")        # re-entrant for its owner
@@ -28,7 +28,7 @@ def test_a_claim_is_held_by_one_owner_until_released(tmp_path):
 
 
 def test_the_heartbeat_keeps_a_claim_fresh_and_a_silent_one_goes_stale(tmp_path):
-    from hearlib.claims import Claims
+    from hearlib.records.claims import Claims
 
     with Claims(tmp_path, timeout=1.0, heartbeat=0.2) as a, Claims(tmp_path, timeout=1.0) as b:
         assert a.acquire("x")
@@ -45,9 +45,9 @@ def test_the_heartbeat_keeps_a_claim_fresh_and_a_silent_one_goes_stale(tmp_path)
 
 
 def test_a_claim_of_a_dead_process_on_this_host_is_taken_over_at_once(tmp_path):
-    from hearlib.claims import Claims
+    from hearlib.records.claims import Claims
 
-    code = ("import sys, time; from hearlib.claims import Claims; c = Claims(sys.argv[1], timeout=3600); "
+    code = ("import sys, time; from hearlib.records.claims import Claims; c = Claims(sys.argv[1], timeout=3600); "
             "assert c.acquire('z'); print('held', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
@@ -78,7 +78,7 @@ def coco(tiny_engine, tmp_path_factory):
 
 
 def _attribution_records(out: Path) -> dict:
-    from hearlib.store import Store
+    from hearlib.records.store import Store
 
     store = Store(out, clean=False)
     return {key: store.get(key) for key in store.keys() if "/attribution-" in key}

@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEAVY = ("torch", "transformers", "sklearn", "matplotlib")
 # Known gaps in modules this file does not own; strict xfail, so a fix shows up as XPASS (drop the entry).
 TORCH_AT_IMPORT: dict[str, str] = {}
-# hearlib/collect.py registers `run`; two of its options have no help yet
+# hearlib/records/collect.py registers `run`; two of its options have no help yet
 MISSING_HELP: dict[str, str] = {}
 
 

@@ -41,8 +41,8 @@ def test_means_then_attribute_writes_the_documented_files(tmp_path, image_folder
     for key in ("n_layers", "n_heads", "logit_intact", "logit_ablated", "r2", "pearson"):
         assert key in summary
     # The stored logits are the engine's own, recomputed independently by the literal path.
-    from hearlib.means import MeanKV
-    from hearlib.models import load_engine
+    from hearlib.method.means import MeanKV
+    from hearlib.method.loading import load_engine
     engine = load_engine(model)
     sample = engine.prepare(image_folder / "003.png", answer="dog")
     literal = engine.logits(sample, MeanKV.load(means, engine=engine), masks[:3], method="literal")
@@ -78,7 +78,7 @@ def test_bad_input_ends_with_one_line_and_nonzero_exit(case, args, message, tmp_
 
 def test_attribute_notes_when_the_model_answers_otherwise(tmp_path, image_folder, tiny_model_dir, capsys):
     """A one-line note on stderr when the unablated answer is not --answer; none when it is."""
-    from hearlib.models import load_engine
+    from hearlib.method.loading import load_engine
 
     model = str(tiny_model_dir("llava"))
     image = image_folder / "001.png"
@@ -103,8 +103,8 @@ def test_attribute_draws_the_masks_of_hearlib_run(tmp_path, tiny_model_dir):
     """For the same seed and sample, `attribute` and `hearlib run` draw the same head masks."""
     from fixtures_collect import make_coco, run
 
-    from hearlib.models import load_engine
-    from hearlib.store import Store
+    from hearlib.method.loading import load_engine
+    from hearlib.records.store import Store
 
     model = tiny_model_dir("llava")
     engine = load_engine(model)

@@ -1,17 +1,17 @@
-"""Coverage of transformers' image-text-to-text model types (hearlib.coverage, docs/MODELS.md).
+"""Coverage of transformers' image-text-to-text model types (hearlib.families.coverage, docs/MODELS.md).
 
 Every model type mapped to AutoModelForImageTextToText is either a registered family, checked end
-to end on its tiny model (hearlib.coverage.check_family), or refused with a one-line reason; the
+to end on its tiny model (hearlib.families.coverage.check_family), or refused with a one-line reason; the
 table in docs/MODELS.md is exactly what these checks generate. Regenerate it with
-``python -m hearlib.coverage --write`` (or ``HEARLIB_WRITE_COVERAGE=1`` for this test)."""
+``python -m hearlib.families.coverage --write`` (or ``HEARLIB_WRITE_COVERAGE=1`` for this test)."""
 from __future__ import annotations
 
 import os
 
 import pytest
 
-from hearlib import coverage
-from hearlib.families import FAMILIES
+from hearlib.families import coverage
+from hearlib.families.registry import FAMILIES
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +48,14 @@ def test_docs_models_md_holds_the_generated_table(rows):
         coverage.write_table(rows)
     doc = coverage.DOC.read_text()
     assert coverage.replace_table(doc, table) == doc, (
-        "docs/MODELS.md differs from the generated coverage table; run python -m hearlib.coverage --write")
+        "docs/MODELS.md differs from the generated coverage table; run python -m hearlib.families.coverage --write")
 
 
 def test_real_geometry_column_names_the_hub_files_that_test_real_configs_runs(rows):
     """docs/MODELS.md says per row whether the geometry was checked against real hub files: the
-    folders of hearlib.testing.REAL_MODELS (each built and run by tests/test_real_configs.py), by
+    folders of hearlib.families.tiny.REAL_MODELS (each built and run by tests/test_real_configs.py), by
     the model_type of their config.json."""
-    from hearlib.testing import REAL_MODELS
+    from hearlib.families.tiny import REAL_MODELS
 
     real = coverage.real_files()
     assert sum(len(folders) for folders in real.values()) == len(REAL_MODELS)
@@ -71,7 +71,7 @@ def test_real_geometry_column_names_the_hub_files_that_test_real_configs_runs(ro
 
 def test_check_family_fails_when_fast_differs_from_literal(monkeypatch):
     """The end-to-end check can fail: a fast path that is off by 1e-3 is caught."""
-    from hearlib.engine import Engine
+    from hearlib.method.engine import Engine
 
     real = Engine.logits
 
@@ -89,9 +89,9 @@ def test_internvl_is_checked_with_internvl3_5s_decoder_too(monkeypatch):
     decoder (query/key norms): the same end-to-end check on a tiny InternVL with a Qwen3 decoder."""
     import dataclasses
 
-    from hearlib import families
-    from hearlib.families import TinyModel
-    from hearlib.testing import tiny_internvl_qwen3
+    from hearlib.families import registry as families
+    from hearlib.families.registry import TinyModel
+    from hearlib.families.tiny import tiny_internvl_qwen3
 
     config, _, _ = tiny_internvl_qwen3()
     assert config.text_config.model_type == "qwen3"

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from hearlib.organism import scenes
-from hearlib.datasets import ImageRecord, load_coco, load_domainnet, main_object
+from hearlib.records.datasets import ImageRecord, load_coco, load_domainnet, main_object
 from hearlib.errors import UserError
 from hearlib.paths import SHARED_COCO_TINY
 
@@ -154,7 +154,7 @@ def test_coco_2017_layout_with_several_words_and_several_instances(tmp_path):
 def test_real_coco_2017_folder_without_split():
     import json
 
-    from hearlib.datasets import coco_splits
+    from hearlib.records.datasets import coco_splits
 
     assert coco_splits(SHARED_COCO_TINY) == ["val2017", "train2017"]
     default = load_coco(SHARED_COCO_TINY)

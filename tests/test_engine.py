@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from hearlib.engine import shared_head_prefixes
+from hearlib.method.engine import shared_head_prefixes
 from hearlib.errors import MeansMismatch, UserError
-from hearlib.masks import parse_batch_size
-from hearlib.means import MeanKV, compute_means
-from hearlib.models import load_engine
-from hearlib.testing import FAMILIES
+from hearlib.method.masks import parse_batch_size
+from hearlib.method.means import MeanKV, compute_means
+from hearlib.method.loading import load_engine
+from hearlib.families.tiny import FAMILIES
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -140,7 +140,7 @@ def test_auto_batch_size_times_the_sizes_once_and_keeps_the_fastest(setup, monke
     engine, means, sample, _ = setup
     if engine.path(sample) != "fast":
         pytest.skip("the literal path runs one mask at a time")
-    monkeypatch.setattr("hearlib.engine.AUTO_BATCH_SIZES", (16, 24, 32))
+    monkeypatch.setattr("hearlib.method.engine.AUTO_BATCH_SIZES", (16, 24, 32))
     monkeypatch.setattr(engine, "_tuned_batch", None)
     seen = []
     original = engine._fast
@@ -212,7 +212,7 @@ def test_batched_means_equal_each_images_own_forward(setup):
 
 def test_ablation_changes_text_positions_only(setup):
     engine, means, sample, _ = setup
-    from hearlib.engine import LiteralPlan, ablation
+    from hearlib.method.engine import LiteralPlan, ablation
 
     before = unpatched_adjusted_logits(engine, sample, positions=slice(None))
     heads = torch.zeros((1, engine.n_total_heads), dtype=torch.bool)
@@ -347,9 +347,9 @@ def test_per_sample_caches_follow_the_means_object_not_its_id(tmp_path):
     """Caches on a sample are tied to the means object itself: other means give other numbers."""
     import numpy as np
 
-    from hearlib.means import compute_means
-    from hearlib.models import load_engine
-    from hearlib.testing import build_tiny
+    from hearlib.method.means import compute_means
+    from hearlib.method.loading import load_engine
+    from hearlib.families.tiny import build_tiny
 
     engine = load_engine(build_tiny("llava", tmp_path / "tiny"))
     rng = np.random.default_rng(3)
@@ -397,7 +397,7 @@ def test_records_do_not_depend_on_where_the_weights_lie_in_memory(tiny_model_dir
     in fresh memory (what ``.to("cpu:0")`` under accelerate made of it)."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from hearlib.engine import Engine
+    from hearlib.method.engine import Engine
 
     folder = tiny_model_dir("llava")
     processor = AutoProcessor.from_pretrained(folder)

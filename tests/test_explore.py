@@ -1,4 +1,4 @@
-"""hearlib.explore on a tiny random-weight LLaVA: the panels read the right records, the live
+"""hearlib.paper.explore on a tiny random-weight LLaVA: the panels read the right records, the live
 ablation is engine.normalized (checked against the literal method), the export round-trips."""
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ def filled(tmp_path_factory):
     """A store holding every record the explorer reads, for 3 samples (computed by a Study)."""
     import torch
     from hearlib.organism import scenes
-    from hearlib.stages import Settings
-    from hearlib.study import Study
-    from hearlib.testing import build_tiny
+    from hearlib.records.stages import Settings
+    from hearlib.paper.study import Study
+    from hearlib.families.tiny import build_tiny
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("explore")
@@ -33,8 +33,8 @@ def filled(tmp_path_factory):
 
 
 def _explorer(filled, compute=False):
-    from hearlib.explore import Explorer
-    from hearlib.study import Study
+    from hearlib.paper.explore import Explorer
+    from hearlib.paper.study import Study
 
     model, root, _, _ = filled
     st = Study(model, root / "scenes", store=root / "store", n_mean_images=3, progress=False, compute=compute)
@@ -42,8 +42,8 @@ def _explorer(filled, compute=False):
 
 
 def test_panels_read_the_records_and_compute_nothing(filled):
-    from hearlib.analysis import head_name
-    from hearlib.stages import Settings
+    from hearlib.paper.analysis import head_name
+    from hearlib.records.stages import Settings
 
     _, _, st, items = filled
     ex = _explorer(filled)
@@ -81,8 +81,8 @@ def test_panels_read_the_records_and_compute_nothing(filled):
 
 
 def test_a_missing_record_is_reported_not_computed(filled):
-    from hearlib.explore import Explorer
-    from hearlib.study import Study
+    from hearlib.paper.explore import Explorer
+    from hearlib.paper.study import Study
 
     model, root, _, items = filled
     st = Study(model, root / "scenes", store=root / "store", n_mean_images=3, progress=False, compute=False)
@@ -94,7 +94,7 @@ def test_a_missing_record_is_reported_not_computed(filled):
 
 
 def test_live_ablation_is_engine_normalized(filled):
-    from hearlib.stages import Settings
+    from hearlib.records.stages import Settings
 
     _, _, st, items = filled
     ex = _explorer(filled)
@@ -118,7 +118,7 @@ def test_live_ablation_is_engine_normalized(filled):
 
 def test_export_round_trips(filled, tmp_path):
     from hearlib.errors import UserError
-    from hearlib.explore import export_head_set, load_head_set
+    from hearlib.paper.explore import export_head_set, load_head_set
 
     _, _, _, items = filled
     ex = _explorer(filled)
@@ -136,7 +136,7 @@ def test_export_round_trips(filled, tmp_path):
 
 def test_the_widgets_update_and_export(filled, tmp_path):
     pytest.importorskip("ipywidgets")
-    from hearlib.explore import ExplorerUI, load_head_set
+    from hearlib.paper.explore import ExplorerUI, load_head_set
 
     _, _, _, items = filled
     ex = _explorer(filled)

@@ -1,17 +1,18 @@
-"""hearlib.families: every record is complete, and its paths find the right modules on the
+"""hearlib.families.registry: every record is complete, and its paths find the right modules on the
 family's tiny model; engine, loader and geometry read the records."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import inspect
 
 import numpy as np
 import pytest
 import torch
 
-from hearlib import families, geometry, testing
+from hearlib.families import geometry, registry as families, tiny as testing
 from hearlib.errors import UnsupportedModel
-from hearlib.families import FAMILIES, Family, TinyModel, family_of
+from hearlib.families.registry import FAMILIES, Family, TinyModel, family_of
 
 PATH_FIELDS = ("decoder", "layers", "attention", "output_projection", "final_norm", "lm_head", "text_config",
                "image_token_id")
@@ -38,10 +39,10 @@ def test_every_field_of_every_family_is_filled(model_type):
     # the classes load_engine's Auto classes pick for this model_type
     assert MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES[model_type] == family.model_class
     assert PROCESSOR_MAPPING_NAMES[model_type] == family.processor_class
-    # the layout is one of hearlib.geometry's, with the signature image_token_layout calls
-    assert family.layout.__module__ == "hearlib.geometry" and getattr(geometry, family.layout.__name__) is family.layout
+    # the layout is one of hearlib.families.geometry's, with the signature image_token_layout calls
+    assert family.layout.__module__ == "hearlib.families.geometry" and getattr(geometry, family.layout.__name__) is family.layout
     assert list(inspect.signature(family.layout).parameters) == ["config", "processor", "sample", "width", "height"]
-    # the tiny builder is a function of hearlib.testing
+    # the tiny builder is a function of hearlib.families.tiny
     assert isinstance(family.tiny, TinyModel) and callable(getattr(testing, family.tiny.builder))
     assert family.tiny.image_tokens > 0 and len(family.tiny.processed_size) == 2
 
@@ -153,7 +154,7 @@ def test_the_forward_runs_through_the_recorded_modules(tiny):
 
 
 def test_engine_and_loader_use_the_record(tiny, tiny_model_dir):
-    from hearlib.models import load_engine
+    from hearlib.method.loading import load_engine
 
     family = tiny[0]
     engine = load_engine(tiny_model_dir(family.model_type))
@@ -172,7 +173,7 @@ def test_engine_and_loader_use_the_record(tiny, tiny_model_dir):
 def test_engine_refuses_a_model_without_the_recorded_output_projection(tiny_model_dir, monkeypatch):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from hearlib.engine import Engine
+    from hearlib.method.engine import Engine
 
     folder = tiny_model_dir("llava")
     model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32)
@@ -195,8 +196,8 @@ def _llava_unregistered(tiny_model_dir, monkeypatch):
 
 def test_an_unregistered_model_type_of_standard_layout_runs_through_a_checked_derived_record(
         tiny_model_dir, random_images, monkeypatch):
-    from hearlib.engine import Engine
-    from hearlib.means import compute_means
+    from hearlib.method.engine import Engine
+    from hearlib.method.means import compute_means
 
     model, processor = _llava_unregistered(tiny_model_dir, monkeypatch)
     checked = []
@@ -217,7 +218,7 @@ def test_an_unregistered_model_type_of_standard_layout_runs_through_a_checked_de
 
 
 def test_a_derived_record_that_fails_its_check_is_refused_with_what_failed(tiny_model_dir, monkeypatch):
-    from hearlib.engine import Engine, FastPlan
+    from hearlib.method.engine import Engine, FastPlan
 
     model, processor = _llava_unregistered(tiny_model_dir, monkeypatch)
     attend = FastPlan._attend
@@ -245,7 +246,7 @@ def test_model_types_hear_does_not_apply_to_are_refused_with_the_reason(model_ty
 
 
 def test_image_token_layout_dispatches_through_the_record(tiny_model_dir, random_images, monkeypatch):
-    from hearlib.models import load_engine
+    from hearlib.method.loading import load_engine
 
     engine = load_engine(tiny_model_dir("qwen2_vl"))
     sample = engine.prepare(random_images(1)[0], answer="dog")
@@ -277,6 +278,13 @@ def test_build_tiny_uses_the_recorded_builder(tmp_path, monkeypatch):
     assert calls == ["called"] and (tmp_path / "tiny" / "config.json").is_file()
 
 
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 def _hearlib_imports(module) -> set[str]:
     """The hearlib modules ``module`` imports anywhere in its source (functions included)."""
     import ast
@@ -284,7 +292,9 @@ def _hearlib_imports(module) -> set[str]:
     names = set()
     for node in ast.walk(ast.parse(inspect.getsource(module))):
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hearlib"):
-            names.update([f"hearlib.{a.name}" for a in node.names] if node.module == "hearlib" else [node.module])
+            for alias in node.names:   # `from hearlib.pkg import module` names the module
+                name = f"{node.module}.{alias.name}"
+                names.add(name if _is_module(name) else node.module)
         elif isinstance(node, ast.Import):
             names.update(a.name for a in node.names if a.name.startswith("hearlib"))
     return names
@@ -293,10 +303,10 @@ def _hearlib_imports(module) -> set[str]:
 def test_the_records_are_data_that_import_nothing_built_on_them():
     """families -> geometry, refusals (data); testing and coverage read the records, never the
     other way round, so adding a family cannot close an import circle."""
-    from hearlib import coverage, refusals
+    from hearlib.families import coverage, refusals
 
     assert _hearlib_imports(refusals) == set()
     assert _hearlib_imports(geometry) <= {"hearlib.errors"}
-    assert _hearlib_imports(families) <= {"hearlib.geometry", "hearlib.errors", "hearlib.refusals"}
-    assert "hearlib.families" in _hearlib_imports(testing) and "hearlib.testing" in _hearlib_imports(coverage)
+    assert _hearlib_imports(families) <= {"hearlib.families.geometry", "hearlib.errors", "hearlib.families.refusals"}
+    assert "hearlib.families.registry" in _hearlib_imports(testing) and "hearlib.families.tiny" in _hearlib_imports(coverage)
     assert coverage.REASONS is refusals.REASONS

@@ -13,15 +13,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_notebooks_are_listed_once_in_order():
-    from hearlib.figures import NOTEBOOKS
-    from hearlib.plan import GROUPS
+    from hearlib.paper.catalogue import NOTEBOOKS
+    from hearlib.paper.plan import GROUPS
 
     assert list(NOTEBOOKS) == sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
     assert {g for groups in NOTEBOOKS.values() for g in groups} == set(GROUPS)
 
 
 def test_a_notebook_gets_only_the_parameters_it_declares():
-    from hearlib.figures import notebook_parameters
+    from hearlib.paper.catalogue import notebook_parameters
 
     params = notebook_parameters({"n_samples": 6, "n_masks": 120, "ratios": [0.5]}, {"data": "d", "out": None},
                                  {"n_samples", "data", "out"})
@@ -40,7 +40,7 @@ def _files(folder: Path) -> dict[str, int]:
 
 
 def _render(store: Path, figures: Path, build: Path, scenes: Path, *extra) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hearlib.figures", "render", "--profile", "ci", "--build", str(build),
+    return subprocess.run([sys.executable, "-m", "hearlib.paper.catalogue", "render", "--profile", "ci", "--build", str(build),
                            "-p", "data", str(scenes), "-p", "store", str(store), "-p", "out", str(figures), *extra],
                           env=_env(), capture_output=True, text=True, timeout=900, cwd=ROOT)
 
@@ -84,7 +84,7 @@ def test_render_on_a_complete_store_loads_no_model_and_matches_a_lazy_run(tmp_pa
 def test_plan_collects_the_six_numbers_of_each_organism_present(tmp_path):
     """10_organisms reads, per organism: attribution and validation on n_size_samples, attribution on
     the t-SNE selection, and θ under the paper prompt and the nine others; a missing folder is skipped."""
-    from hearlib.plan import profile_params, study_plan
+    from hearlib.paper.plan import profile_params, study_plan
     from hearlib.prompts import ALTERNATIVE_PROMPTS, PAPER_PROMPT
 
     present = tmp_path / "present"
@@ -104,7 +104,7 @@ def test_plan_collects_the_six_numbers_of_each_organism_present(tmp_path):
 
 
 def test_your_own_models_are_the_organisms_compared(tmp_path):
-    from hearlib.plan import profile_params
+    from hearlib.paper.plan import profile_params
 
     assert profile_params("quick", data=str(tmp_path))["organisms"][-1].endswith("hear-organism-r8-tuned")
     mine = profile_params("quick", data=str(tmp_path), model="a", models=["a", "b"])
@@ -114,7 +114,7 @@ def test_your_own_models_are_the_organisms_compared(tmp_path):
 
 def test_an_organism_path_counts_from_the_repository_root(tmp_path, monkeypatch):
     """The notebooks run from build/notebooks/...: data/models/... is found from the root, as Study finds it."""
-    from hearlib.plan import present_on_disk
+    from hearlib.paper.plan import present_on_disk
 
     monkeypatch.chdir(tmp_path)
     assert present_on_disk("data/models/hear-organism-s") == (ROOT / "data/models/hear-organism-s").is_dir()
@@ -123,10 +123,10 @@ def test_an_organism_path_counts_from_the_repository_root(tmp_path, monkeypatch)
 
 
 def test_the_catalogue_of_items_is_what_the_published_readme_shows():
-    """hearlib.figures.ITEMS (what the browser test expects) against figures/README.md's rows."""
+    """hearlib.paper.catalogue.ITEMS (what the browser test expects) against figures/README.md's rows."""
     import re
 
-    from hearlib.figures import ITEMS, REPORTING
+    from hearlib.paper.catalogue import ITEMS, REPORTING
 
     assert set(ITEMS) == set(REPORTING)
     shown: dict[str, list[str]] = {}

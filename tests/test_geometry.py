@@ -1,4 +1,4 @@
-"""Image-token geometry (hearlib.geometry) against what each family's model actually does.
+"""Image-token geometry (hearlib.families.geometry) against what each family's model actually does.
 
 The spatial tests make the vision tower local (every attention output projection of the
 vision encoder zeroed, so each layer is per token) and change one rectangle of the image:
@@ -16,11 +16,11 @@ import pytest
 import torch
 from PIL import Image
 
-from hearlib.engine import Engine
+from hearlib.method.engine import Engine
 from hearlib.errors import UserError
-from hearlib.geometry import Panel, TokenLayout, draw_over_image, image_token_layout, to_maps
-from hearlib.models import load_engine
-from hearlib.testing import FAMILIES
+from hearlib.families.geometry import Panel, TokenLayout, draw_over_image, image_token_layout, to_maps
+from hearlib.method.loading import load_engine
+from hearlib.families.tiny import FAMILIES
 
 HUB = Path(__file__).parent / "data" / "hub"     # the real hub files this project ships (tests/data/hub/NOTICE.md)
 # LLaVA-1.6 (vicuna) anyres pinpoints, as in llava-hf/llava-v1.6-vicuna-7b-hf
@@ -151,7 +151,7 @@ def hub_engine():
     the real processor, the vision tower made local; resolution = hearlib's for the family."""
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-    from hearlib.models import FAMILIES as MODEL_FAMILIES
+    from hearlib.method.loading import FAMILIES as MODEL_FAMILIES
 
     built = {}
 

@@ -50,8 +50,8 @@ def _heads(*args) -> subprocess.CompletedProcess:
 def _main_records(store_root: Path):
     """The main study's records, found from the stored metadata alone: the attribution records at
     the default ratio 0.75 and the validation records with every criterion on top of them."""
-    from hearlib.analysis import CRITERIA
-    from hearlib.store import Store
+    from hearlib.paper.analysis import CRITERIA
+    from hearlib.records.store import Store
 
     s = Store(store_root, clean=False)
     records = [s.get(k) for k in s.keys()]
@@ -116,7 +116,7 @@ def test_heads_json_and_csv_match_the_records(store, tiny_llava, tmp_path):
 
 
 def test_the_ratio_sweep_is_chosen_by_its_settings_hash(store, tiny_llava, tmp_path):
-    from hearlib.store import Store
+    from hearlib.records.store import Store
 
     s = Store(store, clean=False)
     sweep = {k.split("/")[2] for k in s.keys() if "/attribution-" in k and s.get(k).meta["settings"]["ratio"] == 0.5}

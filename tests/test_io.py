@@ -32,9 +32,9 @@ def _write_everything(root):
     import pandas as pd
     import torch
 
-    from hearlib.means import MeanKV
-    from hearlib.report import Report, write_readme
-    from hearlib.store import Store
+    from hearlib.method.means import MeanKV
+    from hearlib.paper.report import Report, write_readme
+    from hearlib.records.store import Store
 
     files = [io.save_text(root / "a" / "b" / "t.txt", "x"), io.save_json(root / "j.json", {"a": 1}),
              io.save_npy(root / "n.npy", np.zeros(3)), io.save_bytes(root / "b.bin", lambda s: s.write(b"1"))]

@@ -13,8 +13,8 @@ from safetensors.torch import load_file, save_file
 from hearlib import paths
 from hearlib.cli import main
 from hearlib.errors import UnsupportedModel, UserError
-from hearlib.models import load_engine
-from hearlib.testing import FAMILIES
+from hearlib.method.loading import load_engine
+from hearlib.families.tiny import FAMILIES
 
 ORGANISM = paths.organism("hear-organism-s")
 TOWER_LAYER = "vision_tower.encoder.layers.0."
@@ -95,8 +95,8 @@ def test_hearlib_run_exits_2_without_writing_a_record(broken, name, tmp_path, ca
 
 def test_with_the_flag_every_record_says_the_load_was_partial(broken, tmp_path):
     from hearlib.organism import scenes
-    from hearlib.pipeline import Pipeline
-    from hearlib.stages import Settings
+    from hearlib.records.pipeline import Pipeline
+    from hearlib.records.stages import Settings
 
     data = scenes.generate(tmp_path / "scenes", 3, seed=4242, progress=False)
     pipeline = Pipeline(broken["renamed tower"], data, store=tmp_path / "store", n_mean_images=2, progress=False,
@@ -110,8 +110,8 @@ def test_every_record_carries_its_environment(tmp_path):
     import transformers
 
     from hearlib.organism import scenes
-    from hearlib.pipeline import Pipeline
-    from hearlib.stages import Settings
+    from hearlib.records.pipeline import Pipeline
+    from hearlib.records.stages import Settings
 
     data = scenes.generate(tmp_path / "scenes", 3, seed=4242, progress=False)
     pipeline = Pipeline(ORGANISM, data, store=tmp_path / "store", n_mean_images=2, progress=False)
@@ -132,7 +132,7 @@ def test_the_load_time_check_runs_on_every_family(family, tiny_model_dir):
 
 
 def test_the_load_time_check_catches_a_changed_attention(monkeypatch):
-    from hearlib import engine as engine_module
+    from hearlib.method import engine as engine_module
 
     engine = load_engine(ORGANISM, check=False)
     original = engine_module.RecordPlan.attend

@@ -1,4 +1,4 @@
-"""Specification of hearlib.masks: exact ablated counts, uniform subsets, explicit seeds."""
+"""Specification of hearlib.method.masks: exact ablated counts, uniform subsets, explicit seeds."""
 from __future__ import annotations
 
 import subprocess
@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from hearlib.masks import n_ablated, sample_head_masks, sample_rng, sample_seed, sample_token_masks
+from hearlib.method.masks import n_ablated, sample_head_masks, sample_rng, sample_seed, sample_token_masks
 
 
 @pytest.mark.parametrize("n, ratio, expected", [(1024, 0.75, 768), (8, 0.75, 6), (10, 0.25, 3), (10, 0.75, 8),
@@ -80,7 +80,7 @@ def test_sample_seed_is_stable_and_distinct():
 
 def test_sample_seed_is_the_same_in_another_process():
     # Python's hash() is salted per process; sample_seed must not depend on it
-    code = "from hearlib.masks import sample_seed; print(sample_seed(42, 'cat/001.png', 'heads'))"
+    code = "from hearlib.method.masks import sample_seed; print(sample_seed(42, 'cat/001.png', 'heads'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONHASHSEED": "123"})
     assert int(out.stdout.strip()) == sample_seed(42, "cat/001.png", "heads")

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from hearlib.errors import UnsupportedModel, UserError
-from hearlib.models import CHECKPOINTS, FAMILIES, load_engine, resolve
+from hearlib.method.loading import CHECKPOINTS, FAMILIES, load_engine, resolve
 
 
 def test_registry_holds_the_papers_ten_checkpoints():
@@ -66,7 +66,7 @@ def _chat(processor, prompt="Name the object."):
 
 
 def test_registry_arithmetic_holds_for_every_row():
-    from hearlib.models import TEMPLATES
+    from hearlib.method.loading import TEMPLATES
 
     for c in CHECKPOINTS.values():
         rows, cols = c.grid
@@ -88,8 +88,8 @@ def test_checked_rows_match_the_real_config_and_processor(name):
     """LLaVA-1.5-7B and Qwen2-VL-2B: config, processor and chat template from tests/data/hub."""
     from transformers import AutoConfig, AutoProcessor
 
-    from hearlib.models import TEMPLATES
-    from hearlib.testing import REAL_HUB
+    from hearlib.method.loading import TEMPLATES
+    from hearlib.families.tiny import REAL_HUB
 
     c = CHECKPOINTS[name]
     folder = REAL_HUB / c.checked
@@ -128,7 +128,7 @@ def test_llava_next_rows_follow_the_llava_next_processor():
     and the Llama tokenizer of LLaVA-1.5."""
     import transformers as tf
 
-    from hearlib.testing import REAL_HUB
+    from hearlib.families.tiny import REAL_HUB
 
     c = CHECKPOINTS["llava-next-7b"]
     pinpoints = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
@@ -162,7 +162,7 @@ def test_internvl_rows_follow_the_internvl_image_processor():
 def test_docs_models_table_is_the_registry():
     from pathlib import Path
 
-    from hearlib.models import models_table
+    from hearlib.method.loading import models_table
 
     docs = (Path(__file__).resolve().parent.parent / "docs" / "MODELS.md").read_text()
     assert models_table() in docs

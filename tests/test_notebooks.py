@@ -8,7 +8,7 @@ import pytest
 jupytext = pytest.importorskip("jupytext")
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = list(__import__("hearlib.figures", fromlist=["NOTEBOOKS"]).NOTEBOOKS)   # listed once there
+NOTEBOOKS = list(__import__("hearlib.paper.catalogue", fromlist=["NOTEBOOKS"]).NOTEBOOKS)   # listed once there
 REQUIRED = {"model", "data", "n_masks", "seed", "out", "store", "n_mean_images", "profile"}
 
 
@@ -52,7 +52,7 @@ def test_profiles_parse_and_cover_the_parameters():
 
 def test_a_profile_can_change_a_few_values_of_another(tmp_path):
     from hearlib.errors import UserError
-    from hearlib.plan import load_profile
+    from hearlib.paper.plan import load_profile
 
     quick, ingredients = load_profile("quick"), load_profile(ROOT / "notebooks/profiles/ingredients.yaml")
     assert ingredients["profile"] == "ingredients" and "base" not in ingredients

@@ -44,7 +44,7 @@ def ipynb_parameters(name: str) -> dict:
 
 
 def test_every_notebook_is_listed():
-    from hearlib.figures import NOTEBOOKS as LISTED
+    from hearlib.paper.catalogue import NOTEBOOKS as LISTED
 
     assert NOTEBOOKS == sorted(LISTED)
 

@@ -20,8 +20,8 @@ import torch
 from transformers import AttentionInterface
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
 
-from hearlib.means import MeanKV, compute_means
-from hearlib.models import load_engine
+from hearlib.method.means import MeanKV, compute_means
+from hearlib.method.loading import load_engine
 
 # causal MHA/GQA (LLaVA), bidirectional image block + sliding window (Gemma 3), soft-capped
 # bidirectional prefix (PaliGemma on Gemma 2), M-RoPE (Qwen2-VL), pixel-shuffled tokens (Idefics3)
@@ -160,7 +160,7 @@ def test_the_families_cover_softcap_and_gqa(setup):
 # ----------------------------------------------------------------------------- mutations
 
 def _swap_two_heads(monkeypatch):
-    from hearlib import engine as module
+    from hearlib.method import fastpath as module     # the fast path's mask of kept heads
     original = module._keep_mask
 
     def swapped(layer, n_heads, heads, text, image):
@@ -171,7 +171,7 @@ def _swap_two_heads(monkeypatch):
 
 
 def _zeros_for_means(monkeypatch):
-    from hearlib import engine as module
+    from hearlib.method import engine as module
     original = module.Engine.logits
 
     def zeroed(self, sample, means, *args, **kwargs):
@@ -181,7 +181,7 @@ def _zeros_for_means(monkeypatch):
 
 
 def _image_queries_too(monkeypatch):
-    from hearlib import engine as module
+    from hearlib.method import engine as module
     original = module.LiteralPlan.__init__
 
     def from_the_image(self, text_start, image_positions, *args, **kwargs):

@@ -151,8 +151,8 @@ def test_committed_organism_answers_heldout_scenes(name):
 def test_committed_organism_runs_through_the_engine_fast_equals_literal(name):
     """The organism goes through the same engine as a 7B checkpoint: the fast ablation gives the
     literal one's logits for random head, text-query and image-token masks."""
-    from hearlib.means import compute_means
-    from hearlib.models import load_engine
+    from hearlib.method.means import compute_means
+    from hearlib.method.loading import load_engine
 
     torch.set_num_threads(2)
     engine = load_engine(MODELS / name)

@@ -239,7 +239,7 @@ def test_staged_recipe_refuses_a_folder_without_scene_labels(data, tmp_path):
     import shutil
 
     from hearlib.errors import UserError
-    from hearlib.organism.commands import _stage_steps
+    from hearlib.cli.train import _stage_steps
     shutil.copytree(data / "train" / "domains", tmp_path / "plain")
     with pytest.raises(UserError, match="hearlib scenes"):
         R.StagedTrainer(tmp_path / "plain", tmp_path / "out", R.Recipe(**TINY), progress=False)
@@ -264,7 +264,7 @@ def test_a_stage_is_reused_only_where_nothing_it_depends_on_was_removed():
     assert tuned.name("hear-organism-r8") == "hear-organism-r8-tuned" and full.stages == R.STAGES[:4]
     assert R.Recipe(without=("text", "align")).name("hear-organism-r8") == "hear-organism-r8-no-text-no-align"
     from hearlib.errors import UserError
-    from hearlib.organism.commands import _without
+    from hearlib.cli.train import _without
     with pytest.raises(UserError, match="ingredients"):
         R.Recipe(without=("vision",))
     assert _without("text,align") == ("text", "align") and _without(None) == ()

@@ -1,4 +1,4 @@
-"""hearlib.pipeline and ``hearlib run`` on a tiny random-weight LLaVA: what a record holds, how
+"""hearlib.records.pipeline and ``hearlib run`` on a tiny random-weight LLaVA: what a record holds, how
 samples are selected, resuming, keys, read-only use."""
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def coco(tiny_engine, tmp_path_factory):
 
 
 def _pipeline(model, data, store, **kw):
-    from hearlib.pipeline import Pipeline
+    from hearlib.records.pipeline import Pipeline
 
     return Pipeline(model, data, store=store, n_mean_images=3, batch_size=32, progress=False, **kw)
 
@@ -26,10 +26,10 @@ def _pipeline(model, data, store, **kw):
 def test_attribution_record_is_the_paper_fit_on_per_sample_masks(tiny_llava, tiny_engine, coco, tmp_path, one_thread):
     from fixtures_collect import run
 
-    from hearlib.attribution import fit_attribution
-    from hearlib.masks import n_ablated, sample_head_masks, sample_rng
-    from hearlib.means import MeanKV
-    from hearlib.stages import Settings
+    from hearlib.method.attribution import fit_attribution
+    from hearlib.method.masks import n_ablated, sample_head_masks, sample_rng
+    from hearlib.method.means import MeanKV
+    from hearlib.records.stages import Settings
 
     data, groups = coco
     counts = run(tiny_llava, data, tmp_path / "s", n_samples=4)
@@ -63,8 +63,8 @@ def test_selection_keeps_the_first_correct_samples_and_records_why_others_are_ou
                                                                                  one_thread):
     from fixtures_collect import run
 
-    from hearlib.pipeline import Selection
-    from hearlib.store import Store
+    from hearlib.records.pipeline import Selection
+    from hearlib.records.store import Store
 
     data, groups = coco
     pipe = _pipeline(tiny_llava, data, tmp_path / "s")
@@ -84,7 +84,7 @@ def test_selection_keeps_the_first_correct_samples_and_records_why_others_are_ou
 def test_a_second_run_computes_nothing_and_other_settings_are_other_records(tiny_llava, coco, tmp_path, one_thread):
     from fixtures_collect import run
 
-    from hearlib.store import Store
+    from hearlib.records.store import Store
 
     data, _ = coco
     run(tiny_llava, data, tmp_path / "s", n_samples=2)
@@ -100,8 +100,8 @@ def test_a_second_run_computes_nothing_and_other_settings_are_other_records(tiny
 
 
 def test_keys_hold_stage_sampler_and_fit_versions(tiny_llava, coco, tmp_path, monkeypatch):
-    from hearlib import stages
-    from hearlib.stages import Settings
+    from hearlib.records import stages
+    from hearlib.records.stages import Settings
 
     data, _ = coco
     pipe = _pipeline(tiny_llava, data, tmp_path / "s", compute=False)
@@ -124,8 +124,8 @@ def test_keys_hold_stage_sampler_and_fit_versions(tiny_llava, coco, tmp_path, mo
 
 
 def test_read_only_pipeline_names_the_command_and_loads_no_model(tiny_llava, coco, tmp_path):
-    from hearlib.pipeline import NotCollected, Selection
-    from hearlib.stages import Settings
+    from hearlib.records.pipeline import NotCollected, Selection
+    from hearlib.records.stages import Settings
 
     data, _ = coco
     pipe = _pipeline(tiny_llava, data, tmp_path / "empty", compute=False, fill_command="python -m hearlib run X")
@@ -139,7 +139,7 @@ def test_read_only_pipeline_names_the_command_and_loads_no_model(tiny_llava, coc
 def test_adaptive_is_a_prefix_of_the_fixed_run(tiny_llava, coco, tmp_path, one_thread):
     from fixtures_collect import run
 
-    from hearlib.stages import Settings
+    from hearlib.records.stages import Settings
 
     data, groups = coco
     run(tiny_llava, data, tmp_path / "s", n_samples=1, n_masks=300)
@@ -160,7 +160,7 @@ def test_adaptive_is_a_prefix_of_the_fixed_run(tiny_llava, coco, tmp_path, one_t
 
 def test_command_line(tiny_llava, coco, tmp_path, capsys, one_thread):
     from hearlib.cli import main
-    from hearlib.store import Store
+    from hearlib.records.store import Store
 
     data, _ = coco
     args = ["run", "--model", str(tiny_llava), "--data", str(data), "--out", str(tmp_path / "s"),
@@ -180,7 +180,7 @@ def test_command_line(tiny_llava, coco, tmp_path, capsys, one_thread):
 def test_domainnet_samples_are_interleaved_over_domains_and_classes(tiny_llava, tmp_path, one_thread):
     from PIL import Image
 
-    from hearlib.pipeline import Selection
+    from hearlib.records.pipeline import Selection
 
     rng = np.random.default_rng(5)
     for domain in ("real", "sketch"):
@@ -199,7 +199,7 @@ def test_no_correct_sample_stops_with_what_to_do(tiny_llava, tiny_engine, tmp_pa
     from fixtures_collect import make_coco
 
     from hearlib.errors import UserError
-    from hearlib.pipeline import Selection
+    from hearlib.records.pipeline import Selection
 
     make_coco(tmp_path / "wrong", tiny_engine, n_correct=0, n_wrong=2, n_reference=0, seed=4)
     pipe = _pipeline(tiny_llava, tmp_path / "wrong", tmp_path / "s")
@@ -214,7 +214,7 @@ def test_an_answer_the_tokenizer_cannot_represent_is_skipped_like_a_wrong_one(ti
 
     from fixtures_collect import make_coco, run
 
-    from hearlib.store import Store
+    from hearlib.records.store import Store
 
     root = tmp_path / "coco"
     groups = make_coco(root, tiny_engine, n_correct=2, seed=6)

@@ -1,4 +1,4 @@
-"""hearlib.plotting: each helper draws what it says (artists, colour bars, labels) without pyplot state."""
+"""hearlib.paper.plotting: each helper draws what it says (artists, colour bars, labels) without pyplot state."""
 from __future__ import annotations
 
 import io
@@ -15,8 +15,8 @@ from matplotlib.container import BarContainer  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.image import AxesImage  # noqa: E402
 
-from hearlib import analysis as A  # noqa: E402
-from hearlib import plotting as P  # noqa: E402
+from hearlib.paper import analysis as A  # noqa: E402
+from hearlib.paper import plotting as P  # noqa: E402
 
 
 def colorbars(fig) -> list:

@@ -54,8 +54,8 @@ def test_table2_r2_and_rho_recomputed(rendered):
     store, _, results = rendered
     import yaml
 
-    from hearlib.stages import Settings
-    from hearlib.study import Study
+    from hearlib.records.stages import Settings
+    from hearlib.paper.study import Study
 
     params = yaml.safe_load(PROFILE.read_text())
     study = Study(params["model"], "data/scenes/study-60", store=store, n_mean_images=params["n_mean_images"],
@@ -78,8 +78,8 @@ def test_fig7_share_and_fig3c_layer_recomputed(rendered):
     store, _, results = rendered
     import yaml
 
-    from hearlib.stages import Settings
-    from hearlib.study import Study
+    from hearlib.records.stages import Settings
+    from hearlib.paper.study import Study
 
     params = yaml.safe_load(PROFILE.read_text())
     study = Study(params["model"], "data/scenes/study-60", store=store, n_mean_images=params["n_mean_images"],

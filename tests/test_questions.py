@@ -1,4 +1,4 @@
-"""Question types (hearlib.questions): the colour question's record scores the colour word, every
+"""Question types (hearlib.records.questions): the colour question's record scores the colour word, every
 question has its own keys and contexts, samples are those correct under every type, COCO offers
 the object question only. On the committed organism and a few held-out scenes."""
 from __future__ import annotations
@@ -24,13 +24,13 @@ def scenes_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine():
-    from hearlib.models import load_engine
+    from hearlib.method.loading import load_engine
 
     return load_engine(ORGANISM, device="cpu")
 
 
 def _pipeline(data, store, engine, **kw):
-    from hearlib.pipeline import Pipeline
+    from hearlib.records.pipeline import Pipeline
 
     return Pipeline(ORGANISM, data, store=store, n_mean_images=3, batch_size=64, progress=False, engine=engine, **kw)
 
@@ -38,8 +38,8 @@ def _pipeline(data, store, engine, **kw):
 def test_scenes_offer_four_types_with_answers_from_their_labels(scenes_dir):
     import json
 
-    from hearlib.pipeline import dataset_kind, load_items
-    from hearlib.questions import ORGANISM_QUESTIONS, answer_of, questions_for
+    from hearlib.records.pipeline import dataset_kind, load_items
+    from hearlib.records.questions import ORGANISM_QUESTIONS, answer_of, questions_for
 
     items = load_items(scenes_dir, dataset_kind(scenes_dir))
     assert list(questions_for(items)) == ["object", "color", "position", "kind"]
@@ -51,8 +51,8 @@ def test_scenes_offer_four_types_with_answers_from_their_labels(scenes_dir):
 
 
 def test_plan_asks_every_type_of_the_same_selection(scenes_dir):
-    from hearlib.plan import profile_params, study_plan
-    from hearlib.questions import ORGANISM_QUESTIONS
+    from hearlib.paper.plan import profile_params, study_plan
+    from hearlib.records.questions import ORGANISM_QUESTIONS
 
     params = profile_params("ci", data=str(scenes_dir))
     requests = study_plan(params, ["questions"])
@@ -68,11 +68,11 @@ def test_plan_asks_every_type_of_the_same_selection(scenes_dir):
 @pytest.mark.skipif(not (SHARED_COCO_TINY / "annotations" / "instances_val2017.json").exists(),
                     reason=f"real COCO annotations not found at {SHARED_COCO_TINY}")
 def test_coco_offers_only_the_object_question_unless_the_user_adds_one():
-    from hearlib.datasets import load_coco
+    from hearlib.records.datasets import load_coco
     from hearlib.errors import UserError
-    from hearlib.plan import profile_params, study_plan
+    from hearlib.paper.plan import profile_params, study_plan
     from hearlib.prompts import PAPER_PROMPT
-    from hearlib.questions import questions_for
+    from hearlib.records.questions import questions_for
 
     items = load_coco(SHARED_COCO_TINY, split="val2017")
     assert list(questions_for(items)) == ["object"]
@@ -90,11 +90,11 @@ def test_coco_offers_only_the_object_question_unless_the_user_adds_one():
 
 @needs_organism
 def test_colour_record_scores_the_colour_word_and_keys_differ(scenes_dir, engine, tmp_path):
-    from hearlib.means import MeanKV
-    from hearlib.pipeline import Selection
+    from hearlib.method.means import MeanKV
+    from hearlib.records.pipeline import Selection
     from hearlib.prompts import COLOR_PROMPT
-    from hearlib.questions import ORGANISM_QUESTIONS
-    from hearlib.stages import Settings
+    from hearlib.records.questions import ORGANISM_QUESTIONS
+    from hearlib.records.stages import Settings
 
     pipe = _pipeline(scenes_dir, tmp_path / "s", engine)
     colour = Settings.make(prompt=COLOR_PROMPT, answer="color", n_masks=40)
@@ -129,8 +129,8 @@ def test_colour_record_scores_the_colour_word_and_keys_differ(scenes_dir, engine
 
 @needs_organism
 def test_question_selection_is_correct_under_every_type(scenes_dir, engine, tmp_path):
-    from hearlib.pipeline import Selection
-    from hearlib.questions import ORGANISM_QUESTIONS, answer_of
+    from hearlib.records.pipeline import Selection
+    from hearlib.records.questions import ORGANISM_QUESTIONS, answer_of
 
     pipe = _pipeline(scenes_dir, tmp_path / "s", engine)
     pairs = tuple((q.prompt, q.answer) for q in ORGANISM_QUESTIONS.values())

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from hearlib import readsite as R
-from hearlib.means import compute_means
-from hearlib.models import load_engine
+from hearlib.method import readsite as R
+from hearlib.method.means import compute_means
+from hearlib.method.loading import load_engine
 
 FAMILIES = ("llava", "qwen2_vl", "gemma3", "idefics3")
 

@@ -4,7 +4,7 @@ LLaVA-1.5-7B, Qwen2-VL-2B-Instruct, Qwen2.5-VL-3B-Instruct, Qwen3-VL-4B-Instruct
 SmolVLM-256M-Instruct (model type ``idefics3``) and Gemma-3-4B-it (with a stand-in tokenizer, see
 STANDIN below), built from the real hub files in
 tests/data/hub (config, processor, tokenizer, chat template; sources and licences in
-tests/data/hub/NOTICE.md) by :func:`hearlib.testing.real_config_model`, with decoder and vision
+tests/data/hub/NOTICE.md) by :func:`hearlib.families.tiny.real_config_model`, with decoder and vision
 depth cut to 2 layers (width, query and key/value heads, head size, RoPE / M-RoPE and vocabulary
 as published; the decoder MLP of the larger ones is narrowed to 1024 to fit a CPU, see BUILD).
 The engine must run them exactly: fast = literal, intact = the plain transformers forward, answer
@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 import torch
 
-from hearlib.models import load_engine
-from hearlib.testing import REAL_HUB, REAL_MODELS, STANDIN_NOTE, has_real_tokenizer, real_config_model
+from hearlib.method.loading import load_engine
+from hearlib.families.tiny import REAL_HUB, REAL_MODELS, STANDIN_NOTE, has_real_tokenizer, real_config_model
 
 pytestmark = pytest.mark.slow          # about two minutes a model on a shared 2-core CPU machine
 
@@ -45,7 +45,7 @@ IMAGE_TOKENS = {"llava-1.5-7b": 576, "qwen2-vl-2b": 256, "qwen2.5-vl-3b": 256, "
                 "smolvlm-256m": 1088, "gemma-3-4b": 256}
 # Gemma 3's tokenizer files (tokenizer.json 33 MB, tokenizer.model 4.7 MB) are in no public copy that could be
 # retrieved whole: its model runs with the real config, processor config and chat template and a STAND-IN
-# tokenizer (hearlib.testing.standin_tokenizer: every special/added token at its real id, test words elsewhere),
+# tokenizer (hearlib.families.tiny.standin_tokenizer: every special/added token at its real id, test words elsewhere),
 # so the tests of how words are tokenized are skipped for it; everything else is checked as for the others.
 STANDIN = sorted(name for name in BUILD if not has_real_tokenizer(name))
 
@@ -58,7 +58,7 @@ PHOTO = (640, 480)
 
 
 def test_every_model_with_real_hub_files_is_run_here():
-    """hearlib.coverage.real_files (the 'real geometry' column of docs/MODELS.md) lists REAL_MODELS."""
+    """hearlib.families.coverage.real_files (the 'real geometry' column of docs/MODELS.md) lists REAL_MODELS."""
     assert set(BUILD) == set(REAL_MODELS) == set(IMAGE_TOKENS)
 
 
@@ -84,7 +84,7 @@ def _photos(n, seed):
 
 @pytest.fixture(scope="module", params=list(BUILD))
 def real(request, real_model_dir, tmp_path_factory):
-    from hearlib.means import compute_means
+    from hearlib.method.means import compute_means
 
     name = request.param
     folder = real_model_dir(name)
@@ -270,7 +270,7 @@ def _coco_2017(root: Path, images) -> dict[str, str]:
 
 
 def test_hearlib_run_end_to_end(real, tmp_path):
-    from hearlib.store import Store
+    from hearlib.records.store import Store
 
     engine = real["engine"]
     # the cat is the fixture's sample image, whose unablated forward the other tests already ran

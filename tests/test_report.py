@@ -1,4 +1,4 @@
-"""hearlib.report: every paper item's files, its headline beside the paper's, and a check that
+"""hearlib.paper.report: every paper item's files, its headline beside the paper's, and a check that
 nothing registered is missing or empty."""
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from hearlib.report import Report, main, missing_files, publish, write_results  # noqa: E402
-from hearlib.figures import REPORTING as NOTEBOOKS  # noqa: E402  (the notebooks that write reports)
+from hearlib.paper.report import Report, main, missing_files, publish, write_results  # noqa: E402
+from hearlib.paper.catalogue import REPORTING as NOTEBOOKS  # noqa: E402  (the notebooks that write reports)
 from hearlib import paths  # noqa: E402
 
 
@@ -183,7 +183,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt, pandas as pd
 from tqdm.auto import tqdm
-from hearlib.report import Report
+from hearlib.paper.report import Report
 report = Report("nb", {str(out)!r}, {{}})
 fig, ax = plt.subplots()
 ax.plot([0, 1], [1, 0])
@@ -208,7 +208,7 @@ for _ in tqdm(range(3), desc="loop"):
 
 
 def test_outside_a_kernel_nothing_is_displayed(tmp_path, capsys):
-    from hearlib.report import in_kernel
+    from hearlib.paper.report import in_kernel
 
     assert not in_kernel()
     _report(tmp_path)
@@ -216,12 +216,12 @@ def test_outside_a_kernel_nothing_is_displayed(tmp_path, capsys):
 
 
 def test_render_check_finds_a_registered_figure_missing_from_the_executed_notebook(tmp_path):
-    """hearlib.figures.render fails when an executed notebook lacks a registered item inline."""
+    """hearlib.paper.catalogue.render fails when an executed notebook lacks a registered item inline."""
     import nbformat
     import pytest
 
     from hearlib.errors import UserError
-    from hearlib.figures import _check_inline, inline_files
+    from hearlib.paper.catalogue import _check_inline, inline_files
 
     _report(tmp_path)                        # registers fig2_attribution_example.png and table2_attribution_fit.csv
     image = nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo="},
@@ -253,8 +253,8 @@ def test_a_section_is_its_own_part_of_the_results_before_the_notes(tmp_path):
 def test_a_placeholder_figure_fails_unless_the_notebook_says_why(tmp_path):
     import json
 
-    from hearlib.plotting import message_figure
-    from hearlib.report import Report
+    from hearlib.paper.plotting import message_figure
+    from hearlib.paper.report import Report
 
     report = Report("99_test", tmp_path)
     with pytest.raises(ValueError, match="placeholder"):

@@ -3,7 +3,7 @@ restarted, writes the records of a single-process run, bit for bit, for every st
 had finished.
 
 accelerate 1.15 starts several CPU processes through torchrun with ``--multi_gpu`` (``--cpu``
-with ``--num_processes`` > 1 needs mpirun); on this GPU-less machine hearlib.collect asks
+with ``--num_processes`` > 1 needs mpirun); on this GPU-less machine hearlib.records.collect asks
 ``PartialState`` for CPU processes, so the two workers form a gloo group on CPU. Every option
 is given on the command line: no accelerate config file is read or needed.
 """
@@ -68,7 +68,7 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 
 
 def _records(store_root: Path) -> dict:
-    from hearlib.store import Store
+    from hearlib.records.store import Store
 
     store = Store(store_root, clean=False)
     return {key: store.get(key) for key in store.keys()}
@@ -102,7 +102,7 @@ def _domainnet(root: Path, coco: Path) -> Path:
 def test_all_stages_two_processes_killed_and_resumed_equal_one_process(tiny_llava, tiny_engine, tmp_path):
     from fixtures_collect import make_coco, subprocess_env
 
-    from hearlib.store import Store
+    from hearlib.records.store import Store
 
     data = tmp_path / "coco"
     groups = make_coco(data, tiny_engine, n_correct=4, n_wrong=1, seed=21)
@@ -115,7 +115,7 @@ def test_all_stages_two_processes_killed_and_resumed_equal_one_process(tiny_llav
     assert single.returncode == 0, single.stderr[-3000:]
     reference = _records(tmp_path / "single")
     stages = {key.split("/")[2].split("-")[0] for key in reference}
-    from hearlib.stages import STAGES
+    from hearlib.records.stages import STAGES
 
     assert stages == set(STAGES), stages                                    # every registered stage
     assert len({r.meta["prompt"] for r in reference.values() if "/screen-" in r.key}) == 10   # Table 1's prompts

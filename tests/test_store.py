@@ -1,4 +1,4 @@
-"""hearlib.store: atomic records, no pickle, manifest, leftovers of killed writers."""
+"""hearlib.records.store: atomic records, no pickle, manifest, leftovers of killed writers."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hearlib.store import Store, settings_hash, slug
+from hearlib.records.store import Store, settings_hash, slug
 
 
 def test_settings_hash_is_stable_and_order_free():
@@ -106,7 +106,7 @@ def test_failed_write_leaves_no_record(tmp_path, monkeypatch):
 CRASH = textwrap.dedent("""
     import os, sys
     import numpy as np
-    from hearlib.store import Store
+    from hearlib.records.store import Store
     store = Store(sys.argv[1])
     key = sys.argv[2]
     real_save = np.save
@@ -147,7 +147,7 @@ def test_crash_mid_write_leaves_no_half_record(tmp_path):
 
 def test_clean_keeps_live_writers(tmp_path):
     store = Store(tmp_path)
-    live = tmp_path / "m" / f".tmp-{__import__('hearlib.store', fromlist=['x'])._HOST}-{os.getpid()}-abcd1234-x"
+    live = tmp_path / "m" / f".tmp-{__import__('hearlib.records.store', fromlist=['x'])._HOST}-{os.getpid()}-abcd1234-x"
     live.mkdir(parents=True)
     foreign = tmp_path / ".tmp-otherhost-1-abcd1234-y"
     foreign.mkdir()
@@ -162,7 +162,7 @@ def test_concurrent_writers_one_manifest(tmp_path):
     script = textwrap.dedent("""
         import sys
         import numpy as np
-        from hearlib.store import Store
+        from hearlib.records.store import Store
         store = Store(sys.argv[1], clean=False)
         rank = int(sys.argv[2])
         for i in range(rank, 40, 4):

@@ -1,4 +1,4 @@
-"""hearlib.study on a tiny random-weight LLaVA: records are computed once, stored, and consistent."""
+"""hearlib.paper.study on a tiny random-weight LLaVA: records are computed once, stored, and consistent."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,14 +6,14 @@ import pytest
 
 pytest_plugins = ["fixtures_collect"]
 
-from hearlib.attribution import fit_attribution
-from hearlib.masks import n_ablated
+from hearlib.method.attribution import fit_attribution
+from hearlib.method.masks import n_ablated
 
 
 @pytest.fixture(scope="module")
 def study_setup(tmp_path_factory):
     from hearlib.organism import scenes
-    from hearlib.testing import build_tiny
+    from hearlib.families.tiny import build_tiny
 
     root = tmp_path_factory.mktemp("study")
     model = build_tiny("llava", root / "tiny")
@@ -22,7 +22,7 @@ def study_setup(tmp_path_factory):
 
 
 def _study(setup, monkeypatch, **kw):
-    from hearlib.study import Study
+    from hearlib.paper.study import Study
 
     model, root = setup
     return Study(model, root / "scenes", store=root / "store", n_mean_images=3, progress=False, **kw)
@@ -69,7 +69,7 @@ def test_stages_store_and_reuse(study_setup, monkeypatch):
 def test_interleave_balances_domains_then_classes():
     from types import SimpleNamespace as S
 
-    from hearlib.pipeline import _interleave
+    from hearlib.records.pipeline import _interleave
 
     items = [S(domain=d, label=l, i=i) for d in ("real", "sketch", "clipart") for l in ("cat", "apple") for i in range(2)]
     order = _interleave(items, ("domain", "label"))
@@ -84,7 +84,7 @@ def test_reads_the_records_of_hearlib_run(study_setup, tmp_path):
     """What `python -m hearlib run` collected is what the study reads: no model is loaded."""
     from fixtures_collect import run
 
-    from hearlib.study import Study
+    from hearlib.paper.study import Study
 
     model, root = study_setup
     run(model, root / "scenes", tmp_path / "store", ("attribution", "validation"), n_samples=1, n_masks=40, seed=5,
@@ -100,8 +100,8 @@ def test_reads_the_records_of_hearlib_run(study_setup, tmp_path):
 
 
 def test_a_large_profile_stops_with_the_command_that_fills_the_store(study_setup, tmp_path, monkeypatch):
-    from hearlib.pipeline import NotCollected
-    from hearlib.study import Study
+    from hearlib.records.pipeline import NotCollected
+    from hearlib.paper.study import Study
 
     model, root = study_setup
     st = Study(model, root / "scenes", store=tmp_path / "empty", n_mean_images=3, progress=False, profile="paper")
@@ -117,7 +117,7 @@ def test_a_large_profile_stops_with_the_command_that_fills_the_store(study_setup
 def test_the_generated_study_scenes_are_made_where_missing(tmp_path, monkeypatch):
     from hearlib import paths
     from hearlib.errors import UserError
-    from hearlib.study import study_data
+    from hearlib.paper.study import study_data
 
     monkeypatch.setattr(paths, "SCENES", tmp_path / "scenes")
     made = study_data(tmp_path / "scenes" / "study-3")

@@ -1,12 +1,12 @@
-"""hearlib.testing: tiny random-weight models of every family load like hub checkpoints."""
+"""hearlib.families.tiny: tiny random-weight models of every family load like hub checkpoints."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from hearlib.families import FAMILIES as FAMILY_RECORDS
-from hearlib.testing import FAMILIES, NUM_IMAGE_TOKENS, PAPER_PROMPT, build_tiny
+from hearlib.families.registry import FAMILIES as FAMILY_RECORDS
+from hearlib.families.tiny import FAMILIES, NUM_IMAGE_TOKENS, PAPER_PROMPT, build_tiny
 
 MESSAGES = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PAPER_PROMPT}]}]
 EXPECTED_TEXT = {
@@ -154,12 +154,12 @@ def test_unknown_family(tmp_path):
 
 
 def test_command_line_writes_build_tinys_folder(tmp_path, capsys):
-    """``python -m hearlib.testing tiny``: the folder build_tiny writes (same weights at the same
+    """``python -m hearlib.families.tiny tiny``: the folder build_tiny writes (same weights at the same
     seed, another seed differs), loadable by the Auto classes; ``list`` names every family."""
     from safetensors.torch import load_file
     from transformers import AutoProcessor
 
-    from hearlib.testing import main
+    from hearlib.families.tiny import main
     assert main(["tiny", "--family", "gemma3", "--out", str(tmp_path / "cli"), "--seed", "3"]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "cli")
     main(["tiny", "--family", "gemma3", "--out", str(tmp_path / "other"), "--seed", "4"])
@@ -176,7 +176,7 @@ def test_command_line_writes_build_tinys_folder(tmp_path, capsys):
 
 
 def test_command_line_refuses_an_unknown_family(tmp_path, capsys):
-    from hearlib.testing import main
+    from hearlib.families.tiny import main
     with pytest.raises(SystemExit) as stop:
         main(["tiny", "--family", "blip", "--out", str(tmp_path / "x")])
     assert stop.value.code == 2

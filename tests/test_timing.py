@@ -20,7 +20,7 @@ def coco(tiny_engine, tmp_path_factory):
 
 
 def test_batched_means_equal_one_image_at_a_time(tiny_engine, random_images, one_thread):
-    from hearlib.means import compute_means
+    from hearlib.method.means import compute_means
 
     images = random_images(5, seed=11)
     one = compute_means(tiny_engine, images, progress=False, batch_size=1)
@@ -40,7 +40,7 @@ def test_batched_means_equal_one_image_at_a_time(tiny_engine, random_images, one
 def test_means_halve_their_batch_when_memory_runs_out(tiny_engine, random_images, monkeypatch, one_thread):
     import torch
 
-    from hearlib.means import compute_means
+    from hearlib.method.means import compute_means
 
     images = random_images(5, seed=12)
     one = compute_means(tiny_engine, images, progress=False, batch_size=1)
@@ -68,7 +68,7 @@ def torch_mean(tensors):
 def test_run_accounts_computing_seconds_per_stage_and_writes_a_summary(tiny_llava, coco, tmp_path, one_thread, capsys):
     from fixtures_collect import run
 
-    from hearlib.store import Store
+    from hearlib.records.store import Store
 
     store = tmp_path / "store"
     summary = run(tiny_llava, coco, store, stages=("attribution", "validation", "lens"), n_samples=2, n_masks=32)
@@ -113,7 +113,7 @@ def test_run_accounts_computing_seconds_per_stage_and_writes_a_summary(tiny_llav
 
 
 def test_time_table_lines_up_models_and_totals():
-    from hearlib.collect import time_table
+    from hearlib.records.collect import time_table
 
     text = time_table({"s": {"screen": 1.0, "attribution": 3.0}, "m": {"attribution": 5.5}},
                       {"s": {"screen": 2, "attribution": 2}, "m": {"attribution": 1}}, wall=12.0)

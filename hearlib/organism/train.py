@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hearlib.organism import model as O
-from hearlib.datasets import ImageRecord, load_domainnet
+from hearlib.records.datasets import ImageRecord, load_domainnet
 from hearlib.errors import UserError
 
 LABEL_KEYS = {"object": "object", "color": "color", "position": "position", "kind": "supercategory"}
@@ -549,7 +549,7 @@ def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=No
         if not val_records:
             train, val_records = train, []
     if not user_data and (vision_steps is None or decoder_steps is None):
-        from hearlib.organism.commands import DEFAULT_DECODER_STEPS, DEFAULT_VISION_STEPS
+        from hearlib.organism.defaults import DEFAULT_DECODER_STEPS, DEFAULT_VISION_STEPS
         vision_steps = DEFAULT_VISION_STEPS if vision_steps is None else vision_steps
         decoder_steps = decoder_steps or dict(DEFAULT_DECODER_STEPS)
     if vision_steps is None or decoder_steps is None:

@@ -1,4 +1,4 @@
-"""Every notebook of :data:`hearlib.figures.NOTEBOOKS` run in a real JupyterLab, driven by headless
+"""Every notebook of :data:`hearlib.paper.catalogue.NOTEBOOKS` run in a real JupyterLab, driven by headless
 Chromium (``make test-browser``; collected only with ``pytest --browser``).
 
 Per notebook: double-click its ``.py`` in the file browser (it must open as a notebook, through the
@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from hearlib import paths
-from hearlib.figures import EXPLORERS, ITEMS, NOTEBOOKS
+from hearlib.paper.catalogue import EXPLORERS, ITEMS, NOTEBOOKS
 
 pytestmark = pytest.mark.browser
 
@@ -62,7 +62,7 @@ def _lab_root(config) -> Path:
         return paths.NOTEBOOKS
     import jupytext
 
-    from hearlib.figures import render
+    from hearlib.paper.catalogue import render
 
     overrides = {name: value for name, value in config.getoption("--browser-param")}
     import yaml
@@ -203,7 +203,7 @@ def _expected(out: Path, name: str, since: float) -> tuple[list[str], list[str]]
 
 def _out_folder(root: Path, name: str) -> Path:
     """The notebook's ``out`` parameter (the injected value wins), resolved as hearlib does."""
-    from hearlib.report import resolve_path
+    from hearlib.paper.report import resolve_path
 
     text = (root / f"{name}.py").read_text()
     values = re.findall(r'^out = ["\'](.+?)["\']', text, flags=re.M)

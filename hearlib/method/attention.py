@@ -1,0 +1,267 @@
+"""HeAr's attention function and its plans: mean ablation of image-to-text attention, per query head.
+
+One attention function, ``"hear"``, is registered with transformers' ``AttentionInterface`` and
+installed on the decoder of a vision-language model by :class:`hearlib.method.engine.Engine`.
+Outside an :func:`ablation` context it is plain causal attention (SDPA), so the model behaves as
+shipped. Inside one, a *plan* decides what each decoder layer's attention does:
+
+* :class:`RecordPlan` – the unablated forward; keeps the prefix/image keys and values, the
+  attention of text queries over image keys (Eq. 10, 13) and each head's output at the last
+  position (logit lens).
+* :class:`KeyValuePlan` – keeps the image keys and values only (the means).
+* :class:`LiteralPlan` – the paper read literally: a full-sequence forward in which text
+  query ``t`` of head ``n`` reads the mean key and value at image position ``j`` unless
+  ``x_n · u_t · v_j = 1``. The reference for tests.
+* :class:`~hearlib.method.fastpath.FastPlan` – the same quantity from the text tokens only.
+
+Every plan attends under the model's own mask (causal, bidirectional image blocks, sliding
+windows, a prefix-LM's bidirectional prompt), scale and attention soft-cap.
+Masks use 1 (True) = intact; head ``n = l·H + h``.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+from hearlib.errors import UnsupportedModel, UserError
+
+if TYPE_CHECKING:
+    from hearlib.method.means import MeanKV
+
+ATTENTION_NAME = "hear"
+
+_ACTIVE_PLAN: contextvars.ContextVar["_Plan | None"] = contextvars.ContextVar("hear_plan", default=None)
+
+
+def hear_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, softcap=None, **kwargs):
+    """The registered attention function: the model's own attention (its mask, scale and soft-cap)
+    unless an ablation plan is active, then the plan's."""
+    if kwargs.get("s_aux") is not None:
+        raise UnsupportedModel("attention sinks (s_aux) are not supported by hearlib's attention plans")
+    plan = _ACTIVE_PLAN.get()
+    layer = getattr(module, "layer_idx", None)
+    if plan is None or layer is None:
+        if softcap is None:
+            return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling,
+                                          dropout=dropout, **kwargs)
+        return _plain_attention(query, key, value, attention_mask, scaling, softcap), None
+    if scaling is None:
+        scaling = query.shape[-1] ** -0.5
+    return plan.attend(module, layer, query, key, value, _Attn(attention_mask, scaling, softcap)), None
+
+
+def hear_mask(*args, **kwargs):
+    """transformers' SDPA mask, always materialised (never ``None`` for "plain causal"), so the
+    plans read the mask the model really uses: [B, 1, Q, K] booleans, True = may attend."""
+    kwargs["allow_is_causal_skip"] = False
+    kwargs["allow_is_bidirectional_skip"] = False
+    return sdpa_mask(*args, **kwargs)
+
+
+AttentionInterface.register(ATTENTION_NAME, hear_attention)
+ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION_NAME, hear_mask)
+
+
+@dataclass
+class _Attn:
+    """What the model passes to its attention function besides q, k, v: mask, scale, soft-cap."""
+
+    mask: torch.Tensor | None
+    scaling: float
+    softcap: float | None = None
+
+    def blocked(self, n_query: int, n_key: int, device) -> torch.Tensor:
+        """Boolean [..., n_query, n_key], True where a query may not attend; plain causal if the
+        model passed no mask."""
+        return _blocked(self.mask, n_query, n_key, device)
+
+    def scores(self, raw: torch.Tensor) -> torch.Tensor:
+        """Scaled (and soft-capped) float attention logits from q·k."""
+        scores = raw.float() * self.scaling
+        if self.softcap is not None:
+            scores = torch.tanh(scores / self.softcap) * self.softcap
+        return scores
+
+
+def _blocked(mask, n_query: int, n_key: int, device) -> torch.Tensor:
+    if mask is None:
+        return _causal_scores_mask(n_query, n_key, device)
+    if mask.dtype == torch.bool:
+        blocked = ~mask
+    else:                                   # an additive float mask: -inf (or dtype min) = blocked
+        blocked = mask <= torch.finfo(mask.dtype).min / 2
+    return blocked[..., -n_query:, -n_key:]
+
+
+def _plain_attention(query, key, value, mask, scaling, softcap):
+    """Eager attention with the model's mask and soft-cap (SDPA has no soft-cap)."""
+    n_heads, seq = query.shape[1], query.shape[2]
+    attn = _Attn(mask, scaling if scaling is not None else query.shape[-1] ** -0.5, softcap)
+    keys, values = _expand_heads(key, n_heads), _expand_heads(value, n_heads)
+    scores = attn.scores(torch.matmul(query, keys.transpose(-1, -2)))
+    scores = scores.masked_fill(attn.blocked(seq, key.shape[-2], query.device), float("-inf"))
+    return torch.matmul(scores.softmax(-1).to(values.dtype), values).transpose(1, 2).contiguous()
+
+
+@contextlib.contextmanager
+def ablation(plan: "_Plan") -> Iterator["_Plan"]:
+    """Activate ``plan`` for every decoder attention call inside the block; always cleaned up."""
+    token = _ACTIVE_PLAN.set(plan)
+    try:
+        yield plan
+    finally:
+        _ACTIVE_PLAN.reset(token)
+
+
+def _expand_heads(states: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Repeat key/value heads so that each query head has its own (GQA groups expanded)."""
+    n_kv = states.shape[-3]
+    if n_kv == n_heads:
+        return states
+    return states.repeat_interleave(n_heads // n_kv, dim=-3)
+
+
+def _causal_scores_mask(n_query: int, n_key: int, device) -> torch.Tensor:
+    """Boolean [n_query, n_key] mask, True where a query may not attend (future keys).
+    Queries are the last ``n_query`` positions of the ``n_key`` long sequence."""
+    offset = n_key - n_query
+    q = torch.arange(n_query, device=device)[:, None] + offset
+    k = torch.arange(n_key, device=device)[None, :]
+    return k > q
+
+
+def _own_aligned_memory(model) -> None:
+    """Move every CPU parameter and buffer that does not start on a 64-byte boundary into memory
+    of its own (torch's allocator aligns to 64 bytes).
+
+    Weights loaded from safetensors stay in the file's memory map at the file's offsets; the CPU
+    matrix kernels round differently for operands that are not 64-byte aligned (the per-head
+    outputs and the logit lens moved by up to 2e-6), so a record depended on whether the model had
+    been copied on load (``.to("cpu:0")`` under accelerate copies, ``.to("cpu")`` does not)."""
+    with torch.no_grad():
+        for tensors in (model.parameters(), model.buffers()):
+            for tensor in tensors:
+                if tensor.device.type == "cpu" and tensor.data_ptr() % 64:
+                    tensor.data = tensor.data.clone()
+
+
+class _Plan:
+    def attend(self, module, layer, query, key, value, attn: _Attn) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+class RecordPlan(_Plan):
+    """Unablated attention under the model's mask that records what later forwards and analyses
+    need, including which keys each text query may read and whether any prefix or image position
+    reads a text position (the fast path's premise)."""
+
+    def __init__(self, text_start: int, image_positions: torch.Tensor, *, keep_head_outputs: bool = True,
+                 output_projection: str = "o_proj"):
+        self.text_start = text_start
+        self.image_positions = image_positions
+        self.keep_head_outputs = keep_head_outputs
+        self.output_projection = output_projection         # attribute of the attention module
+        self.keys: dict[int, torch.Tensor] = {}          # [KVH, text_start, D], rotated
+        self.values: dict[int, torch.Tensor] = {}
+        self.text_to_image: dict[int, torch.Tensor] = {}  # [H, P_txt, P_img]
+        self.head_outputs: dict[int, torch.Tensor] = {}   # [H, d_model]
+        self.text_blocked: dict[int, torch.Tensor] = {}   # [P_txt, S] True = the text query may not read
+        self.prefix_reads_text: dict[int, bool] = {}      # a prefix/image query reads a text key
+
+    def attend(self, module, layer, query, key, value, attn):
+        _, n_heads, seq, _ = query.shape
+        ts = self.text_start
+        self.keys[layer] = key[0, :, :ts].detach().clone()
+        self.values[layer] = value[0, :, :ts].detach().clone()
+        keys, values = _expand_heads(key, n_heads), _expand_heads(value, n_heads)
+        blocked = attn.blocked(seq, seq, query.device)
+        rows = blocked.reshape(-1, seq, seq)
+        if rows.shape[0] != 1:
+            raise UserError("the recorded forward must see one sample (a mask of batch 1)")
+        self.text_blocked[layer] = rows[0, ts:].clone()
+        self.prefix_reads_text[layer] = bool((~rows[0, :ts, ts:]).any())
+        scores = attn.scores(torch.matmul(query, keys.transpose(-1, -2)))
+        scores.masked_fill_(blocked, float("-inf"))
+        probs = scores.softmax(-1)
+        out = torch.matmul(probs.to(values.dtype), values)                   # [1, H, S, D]
+        text_rows = probs[0, :, self.text_start:]                             # [H, P_txt, S]
+        self.text_to_image[layer] = text_rows[:, :, self.image_positions].detach().clone()
+        if self.keep_head_outputs:
+            o_weight = getattr(module, self.output_projection).weight         # [d_model, H*D]
+            per_head = o_weight.view(o_weight.shape[0], n_heads, -1)          # [d_model, H, D]
+            self.head_outputs[layer] = torch.einsum("hd,mhd->hm", out[0, :, -1].to(per_head.dtype), per_head).detach()
+        return out.transpose(1, 2).contiguous()
+
+
+class KeyValuePlan(_Plan):
+    """Unablated attention (the model's mask) of a batch of sequences that keeps only the keys (rotated) and
+    values at the image positions: what the means need, for many reference images in one forward.
+    Same arithmetic as :class:`RecordPlan`, row by row."""
+
+    def __init__(self, image_positions: torch.Tensor):
+        self.image_positions = image_positions
+        self.keys: dict[int, torch.Tensor] = {}          # [B, KVH, P_img, D]
+        self.values: dict[int, torch.Tensor] = {}
+
+    def attend(self, module, layer, query, key, value, attn):
+        _, n_heads, seq, _ = query.shape
+        self.keys[layer] = key[:, :, self.image_positions].detach().clone()
+        self.values[layer] = value[:, :, self.image_positions].detach().clone()
+        keys, values = _expand_heads(key, n_heads), _expand_heads(value, n_heads)
+        scores = attn.scores(torch.matmul(query, keys.transpose(-1, -2)))
+        scores.masked_fill_(attn.blocked(seq, seq, query.device), float("-inf"))
+        out = torch.matmul(scores.softmax(-1).to(values.dtype), values)
+        return out.transpose(1, 2).contiguous()
+
+
+def _keep_mask(layer: int, n_heads: int, heads: torch.Tensor, text: torch.Tensor | None,
+               image: torch.Tensor | None) -> torch.Tensor:
+    """keep[b, h, t, j] = x[b, l·H + h] · u[b, t] · v[b, j], broadcastable ([B, H, T|1, P|1])."""
+    keep = heads[:, layer * n_heads:(layer + 1) * n_heads][:, :, None, None]
+    if text is not None:
+        keep = keep & text[:, None, :, None]
+    if image is not None:
+        keep = keep & image[:, None, None, :]
+    return keep
+
+
+class LiteralPlan(_Plan):
+    """Full-sequence forward; text queries read per-(head, query, image token) own or mean K/V."""
+
+    def __init__(self, text_start: int, image_positions: torch.Tensor, means: "MeanKV",
+                 heads: torch.Tensor, text: torch.Tensor | None, image: torch.Tensor | None):
+        self.text_start, self.image_positions, self.means = text_start, image_positions, means
+        self.heads, self.text, self.image = heads, text, image
+
+    def attend(self, module, layer, query, key, value, attn):
+        batch, n_heads, seq, _ = query.shape
+        ts, img = self.text_start, self.image_positions
+        keys, values = _expand_heads(key, n_heads), _expand_heads(value, n_heads)
+        mean_k = _expand_heads(self.means.k[layer], n_heads).to(query)        # [H, P_img, D]
+        mean_v = _expand_heads(self.means.v[layer], n_heads).to(query)
+        keep = _keep_mask(layer, n_heads, self.heads, self.text, self.image)
+        keep = keep.expand(batch, n_heads, seq - ts, img.numel())[..., None]  # [B, H, T, P, 1]
+
+        # The keys and values each text query reads at the image positions.
+        own_k, own_v = keys[:, :, img][:, :, None], values[:, :, img][:, :, None]   # [B, H, 1, P, D]
+        text_k = torch.where(keep, own_k, mean_k[None, :, None])                    # [B, H, T, P, D]
+        text_v = torch.where(keep, own_v, mean_v[None, :, None])
+
+        raw = torch.matmul(query, keys.transpose(-1, -2))
+        raw[:, :, ts:, img] = torch.einsum("bhtd,bhtpd->bhtp", query[:, :, ts:], text_k)
+        scores = attn.scores(raw).masked_fill(attn.blocked(seq, seq, query.device), float("-inf"))
+        probs = scores.softmax(-1).to(values.dtype)
+
+        out = torch.matmul(probs, values)
+        text_probs = probs[:, :, ts:].clone()
+        image_probs = text_probs[..., img]
+        text_probs[..., img] = 0
+        out[:, :, ts:] = torch.matmul(text_probs, values) + torch.einsum("bhtp,bhtpd->bhtd", image_probs, text_v)
+        return out.transpose(1, 2).contiguous()

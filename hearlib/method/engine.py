@@ -1,0 +1,533 @@
+"""The ablation engine: a vision-language model with HeAr's attention function installed
+(:mod:`hearlib.method.attention`), and the calls the study makes of it.
+
+Inside an :func:`~hearlib.method.attention.ablation` context a *plan* decides what each decoder
+layer's attention does:
+
+* :class:`RecordPlan` – the unablated forward; keeps the prefix/image keys and values, the
+  attention of text queries over image keys (Eq. 10, 13) and each head's output at the last
+  position (logit lens).
+* :class:`LiteralPlan` – the paper read literally: a full-sequence forward in which text
+  query ``t`` of head ``n`` reads the mean key and value at image position ``j`` unless
+  ``x_n · u_t · v_j = 1``. The reference for tests.
+* :class:`FastPlan` – the same quantity computed from text tokens only: the prefix and
+  image keys/values come from the recorded forward and are shared by every mask in the
+  batch; attention for a text query runs over [prefix | image (own or mean) | text] in blocks.
+
+Every plan attends under the model's own mask (the boolean mask transformers builds for the
+layer: causal, bidirectional image blocks, sliding windows, a prefix-LM's bidirectional prompt),
+scale and attention soft-cap. The fast path's premise, that no prefix or image position attends
+to a text position, is read from the recorded masks of each sample (:meth:`Engine.fast_path_problem`);
+where it fails the literal path runs instead, with a warning that says why.
+
+Masks use 1 (True) = intact; head ``n = l·H + h``.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import torch
+
+from hearlib.errors import UserError
+from hearlib.families.registry import family_of
+from hearlib.method.attention import (ATTENTION_NAME, KeyValuePlan, LiteralPlan, RecordPlan,  # noqa: F401
+                                      _expand_heads, _own_aligned_memory, ablation)
+from hearlib.method.checks import EngineChecks
+from hearlib.method.fastpath import (FastPlan, _computed_once, _FastLayer, _last_position_only,  # noqa: F401
+                                     shared_head_prefixes)
+from hearlib.method.masks import parse_batch_size
+from hearlib.method.samples import Record, Sample, _as_mask
+from hearlib.prompts import PAPER_PROMPT
+
+if TYPE_CHECKING:
+    from hearlib.method.means import MeanKV
+
+# batch_size="auto": the mask batch sizes timed on the CPU (the first call with enough masks
+# runs one batch of each and keeps the fastest) and the size used on an accelerator
+AUTO_BATCH_SIZES = (128, 256, 512, 1024)
+AUTO_ACCELERATOR_BATCH = 256
+
+
+class Engine(EngineChecks):
+    """Mean ablation of image-to-text attention on a transformers vision-language model.
+
+    What it touches in the model (decoder, attention modules, output projection, final norm,
+    unembedding, image token id) is found through the family's record
+    (:func:`hearlib.families.registry.family_of`); an unsupported ``model_type`` raises UnsupportedModel."""
+
+    def __init__(self, model, processor, *, name: str | None = None,
+                 resolution: tuple[int, int] | None = None):
+        self.model = model.eval()
+        _own_aligned_memory(model)          # records must not depend on where the weights were loaded
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.name = name or getattr(model.config, "_name_or_path", "") or model.config.model_type
+        self.resolution = resolution
+        self.family = family_of(model.config)
+        self.decoder = self.family.decoder_of(model)
+        self.lm_head = self.family.lm_head_of(model)
+        self.final_norm = self.family.final_norm_of(model)
+        text_config = self.family.text_config_of(model.config)
+        self.n_layers = text_config.num_hidden_layers
+        self.n_heads = text_config.num_attention_heads
+        self.n_kv_heads = getattr(text_config, "num_key_value_heads", None) or self.n_heads
+        self.head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // self.n_heads
+        self.image_token_id = self.family.image_token_id_of(model.config)
+        # the fast path runs a layer once per group of masks that agree on its heads and every
+        # earlier layer's (shared_head_prefixes); False runs every mask through every layer
+        self.share_prefixes = True
+        # and its last layer computes the last text position only (the only one the logits read)
+        self.last_position_only = True
+        self._tuned_batch: int | None = None            # batch_size="auto": the fastest size measured
+        # Gemma-2-style decoders soft-cap the final logits; the fast path and the logit lens unembed
+        # themselves, so they apply the same cap (None: no cap).
+        self._final_softcap = getattr(text_config, "final_logit_softcapping", None)
+        # A wrapper that scales its logits (Cohere Compass: ``logits * self.logit_scale``) gets
+        # the same scale where the engine unembeds itself. Read from the wrapper, not the text config:
+        # Aya Vision's Cohere 2 text config has a logit_scale that its wrapper never applies.
+        self._logit_scale = getattr(model, "logit_scale", None)
+        # Only the last position's logits are ever read: skip the unembedding of the others.
+        self._last_only = ({"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters
+                           else {})
+        model.set_attn_implementation({self.family.text_config: ATTENTION_NAME})
+        for layer_index, attention in enumerate(self.family.attention_modules(model)):
+            if getattr(attention, "layer_idx", None) != layer_index:
+                raise UserError(f"decoder layer {layer_index} has no matching layer_idx; unsupported attention module")
+            self.family.output_projection_of(attention)     # UnsupportedModel if it has none
+        self.load_report: dict | None = None      # set by hearlib.method.loading.load_engine
+        self.sanity: dict | None = None           # set by check_intact
+        self._fingerprint: str | None = None
+        if self.family.derived:
+            self.check_derived()
+
+    @property
+    def n_total_heads(self) -> int:
+        return self.n_layers * self.n_heads
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.decoder.parameters()).dtype
+
+    def weight_signature(self) -> list[float]:
+        """A few numbers that tell this model's weights apart from another's (dtype-robust)."""
+        weight = self.decoder.get_input_embeddings().weight.detach()
+        rows = weight[: min(8, weight.shape[0])].float()
+        return [round(float(v), 4) for v in rows.norm(dim=-1).tolist()]
+
+    # -- samples -----------------------------------------------------------------------
+    def load_image(self, image):
+        from PIL import Image, UnidentifiedImageError
+
+        if isinstance(image, (str, Path)):
+            path = Path(image)
+            if not path.is_file():
+                raise UserError(f"image not found: {path}")
+            try:
+                with Image.open(path) as opened:
+                    opened.load()
+                    image = opened.convert("RGB")
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+                raise UserError(f"cannot read image {path}: {error}") from None
+        elif not isinstance(image, Image.Image):
+            raise UserError(f"expected a PIL image or a path, got {type(image).__name__}")
+        else:
+            image = image.convert("RGB")
+        if self.resolution is not None and image.size != tuple(self.resolution):
+            image = image.resize(tuple(self.resolution), Image.BICUBIC)
+        return image
+
+    def chat_text(self, prompt: str | None) -> str:
+        prompt = PAPER_PROMPT if prompt is None else prompt
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise UserError("the prompt must be a non-empty string")
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        try:
+            return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        except Exception as error:  # the template's own error, whatever it raises
+            raise UserError(f"the model's chat template cannot take this prompt: {error}") from None
+
+    def _answer_ids(self, chat_text: str, answer) -> tuple[list[int], str | None]:
+        """(token ids of ``answer`` right after ``chat_text``, why they are unusable or None)."""
+        if not isinstance(answer, str) or not answer.strip():
+            return [], "the answer must be a non-empty word"
+        try:
+            separator = "" if chat_text[-1:].isspace() else " "
+            prompt_ids = self.tokenizer(chat_text, add_special_tokens=False)["input_ids"]
+            full_ids = self.tokenizer(chat_text + separator + answer.strip(), add_special_tokens=False)["input_ids"]
+            if full_ids[: len(prompt_ids)] != prompt_ids or len(full_ids) == len(prompt_ids):
+                full_ids = prompt_ids + self.tokenizer(answer.strip(), add_special_tokens=False)["input_ids"]
+        except Exception as error:  # noqa: BLE001 - whatever the tokenizer raises is the reason
+            return [], f"the tokenizer cannot represent the answer {answer!r}: {error}"
+        ids = full_ids[len(prompt_ids):]
+        unk = self.tokenizer.unk_token_id
+        if not ids or (unk is not None and unk in ids):
+            return ids, f"the tokenizer cannot represent the answer {answer!r}"
+        return ids, None
+
+    def answer_tokens(self, chat_text: str, answer: str) -> list[int]:
+        """Token ids the model would emit for ``answer`` right after the prompt (UserError if none)."""
+        ids, problem = self._answer_ids(chat_text, answer)
+        if problem is not None:
+            raise UserError(problem)
+        return ids
+
+    def answer_problem(self, answer, prompt: str | None = None) -> str | None:
+        """Why ``answer`` cannot be scored after ``prompt`` (empty, or tokenized to nothing or to
+        the unknown token), or ``None`` when it can. Never raises for the answer, so a pipeline
+        can record such a sample as skipped; an unusable prompt still raises :class:`UserError`."""
+        return self._answer_ids(self.chat_text(prompt), answer)[1]
+
+    def prepare(self, image, answer: str | None = None, prompt: str | None = None,
+                sample_id: str = "") -> Sample:
+        """Tokenize (image, prompt) with the model's processor and locate prefix, image and text."""
+        image = self.load_image(image)
+        text = self.chat_text(prompt)
+        inputs = self._model_inputs([image], text)
+        ids = inputs["input_ids"][0]
+        positions = (ids == self.image_token_id).nonzero().flatten()
+        if positions.numel() == 0:
+            raise UserError("the chat template placed no image token in the prompt")
+        text_start = int(positions[-1]) + 1
+        if text_start >= ids.numel():
+            raise UserError("the prompt has no text token after the image")
+        answer_ids = self.answer_tokens(text, answer) if answer is not None else []
+        prefix = ids[: int(positions[0])].tolist()
+        digest = hashlib.sha256(repr((prefix, int(positions.numel()))).encode()).hexdigest()[:16]
+        return Sample(inputs=inputs, prompt=PAPER_PROMPT if prompt is None else prompt, answer=answer,
+                      answer_id=answer_ids[0] if answer_ids else None,
+                      answer_tokens=self.tokenizer.convert_ids_to_tokens(answer_ids),
+                      image_positions=positions, text_start=text_start, seq_len=int(ids.numel()),
+                      prefix_hash=digest, sample_id=sample_id, image_size=tuple(image.size))
+
+    def prefix_hash(self, prompt: str | None = None) -> str:
+        """Hash of the token ids before the image (and of the image token count) for ``prompt``."""
+        from PIL import Image
+
+        size = tuple(self.resolution) if self.resolution else (224, 224)
+        return self.prepare(Image.new("RGB", size), prompt=prompt).prefix_hash
+
+    # -- the unablated forward ---------------------------------------------------------
+    @torch.no_grad()
+    def _recorded_forward(self, sample: Sample, keep_head_outputs: bool = True):
+        plan = RecordPlan(sample.text_start, sample.image_positions, keep_head_outputs=keep_head_outputs,
+                          output_projection=self.family.output_projection)
+        captured = {}
+
+        def capture(module, args, kwargs):
+            captured.update(inputs_embeds=kwargs.get("inputs_embeds"), position_ids=kwargs.get("position_ids"))
+
+        handle = self.decoder.register_forward_pre_hook(capture, with_kwargs=True)
+        try:
+            with ablation(plan):
+                logits = self.model(**sample.inputs, use_cache=False, **self._last_only).logits[0, -1]
+        finally:
+            handle.remove()
+        return plan, captured, logits
+
+    def record(self, sample: Sample) -> Record:
+        """The unablated forward: answer logit, attention statistics, per-head outputs.
+
+        Also keeps (on the sample) the prefix/image keys and values and the text
+        embeddings that the fast path reuses for every mask."""
+        if "record" in sample._state:
+            return sample._state["record"]
+        plan, captured, logits = self._recorded_forward(sample)
+        embeds = captured["inputs_embeds"]
+        if embeds is None:
+            raise UserError("the decoder was not called with inputs_embeds; unsupported model")
+        positions = captured["position_ids"]
+        if positions is None:
+            positions = torch.arange(sample.seq_len, device=self.device)[None]
+        sample._state.update(
+            prefix_k=[plan.keys[l] for l in range(self.n_layers)],
+            prefix_v=[plan.values[l] for l in range(self.n_layers)],
+            text_embeds=embeds[:, sample.text_start:].detach(),
+            text_positions=positions[..., sample.text_start:].detach(),
+            text_blocked=[plan.text_blocked[l] for l in range(self.n_layers)],
+            prefix_reads_text=[l for l in range(self.n_layers) if plan.prefix_reads_text[l]],
+        )
+        text_to_image = torch.stack([plan.text_to_image[l] for l in range(self.n_layers)])
+        record = Record(
+            logit=self._adjusted(logits[None], sample)[0] if sample.answer_id is not None else float("nan"),
+            predicted_id=int(logits.argmax()),
+            image_attention=text_to_image.sum(-1).mean(-1).double().cpu().numpy(),
+            text_to_image=text_to_image.float().cpu().numpy(),
+            head_outputs=torch.stack([plan.head_outputs[l] for l in range(self.n_layers)]).float().cpu().numpy(),
+            _answer_id=sample.answer_id,
+        )
+        sample._state["record"] = record
+        return record
+
+    @torch.no_grad()
+    def image_keys_values(self, sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys (rotated) and values at the image positions: [L, KVH, P_img, D] each."""
+        if "prefix_k" in sample._state:
+            keys, values = sample._state["prefix_k"], sample._state["prefix_v"]
+        else:
+            plan, _, _ = self._recorded_forward(sample, keep_head_outputs=False)
+            keys = [plan.keys[l] for l in range(self.n_layers)]
+            values = [plan.values[l] for l in range(self.n_layers)]
+        img = sample.image_positions
+        return torch.stack([k[:, img] for k in keys]), torch.stack([v[:, img] for v in values])
+
+    def _model_inputs(self, images: list, text: str) -> dict:
+        """The processor's output for ``images``, each with the chat ``text``, on the model's
+        device, floating tensors in its dtype (one call for the batch)."""
+        # A chat text that starts with the tokenizer's BOS (Gemma 3's template writes <bos>) is not given a
+        # second one by a tokenizer that adds it (add_bos_token): the rule of transformers' own
+        # processor.apply_chat_template(tokenize=True).
+        bos = getattr(self.tokenizer, "bos_token", None)
+        special = {"add_special_tokens": False} if bos and text.startswith(bos) else {}
+        try:
+            # a batch as one image per sample (Gemma 3's processor reads a flat list as one sample's images)
+            batch = images if len(images) == 1 else [[image] for image in images]
+            inputs = self.processor(images=batch, text=[text] * len(images), return_tensors="pt", **special)
+        except Exception as error:
+            raise UserError(f"the processor cannot take this image/prompt: {error}") from None
+        inputs.pop("labels", None)        # PaliGemma's processor adds training labels; not a forward input
+        inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+        for key, value in inputs.items():
+            if torch.is_tensor(value) and value.is_floating_point():
+                inputs[key] = value.to(self.dtype)
+        return inputs
+
+    @torch.no_grad()
+    def image_keys_values_many(self, images: Sequence, prompt: str | None = None
+                               ) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """Keys and values at the image positions of several images under one prompt, in one
+        forward: [B, L, KVH, P_img, D] each, and the prompt-prefix hash (as :meth:`prepare`'s).
+
+        The chat text is rendered once and the processor called once for the batch; images must
+        give the same token sequence length (one fixed resolution), else UserError."""
+        loaded = [self.load_image(image) for image in images]
+        inputs = self._model_inputs(loaded, self.chat_text(prompt))
+        ids = inputs["input_ids"]
+        mask = inputs.get("attention_mask")
+        if (ids != ids[:1]).any() or (mask is not None and not bool(mask.all())):
+            raise UserError("reference images gave different image token counts; use one fixed resolution")
+        positions = (inputs["input_ids"][0] == self.image_token_id).nonzero().flatten()
+        if positions.numel() == 0:
+            raise UserError("the chat template placed no image token in the prompt")
+        prefix = inputs["input_ids"][0, : int(positions[0])].tolist()
+        digest = hashlib.sha256(repr((prefix, int(positions.numel()))).encode()).hexdigest()[:16]
+        plan = KeyValuePlan(positions)
+        with ablation(plan):
+            self.model(**inputs, use_cache=False, **self._last_only)
+        keys = torch.stack([plan.keys[l] for l in range(self.n_layers)], dim=1)
+        values = torch.stack([plan.values[l] for l in range(self.n_layers)], dim=1)
+        return keys, values, digest
+
+    def _adjusted(self, logits: torch.Tensor, sample: Sample) -> np.ndarray:
+        logits = logits.double()
+        return (logits[:, sample.answer_id] - logits.mean(-1)).cpu().numpy()
+
+    # -- ablated forwards --------------------------------------------------------------
+    def _check_means(self, sample: Sample, means: "MeanKV") -> None:
+        means.check(self, sample)
+
+    def _fast_layers(self, sample: Sample, means: "MeanKV") -> list[_FastLayer]:
+        cached = sample._state.get("fast_layers")      # (means, layers): compared by identity, and the
+        if cached is None or cached[0] is not means:   # reference keeps the object alive (no id() reuse)
+            self.record(sample)
+            img = sample.image_positions
+            layers = []
+            for l in range(self.n_layers):
+                prefix_k = _expand_heads(sample._state["prefix_k"][l], self.n_heads).contiguous()
+                prefix_v = _expand_heads(sample._state["prefix_v"][l], self.n_heads).contiguous()
+                mean_k = _expand_heads(means.k[l], self.n_heads).to(prefix_k).contiguous()
+                mean_v = _expand_heads(means.v[l], self.n_heads).to(prefix_v)
+                blocked = sample._state["text_blocked"][l]
+                ts = sample.text_start
+                layers.append(_FastLayer(prefix_k, prefix_v, mean_k, (mean_v - prefix_v[:, img]).contiguous(),
+                                         blocked[:, :ts].contiguous(), blocked[:, ts:].contiguous()))
+            sample._state["fast_layers"] = (means, layers)
+        return sample._state["fast_layers"][1]
+
+    def _unembed(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The model's logits from final hidden states: lm_head, the wrapper's logit scale and the final
+        soft-cap, where the model has them."""
+        logits = self.lm_head(hidden)
+        if self._logit_scale is not None:
+            logits = logits * self._logit_scale
+        if self._final_softcap:
+            logits = torch.tanh(logits / self._final_softcap) * self._final_softcap
+        return logits
+
+    def fast_path_problem(self, sample: Sample) -> str | None:
+        """Why the fast path does not hold for ``sample`` (``None`` when it does).
+
+        The fast path reuses the recorded prefix and image keys and values for every mask, which
+        is exact only if no prefix or image position attends to a text position. That is read from
+        the model's own masks in the recorded forward (a prefix-LM such as PaliGemma fails it)."""
+        self.record(sample)
+        layers = sample._state["prefix_reads_text"]
+        if not layers:
+            return None
+        return (f"prefix/image positions attend to text positions in decoder layer(s) {layers} under the model's "
+                "own mask (e.g. a prefix-LM's bidirectional prompt), so their keys and values change under "
+                "ablation and cannot be reused; the literal path runs instead")
+
+    def path(self, sample: Sample, method: str = "fast") -> str:
+        """The path :meth:`logits` takes for ``sample``: ``"fast"`` or ``"literal"``."""
+        return "fast" if method == "fast" and self.fast_path_problem(sample) is None else "literal"
+
+    @staticmethod
+    def _image_index(sample: Sample) -> slice | torch.Tensor:
+        img = sample.image_positions
+        first, last = int(img[0]), int(img[-1])
+        if last - first + 1 == img.numel():
+            return slice(first, last + 1)
+        return img
+
+    @torch.no_grad()
+    def _fast(self, sample, means, heads, text, image) -> np.ndarray:
+        plan = FastPlan(self._fast_layers(sample, means), self._image_index(sample), heads, text, image)
+        batch = heads.shape[0]
+        embeds = sample._state["text_embeds"].expand(batch, -1, -1)
+        positions = sample._state["text_positions"]
+        positions = positions.expand(*positions.shape[:-2], batch, positions.shape[-1])
+        groups = (shared_head_prefixes(heads, self.n_heads, self.n_layers, n_text=sample.n_text)
+                  if self.share_prefixes and text is None and image is None else [None] * self.n_layers)
+        layers = self.family.layers_of(self.model)
+        last = (_last_position_only(layers[-1], len(layers) - 1, plan) if self.last_position_only
+                else contextlib.nullcontext())
+        with ablation(plan), _computed_once(layers, plan, groups, batch), last:
+            hidden = self.decoder(inputs_embeds=embeds, position_ids=positions, use_cache=False).last_hidden_state
+        return self._adjusted(self._unembed(hidden[:, -1]), sample)
+
+    @torch.no_grad()
+    def _literal(self, sample, means, heads, text, image) -> np.ndarray:
+        plan = LiteralPlan(sample.text_start, sample.image_positions, means, heads, text, image)
+        with ablation(plan):
+            logits = self.model(**sample.inputs, use_cache=False, **self._last_only).logits[:, -1]
+        return self._adjusted(logits, sample)
+
+    def logits(self, sample: Sample, means: "MeanKV", heads, text=None, image=None, *,
+               method: str = "fast", batch_size: int | str = 64, progress: bool = False) -> np.ndarray:
+        """Adjusted answer logits ℓ(x, u, v) for each row of the masks (True = intact).
+
+        heads: bool [M, N]; text: bool [M, P_txt] or None (all intact); image: bool [M, P_img]
+        or None. ``method="literal"`` runs one full-sequence forward per mask (the reference);
+        ``"fast"`` reruns only the text tokens, ``batch_size`` masks at a time, halving the
+        batch if the device runs out of memory; where its premise fails for the model's mask
+        (:meth:`fast_path_problem`) it warns and runs the literal path. ``batch_size="auto"``
+        times the batch sizes of ``AUTO_BATCH_SIZES`` on the first call with enough masks (on the
+        CPU; 256 on an accelerator) and keeps the fastest: the values do not depend on the batch."""
+        if sample.answer_id is None:
+            raise UserError("this sample was prepared without an answer word")
+        if method not in ("fast", "literal"):
+            raise UserError(f"unknown method {method!r}; use 'fast' or 'literal'")
+        batch_size = parse_batch_size(batch_size)
+        self._check_means(sample, means)
+        device = self.device
+        heads = _as_mask(heads, None, self.n_total_heads, "head", device)
+        n_masks = heads.shape[0]
+        text = None if text is None else _as_mask(text, n_masks, sample.n_text, "text-token", device)
+        image = None if image is None else _as_mask(image, n_masks, sample.n_image, "image-token", device)
+        if method == "fast" and (problem := self.fast_path_problem(sample)) is not None:
+            import warnings
+            warnings.warn(f"{self.family.name}: {problem}", RuntimeWarning, stacklevel=2)
+            method = "literal"
+        run = self._fast if method == "fast" else self._literal
+        trials: list[int] = []                         # batch sizes still to time (batch_size="auto")
+        rates: dict[int, float] = {}
+        if method == "literal":
+            step = 1
+        elif batch_size != "auto":
+            step = batch_size
+        elif device.type != "cpu":
+            step = AUTO_ACCELERATOR_BATCH
+        elif self._tuned_batch is not None:
+            step = self._tuned_batch
+        elif n_masks >= sum(AUTO_BATCH_SIZES):
+            trials = list(AUTO_BATCH_SIZES)
+            step = trials.pop(0)
+        else:
+            step = AUTO_BATCH_SIZES[1]
+        out = np.empty(n_masks, dtype=np.float64)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=n_masks, desc=f"masks ({method})", unit="mask", leave=False)
+        start = 0
+        while start < n_masks:
+            stop = min(start + step, n_masks)
+            rows = slice(start, stop)
+            began = time.perf_counter()
+            try:
+                out[rows] = run(sample, means, heads[rows], None if text is None else text[rows],
+                                None if image is None else image[rows])
+            except torch.OutOfMemoryError:
+                if step == 1:
+                    raise
+                step = max(1, step // 2)
+                trials = []
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                import warnings
+                warnings.warn(f"out of memory: mask batch halved to {step}", RuntimeWarning, stacklevel=2)
+                continue
+            if trials or rates:
+                rates[step] = (stop - start) / max(time.perf_counter() - began, 1e-9)
+                if trials:
+                    step = trials.pop(0)
+                else:
+                    step = self._tuned_batch = max(rates, key=rates.get)
+                    rates = {}
+            if bar is not None:
+                bar.update(stop - start)
+            start = stop
+        if bar is not None:
+            bar.close()
+        return out
+
+    def reference_logits(self, sample: Sample, means: "MeanKV", method: str = "fast") -> tuple[float, float]:
+        """ℓ(1) and ℓ(0): every head intact, every head ablated (u = v = 1)."""
+        key = ("reference", method)
+        cached = sample._state.get(key)                # (means, values), compared by identity as above
+        if cached is None or cached[0] is not means:
+            masks = np.stack([np.ones(self.n_total_heads, bool), np.zeros(self.n_total_heads, bool)])
+            intact, ablated = self.logits(sample, means, masks, method=method)
+            sample._state[key] = (means, (float(intact), float(ablated)))
+        return sample._state[key][1]
+
+    def normalized(self, sample: Sample, means: "MeanKV", heads, text=None, image=None, *,
+                   method: str = "fast", batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """π = (ℓ(x, u, v) − ℓ(0)) / (ℓ(1) − ℓ(0))."""
+        intact, ablated = self.reference_logits(sample, means, method)
+        values = self.logits(sample, means, heads, text, image, method=method, batch_size=batch_size,
+                             progress=progress)
+        return (values - ablated) / (intact - ablated)
+
+    # -- logit lens --------------------------------------------------------------------
+    @torch.no_grad()
+    def logit_lens(self, record: Record, layer: int, head: int, k: int = 10) -> list[tuple[str, float]]:
+        """Top-k tokens of one head's output at the last position, through final norm and unembedding."""
+        vector = torch.as_tensor(record.head_outputs[layer, head], device=self.device, dtype=self.dtype)
+        logits = self._unembed(self.final_norm(vector[None]))[0].float()
+        values, ids = logits.topk(k)
+        tokens = self.tokenizer.convert_ids_to_tokens(ids.tolist())
+        return [(token, float(value)) for token, value in zip(tokens, values.tolist())]
+
+    @torch.no_grad()
+    def logit_lens_all(self, record: Record, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`logit_lens` of every head at once: token ids and logits, int64/float32 [N, k]
+        (head n = l·H + h)."""
+        outputs = record.head_outputs.reshape(-1, record.head_outputs.shape[-1])
+        ids, values = [], []
+        for start in range(0, outputs.shape[0], 256):
+            vectors = torch.as_tensor(outputs[start:start + 256], device=self.device, dtype=self.dtype)
+            top = self._unembed(self.final_norm(vectors)).float().topk(k, dim=-1)
+            ids.append(top.indices.cpu().numpy())
+            values.append(top.values.cpu().numpy())
+        return np.concatenate(ids).astype(np.int64), np.concatenate(values).astype(np.float32)
