@@ -18,12 +18,14 @@ LAB_ARGS ?=
 help:
 	@echo "make figures   rebuild every figure/table of the paper (PROFILE=quick|staged|paper|ci, MODEL=, DATA=)"
 	@echo "make test      unit tests + notebooks through nbval"
-	@echo "make test-browser  every notebook run in JupyterLab in headless Chromium (after make collect)"
+	@echo "make test-fast the unit tests without the slow ones (the inner loop; tests/conftest.py says which)"
+	@echo "make test-browser  every notebook run in JupyterLab in headless Chromium, then the make site report (after make collect)"
 	@echo "make model     retrain the model organisms from a seed (= make model-fast)"
 	@echo "make model-staged  hear-organism-r8 by the staged recipe (docs/ORGANISM.md; 78 min on 2 cores, resumable)"
 	@echo "make model-tuned  hear-organism-r8-tuned: stage 5 on r8, instruction tuning with the tower unfrozen"
 	@echo "make model-ingredients  the staged recipe minus one ingredient at a time (after model-staged)"
 	@echo "make lab       JupyterLab on notebooks/ (LAB_ARGS=--no-browser on a machine without a browser)"
+	@echo "make site      static HTML report of the executed notebooks (after make figures) into build/site/"
 	@echo "make benchmark literal vs fast ablation speed on this machine"
 
 $(STAMP): pyproject.toml
@@ -41,14 +43,19 @@ test: venv nbval-prepare
 
 # every notebook of hearlib.paper.catalogue.NOTEBOOKS run in JupyterLab in headless Chromium (Debian's chromium,
 # driven by playwright), with its own defaults: the store is collected first (a no-op after make figures).
-# Screenshots in build/browser/. BROWSER_ARGS="--browser-profile ci --browser-param data data/scenes/study-60
-# --browser-param store build/store-ci --browser-param out build/figures-ci": quick runs on a ci store.
+# Then render and make site (the notebooks executed on that store, as static HTML in build/site/), which
+# tests/browser/test_site.py opens. Screenshots in build/browser/. BROWSER_ARGS="--browser-profile ci
+# --browser-param data data/scenes/study-60 --browser-param store build/store-ci --browser-param out
+# build/figures-ci": quick runs on a ci store (no render; the site test opens build/site/ if it exists).
 BROWSER_ARGS ?=
 test-browser: $(if $(BROWSER_ARGS),venv,collect)
+	$(if $(BROWSER_ARGS),,$(MAKE) --no-print-directory render site)
 	$(PY) -m pytest -q -s -p no:cacheprovider --browser tests/browser $(BROWSER_ARGS)
 
+# the inner loop: the unit tests without the slow ones (end-to-end modules, and each per-family test on
+# families other than LLaVA; tests/conftest.py marks them), no notebooks
 test-fast: venv
-	$(PY) -m pytest -q -x -p no:cacheprovider tests
+	$(PY) -m pytest -q -x -p no:cacheprovider -m "not slow" tests
 
 # the .py sources open as notebooks on double-click (jupytext's default viewer, set in the project's
 # JupyterLab configuration jupyter/labconfig/); kernels run with this venv's python; root needs --allow-root

@@ -42,7 +42,7 @@ def main() -> None:
 
     import torch
 
-    from hearlib.records.collect import run_plan
+    from hearlib.paper.collect import run_plan
     from hearlib.paper.plan import profile_params
     from hearlib.records.store import Store
 

@@ -1,6 +1,6 @@
 """Seconds per stage of the quick study's collect on a fixed small subset, against a baseline.
 
-Runs ``hearlib run``'s code (:func:`hearlib.records.collect.run_plan`) with the quick profile on the
+Runs ``hearlib run``'s code (:func:`hearlib.paper.collect.run_plan`) with the quick profile on the
 first ``--samples`` samples (default 2) of organism s, every stage group, into a temporary store,
 and reads the run's own accounting: computing seconds per stage (each without the stages it
 needed), the means, the screening, the model load. The environment (torch, transformers, numpy,
@@ -53,7 +53,7 @@ def collect(args) -> dict:
     """One collect of the subset into a fresh temporary store; the run's summary."""
     import torch
 
-    from hearlib.records.collect import environment, run_plan
+    from hearlib.paper.collect import environment, run_plan
     from hearlib.paper.catalogue import GROUPS
     from hearlib.paper.plan import profile_params
 

@@ -44,3 +44,22 @@ def profile_names() -> list[str]:
 def ensure(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def under_root(path: str | Path) -> Path:
+    """A relative path taken from the repository root (notebooks run with any working directory)."""
+    path = Path(str(path)).expanduser()
+    return path if path.is_absolute() else ROOT / path
+
+
+def from_root(path):
+    """``path`` itself where it exists from the working directory, else the same relative path under the
+    repository root when it exists there or names one of the project's folders (``data/``, ``figures/``,
+    ``build/``); anything else is returned unchanged."""
+    text = str(path)
+    candidate = Path(text).expanduser()
+    if not candidate.is_absolute() and not candidate.exists() and (ROOT / candidate).exists():
+        return ROOT / candidate
+    if not candidate.is_absolute() and text.startswith(("data/", "./", "figures/", "build/")):
+        return ROOT / candidate
+    return path

@@ -1,7 +1,7 @@
 # make figures = collect, then render.
 #   collect: `hearlib run` fills the store with every record the notebooks read (NPROC=N: N processes
 #            under `accelerate launch`; rerun = resume).
-#   render:  the notebooks (hearlib/paper/catalogue.py lists them, in order) executed with papermill; they
+#   render:  the notebooks (hearlib/paper/catalogue.py lists them, in order; hearlib/paper/render.py runs them) executed with papermill; they
 #            read the store and draw, load no model (HEARLIB_READ_ONLY), and write figures/.
 # Options:
 #   PROFILE=quick (default) | staged | paper | ci   sizes from notebooks/profiles/$(PROFILE).yaml
@@ -87,7 +87,7 @@ HEARLIB_RUN := $(PY) -m accelerate.commands.launch --multi_gpu --num_processes $
 	--mixed_precision no --dynamo_backend no -m hearlib run
 endif
 
-.PHONY: figures figures-ingredients figures-readsite collect render check-lab figures-readme notebooks-sync notebooks-ci nbval-prepare clean-figures
+.PHONY: figures figures-ingredients figures-readsite collect render site check-lab figures-readme notebooks-sync notebooks-ci nbval-prepare clean-figures
 
 figures: $(DATA_DEP) $(MODEL_DEP) | venv
 	@t0=$$(date +%s); $(MAKE) --no-print-directory collect || exit $$?; t1=$$(date +%s); \
@@ -111,11 +111,18 @@ READ_ONLY ?= 1
 RENDER_JOBS ?= 2
 render: | venv
 	@t0=$$(date +%s); \
-	$(PY) -m hearlib.paper.catalogue render --profile $(PROFILE_FILE) --build $(NB_BUILD) $(if $(filter 0,$(READ_ONLY)),--lazy,--jobs $(RENDER_JOBS)) $(if $(ONLY),--only $(ONLY)) $(NB_PARAMS) \
+	$(PY) -m hearlib.paper.render render --profile $(PROFILE_FILE) --build $(NB_BUILD) $(if $(filter 0,$(READ_ONLY)),--lazy,--jobs $(RENDER_JOBS)) $(if $(ONLY),--only $(ONLY)) $(NB_PARAMS) \
 	  || exit $$?; \
 	$(PY) -m hearlib.paper.report --out "$(FIGURES)" || exit $$?; \
 	$(PY) -m hearlib.paper.report publish --out "$(FIGURES)" --profile $(PROFILE) $(PUBLISH_CHANGED) || exit $$?; \
 	echo "make render: $(call elapsed,$$t0) s"
+
+# make site: a static HTML report of the notebooks render executed into $(NB_BUILD) (the same PROFILE),
+# with $(FIGURES)/RESULTS.md (else the published figures/README.md), into $(SITE)/; open
+# $(SITE)/index.html from disk, nothing runs (hearlib.paper.site). Stops if render has not run.
+SITE ?= build/site
+site: | venv
+	$(PY) -m hearlib.paper.site --notebooks "$(NB_BUILD)" --figures "$(FIGURES)" --out "$(SITE)"
 
 # figures/README.md (committed) is rewritten only from the published configuration (hearlib.paper.report
 # publish): quick profile, default models and generated data, FIGURES=figures; other runs write
@@ -126,7 +133,7 @@ PUBLISH_CHANGED := $(foreach v,MODEL MODELS DATA DOMAIN_DATA,$(if $($(v)),--chan
 # what JupyterLab users do after `make figures`: each notebook run with its own defaults from
 # notebooks/; fails if one of them computes (writes) anything
 check-lab: | venv
-	$(PY) -m hearlib.paper.catalogue check-defaults --store "$(STORE)"
+	$(PY) -m hearlib.paper.render check-defaults --store "$(STORE)"
 
 figures-readme: venv
 	$(PY) -m hearlib.paper.report --out "$(FIGURES)"
@@ -151,7 +158,7 @@ NBVAL_ARGS ?= --nbval-lax --nbval-current-env --nbval-cell-timeout=900 $(NBVAL_D
 
 nbval-prepare: $(NBVAL_SCENES)/labels.json data/models/hear-organism-s/config.json | venv
 	rm -rf $(NBVAL_DIR) build/store-ci build/figures-ci
-	$(PY) -m hearlib.paper.catalogue prepare --profile notebooks/profiles/ci.yaml --build $(NBVAL_DIR) \
+	$(PY) -m hearlib.paper.render prepare --profile notebooks/profiles/ci.yaml --build $(NBVAL_DIR) \
 	  -p data $(NBVAL_SCENES) -p out build/figures-ci -p store build/store-ci
 	rm -rf $(NBVAL_DIR)/src
 

@@ -53,3 +53,22 @@ def pytest_ignore_collect(collection_path, config):
     if collection_path.name == "browser" and collection_path.parent.name == "tests":
         return None if config.getoption("--browser") else True
     return None
+
+
+# End-to-end modules: they collect, render or train, and take minutes; `make test-fast` leaves them out.
+SLOW_MODULES = {"test_notebooks.py", "test_figures.py", "test_published_numbers.py", "test_sharding.py",
+                "test_organism_recipe.py", "test_real_configs.py", "test_coverage.py"}
+FAST_FAMILY = "llava"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark ``slow`` (left out by ``make test-fast``): the end-to-end modules, and every repetition of a
+    per-family test but the LLaVA one, so the inner loop still runs each test function once."""
+    from hearlib.families.registry import FAMILIES
+
+    families = set(FAMILIES)
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        other_family = any(isinstance(v, str) and v in families and v != FAST_FAMILY for v in params.values())
+        if item.path.name in SLOW_MODULES or other_family:
+            item.add_marker(pytest.mark.slow)

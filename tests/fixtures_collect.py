@@ -112,7 +112,7 @@ SAMPLE_COUNTS = ("n_samples", "n_size_samples", "n_tsne_samples", "n_size_tsne_s
 def run(model, data, out, stages=("attribution",), *, n_samples: int = 5, n_masks: int = 64, means_file=None,
         retry_failed: bool = True, **params) -> dict:
     """``hearlib run`` in this process: ``stages`` for the first ``n_samples`` samples of every selection."""
-    from hearlib.records.collect import run_plan
+    from hearlib.paper.collect import run_plan
     from hearlib.paper.plan import profile_params
 
     p = profile_params(None, model=str(model), data=str(data), n_masks=n_masks, n_mean_images=3, batch_size=32,

@@ -1,4 +1,4 @@
-"""``hearlib run``: the command line of :func:`hearlib.records.collect.run_plan` (what the run does, how it
+"""``hearlib run``: the command line of :func:`hearlib.paper.collect.run_plan` (what the run does, how it
 shares and resumes work, is described there)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from hearlib import paths
 from hearlib.cli import batch_size_type
 from hearlib.errors import UserError
-from hearlib.records.collect import run_plan
+from hearlib.paper.collect import run_plan
 
 
 def register(subparsers) -> None:

@@ -21,7 +21,8 @@ def _cmd(args: argparse.Namespace) -> int:
     if not data.is_dir():
         raise UserError(f"--data {data} is not a folder")
     if args.recipe == "staged":
-        from hearlib.organism.recipe import Recipe, train_staged
+        from hearlib.organism.recipe import Recipe
+        from hearlib.organism.staged import train_staged
         size = "hear-organism-r8" if args.size == "all" else O.resolve_size(args.size).name
         recipe = Recipe(size=size, stage_steps=_stage_steps(args.stage_steps), without=_without(args.without),
                         tune_steps=args.tune_steps, **({"tower_from": str(args.tower_from)} if args.tower_from else {}))

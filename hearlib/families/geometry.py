@@ -1,39 +1,15 @@
-"""Where each image token of a sample lies in the input image, per model family.
+"""Where each image token of a sample lies in the input image.
 
 Per-image-token values (θ^img, Eq. 13's ``w``) come in the order of
 ``sample.image_positions``. :func:`image_token_layout` tells, for one prepared sample,
-which of those tokens cover which part of the image, through the ``layout`` function that
-the family's record in :mod:`hearlib.families.registry` names:
-
-* **LLaVA-1.5** (``llava``): one grid of ``(image_size/patch)²`` tokens (24×24 for the real
-  model); the CLIP class token is dropped by the ``"default"`` feature strategy (kept, and
-  listed as non-spatial ``"cls"``, with ``"full"``). The CLIP processor resizes the shortest
-  edge and center-crops, so the grid covers the central crop of a non-square image.
-* **LLaVA-NeXT** (``llava_next``, anyres): the base grid (the whole image, resized) first, then
-  the high-resolution grid of the best-fitting pinpoint's tiles as ``pack_image_features``
-  builds it: tiles joined into one grid, the padding rows/columns removed (``unpad_image``)
-  and one ``image_newline`` token after each row (non-spatial ``"newline"``).
-* **Qwen2-VL / Qwen2.5-VL**: one grid of ``(h/merge, w/merge)`` merged tokens, from
-  ``image_grid_thw`` and ``spatial_merge_size``; the image is resized whole.
-* **InternVL**: ``((image_size/patch)·downsample_ratio)²`` tokens per tile; one tile (the whole
-  image, resized) unless the processor crops to patches, then the tiles row-major and a
-  thumbnail of the whole image last. ``<img>``/``</img>`` are not image tokens.
-* **Gemma 3** (``gemma3``): the SigLIP grid of ``(image_size/patch)²`` patches average-pooled to
-  ``sqrt(mm_tokens_per_image)²`` tokens (16 × 16 for the real model) over the whole image, resized
-  without a crop; pan-and-scan crops are refused. ``<start_of_image>``/``<end_of_image>`` are not
-  image tokens.
-* **LLaVA-OneVision** (``llava_onevision``): LLaVA-NeXT's anyres layout over a SigLIP tower (no
-  class token, strategy ``"full"``); the ``anyres_max_9`` down-sizing of a large high-res grid is
-  refused.
-* **Mistral 3** (``mistral3``): one Pixtral grid of ``(h/patch/merge, w/patch/merge)`` tokens over
-  the whole image; the ``[IMG_BREAK]`` after each row and ``[IMG_END]`` are not image tokens.
-* **VideoLLaMA 3** (``video_llama_3``): one grid of ``image_grid_thw`` patches (no merge for
-  images) over the whole resized image.
-* **DeepSeek-VL** (``deepseek_vl``): one SigLIP grid over the whole (square) image.
-* **Aya Vision / Command A Vision / Idefics3 / SmolVLM** (tiled): per-tile grids row-major, the
-  global view or thumbnail last; tile, row/column and start/end marker tokens are not image tokens.
-* **PaliGemma** (``paligemma``): one SigLIP grid of ``(image_size/patch)²`` tokens over the whole
-  image, resized without a crop.
+which of those tokens cover which part of the image, through the ``layout`` function of the
+family's record (each lineage file, e.g. :mod:`hearlib.families.llava`, holds its family's
+function and says what it assumes). A layout function takes ``(config, processor, sample, width,
+height)`` and returns ``(panels, non_spatial)``: grids of token indices (:class:`Panel`) with the
+part of the image each covers, and the tokens that cover no part (LLaVA-NeXT's row newlines, a
+class token) by kind. The grids most families need are built here: :func:`regular_grid`,
+:func:`whole_image_grid` (one grid over the whole image) and :func:`tiles_and_thumbnail`
+(GotOcr2-style tiles row-major, a thumbnail of the whole image last).
 
 Boxes are ``(x0, y0, x1, y1)`` in pixels of the image the processor received
 (``layout.image_size``, i.e. after the engine's own resize); :func:`draw_over_image` rescales
@@ -41,15 +17,14 @@ them to the image it draws, which is right because the engine resizes the whole 
 """
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from hearlib.errors import UnsupportedModel, UserError
 
-__all__ = ["Panel", "TokenLayout", "image_token_layout", "to_maps", "draw_over_image"]
+__all__ = ["Panel", "TokenLayout", "image_token_layout", "to_maps", "draw_over_image", "regular_grid",
+           "whole_image_grid", "tiles_and_thumbnail", "single_grid", "size_value", "pair", "no_layout"]
 
 Box = tuple[float, float, float, float]
 
@@ -128,7 +103,7 @@ class TokenLayout:
             entry = {"name": p.name, "rows": rows, "cols": cols, "box": [float(v) for v in p.box]}
             start = int(p.tokens[0, 0]) if p.tokens.size else 0
             stride = int(p.tokens[1, 0] - p.tokens[0, 0]) if rows > 1 else cols
-            if np.array_equal(p.tokens, _regular(start, stride, rows, cols)):
+            if np.array_equal(p.tokens, regular_grid(start, stride, rows, cols)):
                 entry.update(start=start, row_stride=stride)
             else:
                 entry["tokens"] = p.tokens.tolist()
@@ -144,7 +119,7 @@ class TokenLayout:
             if "tokens" in entry:
                 tokens = np.asarray(entry["tokens"], dtype=np.int64).reshape(entry["rows"], entry["cols"])
             else:
-                tokens = _regular(entry["start"], entry["row_stride"], entry["rows"], entry["cols"])
+                tokens = regular_grid(entry["start"], entry["row_stride"], entry["rows"], entry["cols"])
             panels.append(Panel(entry["name"], tokens, tuple(float(v) for v in entry["box"])))
         return cls(data["model_type"], int(data["n_tokens"]), tuple(data["image_size"]), tuple(panels),
                    {k: tuple(int(i) for i in v) for k, v in data.get("non_spatial", {}).items()})
@@ -154,11 +129,12 @@ def _overlap(a: Box, b: Box) -> bool:
     return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
 
 
-def _regular(start: int, row_stride: int, rows: int, cols: int) -> np.ndarray:
+def regular_grid(start: int, row_stride: int, rows: int, cols: int) -> np.ndarray:
+    """Token indices ``start + r·row_stride + c`` of a ``rows × cols`` grid."""
     return (start + row_stride * np.arange(rows)[:, None] + np.arange(cols)[None, :]).astype(np.int64)
 
 
-def _get(size, key):
+def size_value(size, key):
     """A key of a size dict or transformers SizeDict (None when absent)."""
     if size is None:
         return None
@@ -167,150 +143,30 @@ def _get(size, key):
     return getattr(size, key, None)
 
 
-def _pair(value) -> tuple[int, int]:
+def pair(value) -> tuple[int, int]:
+    """(h, w) of a config size given as one int or a pair."""
     if isinstance(value, (list, tuple)):
         return int(value[0]), int(value[-1])
     return int(value), int(value)
 
 
 # ---------------------------------------------------------------------------------------
-# Families: one layout function per family, named by its record in hearlib.families.registry.
-# Each takes (config, processor, sample, width, height) and returns (panels, non_spatial).
+# Grids the lineage files' layout functions build on
 # ---------------------------------------------------------------------------------------
-def _clip_box(image_processor, width: int, height: int) -> Box:
-    """Part of a (width × height) image that a resize + center-crop image processor keeps."""
-    new_h, new_w = height, width
-    size = getattr(image_processor, "size", None)
-    if getattr(image_processor, "do_resize", True) and size is not None:
-        if _get(size, "shortest_edge") and not _get(size, "longest_edge"):
-            short_target = int(_get(size, "shortest_edge"))
-            short, long = (width, height) if width <= height else (height, width)
-            new_short, new_long = short_target, int(short_target * long / short)
-            new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
-        elif _get(size, "height") and _get(size, "width"):
-            new_h, new_w = int(_get(size, "height")), int(_get(size, "width"))
-        else:
-            raise UnsupportedModel(f"image processor size {size} is not a shortest-edge or (height, width) resize")
-    crop = getattr(image_processor, "crop_size", None)
-    if getattr(image_processor, "do_center_crop", False) and crop is not None:
-        crop_h, crop_w = min(int(_get(crop, "height")), new_h), min(int(_get(crop, "width")), new_w)
-        top, left = int((new_h - crop_h) / 2.0), int((new_w - crop_w) / 2.0)
-    else:
-        crop_h, crop_w, top, left = new_h, new_w, 0, 0
-    sx, sy = width / new_w, height / new_h
-    return (left * sx, top * sy, (left + crop_w) * sx, (top + crop_h) * sy)
+def single_grid(rows: int, cols: int, width, height) -> list[Panel]:
+    """One row-major ``rows × cols`` grid over the whole image."""
+    return [Panel("base", regular_grid(0, cols, rows, cols), (0.0, 0.0, float(width), float(height)))]
 
 
-def llava_layout(config, processor, sample, width, height):
-    vision = config.vision_config
-    rows, cols = (s // p for s, p in zip(_pair(vision.image_size), _pair(vision.patch_size)))
-    strategy = getattr(config, "vision_feature_select_strategy", "default")
-    n_cls = 0 if strategy == "default" else 1
-    panel = Panel("base", _regular(n_cls, cols, rows, cols), _clip_box(processor.image_processor, width, height))
-    return [panel], ({"cls": (0,)} if n_cls else {})
-
-
-def llava_next_layout(config, processor, sample, width, height):
-    if getattr(config, "vision_feature_select_strategy", "default") != "default":
-        raise UnsupportedModel("LLaVA-NeXT layout needs vision_feature_select_strategy='default'")
-    return _anyres_layout(config, sample, width, height)
-
-
-def llava_onevision_layout(config, processor, sample, width, height):
-    """LLaVA-NeXT's anyres layout; SigLIP has no class token, so "full" keeps every patch. The
-    anyres_max_9 bilinear down-sizing of the high-res grid is refused (it never happens at one tile)."""
-    strategy = getattr(config, "vision_feature_select_strategy", "full")
-    if strategy != "full" or "siglip" not in config.vision_config.model_type:
-        raise UnsupportedModel("LLaVA-OneVision layout needs a SigLIP tower with vision_feature_select_strategy='full'")
-    panels, non_spatial = _anyres_layout(config, sample, width, height)
-    rows, cols = panels[1].shape
-    side = panels[0].shape[0]
-    max_tiles = int(str(getattr(processor, "vision_aspect_ratio", "anyres_max_9")).replace("anyres_max_", ""))
-    if math.sqrt(rows * cols / (max_tiles * side * side)) > 1.1:
-        raise UnsupportedModel(f"LLaVA-OneVision: a {rows} × {cols} high-res grid is down-sized (anyres_max_"
-                               f"{max_tiles}); run at a resolution of fewer tiles")
-    return panels, non_spatial
-
-
-def _anyres_layout(config, sample, width, height):
-    from transformers.image_processing_utils import get_patch_output_size, select_best_resolution
-    from transformers.image_utils import ChannelDimension
-
-    vision = config.vision_config
-    tile = _pair(vision.image_size)[0]
-    side = tile // _pair(vision.patch_size)[0]
-    orig_h, orig_w = (int(v) for v in np.asarray(sample.inputs["image_sizes"].cpu())[0])
-    pin_h, pin_w = select_best_resolution([orig_h, orig_w], config.image_grid_pinpoints)
-    tiles_h, tiles_w = pin_h // tile, pin_w // tile
-    cur_h, cur_w = tiles_h * side, tiles_w * side
-    # unpad_image, as pack_image_features applies it to the joined tile grid
-    r0, r1, c0, c1 = 0, cur_h, 0, cur_w
-    if orig_w / orig_h > cur_w / cur_h:
-        new_h = int(round(orig_h * (cur_w / orig_w), 7))
-        pad = (cur_h - new_h) // 2
-        r0, r1 = pad, cur_h - pad
-    else:
-        new_w = int(round(orig_w * (cur_h / orig_h), 7))
-        pad = (cur_w - new_w) // 2
-        c0, c1 = pad, cur_w - pad
-    rows, cols = r1 - r0, c1 - c0
-    n_base = side * side
-    base = Panel("base", _regular(0, side, side, side), (0.0, 0.0, float(width), float(height)))
-    high = _regular(n_base, cols + 1, rows, cols)
-    newlines = tuple(int(v) for v in high[:, -1] + 1)
-    # the kept features in pinpoint-canvas pixels -> pixels of the image (resized to fit, centred)
-    fit_h, fit_w = get_patch_output_size(np.empty((orig_h, orig_w, 1), np.uint8), (pin_h, pin_w),
-                                         ChannelDimension.LAST)
-    paste_x, paste_y = (pin_w - fit_w) // 2, (pin_h - fit_h) // 2
-    px_w, px_h = pin_w / cur_w, pin_h / cur_h
-    sx, sy = width / fit_w, height / fit_h
-    box = ((c0 * px_w - paste_x) * sx, (r0 * px_h - paste_y) * sy, (c1 * px_w - paste_x) * sx,
-           (r1 * px_h - paste_y) * sy)
-    box = (max(0.0, box[0]), max(0.0, box[1]), min(float(width), box[2]), min(float(height), box[3]))
-    return [base, Panel("high-res", high, box)], {"newline": newlines}
-
-
-def qwen_layout(config, processor, sample, width, height):
-    t, h, w = (int(v) for v in np.asarray(sample.inputs["image_grid_thw"].cpu())[0])
-    merge = int(config.vision_config.spatial_merge_size)
-    if t != 1:
-        raise UnsupportedModel(f"image_grid_thw has {t} temporal patches; one image expected")
-    rows, cols = h // merge, w // merge
-    return [Panel("base", _regular(0, cols, rows, cols), (0.0, 0.0, float(width), float(height)))], {}
-
-
-def internvl_layout(config, processor, sample, width, height):
-    vision = config.vision_config
-    side_h, side_w = (s // p for s, p in zip(_pair(vision.image_size), _pair(vision.patch_size)))
-    rows, cols = int(side_h * config.downsample_ratio), int(side_w * config.downsample_ratio)
-    n_tiles = int(sample.inputs["pixel_values"].shape[0])
-    return _tiles_and_thumbnail(processor.image_processor, n_tiles, rows, cols, width, height, "InternVL"), {}
-
-
-def _whole_image_grid(image_processor, rows: int, cols: int, width, height, family: str) -> list[Panel]:
+def whole_image_grid(image_processor, rows: int, cols: int, width, height, family: str) -> list[Panel]:
     """One row-major grid over the whole image; the image processor must resize without a crop."""
     if getattr(image_processor, "do_center_crop", False):
         raise UnsupportedModel(f"{family}: a center-cropping image processor is not the family's layout")
-    return [Panel("base", _regular(0, cols, rows, cols), (0.0, 0.0, float(width), float(height)))]
+    return single_grid(rows, cols, width, height)
 
 
-def gemma3_layout(config, processor, sample, width, height):
-    if int(sample.inputs["pixel_values"].shape[0]) != 1:
-        raise UnsupportedModel("Gemma 3: pan-and-scan crops are not supported; turn do_pan_and_scan off")
-    side = math.isqrt(int(config.mm_tokens_per_image))
-    if side * side != int(config.mm_tokens_per_image):
-        raise UnsupportedModel(f"Gemma 3: mm_tokens_per_image={config.mm_tokens_per_image} is not a square")
-    return _whole_image_grid(processor.image_processor, side, side, width, height, "Gemma 3"), {}
-
-
-def paligemma_layout(config, processor, sample, width, height):
-    vision = config.vision_config
-    rows, cols = (s // p for s, p in zip(_pair(vision.image_size), _pair(vision.patch_size)))
-    return _whole_image_grid(processor.image_processor, rows, cols, width, height, "PaliGemma"), {}
-
-
-def _tiles_and_thumbnail(image_processor, n_tiles: int, rows: int, cols: int, width, height,
-                         family: str) -> list[Panel]:
+def tiles_and_thumbnail(image_processor, n_tiles: int, rows: int, cols: int, width, height,
+                        family: str) -> list[Panel]:
     """GotOcr2-style tiling: one grid (the whole image) for one tile, else the tiles row-major and a
     thumbnail of the whole image last, each ``rows × cols`` image tokens."""
     from transformers.models.got_ocr2.image_processing_got_ocr2 import get_optimal_tiled_canvas
@@ -318,10 +174,11 @@ def _tiles_and_thumbnail(image_processor, n_tiles: int, rows: int, cols: int, wi
     per_tile = rows * cols
     full = (0.0, 0.0, float(width), float(height))
     if n_tiles == 1:
-        return [Panel("base", _regular(0, cols, rows, cols), full)]
+        return [Panel("base", regular_grid(0, cols, rows, cols), full)]
     size = image_processor.size
-    grid_w, grid_h = get_optimal_tiled_canvas((height, width), (int(_get(size, "height")), int(_get(size, "width"))),
-                                              int(image_processor.min_patches), int(image_processor.max_patches))
+    tile = (int(size_value(size, "height")), int(size_value(size, "width")))
+    grid_w, grid_h = get_optimal_tiled_canvas((height, width), tile, int(image_processor.min_patches),
+                                              int(image_processor.max_patches))
     if grid_w * grid_h + 1 != n_tiles:
         raise UserError(f"{family}: {n_tiles} tiles in pixel_values, but a {grid_h}×{grid_w} canvas + thumbnail "
                         f"for a {width}×{height} image")
@@ -329,91 +186,9 @@ def _tiles_and_thumbnail(image_processor, n_tiles: int, rows: int, cols: int, wi
     for i in range(grid_w * grid_h):
         r, c = divmod(i, grid_w)
         box = (c * width / grid_w, r * height / grid_h, (c + 1) * width / grid_w, (r + 1) * height / grid_h)
-        panels.append(Panel(f"tile {r},{c}", _regular(i * per_tile, cols, rows, cols), box))
-    panels.append(Panel("thumbnail", _regular((n_tiles - 1) * per_tile, cols, rows, cols), full))
+        panels.append(Panel(f"tile {r},{c}", regular_grid(i * per_tile, cols, rows, cols), box))
+    panels.append(Panel("thumbnail", regular_grid((n_tiles - 1) * per_tile, cols, rows, cols), full))
     return panels
-
-
-def aya_vision_layout(config, processor, sample, width, height):
-    """Aya Vision: SigLIP tiles pixel-shuffled by ``downsample_factor``; tiles row-major, the global
-    tile last. <|START_OF_IMG|>, TILE_n, TILE_GLOBAL and <|END_OF_IMG|> are not image tokens."""
-    vision = config.vision_config
-    side = _pair(vision.image_size)[0] // _pair(vision.patch_size)[0] // int(config.downsample_factor)
-    n_tiles = int(sample.inputs["pixel_values"].shape[0])
-    return _tiles_and_thumbnail(processor.image_processor, n_tiles, side, side, width, height, "Aya Vision"), {}
-
-
-def cohere2_vision_layout(config, processor, sample, width, height):
-    """Command A Vision: as Aya Vision (thumbnail last when tiled); an <|IMG_LINE_BREAK|> after each
-    tile is not an image token."""
-    side = int(processor.image_processor.patch_size)
-    n_tiles = int(sample.inputs["pixel_values"].shape[0])
-    return _tiles_and_thumbnail(processor.image_processor, n_tiles, side, side, width, height,
-                                "Command A Vision"), {}
-
-
-def idefics3_layout(config, processor, sample, width, height):
-    """Idefics3 / SmolVLM: ``(image_size/patch/scale_factor)²`` tokens per view (pixel shuffle). With
-    image splitting the image is cut into rows × cols tiles (the ``<row_r_col_c>`` tokens tell how
-    many) read row-major, then the global image; the row/col, ``<global-img>`` and
-    ``<fake_token_around_image>`` tokens are not image tokens."""
-    vision = config.vision_config
-    side = _pair(vision.image_size)[0] // _pair(vision.patch_size)[0] // int(config.scale_factor)
-    full = (0.0, 0.0, float(width), float(height))
-    tags = [processor.tokenizer.convert_ids_to_tokens(int(i)) for i in sample.inputs["input_ids"][0]]
-    cells = [tuple(int(v) for v in m.groups()) for t in tags if (m := re.fullmatch(r"<row_(\d+)_col_(\d+)>", t))]
-    if not cells:
-        return [Panel("global", _regular(0, side, side, side), full)], {}
-    rows, cols = max(r for r, _ in cells), max(c for _, c in cells)
-    per_tile = side * side
-    panels = []
-    for i in range(rows * cols):
-        r, c = divmod(i, cols)
-        box = (c * width / cols, r * height / rows, (c + 1) * width / cols, (r + 1) * height / rows)
-        panels.append(Panel(f"tile {r},{c}", _regular(i * per_tile, side, side, side), box))
-    panels.append(Panel("global", _regular(rows * cols * per_tile, side, side, side), full))
-    return panels, {}
-
-
-def mistral3_layout(config, processor, sample, width, height):
-    """Pixtral: the image resized whole to patches of ``patch_size``, merged ``spatial_merge_size``²;
-    [IMG_BREAK] after each row and [IMG_END] are other token ids, not image tokens."""
-    h, w = (int(v) for v in np.asarray(sample.inputs["image_sizes"].cpu())[0])
-    step = int(config.vision_config.patch_size) * int(config.spatial_merge_size)
-    return _whole_image_grid(processor.image_processor, h // step, w // step, width, height, "Mistral 3"), {}
-
-
-def video_llama_3_layout(config, processor, sample, width, height):
-    """VideoLLaMA 3: one grid of ``image_grid_thw`` patches merged ``image_merge_sizes`` (1 for images)
-    over the whole resized image."""
-    t, h, w = (int(v) for v in np.asarray(sample.inputs["image_grid_thw"].cpu())[0])
-    merges = sample.inputs.get("image_merge_sizes")
-    merge = int(np.asarray(merges.cpu()).reshape(-1)[0]) if merges is not None else int(processor.image_processor.merge_size)
-    if t != 1:
-        raise UnsupportedModel(f"image_grid_thw has {t} temporal patches; one image expected")
-    rows, cols = h // merge, w // merge
-    return [Panel("base", _regular(0, cols, rows, cols), (0.0, 0.0, float(width), float(height)))], {}
-
-
-def ovis2_layout(config, processor, sample, width, height):
-    """Ovis2: ``(image_size/patch/hidden_stride)²`` <IMG_ATOM> tokens for the whole image; crops
-    (``crop_to_patches``) are refused. The indicator tokens (<IMG_START>, <IMG_GRID>, <IMG_END>) carry
-    fixed embeddings and are not image tokens."""
-    if int(sample.inputs["pixel_values"].shape[0]) != 1:
-        raise UnsupportedModel("Ovis2: crops are not supported; turn crop_to_patches off")
-    vision = config.vision_config
-    side = _pair(vision.image_size)[0] // _pair(vision.patch_size)[0] // int(vision.hidden_stride)
-    return _whole_image_grid(processor.image_processor, side, side, width, height, "Ovis2"), {}
-
-
-def deepseek_vl_layout(config, processor, sample, width, height):
-    """DeepSeek-VL: one SigLIP grid (no class token) over the image padded to a square; only square
-    inputs (no padding) are supported."""
-    if width != height and getattr(processor.image_processor, "do_pad", False):
-        raise UnsupportedModel("DeepSeek-VL pads a non-square image to a square; run at a square resolution")
-    vision = config.vision_config
-    rows, cols = (s // p for s, p in zip(_pair(vision.image_size), _pair(vision.patch_size)))
-    return _whole_image_grid(processor.image_processor, rows, cols, width, height, "DeepSeek-VL"), {}
 
 
 def no_layout(config, processor, sample, width, height):

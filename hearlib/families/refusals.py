@@ -2,7 +2,7 @@
 
 Data only (read from each model type's transformers 5.24 source), so that both
 :mod:`hearlib.families.registry` (refusing a type on load, :func:`hearlib.families.registry.family_of`) and
-:mod:`hearlib.families.coverage` (the table of docs/MODELS.md) read the same reasons without importing
+:mod:`hearlib.paper.coverage` (the table of docs/MODELS.md) read the same reasons without importing
 each other. Registering a family means removing its entry here.
 """
 from __future__ import annotations

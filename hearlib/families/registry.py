@@ -2,11 +2,14 @@
 
 A record says where hearlib finds what it touches in a transformers model of the family
 (the text decoder, each layer's self-attention and its output projection, the final norm,
-the unembedding, the image token id), the input size the family runs at, the function of
-:mod:`hearlib.families.geometry` that places its image tokens on the image, and how
-:mod:`hearlib.families.tiny` builds a tiny random-weight model of it. :mod:`hearlib.method.engine`,
-:mod:`hearlib.method.loading`, :mod:`hearlib.families.geometry` and :mod:`hearlib.families.tiny` read these records
-and nothing else; docs/ADDING_A_MODEL_FAMILY.md walks through adding one.
+the unembedding, the image token id), the input size the family runs at, the function that
+places its image tokens on the image (see :mod:`hearlib.families.geometry`), and the
+:class:`TinySpec` from which :mod:`hearlib.families.tiny` derives a tiny random-weight model of it.
+The records live in one file per model lineage (``hearlib/families/llava.py``, ``qwen2_vl.py``, ...),
+each calling :func:`register`; importing :mod:`hearlib.families` imports them all.
+:mod:`hearlib.method.engine`, :mod:`hearlib.method.loading`, :mod:`hearlib.families.geometry` and
+:mod:`hearlib.families.tiny` read these records and nothing else; docs/ADDING_A_MODEL_FAMILY.md
+walks through adding one.
 
 Paths are attribute paths (``"model.language_model"``), each relative to the object its
 field names.
@@ -14,28 +17,70 @@ field names.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from hearlib.families import geometry
 from hearlib.errors import UnsupportedModel
 from hearlib.families.refusals import NOT_YET, REASONS
 
-__all__ = ["Family", "TinyModel", "FAMILIES", "family_of", "supported_architectures", "resolve_path"]
+__all__ = ["Family", "Tokens", "TinySpec", "DROP", "FAMILIES", "register", "family_of", "supported_architectures",
+           "resolve_path"]
+
+
+class _Drop:
+    """An override value that removes a key of :data:`hearlib.families.tiny.SIZES` (not passed at all)."""
+
+    def __repr__(self) -> str:
+        return "DROP"
+
+
+DROP = _Drop()
 
 
 @dataclass(frozen=True)
-class TinyModel:
-    """How :func:`hearlib.families.tiny.build_tiny` builds a tiny model of the family.
+class Tokens:
+    """The special tokens of a tiny model's word-level tokenizer (the shared test words follow them).
 
-    ``builder``: name of a function of :mod:`hearlib.families.tiny` that returns
-    ``(config, model_class, processor)`` (2 decoder layers, 4 query / 2 key-value heads,
-    a word-level tokenizer). ``image_tokens``: image tokens one square image of any size
-    gives; ``processed_size``: the (w, h) the image processor brings a square input to."""
+    ``specials``: in id order from 0; ``roles``: ``bos_token``/``eos_token``/``unk_token``/``pad_token``;
+    ``named``: the tokenizer's extra special tokens by attribute (``image_token``, ...); ``prepend``:
+    the token the tokenizer puts before every text (None: none); ``extra_words``: words the
+    family's template needs beyond the shared vocabulary (appended last, so other ids stay)."""
 
-    builder: str
+    specials: tuple[str, ...]
+    roles: dict
+    named: dict
+    prepend: str | None = None
+    extra_words: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """What a tiny model of the family needs beyond transformers' own config class.
+
+    :func:`hearlib.families.tiny.tiny_parts` starts from ``AutoConfig.for_model(model_type)``'s
+    sub-config classes, shrinks them by the one table :data:`hearlib.families.tiny.SIZES` (each size
+    key the class has; every text key), then applies ``text`` / ``vision`` / ``config`` (the text,
+    vision and top-level overrides: a decoder ``model_type`` other than the default, sliding windows,
+    soft-caps, M-RoPE sections...; :data:`DROP` leaves a size key out) and ``token_ids`` (config
+    attribute -> token, or list of tokens).
+    The processor is ``Family.processor_class`` over ``image_processor`` (class name, settings),
+    ``video_processor`` (same, or None) and the tokenizer of ``tokens`` with ``template``
+    (a string, or a function returning one), plus ``processor`` settings. ``image_tokens``: image
+    tokens one square image of any size gives; ``processed_size``: the (w, h) the image processor
+    brings a square input to."""
+
+    tokens: Tokens
+    template: str | Callable[[], str]
     image_tokens: int
     processed_size: tuple[int, int]
+    image_processor: tuple[str, dict]
+    token_ids: dict = field(default_factory=dict)
+    text: dict = field(default_factory=dict)
+    vision: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    video_processor: tuple[str, dict] | None = None
+    processor: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -56,8 +101,8 @@ class Family:
                                      # set_attn_implementation that reaches only the decoder)
     image_token_id: str              # model.config attribute holding the image token id
     resolution: tuple[int, int] | None  # fixed input (w, h) hearlib resizes to; None = processor's own
-    layout: Callable                 # hearlib.families.geometry function: where each image token lies
-    tiny: TinyModel | None           # the tiny model for tests (None: a derived record)
+    layout: Callable                 # (config, processor, sample, width, height) -> (panels, non_spatial)
+    tiny: TinySpec | None            # the tiny model for tests (None: a derived record)
     note: str                        # what is particular about the family
     derived: bool = False            # made by derived_family(), not registered: checked on load
 
@@ -99,180 +144,20 @@ def resolve_path(obj, path: str, family: str = ""):
 
 # The decoder layout every supported family shares in transformers 5 (Llama / Qwen2 decoders
 # under a *ForConditionalGeneration wrapper).
-_TRANSFORMERS_DECODER = dict(decoder="model.language_model", layers="layers", attention="self_attn",
-                             output_projection="o_proj", final_norm="norm", lm_head="lm_head",
-                             text_config="text_config", image_token_id="image_token_id")
+TRANSFORMERS_DECODER = dict(decoder="model.language_model", layers="layers", attention="self_attn",
+                            output_projection="o_proj", final_norm="norm", lm_head="lm_head",
+                            text_config="text_config", image_token_id="image_token_id")
 
-FAMILIES: dict[str, Family] = {f.model_type: f for f in (
-    Family("LLaVA-1.5", "llava", "LlavaForConditionalGeneration", "LlavaProcessor",
-           resolution=None, layout=geometry.llava_layout,
-           tiny=TinyModel("tiny_llava", image_tokens=16, processed_size=(32, 32)),
-           note="one CLIP grid (CLS dropped); the processor's shortest-edge resize and centre crop",
-           **_TRANSFORMERS_DECODER),
-    Family("LLaVA-NeXT", "llava_next", "LlavaNextForConditionalGeneration", "LlavaNextProcessor",
-           resolution=(336, 336), layout=geometry.llava_next_layout,
-           tiny=TinyModel("tiny_llava_next", image_tokens=36, processed_size=(32, 32)),
-           note="anyres: base grid + unpadded high-res grid with a newline token per row; "
-                "the token count depends on the input size, so it runs at 336 × 336",
-           **_TRANSFORMERS_DECODER),
-    Family("Qwen2-VL", "qwen2_vl", "Qwen2VLForConditionalGeneration", "Qwen2VLProcessor",
-           resolution=(448, 448), layout=geometry.qwen_layout,
-           tiny=TinyModel("tiny_qwen2_vl", image_tokens=16, processed_size=(64, 64)),
-           note="dynamic resolution, 2 × 2 patches merged per token, M-RoPE positions; runs at 448 × 448",
-           **_TRANSFORMERS_DECODER),
-    Family("Qwen2.5-VL", "qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLProcessor",
-           resolution=(448, 448), layout=geometry.qwen_layout,
-           tiny=TinyModel("tiny_qwen2_5_vl", image_tokens=16, processed_size=(64, 64)),
-           note="as Qwen2-VL, with a window-attention vision tower; runs at 448 × 448",
-           **_TRANSFORMERS_DECODER),
-    Family("InternVL2.5", "internvl", "InternVLForConditionalGeneration", "InternVLProcessor",
-           resolution=(448, 448), layout=geometry.internvl_layout,
-           tiny=TinyModel("tiny_internvl", image_tokens=16, processed_size=(64, 64)),
-           note="448 px tiles, pixel shuffle 0.5 (256 tokens a tile); at 448 × 448 one tile, no thumbnail; "
-                "<img>/</img> around the image tokens are not image tokens",
-           **_TRANSFORMERS_DECODER),
-    Family("Gemma 3", "gemma3", "Gemma3ForConditionalGeneration", "Gemma3Processor",
-           resolution=None, layout=geometry.gemma3_layout,
-           tiny=TinyModel("tiny_gemma3", image_tokens=16, processed_size=(64, 64)),
-           note="SigLIP 896 px average-pooled to 16 × 16 = 256 tokens, resized whole (pan-and-scan off); "
-                "the image block attends bidirectionally and 5 of 6 layers use a sliding window (the "
-                "engine follows the model's masks); <start_of_image>/<end_of_image> are not image tokens",
-           **_TRANSFORMERS_DECODER),
-    Family("PaliGemma", "paligemma", "PaliGemmaForConditionalGeneration", "PaliGemmaProcessor",
-           resolution=None, layout=geometry.paligemma_layout,
-           tiny=TinyModel("tiny_paligemma", image_tokens=16, processed_size=(32, 32)),
-           note="one SigLIP grid over the whole image; a prefix-LM: image and prompt attend to each other "
-                "bidirectionally, so the fast path's premise fails and the engine runs the literal path",
-           **_TRANSFORMERS_DECODER),
-    Family("LLaVA-OneVision", "llava_onevision", "LlavaOnevisionForConditionalGeneration",
-           "LlavaOnevisionProcessor", resolution=(384, 384), layout=geometry.llava_onevision_layout,
-           tiny=TinyModel("tiny_llava_onevision", image_tokens=36, processed_size=(32, 32)),
-           note="anyres-max-9: base grid + unpadded high-res grid with a newline per row; SigLIP has no CLS "
-                "token; runs at 384 × 384 (729 + 27 × 28 = 1485 tokens)",
-           **_TRANSFORMERS_DECODER),
-    Family("Mistral 3", "mistral3", "Mistral3ForConditionalGeneration", "PixtralProcessor",
-           resolution=(448, 448), layout=geometry.mistral3_layout,
-           tiny=TinyModel("tiny_mistral3", image_tokens=36, processed_size=(48, 48)),
-           note="Pixtral tower at the image's own size (longest edge 1540), 2 × 2 patch merger; "
-                "[IMG_BREAK] after each row and [IMG_END] are not image tokens; runs at 448 × 448 (16 × 16)",
-           **_TRANSFORMERS_DECODER),
-    Family("ViP-LLaVA", "vipllava", "VipLlavaForConditionalGeneration", "LlavaProcessor",
-           resolution=None, layout=geometry.llava_layout,
-           tiny=TinyModel("tiny_vipllava", image_tokens=16, processed_size=(32, 32)),
-           note="LLaVA-1.5 with the CLIP features of several vision layers concatenated (CLS dropped)",
-           **_TRANSFORMERS_DECODER),
-    Family("LLaVA-NeXT-Video", "llava_next_video", "LlavaNextVideoForConditionalGeneration",
-           "LlavaNextVideoProcessor", resolution=(336, 336), layout=geometry.llava_next_layout,
-           tiny=TinyModel("tiny_llava_next_video", image_tokens=36, processed_size=(32, 32)),
-           note="LLaVA-NeXT with a video path; images as LLaVA-NeXT (anyres), run at 336 × 336",
-           **_TRANSFORMERS_DECODER),
-    Family("Video-LLaVA", "video_llava", "VideoLlavaForConditionalGeneration", "VideoLlavaProcessor",
-           resolution=None, layout=geometry.llava_layout,
-           tiny=TinyModel("tiny_video_llava", image_tokens=16, processed_size=(32, 32)),
-           note="separate image and video CLIP towers (image_tower, video_tower); images as LLaVA-1.5",
-           **_TRANSFORMERS_DECODER),
-    Family("Qwen3-VL", "qwen3_vl", "Qwen3VLForConditionalGeneration", "Qwen3VLProcessor",
-           resolution=(448, 448), layout=geometry.qwen_layout,
-           tiny=TinyModel("tiny_qwen3_vl", image_tokens=16, processed_size=(64, 64)),
-           note="as Qwen2.5-VL with patch 16 and interleaved M-RoPE; DeepStack adds vision features to the "
-                "first decoder layers' hidden states at the image positions only; runs at 448 × 448 (14 × 14)",
-           **_TRANSFORMERS_DECODER),
-    Family("Qwen3-VL-MoE", "qwen3_vl_moe", "Qwen3VLMoeForConditionalGeneration", "Qwen3VLProcessor",
-           resolution=(448, 448), layout=geometry.qwen_layout,
-           tiny=TinyModel("tiny_qwen3_vl_moe", image_tokens=16, processed_size=(64, 64)),
-           note="Qwen3-VL with mixture-of-experts MLPs (per token; attention unchanged); runs at 448 × 448",
-           **_TRANSFORMERS_DECODER),
-    Family("GLM-4.1V", "glm4v", "Glm4vForConditionalGeneration", "Glm4vProcessor",
-           resolution=(448, 448), layout=geometry.qwen_layout,
-           tiny=TinyModel("tiny_glm4v", image_tokens=16, processed_size=(64, 64)),
-           note="dynamic resolution as Qwen2-VL (patch 14, 2 × 2 merge, M-RoPE on half of each head); "
-                "<|begin_of_image|>/<|end_of_image|> are not image tokens; runs at 448 × 448 (16 × 16)",
-           **_TRANSFORMERS_DECODER),
-    Family("GLM-4.5V", "glm4v_moe", "Glm4vMoeForConditionalGeneration", "Glm4vProcessor",
-           resolution=(448, 448), layout=geometry.qwen_layout,
-           tiny=TinyModel("tiny_glm4v_moe", image_tokens=16, processed_size=(64, 64)),
-           note="GLM-4.1V's vision and layout with a mixture-of-experts decoder; runs at 448 × 448",
-           **_TRANSFORMERS_DECODER),
-    Family("Aya Vision", "aya_vision", "AyaVisionForConditionalGeneration", "AyaVisionProcessor",
-           resolution=(364, 364), layout=geometry.aya_vision_layout,
-           tiny=TinyModel("tiny_aya_vision", image_tokens=16, processed_size=(64, 64)),
-           note="SigLIP 364 px tiles pixel-shuffled 2 × 2 (169 tokens a tile), a Cohere 2 decoder with sliding-"
-                "window layers; at 364 × 364 one tile; tile and start/end markers are not image tokens",
-           **_TRANSFORMERS_DECODER),
-    Family("Command A Vision", "cohere2_vision", "Cohere2VisionForConditionalGeneration", "Cohere2VisionProcessor",
-           resolution=(512, 512), layout=geometry.cohere2_vision_layout,
-           tiny=TinyModel("tiny_cohere2_vision", image_tokens=16, processed_size=(64, 64)),
-           note="SigLIP 512 px tiles pixel-shuffled 2 × 2 (256 tokens a tile) + a line-break token per tile, "
-                "a Cohere 2 decoder; at 512 × 512 one tile",
-           **_TRANSFORMERS_DECODER),
-    Family("Idefics3", "idefics3", "Idefics3ForConditionalGeneration", "Idefics3Processor",
-           resolution=(364, 364), layout=geometry.idefics3_layout,
-           tiny=TinyModel("tiny_idefics3", image_tokens=16, processed_size=(64, 64)),
-           note="SigLIP 364 px / patch 14 pixel-shuffled 2 × 2 (169 tokens a view); split into tiles + a global image "
-                "(row/col and <global-img> tokens are not image tokens); decoder under model.text_model",
-           **dict(_TRANSFORMERS_DECODER, decoder="model.text_model")),
-    Family("SmolVLM", "smolvlm", "SmolVLMForConditionalGeneration", "SmolVLMProcessor",
-           resolution=(512, 512), layout=geometry.idefics3_layout,
-           tiny=TinyModel("tiny_smolvlm", image_tokens=16, processed_size=(64, 64)),
-           note="Idefics3's wrapper and layout (SigLIP tiles pixel-shuffled by scale_factor + a global image; "
-                "row/col and <global-img> tokens are not image tokens; decoder under model.text_model); "
-                "SmolVLMProcessor needs num2words; runs at 512 × 512",
-           **dict(_TRANSFORMERS_DECODER, decoder="model.text_model")),
-    Family("GLM-4.6V", "glm46v", "Glm46VForConditionalGeneration", "Glm46VProcessor",
-           resolution=(448, 448), layout=geometry.qwen_layout,
-           tiny=TinyModel("tiny_glm46v", image_tokens=16, processed_size=(64, 64)),
-           note="GLM-4.1V's vision tower and decoder classes (glm4v_vision, glm4v_text) under the Glm46V wrapper; "
-                "runs at 448 × 448",
-           **_TRANSFORMERS_DECODER),
-    Family("LightOnOCR", "lighton_ocr", "LightOnOcrForConditionalGeneration", "LightOnOcrProcessor",
-           resolution=(448, 448), layout=geometry.mistral3_layout,
-           tiny=TinyModel("tiny_lighton_ocr", image_tokens=36, processed_size=(48, 48)),
-           note="Mistral 3's Pixtral tower and 2 × 2 merger with a Qwen3 decoder; break/end tokens are not image "
-                "tokens; runs at 448 × 448",
-           **_TRANSFORMERS_DECODER),
-    Family("DeepSeek-VL", "deepseek_vl", "DeepseekVLForConditionalGeneration", "DeepseekVLProcessor",
-           resolution=(384, 384), layout=geometry.deepseek_vl_layout,
-           tiny=TinyModel("tiny_deepseek_vl", image_tokens=64, processed_size=(64, 64)),
-           note="one SigLIP grid (384 px / patch 16: 24 × 24 = 576 tokens) over the image padded to a square; "
-                "runs at 384 × 384 (no padding)",
-           **_TRANSFORMERS_DECODER),
-    Family("VideoLLaMA 3", "video_llama_3", "VideoLlama3ForConditionalGeneration", "VideoLlama3Processor",
-           resolution=(448, 448), layout=geometry.video_llama_3_layout,
-           tiny=TinyModel("tiny_video_llama_3", image_tokens=64, processed_size=(64, 64)),
-           note="dynamic resolution (patch 14, images not merged), a Qwen2 decoder; runs at 448 × 448 (32 × 32)",
-           **_TRANSFORMERS_DECODER),
-    Family("PaddleOCR-VL", "paddleocr_vl", "PaddleOCRVLForConditionalGeneration", "PaddleOCRVLProcessor",
-           resolution=(448, 448), layout=geometry.qwen_layout,
-           tiny=TinyModel("tiny_paddleocr_vl", image_tokens=16, processed_size=(64, 64)),
-           note="dynamic resolution as Qwen2-VL (patch 14, 2 × 2 merge, M-RoPE), an ERNIE-4.5-0.3B-style decoder; "
-                "runs at 448 × 448 (16 × 16)",
-           **_TRANSFORMERS_DECODER),
-    Family("Ovis2", "ovis2", "Ovis2ForConditionalGeneration", "Ovis2Processor",
-           resolution=(448, 448), layout=geometry.ovis2_layout,
-           tiny=TinyModel("tiny_ovis2", image_tokens=16, processed_size=(64, 64)),
-           note="each image token is a softmax-weighted mix of a visual embedding table (the visual tokenizer); "
-                "one view at 448 × 448 (crops off); <IMG_START>/<IMG_GRID>/<IMG_END> are not image tokens",
-           **_TRANSFORMERS_DECODER),
-    Family("Qianfan-OCR", "qianfan_ocr", "QianfanOCRForConditionalGeneration", "QianfanOCRProcessor",
-           resolution=(448, 448), layout=geometry.internvl_layout,
-           tiny=TinyModel("tiny_qianfan_ocr", image_tokens=16, processed_size=(64, 64)),
-           note="InternVL's layout (448 px tiles, pixel shuffle 0.5: 256 tokens a tile) with a Qwen3 decoder; "
-                "at 448 × 448 one tile; <img>/</img> are not image tokens",
-           **_TRANSFORMERS_DECODER),
-    Family("EXAONE 4.5", "exaone4_5", "Exaone4_5_ForConditionalGeneration", "Exaone4_5_Processor",
-           resolution=(448, 448), layout=geometry.qwen_layout,
-           tiny=TinyModel("tiny_exaone4_5", image_tokens=16, processed_size=(64, 64)),
-           note="Qwen2.5-VL-style tower and layout (patch 14, 2 × 2 merge) with an EXAONE 4 decoder "
-                "(sliding-window and global layers); runs at 448 × 448 (16 × 16)",
-           **_TRANSFORMERS_DECODER),
-    Family("Cohere Compass", "cohere_compass", "CohereCompassForConditionalGeneration", "CohereCompassProcessor",
-           resolution=(448, 448), layout=geometry.qwen_layout,
-           tiny=TinyModel("tiny_cohere_compass", image_tokens=16, processed_size=(64, 64)),
-           note="Qwen3-VL-style tower (DeepStack) and layout with a Cohere decoder (sliding-window layers, M-RoPE); "
-                "the wrapper scales the logits by logit_scale, which the engine applies where it unembeds; "
-                "runs at 448 × 448",
-           **_TRANSFORMERS_DECODER),
-)}
+# model_type -> record, filled by the lineage files (hearlib/families/<lineage>.py) through register()
+FAMILIES: dict[str, Family] = {}
+
+
+def register(*families: Family) -> None:
+    """Add records to :data:`FAMILIES`; a model type registered twice is an error."""
+    for family in families:
+        if family.model_type in FAMILIES:
+            raise ValueError(f"{family.model_type!r} is registered twice")
+        FAMILIES[family.model_type] = family
 
 
 def supported_architectures() -> str:
@@ -305,7 +190,7 @@ def derived_family(config) -> tuple[Family | None, str | None]:
     """A record for an unregistered model type whose layout is standard, or why there is none.
 
     Standard: transformers maps the type to an image-text-to-text class, the config has a
-    ``text_config`` with layers and heads and an image token id, and hearlib.families.coverage records no
+    ``text_config`` with layers and heads and an image token id, and hearlib.paper.coverage records no
     reason that HeAr does not apply (encoder-decoder, cross-attention, token mixing outside
     attention, ...). The record assumes transformers' usual decoder paths
     (``model.language_model``, ``layers``, ``self_attn``, ``o_proj``, ``norm``, ``lm_head``);
@@ -332,4 +217,4 @@ def derived_family(config) -> tuple[Family | None, str | None]:
     return Family(f"{model_type} (derived)", model_type, model_class, "AutoProcessor", resolution=None,
                   layout=geometry.no_layout, tiny=None, derived=True,
                   note="not registered: derived from the standard layout and checked on load; no image maps",
-                  **{**_TRANSFORMERS_DECODER, "image_token_id": token_attribute}), None
+                  **{**TRANSFORMERS_DECODER, "image_token_id": token_attribute}), None

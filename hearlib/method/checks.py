@@ -13,6 +13,18 @@ from hearlib.errors import UnsupportedModel
 from hearlib.method.attention import ATTENTION_NAME
 
 
+def versions() -> dict:
+    """The library versions a result depends on (recorded with every record and run)."""
+    import transformers
+
+    try:
+        import accelerate
+        accelerate_version = accelerate.__version__
+    except ImportError:                     # pragma: no cover - accelerate is a dependency
+        accelerate_version = None
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "accelerate": accelerate_version}
+
+
 class EngineChecks:
     @torch.no_grad()
     def check_intact(self) -> dict:
@@ -57,8 +69,6 @@ class EngineChecks:
     def environment(self, method: str | None = None) -> dict:
         """What a result was computed with: library versions, device, dtype, engine path, attention
         implementation, the weights' fingerprint, the loading report and the load-time check."""
-        from hearlib.method.loading import versions
-
         return {**versions(), "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
                 "method": method, "attention": f"{ATTENTION_NAME} (hearlib; the model's sdpa/eager when no plan)",
                 "family": self.family.model_type, "weights": self.weight_fingerprint(),

@@ -16,6 +16,7 @@ import torch
 from hearlib.families import registry as families
 from hearlib.errors import UnsupportedModel, UserError
 from hearlib.families.registry import family_of, supported_architectures
+from hearlib.method.checks import versions
 
 # model_type -> (family, default fixed input resolution (w, h) or None for the processor's own),
 # read from the records of hearlib.families.registry
@@ -43,7 +44,7 @@ class Checkpoint:
     processor's own resize and crop). ``layers × heads`` is N, the number of query heads
     HeAr attributes; ``kv_heads`` the key/value heads (GQA when fewer). Image tokens at that
     input: ``views`` views of ``grid`` (rows, cols) tokens each plus ``newline_tokens``.
-    ``checked``: the folder under ``tests/data/hub`` that tests/test_models.py checks the row
+    ``checked``: the folder under ``tests/data/hub`` that tests/method/test_models.py checks the row
     against; empty when the row is from the model card / config and not checked here."""
 
     name: str
@@ -135,18 +136,6 @@ def resolve(model: str | Path) -> tuple[str, Checkpoint | None]:
         if checkpoint.hub_id == text:
             return text, checkpoint
     return text, None
-
-
-def versions() -> dict:
-    """The library versions a result depends on (recorded with every record and run)."""
-    import transformers
-
-    try:
-        import accelerate
-        accelerate_version = accelerate.__version__
-    except ImportError:                     # pragma: no cover - accelerate is a dependency
-        accelerate_version = None
-    return {"torch": torch.__version__, "transformers": transformers.__version__, "accelerate": accelerate_version}
 
 
 def loading_problem(report: dict) -> str | None:

@@ -16,10 +16,8 @@ real ``LlavaForConditionalGeneration`` forward (vision tower included).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import random
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -29,99 +27,22 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hearlib.organism import model as O
-from hearlib.records.datasets import ImageRecord, load_domainnet
 from hearlib.errors import UserError
-
-LABEL_KEYS = {"object": "object", "color": "color", "position": "position", "kind": "supercategory"}
-
-
-# --------------------------------------------------------------------------- data
-def record_labels(r: ImageRecord) -> dict:
-    out = {"object": r.label}
-    if r.supercategory:
-        out["supercategory"] = r.supercategory
-    for k in ("color", "position"):
-        if k in r.extra:
-            out[k] = r.extra[k]
-    return out
+from hearlib.organism import model as O
+from hearlib.organism.data import (LABEL_KEYS, Data, augmenter, load_images, normalize, patch_cover,  # noqa: F401
+                                   prepare_data, record_labels, split)
 
 
-def load_images(records: list[ImageRecord], progress: bool = True, size: int | None = None) -> torch.Tensor:
-    """uint8 [N, 3, S, S]: resized (shortest edge, bicubic) and centre-cropped like the processor."""
-    from PIL import Image
-    from tqdm import tqdm
-    S = size or O.IMAGE_SIZE
-    out = torch.empty((len(records), 3, S, S), dtype=torch.uint8)
-    for i, r in enumerate(tqdm(records, desc="loading images", disable=not progress, leave=False)):
-        with Image.open(r.path) as im:
-            im = im.convert("RGB")
-            if im.size != (S, S):
-                w, h = im.size
-                k = S / min(w, h)
-                im = im.resize((max(S, round(w * k)), max(S, round(h * k))), Image.BICUBIC)
-                w, h = im.size
-                left, top = (w - S) // 2, (h - S) // 2
-                im = im.crop((left, top, left + S, top + S))
-            out[i] = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
-    return out
-
-
-_MEAN = torch.tensor(O.CLIP_MEAN).view(1, 3, 1, 1)
-_STD = torch.tensor(O.CLIP_STD).view(1, 3, 1, 1)
-
-
-def normalize(images_u8: torch.Tensor) -> torch.Tensor:
-    return (images_u8.float() / 255.0 - _MEAN) / _STD
-
-
-class Data:
-    """Images in memory plus, per question type, the label index of each image."""
-
-    def __init__(self, records: list[ImageRecord], images: torch.Tensor, questions: list[str]):
-        self.records, self.images, self.questions = records, images, questions
-        self.labels = {q: [record_labels(r).get(LABEL_KEYS[q]) for r in records] for q in questions}
-        self.domains = [r.domain or "all" for r in records]
-        self.patch_cover = patch_cover(records)
-
-
-def patch_cover(records: list[ImageRecord]) -> torch.Tensor | None:
-    """Fraction of each patch covered by the main object [N, P] (generated scenes only, else None).
-
-    The geometry of a scene is the same in every style, so it is recomputed from (seed, scene id)."""
-    from hearlib.organism import scenes
-    if not records or not all("scene_id" in r.extra and "seed" in r.extra for r in records):
-        return None
-    g = O.IMAGE_SIZE // O.PATCH_SIZE
-    cache = {}
-    out = torch.empty((len(records), g * g))
-    for i, r in enumerate(records):
-        key = (r.extra["seed"], r.extra["scene_id"])
-        if key not in cache:
-            m = scenes._mask(scenes.make_scene(*key).main, O.IMAGE_SIZE).astype(np.float32)
-            cache[key] = torch.from_numpy(m.reshape(g, O.PATCH_SIZE, g, O.PATCH_SIZE).mean((1, 3)).reshape(-1))
-        out[i] = cache[key]
-    return out
-
-
-def augmenter(size: int):
-    """Training augmentation for a user's photographs: random resized crop, horizontal flip,
-    colour jitter (torchvision.transforms.v2), drawn per image. Not used on generated scenes,
-    whose position answers a flip or crop would change."""
-    from torchvision.transforms import v2
-    t = v2.Compose([v2.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True), v2.RandomHorizontalFlip(),
-                    v2.ColorJitter(0.3, 0.3, 0.3, 0.03)])
-    return lambda batch_u8: torch.stack([t(im) for im in batch_u8])
-
-
-def _lr(step, total, peak, warmup):
+def lr_at(step, total, peak, warmup):
+    """Learning rate at ``step``: linear warmup, then cosine decay to 2% of ``peak``."""
     if step < warmup:
         return peak * (step + 1) / warmup
     t = (step - warmup) / max(1, total - warmup)
     return peak * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def _optimizer(params, lr, wd):
+def optimizer(params, lr, wd):
+    """AdamW with weight decay on matrices only."""
     decay = [p for p in params if p.ndim >= 2]
     rest = [p for p in params if p.ndim < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": wd}, {"params": rest, "weight_decay": 0.0}],
@@ -162,7 +83,7 @@ def train_vision(vision_tower, data: Data, vocab: dict[str, list[str]], steps: i
                for q in tasks}
     heads = VisionHeads(vision_tower.config.hidden_size, {q: len(v) for q, v in tasks.items()})
     params = list(vision_tower.parameters()) + list(heads.parameters())
-    opt = _optimizer(params, lr, 0.05)
+    opt = optimizer(params, lr, 0.05)
     vision_tower.train()
     n = len(data.records)
     bar = tqdm(range(steps), desc="stage A: vision tower", disable=not progress)
@@ -170,7 +91,7 @@ def train_vision(vision_tower, data: Data, vocab: dict[str, list[str]], steps: i
     best = (-1.0, None, 0)          # (val accuracy, state, evaluations since the best)
     for step in bar:
         for group in opt.param_groups:
-            group["lr"] = _lr(step, steps, lr, max(1, steps // 20))
+            group["lr"] = lr_at(step, steps, lr, max(1, steps // 20))
         idx = torch.randint(0, n, (batch,), generator=g)
         x = normalize(augment(data.images[idx]) if augment else data.images[idx])
         out = heads(O.image_features(vision_tower, x))
@@ -261,7 +182,7 @@ def answer_id(tokenizer, word: str) -> int:
     return ids[0]
 
 
-def _question_weights(questions):
+def question_weights(questions):
     w = {"object": 0.45, "color": 0.2, "position": 0.2, "kind": 0.15}
     ws = np.array([w[q] for q in questions], dtype=np.float64)
     return ws / ws.sum()
@@ -278,10 +199,10 @@ def train_decoder(model, tokenizer, feats: torch.Tensor, data: Data, steps: int,
     for p in vt.parameters():
         p.requires_grad_(False)
     params = [p for m in (proj, lm, head) for p in m.parameters()]
-    opt = _optimizer(params, lr, 0.01)
+    opt = optimizer(params, lr, 0.01)
     prompts = Prompts(tokenizer, data.questions)
     rng = np.random.default_rng(seed)
-    qw = _question_weights(data.questions)
+    qw = question_weights(data.questions)
     ans = {q: [answer_id(tokenizer, v) if v is not None else None for v in data.labels[q]] for q in data.questions}
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id
@@ -292,7 +213,7 @@ def train_decoder(model, tokenizer, feats: torch.Tensor, data: Data, steps: int,
     best = (-1.0, None, 0)
     for step in bar:
         for group in opt.param_groups:
-            group["lr"] = _lr(step, steps, lr, max(1, steps // 20))
+            group["lr"] = lr_at(step, steps, lr, max(1, steps // 20))
         seqs, img_idx, lens = [], [], []
         while len(seqs) < batch:
             i = int(rng.integers(n))
@@ -474,50 +395,6 @@ def format_class_report(name: str, report: dict) -> str:
 
 
 # --------------------------------------------------------------------------- pipeline
-def _prepare(data_dir: Path, heldout_dir: Path | None, seed: int, holdout_frac: float, limit: int | None,
-             progress: bool):
-    records = load_domainnet(data_dir)
-    has_labels = any("color" in r.extra for r in records)
-    questions = ["object", "color", "position", "kind"] if has_labels else ["object"]
-    if heldout_dir is not None:
-        held = load_domainnet(heldout_dir)
-        train = records
-    else:
-        train, held = split(records, seed, holdout_frac)
-    if limit:
-        rng = random.Random(seed + 1)
-        train = rng.sample(train, min(limit, len(train)))
-    for r in train + held:
-        for ch in "-' ":
-            if ch in r.label:
-                raise UserError(f"class folder {r.label!r} is not a single word; rename it (e.g. with '_')")
-    vocab = {}
-    for q in questions:
-        vocab[q] = sorted({record_labels(r).get(LABEL_KEYS[q]) for r in train + held} - {None})
-    return train, held, questions, vocab
-
-
-def split(records: list[ImageRecord], seed: int, holdout_frac: float):
-    """(kept, held out): a seeded split by image (by scene id for generated data, so that no scene
-    is on both sides), stratified by (domain, class) so that every domain and class is held out."""
-    rng = random.Random(seed)
-    first = {}
-    for r in records:
-        first.setdefault(r.extra.get("scene_id", r.image_id), r)
-    strata = defaultdict(list)
-    for key, r in first.items():
-        strata[(None if "scene_id" in r.extra else r.domain, r.label)].append(key)
-    cut = set()
-    for stratum in sorted(strata, key=str):
-        keys = sorted(strata[stratum], key=str)
-        rng.shuffle(keys)
-        if len(keys) >= 2:
-            cut.update(keys[:max(1, round(len(keys) * holdout_frac))])
-    held = [r for r in records if r.extra.get("scene_id", r.image_id) in cut]
-    train = [r for r in records if r.extra.get("scene_id", r.image_id) not in cut]
-    return train, held
-
-
 def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=None, vision_steps: int = 1200,
               decoder_steps: dict | None = None, limit: int | None = None, holdout_frac: float = 0.1,
               progress: bool = True, save: bool = True, eval_alt_subset: int | None = 150,
@@ -538,7 +415,7 @@ def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=No
     printed and saved as ``heldout_report.json`` in each model folder."""
     torch.manual_seed(seed)
     t0 = time.time()
-    train, held, questions, vocab = _prepare(Path(data_dir), Path(heldout_dir) if heldout_dir else None,
+    train, held, questions, vocab = prepare_data(Path(data_dir), Path(heldout_dir) if heldout_dir else None,
                                              seed, holdout_frac, limit, progress)
     user_data = questions == ["object"] if user_data is None else user_data
     S = image_size or O.IMAGE_SIZE

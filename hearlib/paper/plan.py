@@ -193,10 +193,9 @@ def present_on_disk(model) -> bool:
     """False for a local organism path that is not there, resolved as :class:`hearlib.paper.study.Study`
     resolves it (from the repository root: the notebooks run from build/); hub ids and registry
     names count as present (the loader decides)."""
-    from hearlib.paper.study import _from_root
 
     text = str(model)
-    return not text.startswith(("data/", "./", "/")) or Path(_from_root(text)).exists()
+    return not text.startswith(("data/", "./", "/")) or Path(paths.from_root(text)).exists()
 
 
 def readsite_models(params: dict) -> list[str]:

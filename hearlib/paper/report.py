@@ -27,15 +27,9 @@ import numpy as np
 
 from hearlib import paths
 
-__all__ = ["Report", "markdown_table", "write_results", "publish", "resolve_path", "fmt_pm", "head_grid"]
+__all__ = ["Report", "markdown_table", "write_results", "publish", "fmt_pm", "head_grid"]
 
 PUBLISHED_PROFILE = "quick"        # the configuration whose results figures/README.md holds
-
-
-def resolve_path(path: str | Path) -> Path:
-    """A path relative to the repository root (notebooks run with any working directory)."""
-    path = Path(str(path)).expanduser()
-    return path if path.is_absolute() else paths.ROOT / path
 
 
 def fmt_pm(values, digits: int = 2) -> str:
@@ -92,7 +86,7 @@ class Report:
 
     def __init__(self, notebook: str, out: str | Path = "figures", settings: dict | None = None):
         self.notebook = notebook
-        self.out = paths.ensure(resolve_path(out))
+        self.out = paths.ensure(paths.under_root(out))
         self.settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in (settings or {}).items()}
         self.items: dict[str, dict[str, Any]] = {}
         self.sections: dict[str, str] = {}
@@ -104,7 +98,7 @@ class Report:
     def _save(self) -> None:
         from hearlib.io import save_json
 
-        from hearlib.method.loading import versions
+        from hearlib.method.checks import versions
 
         save_json(self._file, {"notebook": self.notebook, "settings": self.settings, "versions": versions(),
                                "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -200,7 +194,7 @@ def _item_key(item: str):
 
 def missing_files(out: str | Path = "figures") -> list[str]:
     """Files the notebooks registered under ``out`` that are absent or empty."""
-    out = resolve_path(out)
+    out = paths.under_root(out)
     bad = []
     for file in sorted((out / ".report").glob("*.json")):
         for item in json.loads(file.read_text())["items"]:
@@ -290,7 +284,7 @@ def write_results(out: str | Path = "figures") -> Path:
     """``<out>/RESULTS.md`` from every ``<out>/.report/*.json``; rewritten only if its text changes."""
     from hearlib.io import save_text_if_changed
 
-    out = resolve_path(out)
+    out = paths.under_root(out)
     path = out / "RESULTS.md"
     save_text_if_changed(path, results_text(out))
     return path
@@ -309,7 +303,7 @@ def unpublished_reason(out: str | Path, profile: str = PUBLISHED_PROFILE, change
     from hearlib.paper.catalogue import REPORTING
     from hearlib.paper.plan import load_profile
 
-    out = resolve_path(out).resolve()
+    out = paths.under_root(out).resolve()
     published = (published or paths.ROOT / "figures").resolve()
     if out != published:
         return f"out is {out}, not the repository's {published}"
@@ -341,7 +335,7 @@ def publish(out: str | Path = "figures", profile: str = PUBLISHED_PROFILE, chang
     published configuration; returns (whether it was rewritten, a one-line message)."""
     from hearlib.io import save_text_if_changed
 
-    out = resolve_path(out)
+    out = paths.under_root(out)
     results = write_results(out)
     reason = unpublished_reason(out, profile, changed, published)
     readme = (published or paths.ROOT / "figures") / "README.md"
@@ -365,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         _, message = publish(args.out, args.profile, args.changed)
         print(message)
         return 0
-    before = (resolve_path(args.out) / "RESULTS.md")
+    before = (paths.under_root(args.out) / "RESULTS.md")
     before = before.read_bytes() if before.is_file() else None
     results = write_results(args.out)
     print(f"{results} is up to date" if results.read_bytes() == before else f"wrote {results}")

@@ -31,17 +31,6 @@ __all__ = ["Study", "stack", "SMALL_PROFILES"]
 SMALL_PROFILES = ("quick", "ci")
 
 
-def _from_root(path):
-    """A relative path that exists under the repository root (notebooks run from anywhere)."""
-    text = str(path)
-    candidate = Path(text).expanduser()
-    if not candidate.is_absolute() and not candidate.exists() and (paths.ROOT / candidate).exists():
-        return paths.ROOT / candidate
-    if not candidate.is_absolute() and text.startswith(("data/", "./", "figures/", "build/")):
-        return paths.ROOT / candidate
-    return path
-
-
 STUDY_SCENES = re.compile(r"study-(\d+)")
 
 
@@ -49,7 +38,7 @@ def study_data(data) -> Path:
     """``data``, resolved against the repository; the generated study scenes (``data/scenes/study-N``,
     what ``make figures`` makes: N held-out scenes of seed 1) are generated here if missing, so a
     notebook opened on a fresh clone runs; any other missing folder is an error."""
-    path = Path(_from_root(data))
+    path = Path(paths.from_root(data))
     match = STUDY_SCENES.fullmatch(path.name)
     if not path.exists() and match and path.parent == paths.SCENES:
         from hearlib.organism import scenes
@@ -84,11 +73,11 @@ class Study:
                  compute: bool | None = None):
         from hearlib.paper.plan import fill_command
 
-        store = _from_root(store) if store is not None else paths.STORE / "study"
+        store = paths.from_root(store) if store is not None else paths.STORE / "study"
         self.profile = profile
         command = fill_command({"data": data, "domain_data": data if kind == "domainnet" else None},
                                profile, store, ["domains"] if kind == "domainnet" else None)
-        self.pipeline = Pipeline(_from_root(model), study_data(data), kind=kind, domains=domains, store=store,
+        self.pipeline = Pipeline(paths.from_root(model), study_data(data), kind=kind, domains=domains, store=store,
                                  n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device,
                                  progress=progress, compute=may_compute(profile) if compute is None else compute,
                                  fill_command=command)

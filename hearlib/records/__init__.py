@@ -1,2 +1,3 @@
-"""Per-sample records: datasets and questions in, stages computed by the pipeline, the sharded
-store they are written to (``hearlib run``), claims, and the head sets read back out of it."""
+"""Per-sample records: datasets and questions in, the stages the pipeline computes for one sample,
+the sharded store they are written to, claims that share the work between processes, and the head
+sets read back out of a store (``hearlib heads``). Nothing here knows the paper's plan or figures."""

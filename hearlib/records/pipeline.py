@@ -413,6 +413,11 @@ class Pipeline:
                 self.claims.release(name)
         return record
 
+    def sample_context(self, item, prompt: str, answer_field: str = "label") -> SampleContext:
+        """A fresh context for another item (a stage's partner sample), outside the cache of the
+        samples being computed."""
+        return SampleContext(self, item, prompt, answer_field)
+
     def _context(self, item, prompt: str, answer_field: str = "label") -> SampleContext:
         key = (str(item.image_id), prompt, answer_field)
         if key not in self._contexts:

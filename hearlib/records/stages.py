@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from hearlib.paper.analysis import (CRITERIA, criterion_orders, image_tokens, min_heads, single_head_delta, text_tokens,
+from hearlib.method.effects import (CRITERIA, criterion_orders, image_tokens, min_heads, single_head_delta, text_tokens,
                               top_k_mask, validation_curves, weighted_image_attention)
 from hearlib.families.geometry import image_token_layout
 from hearlib.method.attribution import FIT_VERSION, fit_attribution, r2_by_mask_count, stable_mask_count
@@ -332,14 +332,13 @@ def patching(ctx, settings: Settings) -> tuple[dict, dict]:
     """Every head's output at the final position of one layer, copied from a partner image with
     another answer (the next item in the study's order that the model answers correctly, else the
     next with another answer) into this sample's forward: how far the answer moves to the partner's."""
-    from hearlib.records.pipeline import SampleContext
     from hearlib.method.readsite import patch_final_heads
 
     items = ctx.pipeline.items()
     start = next(i for i, it in enumerate(items) if str(it.image_id) == str(ctx.item.image_id))
     fallback = partner = None
     for offset in range(1, min(len(items), 41)):
-        candidate = SampleContext(ctx.pipeline, items[(start + offset) % len(items)], ctx.prompt, ctx.answer_field)
+        candidate = ctx.pipeline.sample_context(items[(start + offset) % len(items)], ctx.prompt, ctx.answer_field)
         if candidate.answer is None or candidate.answer_problem is not None:
             continue
         if candidate.sample.answer_id == ctx.sample.answer_id:

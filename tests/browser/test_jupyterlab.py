@@ -62,7 +62,7 @@ def _lab_root(config) -> Path:
         return paths.NOTEBOOKS
     import jupytext
 
-    from hearlib.paper.catalogue import render
+    from hearlib.paper.render import render
 
     overrides = {name: value for name, value in config.getoption("--browser-param")}
     import yaml

@@ -1,0 +1,20 @@
+"""hearlib.families.aya_vision: its tiny models' chat templates render the paper prompt as the hub's do."""
+from __future__ import annotations
+
+import pytest
+
+from hearlib.prompts import PAPER_PROMPT
+
+from .common import rendered
+
+EXPECTED = {
+    "aya_vision": (f"<|START_OF_TURN_TOKEN|><|USER_TOKEN|><image>{PAPER_PROMPT}<|END_OF_TURN_TOKEN|>"
+                   "<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>"),
+    "cohere2_vision": (f"<|START_OF_TURN_TOKEN|><|USER_TOKEN|><|IMG_PATCH|>{PAPER_PROMPT}<|END_OF_TURN_TOKEN|>"
+                       "<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>"),
+}
+
+
+@pytest.mark.parametrize("model_type", EXPECTED)
+def test_the_template_renders_the_hub_format(model_type, tiny_model_dir):
+    assert rendered(tiny_model_dir(model_type)) == EXPECTED[model_type]
