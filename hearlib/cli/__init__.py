@@ -23,6 +23,7 @@ COMMANDS = {
     "train": ("hearlib.cli.train", "train model organisms on a scenes or DomainNet-layout folder"),
     "run": ("hearlib.cli.run", "collect per-sample HeAr records into a store (shard with accelerate launch)"),
     "heads": ("hearlib.cli.heads", "a model's image-to-text heads from a store, as JSON and CSV"),
+    "generate": ("hearlib.cli.generate", "generate while a head set is ablated, scaled or kept alone"),
 }
 
 DESCRIPTION = ("Head attribution (HeAr): which attention heads carry the image to the answer in a "

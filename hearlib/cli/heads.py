@@ -1,10 +1,11 @@
-"""``hearlib heads``: a model's image-to-text heads from a store (:mod:`hearlib.records.heads`)."""
+"""``hearlib heads``: a model's image-to-text heads from a store (:mod:`hearlib.records.heads`), in
+hearlib's, SparseMM's or a per-layer format; ``hearlib heads diff A.json B.json`` compares two."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from hearlib.records.heads import head_table, to_csv
+from hearlib.errors import UserError
 
 DESCRIPTION = (
     "Write a model's image-to-text heads from the records 'hearlib run' stored: mean θ (HeAr "
@@ -13,18 +14,32 @@ DESCRIPTION = (
     "layer, with the settings and sample counts; JSON (--out) and the per-head table as CSV. "
     "The format is docs/HEADS_FORMAT.md. Where the store holds several attribution settings for the "
     "model (other ratios, datasets, prompts), the main study's is used (validated with every "
-    "criterion, then the most samples) unless --dataset, --prompt or --settings choose.")
+    "criterion, then the most samples) unless --dataset, --prompt or --settings choose. --format sparsemm "
+    "writes SparseMM's per-head score file ({\"L-H\": [score per sample]}), --format per-layer [layer][head] arrays; "
+    "every format carries the set's stability (bootstrap intervals of θ, x* overlap between halves of the "
+    "samples, datasets and styles, and against the sample count). "
+    "'hearlib heads diff A.json B.json [--out FIG.png]' compares two heads JSON files: heads gained and lost, "
+    "rank correlation of θ, one figure.")
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("heads", help="a model's image-to-text heads from a store, as JSON and CSV",
                                    description=DESCRIPTION)
-    parser.add_argument("--store", required=True, type=Path, help="store folder written by 'hearlib run'")
-    parser.add_argument("--model", required=True,
+    parser.add_argument("diff", nargs="*", metavar="diff A.json B.json",
+                        help="compare two 'hearlib heads' JSON files instead (with --out FIG.png: the figure)")
+    parser.add_argument("--store", type=Path, help="store folder written by 'hearlib run'")
+    parser.add_argument("--model",
                         help="the model: its id, folder or name as given to 'hearlib run' (a unique part of it)")
-    parser.add_argument("--out", required=True, type=Path, help="the JSON file to write")
+    parser.add_argument("--out", type=Path,
+                        help="the file to write (diff: the figure, e.g. diff.png)")
+    parser.add_argument("--format", choices=("hearlib", "sparsemm", "per-layer"), default="hearlib",
+                        help="hearlib: the heads JSON (docs/HEADS_FORMAT.md, default); sparsemm: SparseMM's score "
+                             "file, with the heads JSON beside it (OUT.hearlib.json); per-layer: [layer][head] arrays")
     parser.add_argument("--csv", type=Path, default=None,
                         help="the CSV file to write (default: --out with the suffix .csv)")
+    parser.add_argument("--select", default="x-star",
+                        help="diff: the set compared, x-star[:SHARE] (default), top-k:K or agnostic")
+    parser.add_argument("--json", type=Path, default=None, help="diff: also write the comparison as JSON")
     parser.add_argument("--dataset", default=None, help="only records of this dataset (its id or a unique part)")
     parser.add_argument("--prompt", default=None, help="only records made with this prompt (default: any)")
     parser.add_argument("--settings", default=None,
@@ -40,16 +55,57 @@ def register(subparsers) -> None:
 
 
 def run_heads(args: argparse.Namespace) -> int:
-    from hearlib.io import save_json, save_text
+    from hearlib.io import save_text
+    from hearlib.records.heads import export, head_data, to_csv
 
-    document = head_table(args.store, args.model, dataset=args.dataset, prompt=args.prompt, settings=args.settings,
-                          top_k=args.top_k, threshold=args.threshold, share=args.share)
+    if args.diff:
+        return run_diff(args)
+    missing = [flag for flag, value in (("--store", args.store), ("--model", args.model), ("--out", args.out))
+               if value is None]
+    if missing:
+        raise UserError(f"{', '.join(missing)} required (or 'hearlib heads diff A.json B.json')")
+    data = head_data(args.store, args.model, dataset=args.dataset, prompt=args.prompt, settings=args.settings,
+                     top_k=args.top_k, threshold=args.threshold, share=args.share)
+    document = data.document
     csv_path = args.csv or args.out.with_suffix(".csv")
-    save_json(args.out, document)
+    written = [args.out]
+    save_text(args.out, export(data, args.format))
+    if args.format == "sparsemm":                       # the score file has room for nothing else
+        beside = args.out.with_suffix(".hearlib.json")
+        save_text(beside, export(data, "hearlib"))
+        written.append(beside)
     save_text(csv_path, to_csv(document))
+    written.append(csv_path)
     n = document["n_samples"]
-    print(f"wrote {args.out} and {csv_path}: {document['n_layers']}×{document['n_heads']} heads of "
+    halves = document["stability"]["halves"]
+    print(f"wrote {', '.join(map(str, written))}: {document['n_layers']}×{document['n_heads']} heads of "
           f"{document['model_id']}, {n['attribution']} attribution / {n['validation']} validation samples, "
           f"{len(document['split']['sample_agnostic'])} sample-agnostic and "
-          f"{len(document['split']['sample_specific'])} sample-specific heads")
+          f"{len(document['split']['sample_specific'])} sample-specific heads"
+          + (f"; x* Jaccard between halves {halves['mean']:.2f}" if halves else ""))
+    return 0
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    from hearlib.io import save_json
+    from hearlib.paper.plotting import diff_figure
+    from hearlib.records.heads import diff_heads, read_heads
+
+    if len(args.diff) != 3 or args.diff[0] != "diff":
+        raise UserError("usage: hearlib heads diff A.json B.json [--out FIG.png] [--select S] [--json DIFF.json]")
+    a, b = read_heads(args.diff[1]), read_heads(args.diff[2])
+    result = diff_heads(a, b, args.select)
+    if args.json is not None:
+        save_json(args.json, result)
+    if args.out is not None:
+        from hearlib.io import save_bytes
+
+        figure = diff_figure(a, b, result)
+        save_bytes(args.out, lambda stream: figure.savefig(stream, format=args.out.suffix.lstrip(".") or "png",
+                                                           dpi=120))
+    spearman = result["spearman_theta"]
+    print(f"{result['a']['model_id']} -> {result['b']['model_id']} ({args.select}): "
+          f"{len(result['gained'])} gained {result['gained']}, {len(result['lost'])} lost {result['lost']}, "
+          f"{len(result['kept'])} kept; Jaccard {result['jaccard']:.3f}; Spearman of θ "
+          + ("undefined" if spearman is None else f"{spearman:.3f}"))
     return 0

@@ -491,6 +491,13 @@ class Engine(EngineChecks):
             bar.close()
         return out
 
+    def intervene(self, heads, mode: str = "ablate", scale: float = 1.0, means: "MeanKV | None" = None):
+        """A head set's intervention around a plain ``self.model.generate(...)``: ablate, scale or
+        keep only its image reads (:func:`hearlib.method.intervene.intervene`); a context manager."""
+        from hearlib.method.intervene import intervene
+
+        return intervene(self, heads, mode=mode, scale=scale, means=means)
+
     def reference_logits(self, sample: Sample, means: "MeanKV", method: str = "fast") -> tuple[float, float]:
         """ℓ(1) and ℓ(0): every head intact, every head ablated (u = v = 1)."""
         key = ("reference", method)

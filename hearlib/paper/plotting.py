@@ -22,6 +22,7 @@ from hearlib.method.attribution import pearson
 from hearlib.paper.report import head_grid  # noqa: F401  (re-exported: integer layer/head ticks)
 
 __all__ = [
+    "diff_figure",
     "CRITERION_COLORS",
     "THETA",
     "THETA_N",
@@ -401,3 +402,37 @@ def message_figure(text: str, figsize=(4, 1)) -> Figure:
     ax.axis("off")
     ax.text(0.5, 0.5, text, ha="center", va="center")
     return fig
+
+
+def diff_figure(a: dict, b: dict, result: dict):
+    """``hearlib heads diff`` (:func:`hearlib.records.heads.diff_heads`) as one figure: θ maps of a and b (layers × heads) and θ_b against θ_a, gained heads marked
+    green, lost red, kept black."""
+    shape = (a["n_layers"], a["n_heads"])
+    theta_a = np.array([r["theta_mean"] for r in a["heads"]], dtype=np.float64)
+    theta_b = np.array([r["theta_mean"] for r in b["heads"]], dtype=np.float64)
+    figure = new_figure(figsize=(12, 3.8), layout="constrained")
+    axes = figure.subplots(1, 3)
+    vmax = float(max(np.abs(theta_a).max(), np.abs(theta_b).max(), 1e-12))
+    for ax, theta, doc, name in ((axes[0], theta_a, a, "a"), (axes[1], theta_b, b, "b")):
+        head_map(ax, theta, f"{name}: {doc.get('model_id')} ({doc.get('dataset')})\nmean θ", shape=shape,
+                 cmap="RdBu_r", vmin=-vmax, vmax=vmax, label="θ")
+        for kind, colour in (("gained", "tab:green"), ("lost", "tab:red"), ("kept", "black")):
+            heads = np.array(result[kind]).reshape(-1, 2)
+            if len(heads):
+                ax.scatter(heads[:, 1], heads[:, 0], s=18, facecolors="none", edgecolors=colour, linewidths=1.2)
+    ax = axes[2]
+    ax.scatter(theta_a, theta_b, s=8, color="0.6")
+    n_heads = a["n_heads"]
+    for kind, colour in (("gained", "tab:green"), ("lost", "tab:red"), ("kept", "black")):
+        index = [layer * n_heads + head for layer, head in result[kind]]
+        if index:
+            ax.scatter(theta_a[index], theta_b[index], s=16, color=colour, label=f"{kind} ({len(index)})")
+    ax.axline((0, 0), slope=1, color="0.8", linewidth=0.8, zorder=0)
+    spearman = result["spearman_theta"]
+    ax.set_title(f"mean θ, b against a: Spearman {spearman:.2f}, Jaccard {result['jaccard']:.2f}"
+                 if spearman is not None else f"mean θ, b against a: Jaccard {result['jaccard']:.2f}", fontsize=9)
+    ax.set_xlabel("θ (a)")
+    ax.set_ylabel("θ (b)")
+    if any(result[kind] for kind in ("gained", "lost", "kept")):
+        ax.legend(fontsize=7)
+    return figure

@@ -16,7 +16,7 @@ import pytest
 
 pytest_plugins = ["fixtures_collect"]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 N_SAMPLES = 3
 
 
