@@ -58,17 +58,37 @@ def pytest_ignore_collect(collection_path, config):
 # End-to-end modules: they collect, render or train, and take minutes; `make test-fast` leaves them out.
 SLOW_MODULES = {"test_notebooks.py", "test_figures.py", "test_published_numbers.py", "test_sharding.py",
                 "test_organism_recipe.py", "test_real_configs.py", "test_coverage.py"}
+# Tests of ten seconds or more each on two cores (measured with --durations, 2026-12-06): real-size
+# configs, a training run, several processes sharing a store, a kernel started
+SLOW_TESTS = {"test_qwen2_vl_real_config_at_448_is_16x16", "test_llava_1_5_real_config_is_one_24x24_grid",
+              "test_short_training_run_lowers_the_loss", "test_a_run_killed_mid_sample_leaves_its_claim_to_the_next",
+              "test_two_independent_runs_on_one_store_compute_each_sample_once",
+              "test_in_a_kernel_figures_and_tables_show_inline_and_progress_is_a_widget"}
 FAST_FAMILY = "llava"
+FAST_ORGANISM = "hear-organism-s"
+
+
+def _repeated(item, families: set) -> bool:
+    """A repetition kept out of the inner loop: the test on another family than LLaVA, on another
+    organism than s, or a command-line failure case after the first (each starts a python process)."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return False
+    for value in callspec.params.values():
+        if isinstance(value, str) and value in families and value != FAST_FAMILY:
+            return True
+        if isinstance(value, str) and value.startswith("hear-organism-") and value != FAST_ORGANISM:
+            return True
+    return item.originalname == "test_bad_input_ends_with_one_line_and_nonzero_exit" and "missing model" not in callspec.id
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark ``slow`` (left out by ``make test-fast``): the end-to-end modules, and every repetition of a
-    per-family test but the LLaVA one, so the inner loop still runs each test function once."""
+    """Mark ``slow`` (left out by ``make test-fast``): the end-to-end modules, the tests of ten seconds
+    or more, and the repetitions of a test (:func:`_repeated`), so the inner loop still runs each test
+    function at least once."""
     from hearlib.families.registry import FAMILIES
 
     families = set(FAMILIES)
     for item in items:
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        other_family = any(isinstance(v, str) and v in families and v != FAST_FAMILY for v in params.values())
-        if item.path.name in SLOW_MODULES or other_family:
+        if item.path.name in SLOW_MODULES or item.originalname in SLOW_TESTS or _repeated(item, families):
             item.add_marker(pytest.mark.slow)
