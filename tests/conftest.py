@@ -79,7 +79,7 @@ def _repeated(item, families: set) -> bool:
             return True
         if isinstance(value, str) and value.startswith("hear-organism-") and value != FAST_ORGANISM:
             return True
-    return item.originalname == "test_bad_input_ends_with_one_line_and_nonzero_exit" and "missing model" not in callspec.id
+    return getattr(item, "originalname", None) == "test_bad_input_ends_with_one_line_and_nonzero_exit" and "missing model" not in callspec.id
 
 
 def pytest_collection_modifyitems(config, items):
@@ -89,6 +89,7 @@ def pytest_collection_modifyitems(config, items):
     from hearlib.families.registry import FAMILIES
 
     families = set(FAMILIES)
-    for item in items:
-        if item.path.name in SLOW_MODULES or item.originalname in SLOW_TESTS or _repeated(item, families):
+    for item in items:       # nbval's notebook cells have neither a callspec nor an originalname
+        name = getattr(item, "originalname", None)
+        if item.path.name in SLOW_MODULES or name in SLOW_TESTS or _repeated(item, families):
             item.add_marker(pytest.mark.slow)
