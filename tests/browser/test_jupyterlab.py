@@ -203,7 +203,7 @@ def _expected(out: Path, name: str, since: float) -> tuple[list[str], list[str]]
 
 def _out_folder(root: Path, name: str) -> Path:
     """The notebook's ``out`` parameter (the injected value wins), resolved as hearlib does."""
-    from hearlib.paper.report import resolve_path
+    from hearlib.paths import under_root as resolve_path
 
     text = (root / f"{name}.py").read_text()
     values = re.findall(r'^out = ["\'](.+?)["\']', text, flags=re.M)
