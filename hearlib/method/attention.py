@@ -249,19 +249,27 @@ class LiteralPlan(_Plan):
         keep = _keep_mask(layer, n_heads, self.heads, self.text, self.image)
         keep = keep.expand(batch, n_heads, seq - ts, img.numel())[..., None]  # [B, H, T, P, 1]
 
-        # The keys and values each text query reads at the image positions.
-        own_k, own_v = keys[:, :, img][:, :, None], values[:, :, img][:, :, None]   # [B, H, 1, P, D]
-        text_k = torch.where(keep, own_k, mean_k[None, :, None])                    # [B, H, T, P, D]
-        text_v = torch.where(keep, own_v, mean_v[None, :, None])
+        return mean_ablated(query, keys, values, attn, ts, img, keep, mean_k, mean_v, seq)
 
-        raw = torch.matmul(query, keys.transpose(-1, -2))
-        raw[:, :, ts:, img] = torch.einsum("bhtd,bhtpd->bhtp", query[:, :, ts:], text_k)
-        scores = attn.scores(raw).masked_fill(attn.blocked(seq, seq, query.device), float("-inf"))
-        probs = scores.softmax(-1).to(values.dtype)
 
-        out = torch.matmul(probs, values)
-        text_probs = probs[:, :, ts:].clone()
-        image_probs = text_probs[..., img]
-        text_probs[..., img] = 0
-        out[:, :, ts:] = torch.matmul(text_probs, values) + torch.einsum("bhtp,bhtpd->bhtd", image_probs, text_v)
-        return out.transpose(1, 2).contiguous()
+def mean_ablated(query, keys, values, attn: "_Attn", ts: int, img, keep, mean_k, mean_v, n_key: int) -> torch.Tensor:
+    """Attention in which text query ``t >= ts`` reads the mean key and value at image position ``j``
+    wherever ``keep`` [B, H, T, P, 1] is False (Eq. 5 read literally); every other query as the model
+    does. Returns [B, Q, H, D]. Shared by :class:`LiteralPlan` and the generation plans of
+    :mod:`hearlib.method.intervene`."""
+    n_query = query.shape[2]
+    own_k, own_v = keys[:, :, img][:, :, None], values[:, :, img][:, :, None]   # [B, H, 1, P, D]
+    text_k = torch.where(keep, own_k, mean_k[None, :, None])                    # [B, H, T, P, D]
+    text_v = torch.where(keep, own_v, mean_v[None, :, None])
+
+    raw = torch.matmul(query, keys.transpose(-1, -2))
+    raw[:, :, ts:, img] = torch.einsum("bhtd,bhtpd->bhtp", query[:, :, ts:], text_k)
+    scores = attn.scores(raw).masked_fill(attn.blocked(n_query, n_key, query.device), float("-inf"))
+    probs = scores.softmax(-1).to(values.dtype)
+
+    out = torch.matmul(probs, values)
+    text_probs = probs[:, :, ts:].clone()
+    image_probs = text_probs[..., img]
+    text_probs[..., img] = 0
+    out[:, :, ts:] = torch.matmul(text_probs, values) + torch.einsum("bhtp,bhtpd->bhtd", image_probs, text_v)
+    return out.transpose(1, 2).contiguous()

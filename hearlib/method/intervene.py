@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from hearlib.errors import MeansMismatch, UserError
-from hearlib.method.attention import _Plan, _expand_heads, ablation
+from hearlib.method.attention import _Plan, _expand_heads, ablation, mean_ablated
 
 if TYPE_CHECKING:
     from hearlib.method.engine import Engine
@@ -169,22 +169,7 @@ class MeanAblationPlan(_GenerationPlan):
         keep = self.intact.to(query.device)[layer * n_heads:(layer + 1) * n_heads][None, :, None, None]
         keep = keep.expand(batch, n_heads, n_query - ts, img.numel())[..., None]     # [B, H, T, P, 1]
 
-        # The keys and values each text query reads at the image positions.
-        own_k, own_v = keys[:, :, img][:, :, None], values[:, :, img][:, :, None]     # [B, H, 1, P, D]
-        text_k = torch.where(keep, own_k, mean_k[None, :, None])                      # [B, H, T, P, D]
-        text_v = torch.where(keep, own_v, mean_v[None, :, None])
-
-        raw = torch.matmul(query, keys.transpose(-1, -2))
-        raw[:, :, ts:, img] = torch.einsum("bhtd,bhtpd->bhtp", query[:, :, ts:], text_k)
-        scores = attn.scores(raw).masked_fill(attn.blocked(n_query, n_key, query.device), float("-inf"))
-        probs = scores.softmax(-1).to(values.dtype)
-
-        out = torch.matmul(probs, values)
-        text_probs = probs[:, :, ts:].clone()
-        image_probs = text_probs[..., img]
-        text_probs[..., img] = 0
-        out[:, :, ts:] = torch.matmul(text_probs, values) + torch.einsum("bhtp,bhtpd->bhtd", image_probs, text_v)
-        return out.transpose(1, 2).contiguous()
+        return mean_ablated(query, keys, values, attn, ts, img, keep, mean_k, mean_v, n_key)
 
 
 class ScalePlan(_GenerationPlan):
