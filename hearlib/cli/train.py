@@ -36,7 +36,8 @@ def _cmd(args: argparse.Namespace) -> int:
         args.vision_steps = 0
     train_all(data, Path(args.out), sizes, seed=args.seed, heldout_dir=args.heldout,
               vision_steps=args.vision_steps, decoder_steps=steps, limit=args.limit, vision_from=args.vision_from,
-              image_size=args.image_size, feature_layer=args.feature_layer, name=args.name)
+              image_size=args.image_size, feature_layer=args.feature_layer, name=args.name,
+              decoder_from=args.decoder_from, **({"decoder_lr": args.decoder_lr} if args.decoder_lr else {}))
     return 0
 
 
@@ -104,6 +105,10 @@ def register(subparsers) -> None:
                    help="start from the vision tower of this organism folder (stage A skipped unless "
                         "--vision-steps is given)")
     p.add_argument("--decoder-steps", type=int, default=None, help="stage B steps per size (default: 1500/1200/1000 on scenes, from the data size on a user's folder)")
+    p.add_argument("--decoder-from", type=Path, default=None,
+                   help="continue stage B from this finished organism's projector and decoder (same size, "
+                        "tower and --feature-layer; give --vision-from its tower)")
+    p.add_argument("--decoder-lr", type=float, default=None, help="stage B peak learning rate (default 1.5e-3)")
     p.add_argument("--image-size", type=int, default=None,
                    help="image side in pixels (multiple of 8; patches of side/8 keep 64 image tokens; default 64)")
     p.add_argument("--feature-layer", type=int, default=-1,

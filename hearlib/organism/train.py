@@ -395,18 +395,47 @@ def format_class_report(name: str, report: dict) -> str:
 
 
 # --------------------------------------------------------------------------- pipeline
+def _continue_from(model, tokenizer, source: Path, n_sizes: int) -> None:
+    """Load ``source``'s projector, decoder and LM head into ``model`` (one size, same shapes, same
+    tower layer, same vocabulary and tower weights), refusing anything else with one line."""
+    from transformers import AutoModelForImageTextToText
+    if n_sizes != 1:
+        raise UserError("--decoder-from continues one size; give --size")
+    if not (source / "config.json").is_file():
+        raise UserError(f"--decoder-from {source}: no organism there (no config.json)")
+    src = AutoModelForImageTextToText.from_pretrained(source)
+    if src.config.vision_feature_layer != model.config.vision_feature_layer:
+        raise UserError(f"--decoder-from {source} reads tower layer {src.config.vision_feature_layer}, "
+                        f"this run {model.config.vision_feature_layer} (give the same --feature-layer)")
+    if src.config.text_config.vocab_size != len(tokenizer):
+        raise UserError(f"--decoder-from {source} has {src.config.text_config.vocab_size} tokens, "
+                        f"this data {len(tokenizer)}")
+    for a, b in zip(O.parts(model)[:4], O.parts(src)[:4]):
+        a_state, b_state = a.state_dict(), b.state_dict()
+        if {k: v.shape for k, v in a_state.items()} != {k: v.shape for k, v in b_state.items()}:
+            raise UserError(f"--decoder-from {source} is another size than --size")
+    tower, src_tower = O.parts(model)[0].state_dict(), O.parts(src)[0].state_dict()
+    if any(not torch.equal(tower[k], src_tower[k]) for k in tower):
+        raise UserError(f"--decoder-from {source} was trained on another tower than --vision-from's")
+    for a, b in zip(O.parts(model)[1:4], O.parts(src)[1:4]):
+        a.load_state_dict(b.state_dict())
+    print(f"projector and decoder taken from {source}; stage B continues", flush=True)
+
+
 def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=None, vision_steps: int = 1200,
               decoder_steps: dict | None = None, limit: int | None = None, holdout_frac: float = 0.1,
               progress: bool = True, save: bool = True, eval_alt_subset: int | None = 150,
               vision_batch: int = 64, decoder_batch: int = 48, vision_lr: float = 2e-3,
               decoder_lr: float = 1.5e-3, dense_weight: float = 1.0, vision_from=None,
               image_size: int | None = None, user_data: bool | None = None, patience: int = 4,
-              feature_layer: int = -1, name: str | None = None) -> dict:
+              feature_layer: int = -1, name: str | None = None, decoder_from=None) -> dict:
     """Train the shared vision tower and the given sizes; save to ``out_dir/<name>/``.
 
     ``feature_layer`` is the tower layer the projector reads (``vision_feature_layer``; -1 the last,
     0 the patch embeddings alone, an encoder-free VLM's input); ``name`` saves the one size trained
-    under another folder name (the fast organisms keep their size's name).
+    under another folder name (the fast organisms keep their size's name). ``decoder_from``, a finished
+    organism of the same size, tower and vocabulary, continues stage B from its projector and decoder
+    (its batches drawn with ``seed + 1``, so the continuation does not replay the first run's order).
 
     On a user's folder (``user_data``; default: a folder without generated labels) the images are
     augmented in stage A, a validation split (10% of the training images) stops both stages early
@@ -472,6 +501,8 @@ def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=No
         print("stage A (vision tower, linear heads) held-out: "
               + ", ".join(f"{q}/{d} {100 * a:.1f}%" for (q, d), a in sorted(vacc.items())), flush=True)
     t_vision = time.time() - t1
+    if decoder_from:
+        _continue_from(first, tokenizer, Path(decoder_from), len(sizes))
     layer = first.config.vision_feature_layer        # as the model reads it (0 counted from the end)
     feats = compute_features(vt, tr.images, layer=layer)
     val_feats = compute_features(vt, val.images, layer=layer) if val is not None else None
@@ -485,7 +516,8 @@ def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=No
         model.model.vision_tower.load_state_dict(vision_state)
         steps = (decoder_steps or {}).get(size.name, 600)
         logs[size.name] = []
-        train_decoder(model, tokenizer, feats, tr, steps, batch=decoder_batch, lr=decoder_lr, seed=seed,
+        train_decoder(model, tokenizer, feats, tr, steps, batch=decoder_batch, lr=decoder_lr,
+                      seed=seed + 1 if decoder_from else seed,
                       progress=progress,
                       log=logs[size.name], desc=f"stage B: {size.name}", val_feats=val_feats,
                       eval_every=max(20, steps // 20) if stop else 0, **stop)
@@ -503,6 +535,7 @@ def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=No
             model.save_pretrained(dest)
             processor.save_pretrained(dest)
             meta = {"name": name or size.name, "size": size.name, "feature_layer": feature_layer, "seed": seed, "data": str(data_dir), "heldout": str(heldout_dir),
+                    **({"decoder_from": str(decoder_from), "decoder_lr": decoder_lr} if decoder_from else {}),
                     "vision_steps": vision_steps, "decoder_steps": steps, "questions": questions,
                     "answers": vocab, "heldout_accuracy": results["sizes"][size.name]["acc"],
                     "vision_heldout_accuracy": results["vision_acc"]}
