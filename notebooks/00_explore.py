@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -73,3 +73,18 @@ for name in [model] + [m for m in models if str(m) != str(model)]:
     k = ex.sample_info(item).get("k_star", 1)
     display(Image(E.figure_png(E.draw_static(ex, item, top_head, k), dpi=100)))
     print(f"{len(ex.items)} samples of {ex.study.model_id}; nothing computed: {not ex.study.pipeline.computed}")
+
+# %% [markdown]
+# ## The model over its samples, and a second model beside it
+#
+# Mean θ over the model's samples (x* of at least half of them outlined) with how stable the set is
+# (bootstrap intervals, x* overlap between halves of the samples); beside it the first compared
+# model: `hearlib heads diff`'s figure where the two have one geometry, else the two maps.
+
+# %%
+others = [m for m in models if str(m) != str(model)]
+first = ui.ex.head_document()
+second = opener(others[0], data).head_document() if others else None
+for document in [first] + ([second] if second else []):
+    print(f"{document['model_id']}: {E.stability_text(document)}")
+display(Image(E.figure_png(E.draw_models(first, second), dpi=100)))

@@ -10,7 +10,7 @@ __all__ = ["GROUPS", "NOTEBOOKS", "ITEMS", "EXPLORERS", "REPORTING"]
 
 # what `hearlib run --stages` collects (see hearlib.paper.plan)
 GROUPS = ("attribution", "validation", "text", "image", "lens", "prompts", "domains", "explore", "questions",
-          "organisms", "readsite")
+          "organisms", "readsite", "using")
 
 NOTEBOOKS: dict[str, tuple[str, ...]] = {
     "00_explore": ("attribution", "validation", "lens", "explore"),
@@ -25,6 +25,7 @@ NOTEBOOKS: dict[str, tuple[str, ...]] = {
     "09_question_types": ("questions",),
     "10_organisms": ("organisms",),
     "11_where_the_read_happens": ("readsite",),
+    "12_using_heads": ("attribution", "validation", "using"),
 }
 
 # the paper items (and the project's own, beyond the paper) each notebook must register: the browser
@@ -41,6 +42,7 @@ ITEMS: dict[str, tuple[str, ...]] = {
     "09_question_types": ("Question types (beyond the paper)",),
     "10_organisms": ("Organisms",),
     "11_where_the_read_happens": ("Where the read happens (beyond the paper)",),
+    "12_using_heads": ("Using the heads (beyond the paper)",),
 }
 
 # notebooks that draw no paper item, so write no report (``<out>/.report/``) and no README row

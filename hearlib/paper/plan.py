@@ -21,6 +21,9 @@ records, and find them. The groups are what ``hearlib run --stages`` selects:
                  residual stream, and head-output patching, under every question type, for the first
                  ``n_readsite_samples`` samples answered correctly under all of them, for each of
                  ``readsite_models`` (default: the organisms of 10, else the models compared)
+``using``        using the heads (12): greedy generation of ``n_using_samples`` samples (those after the
+                 first ``n_samples``, on whose θ the head sets are found) with the top-k HeAr, k
+                 attention-chosen and k random heads ablated, and the top set's image attention scaled
 ``organisms``    the six numbers of 10_organisms for each of ``organisms`` (attribution and
                  validation on ``n_size_samples``, attribution on the t-SNE selection of
                  ``n_size_tsne_samples``, and θ under the ten prompts on ``n_organism_prompt_samples``)
@@ -55,6 +58,7 @@ DEFAULTS = dict(
     threshold=0.8, token_threshold=0.05, prompt=None, adaptive=None,
     n_question_samples=40, questions=None, organisms=[], n_organism_prompt_samples=6,
     n_readsite_samples=100, readsite_models=None,
+    n_using_samples=100, head_set_sizes=[1, 2, 4, 8], random_sets=3, scales=[0.0, 0.5, 2.0, 4.0], max_new_tokens=3,
 )
 
 
@@ -183,6 +187,11 @@ def study_plan(params: dict, groups: Iterable[str] = GROUPS) -> list[Request]:
                 add("readsite", model, every, "readout", settings)
             add("readsite", model, every, "patching", base)
             add("readsite", model, pick(p["n_size_samples"]), "validation")     # HeAr's x* beside (as in 10)
+    if p.get("n_using_samples") and p.get("n_samples"):
+        using = base.with_(head_set_samples=int(p["n_samples"]), head_set_sizes=tuple(p["head_set_sizes"]),
+                           random_sets=int(p["random_sets"]), scales=tuple(p["scales"]),
+                           max_new_tokens=int(p["max_new_tokens"]))
+        add("using", main, pick(p["n_using_samples"], skip=int(p["n_samples"])), "generation", using)
     domain_data = domain_folder(p)
     add("domains", main, pick(p["n_domain_samples"]), "validation",
         dataset=(str(domain_data), "domainnet", tuple(p["domains"])) if domain_data else (data, None, None))

@@ -120,14 +120,15 @@ class Study:
     # -- samples -----------------------------------------------------------------------
     def samples(self, n: int | None, correct_only: bool = True, prompt: str | None = None,
                 per_class: int | None = None, min_per_class: int | None = None,
-                interleave: Sequence[str] | None = None, questions=None) -> list:
+                interleave: Sequence[str] | None = None, questions=None, skip: int = 0) -> list:
         """The first ``n`` samples the model answers correctly (see :class:`hearlib.records.pipeline.Selection`).
 
         ``questions`` (:class:`hearlib.records.questions.Question` s, e.g. ``self.questions().values()``):
-        the samples answered correctly under every one of them. ``interleave`` is accepted for
+        the samples answered correctly under every one of them; ``skip``: the ``n`` after the first
+        ``skip`` (samples disjoint from those). ``interleave`` is accepted for
         older notebooks: DomainNet datasets are always walked round-robin over (domain, class)."""
         pairs = tuple((q.prompt, q.answer) for q in questions) if questions else ()
-        return self.pipeline.select(Selection(n, correct_only, prompt, per_class, min_per_class, pairs))
+        return self.pipeline.select(Selection(n, correct_only, prompt, per_class, min_per_class, pairs, skip))
 
     def questions(self, custom=None) -> dict:
         """The question types this dataset offers (:func:`hearlib.records.questions.questions_for`), object first."""
@@ -194,6 +195,10 @@ class Study:
         """The final position's attention over the image per layer and head, and the residual
         stream by layer (``final_attention``, ``residual_final``, ``residual_image``)."""
         return self._get("readout", item, prompt=prompt, answer=answer)
+
+    def generation(self, item, **settings) -> Record:
+        """Greedy generation under the head sets of notebook 12 (:mod:`hearlib.records.interventions`)."""
+        return self._get("generation", item, **settings)
 
     def patching(self, item, prompt: str | None = None, answer: str | None = None) -> Record:
         """Head outputs at the final position patched in from a partner image, per layer

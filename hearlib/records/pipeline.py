@@ -23,13 +23,13 @@ import os
 import socket
 import sys
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from hearlib.records.claims import Claims, DEFAULT_TIMEOUT
+from hearlib.records.selection import Selection
 from hearlib.errors import UserError
 from hearlib.method.masks import parse_batch_size
 from hearlib.prompts import PAPER_PROMPT
@@ -48,24 +48,6 @@ class NotCollected(UserError):
 
 class NoSamples(UserError):
     """A selection found no usable sample (the model answers none correctly, say)."""
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which samples a figure uses: the first ``n`` in the study order that the model answers
-    correctly under ``prompt`` (all usable ones with ``correct_only=False``), at most
-    ``per_class`` per label, then only labels with at least ``min_per_class`` samples.
-
-    ``questions`` ((prompt, answer field) pairs, :mod:`hearlib.records.questions`) replaces ``prompt``:
-    a sample is kept only when it is usable (and correct) under every one of them, so figures
-    comparing question types compare the same samples."""
-
-    n: int | None
-    correct_only: bool = True
-    prompt: str | None = None
-    per_class: int | None = None
-    min_per_class: int | None = None
-    questions: tuple[tuple[str, str], ...] = ()
 
 
 # ----------------------------------------------------------------------------- identities
@@ -294,6 +276,7 @@ class Pipeline:
         self.seconds: dict[str, float] = {}
         self.counts: dict[str, int] = {}
         self._nested: list[float] = []     # seconds of the computes running inside the current one
+        self.derived: dict = {}            # values a stage derives from other samples' records, by key
 
     def __repr__(self) -> str:
         return f"Pipeline(model={self.model_id!r}, dataset={self.dataset_id!r}, store={str(self.store.root)!r})"
@@ -485,14 +468,15 @@ class Pipeline:
         screens = ([Settings.make(prompt=p, answer=a) for p, a in selection.questions] if selection.questions
                    else [Settings.make(prompt=selection.prompt) if selection.prompt else Settings()])
         bar = None
-        if self.progress and self.compute and selection.n is not None:
+        limit = None if selection.n is None else selection.n + selection.skip
+        if self.progress and self.compute and limit is not None:
             from tqdm.auto import tqdm
-            bar = tqdm(total=selection.n, desc=f"screen {self.model_id}", unit="sample", leave=False, file=sys.stderr)
+            bar = tqdm(total=limit, desc=f"screen {self.model_id}", unit="sample", leave=False, file=sys.stderr)
         try:
             while True:
                 chosen, pending, excluded, counts, screened = [], [], [], {}, 0
                 for item in self.items():
-                    if selection.n is not None and len(chosen) + len(pending) >= selection.n:
+                    if limit is not None and len(chosen) + len(pending) >= limit:
                         break
                     if selection.per_class is not None and counts.get(item.label, 0) >= selection.per_class:
                         continue
@@ -531,7 +515,7 @@ class Pipeline:
         self.excluded = excluded
         if selection.min_per_class is not None:
             chosen = [it for it in chosen if counts[it.label] >= selection.min_per_class]
-        return chosen
+        return chosen[selection.skip:]
 
     def _missing_message(self, what: str) -> str:
         command = self.fill_command or (f"python -m hearlib run --model {self.model} --data {self.data} "

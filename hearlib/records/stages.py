@@ -15,6 +15,9 @@ method and the means' identity, so a changed stage, sampler or fit never reuses 
 ``image``        image-token masks under (x*, u*), θ^img, R²/Pearson, Eq. 13's w
 ``lens``         the logit lens of every head's output at the last position (top-k tokens)
 ``head_attention`` each head's Eq. 10 attention per image token and the token layout (the explorer)
+``knockout``, ``readout``, ``patching``  where the read happens (notebook 11, :mod:`hearlib.method.readsite`)
+``generation``   greedy generation under head-set interventions (notebook 12): sets found on *other*
+                 samples' θ (:mod:`hearlib.records.interventions`)
 
 Table 1 (prompts) is the attribution stage under other prompts; Fig. 9 (domains) is the
 attribution and validation stages on a DomainNet-layout dataset. Both are requests of
@@ -63,6 +66,11 @@ class Settings:
     n_image_masks: int = 10_000
     image_ratio: float = 0.75
     lens_k: int = 10
+    head_set_samples: int = 40           # generation: the first samples answered correctly, θ from them
+    head_set_sizes: tuple[int, ...] = (1, 2, 4, 8)
+    random_sets: int = 3
+    scales: tuple[float, ...] = (0.0, 0.5, 2.0, 4.0)
+    max_new_tokens: int = 3
 
     @classmethod
     def make(cls, **values) -> "Settings":
@@ -75,7 +83,10 @@ class Settings:
         return replace(out, answer=str(out.answer), n_masks=int(out.n_masks), ratio=float(out.ratio), seed=int(out.seed),
                        threshold=float(out.threshold), criteria=tuple(out.criteria),
                        token_threshold=float(out.token_threshold), n_image_masks=int(out.n_image_masks),
-                       image_ratio=float(out.image_ratio), lens_k=int(out.lens_k))
+                       image_ratio=float(out.image_ratio), lens_k=int(out.lens_k),
+                       head_set_samples=int(out.head_set_samples),
+                       head_set_sizes=tuple(int(k) for k in out.head_set_sizes), random_sets=int(out.random_sets),
+                       scales=tuple(float(x) for x in out.scales), max_new_tokens=int(out.max_new_tokens))
 
     def with_(self, **values) -> "Settings":
         return Settings.make(**{**asdict(self), **values})
@@ -90,25 +101,28 @@ class Stage:
     compute: Callable[["Any", Settings], tuple[dict, dict]]
     uses_means: bool = True
     doc: str = ""
+    others: tuple[str, ...] = ()         # stages whose records of *other* samples it reads (in its key)
 
 
 STAGES: dict[str, Stage] = {}
 
 
-def _stage(name: str, version: int, needs: Sequence[str] = (), reads: Sequence[str] = (), uses_means: bool = True):
+def _stage(name: str, version: int, needs: Sequence[str] = (), reads: Sequence[str] = (), uses_means: bool = True,
+           others: Sequence[str] = ()):
     def register(function):
         STAGES[name] = Stage(name, version, tuple(needs), tuple(reads), function, uses_means,
-                             (function.__doc__ or "").strip().splitlines()[0])
+                             (function.__doc__ or "").strip().splitlines()[0], tuple(others))
         return function
     return register
 
 
 def needed(stage: str) -> list[str]:
-    """``stage`` and every stage it needs, dependencies first."""
+    """``stage`` and every stage it needs, dependencies first (with the stages whose records of
+    other samples it reads: they enter its key, though this sample's are not computed)."""
     order: list[str] = []
 
     def visit(name):
-        for dep in STAGES[name].needs:
+        for dep in (*STAGES[name].needs, *STAGES[name].others):
             visit(dep)
         if name not in order:
             order.append(name)
@@ -358,3 +372,22 @@ def patching(ctx, settings: Settings) -> tuple[dict, dict]:
             {"partner": str(partner.item.image_id), "partner_answer": partner.answer,
              "partner_correct": bool(partner.record.correct), "correct": bool(ctx.record.correct),
              "d_source": result["d_source"], "d_target": result["d_target"]})
+
+
+# ----------------------------------------------------------------------------- using the heads (12)
+
+@_stage("generation", 1, needs=("screen",), others=("attribution",),
+        reads=("prompt", "head_set_samples", "head_set_sizes", "random_sets", "scales", "max_new_tokens"))
+def generation(ctx, settings: Settings) -> tuple[dict, dict]:
+    """Greedy generation with no intervention, then under each head set of
+    :func:`hearlib.records.interventions.head_sets` (found on the first ``head_set_samples`` samples'
+    θ): the tokens, whether the first is the answer's, the decoded text."""
+    from hearlib.records.interventions import generate_under, head_sets
+
+    sets = head_sets(ctx.pipeline, settings)
+    if str(ctx.item.image_id) in sets["found_on"]:
+        raise StageFailed("the head sets were found on this sample; measure them on others (Selection.skip)")
+    tokens, correct, texts = generate_under(ctx.engine, ctx.sample, ctx.means, sets["sets"], settings.max_new_tokens)
+    return ({"tokens": tokens, "correct": correct},
+            {"sets": sets["sets"], "texts": texts, "found_on": sets["found_on"], "n_layers": ctx.engine.n_layers,
+             "n_heads": ctx.engine.n_heads})

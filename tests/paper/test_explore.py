@@ -155,3 +155,20 @@ def test_the_widgets_update_and_export(filled, tmp_path):
     path = ui.export()
     assert load_head_set(path)["heads"] == sorted(np.flatnonzero(ex.top_k(items[2], 2)).tolist())
     assert ui.run_button.disabled and not ex.study.pipeline.computed
+
+
+def test_the_model_panel_shows_mean_theta_stability_and_a_second_model(filled, tmp_path):
+    pytest.importorskip("ipywidgets")
+    from hearlib.paper.explore import ExplorerUI
+    from hearlib.records.heads import head_data
+
+    ex = _explorer(filled)
+    document = ex.head_document()
+    expected = head_data(ex.study.pipeline.store.root, ex.study.model_id).document
+    assert [r["theta_mean"] for r in document["heads"]] == [r["theta_mean"] for r in expected["heads"]]
+    ui = ExplorerUI(lambda model, data: ex, [str(ex.study.model), "same"], ["scenes"], export_folder=tmp_path)
+    alone = ui.models_view.value
+    assert alone[:4] == b"\x89PNG" and "x* Jaccard between halves" in ui.models_text.value
+    ui.beside.value = "same"                       # a model beside itself: the diff figure, one geometry
+    assert ui.models_view.value[:4] == b"\x89PNG" and ui.models_view.value != alone
+    assert ui.models_text.value.count(ex.study.model_id) == 2 and not ex.study.pipeline.computed

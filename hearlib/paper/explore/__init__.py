@@ -11,9 +11,9 @@ with ``engine.normalized`` and the pipeline's mean keys/values, as the validatio
 """
 from hearlib.paper.explore.data import EXPORT_VERSION, Explorer, HeadPanel, export_head_set, load_head_set, parse_head  # noqa: F401
 from hearlib.paper.explore.drawing import (attention_png, default_export_path, draw_curves, draw_head,  # noqa: F401
-                                           draw_overview, draw_static, figure_png, head_html, items_label,
-                                           sample_html, sample_png)
+                                           draw_models, draw_overview, draw_static, figure_png, head_html,
+                                           items_label, sample_html, sample_png, stability_text)
 from hearlib.paper.explore.ui import ExplorerUI, open_explorer  # noqa: F401
 
 __all__ = ["Explorer", "HeadPanel", "export_head_set", "load_head_set", "figure_png", "draw_overview",
-           "draw_head", "draw_curves", "draw_static", "parse_head", "ExplorerUI", "open_explorer"]
+           "draw_head", "draw_curves", "draw_static", "draw_models", "stability_text", "parse_head", "ExplorerUI", "open_explorer"]

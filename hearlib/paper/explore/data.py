@@ -141,6 +141,18 @@ class Explorer:
             self._x_star_share = np.mean(np.stack(stars), axis=0) if stars else None
         return self._x_star_share
 
+    def head_document(self) -> dict:
+        """The model's head set over the store's samples, as ``hearlib heads`` writes it (mean θ,
+        bootstrap intervals, x*, stability; :func:`hearlib.records.heads.head_data`), from the
+        attribution records of the explorer's settings; read once."""
+        if "head_document" not in self._cache:
+            from hearlib.records.heads import head_data
+
+            key = self.study.pipeline.key("attribution", Settings.make(**self.settings), self._items[0])
+            self._cache["head_document"] = head_data(self.study.pipeline.store.root, self.study.model_id,
+                                                     settings=key.split("/")[2].split("-", 1)[1]).document
+        return self._cache["head_document"]
+
     def head(self, item, n: int) -> HeadPanel:
         """The head panel of head ``n`` (n = l·H + h) for ``item``."""
         item = self.item(item)

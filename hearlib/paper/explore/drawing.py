@@ -251,3 +251,40 @@ def head_html(ex: Explorer, item, n: int) -> str:
         rows.append("logit lens: " + ", ".join(f"<code>{html.escape(t)}</code> {v:+.1f}" for t, v in p.lens[:8]))
     rows += [f"<span style='color:#b00'>{html.escape(m)}</span>" for m in p.missing]
     return "<br>".join(rows)
+
+
+def stability_text(document: dict) -> str:
+    """One line on how stable a model's head set is (``hearlib heads``' stability numbers)."""
+    stable = document["stability"]
+    halves = stable.get("halves")
+    widths = [r["theta_ci_high"] - r["theta_ci_low"] for r in document["heads"]]
+    parts = [f"{document['n_samples']['attribution']} samples",
+             f"median 95% interval of mean θ ±{np.median(widths) / 2:.3f}"]
+    if halves:
+        parts.append(f"x* Jaccard between halves {halves['mean']:.2f} ({halves['min']:.2f}–{halves['max']:.2f})")
+    return "; ".join(parts)
+
+
+def draw_models(a: dict, b: dict | None = None):
+    """The model's mean θ map (x* majority outlined), and, with ``b``, the second model's beside it:
+    the diff of ``hearlib heads diff`` where the two have one geometry, the two maps otherwise."""
+    from hearlib.paper.plotting import diff_figure, head_map, new_figure
+    from hearlib.records.heads import diff_heads
+
+    if b is not None and (a["n_layers"], a["n_heads"]) == (b["n_layers"], b["n_heads"]):
+        return diff_figure(a, b, diff_heads(a, b))
+    docs = [a] if b is None else [a, b]
+    figure = new_figure(figsize=(4.2 * len(docs), 3.6), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(1, len(docs)))
+    for ax, doc in zip(axes, docs):
+        theta = np.array([r["theta_mean"] for r in doc["heads"]], dtype=np.float64)
+        vmax = float(np.abs(theta).max()) or 1.0
+        head_map(ax, theta, f"{doc.get('model_id')}\nmean θ over {doc['n_samples']['attribution']} samples",
+                 shape=(doc["n_layers"], doc["n_heads"]), cmap="RdBu_r", vmin=-vmax, vmax=vmax, label="θ")
+        share = np.array([r["x_star_share"] or 0.0 for r in doc["heads"]])
+        majority = np.flatnonzero(share >= 0.5)
+        if majority.size:
+            ax.scatter(majority % doc["n_heads"], majority // doc["n_heads"], s=18, facecolors="none",
+                       edgecolors="black", linewidths=1.2, label="in x* of ≥ half")
+            ax.legend(fontsize=6, loc="upper right")
+    return figure

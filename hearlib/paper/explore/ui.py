@@ -10,8 +10,8 @@ import numpy as np
 from hearlib.errors import UserError
 from hearlib.paper.analysis import head_name
 from hearlib.paper.explore.data import Explorer, export_head_set
-from hearlib.paper.explore.drawing import (attention_png, default_export_path, draw_curves, figure_png, head_html,
-                                           items_label, sample_html, sample_png)
+from hearlib.paper.explore.drawing import (attention_png, default_export_path, draw_curves, draw_models, figure_png,
+                                           head_html, items_label, sample_html, sample_png, stability_text)
 
 
 def open_explorer(model, data, *, store, profile=None, n_samples=None, correct_only=True, n_masks=10_000,
@@ -36,7 +36,9 @@ class ExplorerUI:
     """The explorer's widgets (ipywidgets): model, dataset and sample pickers, θ map as a grid of
     head buttons (a click picks the head; ipympl is not used, so a static image cannot take clicks)
     and a head list ordered by θ, the head panel, the top-k slider with the stored curves, the
-    live ablation and the export. ``opener(model, data) -> Explorer``; ``widget`` is what to display."""
+    live ablation and the export; below, the model's mean θ over its samples with how stable it is,
+    and a second model's beside it (``hearlib heads diff`` where the geometries agree).
+    ``opener(model, data) -> Explorer``; ``widget`` is what to display."""
 
     GRID_MAX = 1024     # more heads than this: the list only
 
@@ -63,6 +65,10 @@ class ExplorerUI:
         self.export_button = W.Button(description="export head set", icon="save")
         self.export_info = W.HTML()
         self.status = W.HTML()
+        self.beside = W.Dropdown(options=[("(none)", "")] + [(str(m), str(m)) for m in models],
+                                 description="beside", style={"description_width": "initial"})
+        self.models_view = W.Image(format="png")
+        self.models_text = W.HTML()
         self.live_pi: float | None = None
         self.model.observe(lambda _: self._open(), "value")
         self.data.observe(lambda _: self._open(), "value")
@@ -71,6 +77,7 @@ class ExplorerUI:
         self.sample.observe(lambda change: None if self._busy else self.set_sample(change["new"]), "value")
         self.head_list.observe(lambda change: None if self._busy else self.set_head(change["new"]), "value")
         self.k.observe(lambda change: None if self._busy else self.set_k(change["new"]), "value")
+        self.beside.observe(lambda _: self.show_models(), "value")
         self.load_button.on_click(lambda _: self.load_model())
         self.run_button.on_click(lambda _: self.run_live())
         self.export_button.on_click(lambda _: self.export())
@@ -81,7 +88,9 @@ class ExplorerUI:
                                    "blue θ < 0; ● the chosen head)"), self.grid, self.head_list])]),
             W.HBox([self.head_view, self.head_text]),
             W.HBox([self.k, self.load_button, self.run_button, self.export_button]),
-            self.live, self.curves_view, self.export_info])
+            self.live, self.curves_view, self.export_info,
+            W.HTML("<b>the model over its samples</b>: mean θ, x* of at least half the samples outlined; "
+                   "pick a model to set beside it"), self.beside, self.models_text, self.models_view])
         self._open()
 
     # -- state -------------------------------------------------------------------------------
@@ -104,6 +113,7 @@ class ExplorerUI:
         self.sample.value = str(ex.items[0].image_id)
         self._busy = False
         self.set_sample(self.sample.value)
+        self.show_models()
 
     def set_sample(self, sample):
         """Show ``sample``: image and θ map, heads reordered by θ, the top head, k = k*."""
@@ -176,6 +186,30 @@ class ExplorerUI:
         self.run_button.disabled = not self.ex.model_loaded
         if self.ex.model_loaded:
             self.live.value = "π live: press 'run it now'"
+
+    def show_models(self):
+        """The model's mean θ map and stability; with ``beside`` chosen, that model's next to it."""
+        try:
+            a = self.ex.head_document()
+            other = self.beside.value
+            b = None
+            if other and other != self.model.value:
+                key = (other, self.data.value)
+                if key not in self._explorers:
+                    self._explorers[key] = self._opener(*key)
+                b = self._explorers[key].head_document()
+        except UserError as error:
+            self.models_text.value = f"<span style='color:#b00'>{error}</span>"
+            self.models_view.value = b""
+            return
+        lines = [f"<b>{a['model_id']}</b>: {stability_text(a)}"]
+        if b is not None:
+            lines.append(f"<b>{b['model_id']}</b>: {stability_text(b)}")
+            if (a["n_layers"], a["n_heads"]) != (b["n_layers"], b["n_heads"]):
+                lines.append(f"different geometries ({a['n_layers']}×{a['n_heads']} and {b['n_layers']}×"
+                             f"{b['n_heads']}): the two maps side by side, no head-by-head diff")
+        self.models_text.value = "<br>".join(lines)
+        self.models_view.value = figure_png(draw_models(a, b))
 
     # -- actions -----------------------------------------------------------------------------
     def load_model(self):
