@@ -1,6 +1,5 @@
 """``python -m hearlib generate``: the files it writes, its first-step logits against the engine's
-literal ablation on tiny models of a few kinds of family (every family goes through the context
-manager itself in tests/method/test_intervene.py), head sets from a heads JSON, and bad input."""
+literal ablation on a tiny model of every registered family, head sets from a heads JSON, and bad input."""
 from __future__ import annotations
 
 import json
@@ -10,13 +9,12 @@ import pytest
 import torch
 
 from hearlib.cli import main
+from hearlib.families.tiny import FAMILIES
 from hearlib.method.attention import LiteralPlan, ablation
 from hearlib.method.loading import load_engine
 from hearlib.method.means import compute_means
 
 TOLERANCE = 1e-5
-# causal GQA, M-RoPE, a bidirectional image block with a sliding window, a soft-capped prefix-LM
-CLI_FAMILIES = ("llava", "qwen2_vl", "gemma3", "paligemma")
 
 
 def _made(family, tiny_model_dir, random_images, folder):
@@ -30,7 +28,7 @@ def _made(family, tiny_model_dir, random_images, folder):
     return engine, model, image, folder / "means.safetensors"
 
 
-@pytest.fixture(scope="module", params=CLI_FAMILIES)
+@pytest.fixture(scope="module", params=FAMILIES)
 def setup(request, tiny_model_dir, random_images, tmp_path_factory):
     return _made(request.param, tiny_model_dir, random_images, tmp_path_factory.mktemp(f"generate-{request.param}"))
 
