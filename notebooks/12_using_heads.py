@@ -71,8 +71,8 @@ BEYOND = "— (beyond the paper)"
 common = dict(store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device,
               profile=profile)
 settings = dict(n_masks=n_masks, ratio=ratio, seed=seed)
-using = dict(settings, head_set_samples=n_samples, head_set_sizes=head_set_sizes, random_sets=random_sets,
-             scales=scales, max_new_tokens=max_new_tokens)
+using = dict(settings, head_set_samples=n_samples, head_set_correct_only=correct_only,
+             head_set_sizes=head_set_sizes, random_sets=random_sets, scales=scales, max_new_tokens=max_new_tokens)
 st = Study(model, data, **common)
 report = Report("12_using_heads", out,
                 dict(profile=profile, model=P.model_label(st.model), model_id=st.model_id, data=st.dataset_id,
@@ -140,7 +140,8 @@ ax.axvline(1.0, color="0.8", lw=1)
 ax.set_xlabel(f"scale s on the image attention of the top {scale_k} HeAr heads"), ax.set_ylim(-0.05, 1.05)
 ax.legend(fontsize=7), ax.set_title("scaling the set's image attention", fontsize=9)
 ax = axes[2]
-attribution_key = st.pipeline.key("attribution", Settings.make(**settings), st.samples(1)[0])   # the sets' θ
+first_sample = st.samples(1, correct_only=correct_only)[0]
+attribution_key = st.pipeline.key("attribution", Settings.make(**settings), first_sample)   # the sets' θ
 heads_doc = head_data(st.pipeline.store.root, st.model_id, settings=attribution_key.split("/")[2].split("-", 1)[1],
                       top_k=max(ks)).document
 rows_ = sorted(heads_doc["heads"], key=lambda r: -r["theta_mean"])[:max(3 * max(ks), 8)]
@@ -172,7 +173,7 @@ report.table(ablation, "using_heads_ablation", ITEM,
 report.table(scaling, "using_heads_scaling", ITEM, f"The top {scale_k} HeAr heads' image attention scaled by s.")
 if len(examples):
     report.table(examples, "using_heads_examples", ITEM, f"Answers changed by ablating the top {k_max} HeAr heads.")
-report.section(ITEM, "Ablating and scaling head sets while the organism generates "
+report.section(ITEM, "Ablating and scaling head sets while the model generates "
                "(`notebooks/12_using_heads.py`):\n\n" + markdown_table(ablation) + "\n" + markdown_table(scaling)
                + "\nStability of the set: x* Jaccard between halves "
                + (f"{halves['mean']:.2f} ({halves['min']:.2f}–{halves['max']:.2f})" if halves else "n/a")
@@ -186,7 +187,8 @@ per_k = {k: {c: float(ablation[(ablation.k == k) & (ablation.criterion == c)].ac
 lower = [k for k, a in per_k.items() if a["HeAr"] < a["Random"] and a["HeAr"] < a["Attention"]]
 report.headline(ITEM, f"accuracy with the top-k HeAr / k attention / k random heads ablated during generation "
                 f"(unablated {base_correct.mean():.2f})",
-                "; ".join(f"k={k}: {a['HeAr']:.2f} / {a['Attention']:.2f} / {a['Random']:.2f}" for k, a in per_k.items()),
+                "; ".join(f"k={k}: {a['HeAr']:.2f} / {a['Attention']:.2f} / {a['Random']:.2f}"
+                          for k, a in per_k.items()),
                 BEYOND,
                 "" if len(lower) == len(per_k) else
                 f"measured: ablating the top-k HeAr heads lowers accuracy more than both k random and k "

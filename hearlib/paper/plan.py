@@ -188,7 +188,8 @@ def study_plan(params: dict, groups: Iterable[str] = GROUPS) -> list[Request]:
             add("readsite", model, every, "patching", base)
             add("readsite", model, pick(p["n_size_samples"]), "validation")     # HeAr's x* beside (as in 10)
     if p.get("n_using_samples") and p.get("n_samples"):
-        using = base.with_(head_set_samples=int(p["n_samples"]), head_set_sizes=tuple(p["head_set_sizes"]),
+        using = base.with_(head_set_samples=int(p["n_samples"]), head_set_correct_only=correct,
+                           head_set_sizes=tuple(p["head_set_sizes"]),
                            random_sets=int(p["random_sets"]), scales=tuple(p["scales"]),
                            max_new_tokens=int(p["max_new_tokens"]))
         add("using", main, pick(p["n_using_samples"], skip=int(p["n_samples"])), "generation", using)

@@ -1,7 +1,8 @@
 """Head sets found on some samples, used on others while the model generates (notebook 12).
 
 :func:`head_sets` derives, from the attribution records (θ, Eq. 10's image attention) of the first
-``head_set_samples`` samples the model answers correctly, the sets that notebook 12 compares: for
+``head_set_samples`` samples the model answers correctly (all usable ones with
+``head_set_correct_only`` False), the sets that notebook 12 compares: for
 each k of ``head_set_sizes`` the top-k heads by mean θ (HeAr), the k heads with the largest mean
 image attention (Attention), ``random_sets`` sets of k heads drawn from a seeded stream (Random),
 each ablated; and the top max(k) HeAr heads with their image attention scaled by each of
@@ -31,9 +32,10 @@ def head_sets(pipeline, settings) -> dict:
     derived once per pipeline and settings (see the module docstring); ``heads`` are flat indices
     n = layer · H + head."""
     key = ("head_sets", settings_hash(pipeline.key_settings("attribution", settings)),
-           settings.head_set_samples, settings.head_set_sizes, settings.random_sets, settings.scales)
+           settings.head_set_samples, settings.head_set_correct_only, settings.head_set_sizes, settings.random_sets,
+           settings.scales)
     if key not in pipeline.derived:
-        found = pipeline.select(Selection(n=settings.head_set_samples))
+        found = pipeline.select(Selection(n=settings.head_set_samples, correct_only=settings.head_set_correct_only))
         records = [pipeline.ensure("attribution", item, settings) for item in found]
         theta = np.mean([np.asarray(r["theta"], dtype=np.float64) for r in records], axis=0)
         attention = np.mean([np.asarray(r["image_attention"], dtype=np.float64).reshape(-1) for r in records], axis=0)

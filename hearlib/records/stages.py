@@ -66,7 +66,8 @@ class Settings:
     n_image_masks: int = 10_000
     image_ratio: float = 0.75
     lens_k: int = 10
-    head_set_samples: int = 40           # generation: the first samples answered correctly, θ from them
+    head_set_samples: int = 40           # generation: the first samples (answered correctly), θ from them
+    head_set_correct_only: bool = True
     head_set_sizes: tuple[int, ...] = (1, 2, 4, 8)
     random_sets: int = 3
     scales: tuple[float, ...] = (0.0, 0.5, 2.0, 4.0)
@@ -85,6 +86,7 @@ class Settings:
                        token_threshold=float(out.token_threshold), n_image_masks=int(out.n_image_masks),
                        image_ratio=float(out.image_ratio), lens_k=int(out.lens_k),
                        head_set_samples=int(out.head_set_samples),
+                       head_set_correct_only=bool(out.head_set_correct_only),
                        head_set_sizes=tuple(int(k) for k in out.head_set_sizes), random_sets=int(out.random_sets),
                        scales=tuple(float(x) for x in out.scales), max_new_tokens=int(out.max_new_tokens))
 
@@ -377,7 +379,8 @@ def patching(ctx, settings: Settings) -> tuple[dict, dict]:
 # ----------------------------------------------------------------------------- using the heads (12)
 
 @_stage("generation", 1, needs=("screen",), others=("attribution",),
-        reads=("prompt", "head_set_samples", "head_set_sizes", "random_sets", "scales", "max_new_tokens"))
+        reads=("prompt", "head_set_samples", "head_set_correct_only", "head_set_sizes", "random_sets", "scales",
+               "max_new_tokens"))
 def generation(ctx, settings: Settings) -> tuple[dict, dict]:
     """Greedy generation with no intervention, then under each head set of
     :func:`hearlib.records.interventions.head_sets` (found on the first ``head_set_samples`` samples'
