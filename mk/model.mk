@@ -11,7 +11,7 @@ SCENES_DIR ?= data/scenes
 MODEL_TRAIN = $(PY) -m hearlib train --data $(SCENES_DIR)/train --heldout $(SCENES_DIR)/heldout \
 	--out data/models --seed $(MODEL_SEED) $(MODEL_TRAIN_ARGS)
 
-.PHONY: model model-fast model-staged model-tuned model-ingredients model-patches model-patches-tuned model-marked scenes
+.PHONY: model model-fast model-staged model-tuned model-ingredients model-patches model-patches-tuned model-layer1 model-marked scenes
 
 scenes:
 	rm -rf $(SCENES_DIR)/train $(SCENES_DIR)/heldout
@@ -71,6 +71,12 @@ model-patches-tuned: $(if $(wildcard data/models/hear-organism-l-patches/config.
 	$(MODEL_TRAIN) --size hear-organism-l --vision-from data/models/hear-organism-s --feature-layer 0 \
 	  --decoder-from data/models/hear-organism-l-patches --decoder-lr 5e-4 \
 	  --decoder-steps $(PATCHES_TUNE_STEPS) --name hear-organism-l-patches-tuned
+
+# design C: as design A, but the projector reads the tower after its first of four blocks (feature layer 1:
+# some token mixing, not the finished class) -> hear-organism-l-layer1
+model-layer1: $(if $(wildcard $(SCENES_DIR)/train/labels.json),,scenes)
+	$(MODEL_TRAIN) --size hear-organism-l --vision-from data/models/hear-organism-s --feature-layer 1 \
+	  --decoder-steps $(READSITE_STEPS) --name hear-organism-l-layer1
 
 $(MARKED_DIR)-train/labels.json: | venv
 	$(PY) -m hearlib scenes --layout marked --out $(MARKED_DIR)-train --n $(MODEL_TRAIN_SCENES) --seed 0 --workers 2
