@@ -175,3 +175,31 @@ def test_committed_organism_runs_through_the_engine_fast_equals_literal(name):
     intact = engine.logits(sample, means, np.ones((1, engine.n_total_heads), bool), method="fast")
     assert abs(intact[0] - record.logit) <= 1e-5
     assert np.ptp(fast) > 1e-3, "the masks should move the answer logit"
+
+
+def test_decoder_from_continues_stage_b_from_a_finished_organism_and_refuses_another_kind(tmp_path):
+    """``hearlib train --decoder-from`` (make model-patches-tuned): the projector, decoder and LM head
+    start as the source's (0 further steps leave them equal), and a source read at another tower
+    layer, or no organism at all, is refused with one line."""
+    from transformers import AutoModelForImageTextToText
+
+    from hearlib.errors import UserError
+    from hearlib.organism.train import train_all
+    torch.set_num_threads(1)
+    scenes.generate(tmp_path / "data", 24, seed=scenes.TRAIN_SEED, progress=False)
+    common = dict(holdout_frac=0.25, progress=False, eval_alt_subset=2, vision_batch=16, decoder_batch=8)
+    train_all(tmp_path / "data", tmp_path / "models", ["s"], seed=0, vision_steps=4, feature_layer=0,
+              decoder_steps={"hear-organism-s": 4}, **common)
+    source = tmp_path / "models" / "hear-organism-s"
+    train_all(tmp_path / "data", tmp_path / "models", ["s"], seed=0, vision_steps=0, vision_from=source,
+              feature_layer=0, decoder_steps={"hear-organism-s": 0}, decoder_from=source, name="continued",
+              **common)
+    a = AutoModelForImageTextToText.from_pretrained(source).state_dict()
+    b = AutoModelForImageTextToText.from_pretrained(tmp_path / "models" / "continued").state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(UserError, match="reads tower layer"):
+        train_all(tmp_path / "data", tmp_path / "models", ["s"], seed=0, vision_steps=0, vision_from=source,
+                  feature_layer=-1, decoder_steps={"hear-organism-s": 0}, decoder_from=source, name="x", **common)
+    with pytest.raises(UserError, match="no organism there"):
+        train_all(tmp_path / "data", tmp_path / "models", ["s"], seed=0, vision_steps=0, vision_from=source,
+                  feature_layer=0, decoder_steps={"hear-organism-s": 0}, decoder_from=tmp_path, name="x", **common)
