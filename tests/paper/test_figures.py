@@ -136,3 +136,19 @@ def test_the_catalogue_of_items_is_what_the_published_readme_shows():
             shown.setdefault(cells[-1], []).append(cells[0])
     assert {name: sorted(items) for name, items in shown.items()} == \
         {name: sorted(items) for name, items in ITEMS.items()}
+
+
+def test_plan_uses_the_head_sets_on_the_samples_after_those_they_are_found_on(tmp_path):
+    """12_using_heads reads stage generation on the n_using_samples after the first n_samples, whose
+    θ (the main attribution records) the head sets come from."""
+    from hearlib.paper.plan import profile_params, study_plan
+
+    params = profile_params("ci", data=str(tmp_path))
+    (request,) = study_plan(params, ["using"])
+    assert request.stage == "generation" and request.model == str(params["model"])
+    assert (request.selection.n, request.selection.skip) == (params["n_using_samples"], params["n_samples"])
+    s = request.settings
+    assert (s.head_set_samples, s.head_set_sizes, s.random_sets, s.scales, s.max_new_tokens) == (
+        params["n_samples"], tuple(params["head_set_sizes"]), params["random_sets"], tuple(params["scales"]),
+        params["max_new_tokens"])
+    assert study_plan({**params, "n_using_samples": 0}, ["using"]) == []
