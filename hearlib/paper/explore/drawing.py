@@ -279,10 +279,11 @@ def draw_models(a: dict, b: dict | None = None):
     for ax, doc in zip(axes, docs):
         theta = np.array([r["theta_mean"] for r in doc["heads"]], dtype=np.float64)
         vmax = float(np.abs(theta).max()) or 1.0
-        head_map(ax, theta, f"{doc.get('model_id')}\nmean θ over {doc['n_samples']['attribution']} samples",
-                 shape=(doc["n_layers"], doc["n_heads"]), cmap="RdBu_r", vmin=-vmax, vmax=vmax, label="θ")
         share = np.array([r["x_star_share"] or 0.0 for r in doc["heads"]])
         majority = np.flatnonzero(share >= 0.5)
+        head_map(ax, theta, f"{doc.get('model_id')}\nmean θ over {doc['n_samples']['attribution']} samples; "
+                 f"{majority.size} head(s) in x* of ≥ half", shape=(doc["n_layers"], doc["n_heads"]),
+                 cmap="RdBu_r", vmin=-vmax, vmax=vmax, label="θ", fontsize=8)
         if majority.size:
             ax.scatter(majority % doc["n_heads"], majority // doc["n_heads"], s=18, facecolors="none",
                        edgecolors="black", linewidths=1.2, label="in x* of ≥ half")
