@@ -171,7 +171,7 @@ clean-figures:
 
 # issue 27 (docs/ORGANISM.md, "Where the read happens"): notebooks 10 and 11 on the organisms whose read
 # site is in question, into figures/readsite/ (single-object scenes) and figures/readsite-marked/ (the
-# marked scenes, for hear-organism-l-marked); not published. Train the designs first (make model-patches
+# marked scenes, for hear-organism-l-marked); not published. Train the designs first (make model-patches model-patches-tuned model-layer1
 # model-marked); organisms not on disk are skipped and named.
 MARKED_STUDY := data/scenes/marked-study-400
 $(MARKED_STUDY)/labels.json: | venv

@@ -50,7 +50,7 @@ model-ingredients: $(if $(wildcard $(SCENES_DIR)/train/labels.json),,scenes)
 	  $(MODEL_TRAIN) --recipe staged --size hear-organism-r8 --without $$w $(if $(STAGE_STEPS),--stage-steps $(STAGE_STEPS)) || exit $$?; \
 	done
 
-# issue 27, where the read happens (docs/ORGANISM.md): two designs, each one change from hear-organism-l
+# issue 27, where the read happens (docs/ORGANISM.md): designs, each one change from hear-organism-l
 # (8 x 8 heads, the fast recipe, hear-organism-s's tower frozen), 3000 decoder steps, seed 0:
 #   model-patches  the projector reads the tower's patch embeddings (vision_feature_layer 0: no token
 #                  mixing before the decoder, as an encoder-free VLM reads its image) -> hear-organism-l-patches
