@@ -140,10 +140,8 @@ ax.axvline(1.0, color="0.8", lw=1)
 ax.set_xlabel(f"scale s on the image attention of the top {scale_k} HeAr heads"), ax.set_ylim(-0.05, 1.05)
 ax.legend(fontsize=7), ax.set_title("scaling the set's image attention", fontsize=9)
 ax = axes[2]
-first_sample = st.samples(1, correct_only=correct_only)[0]
-attribution_key = st.pipeline.key("attribution", Settings.make(**settings), first_sample)   # the sets' θ
-heads_doc = head_data(st.pipeline.store.root, st.model_id, settings=attribution_key.split("/")[2].split("-", 1)[1],
-                      top_k=max(ks)).document
+heads_doc = head_data(st.pipeline.store.root, st.model_id, top_k=max(ks),      # the θ the sets come from
+                      settings=st.pipeline.settings_digest("attribution", Settings.make(**settings))).document
 rows_ = sorted(heads_doc["heads"], key=lambda r: -r["theta_mean"])[:max(3 * max(ks), 8)]
 means_ = np.array([r["theta_mean"] for r in rows_])
 ax.errorbar(np.arange(len(rows_)), means_, yerr=[means_ - [r["theta_ci_low"] for r in rows_],

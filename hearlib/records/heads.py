@@ -291,10 +291,9 @@ def top_set(thetas, k: int) -> "np.ndarray":
     """The k heads with the largest mean θ (ties: lower index), bool [N]."""
     import numpy as np
 
-    mean = np.asarray(thetas, dtype=np.float64).mean(axis=0)
-    chosen = np.zeros(mean.size, dtype=bool)
-    chosen[np.lexsort((np.arange(mean.size), -mean))[:k]] = True
-    return chosen
+    from hearlib.method.effects import top_k_mask
+
+    return top_k_mask(np.asarray(thetas, dtype=np.float64).mean(axis=0), k)
 
 
 def stability(thetas, x_star, *, others: dict | None = None, styles: list[str] | None = None,

@@ -15,25 +15,23 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from hearlib.method.effects import ranking
 from hearlib.records.selection import Selection
-from hearlib.records.store import settings_hash
 
 __all__ = ["head_sets", "generate_under", "top_heads"]
 
 
 def top_heads(values, k: int) -> list[int]:
-    """The k largest of ``values`` (flat head indices; ties: the lower index)."""
-    values = np.asarray(values, dtype=np.float64)
-    return [int(n) for n in np.lexsort((np.arange(values.size), -values))[:k]]
+    """The k largest of ``values`` as flat head indices, in :func:`hearlib.method.effects.ranking`'s
+    order (ties: the lower index)."""
+    return [int(n) for n in ranking(values)[:k]]
 
 
 def head_sets(pipeline, settings) -> dict:
     """``{"found_on": [sample ids], "sets": [{"criterion", "k", "mode", "scale", "heads"}, ...]}``,
     derived once per pipeline and settings (see the module docstring); ``heads`` are flat indices
     n = layer · H + head."""
-    key = ("head_sets", settings_hash(pipeline.key_settings("attribution", settings)),
-           settings.head_set_samples, settings.head_set_correct_only, settings.head_set_sizes, settings.random_sets,
-           settings.scales)
+    key = ("head_sets", pipeline.settings_digest("generation", settings))
     if key not in pipeline.derived:
         found = pipeline.select(Selection(n=settings.head_set_samples, correct_only=settings.head_set_correct_only))
         records = [pipeline.ensure("attribution", item, settings) for item in found]
@@ -50,9 +48,9 @@ def head_sets(pipeline, settings) -> dict:
                 sets.append(dict(criterion="Random", k=k, mode="ablate", scale=1.0,
                                  heads=sorted(int(n) for n in rng.choice(n_heads, k, replace=False))))
         if sizes:
-            for scale in settings.scales:
-                sets.append(dict(criterion="HeAr", k=max(sizes), mode="scale", scale=float(scale),
-                                 heads=top_heads(theta, max(sizes))))
+            largest = top_heads(theta, max(sizes))
+            sets += [dict(criterion="HeAr", k=max(sizes), mode="scale", scale=float(scale), heads=list(largest))
+                     for scale in settings.scales]
         pipeline.derived[key] = {"found_on": [str(item.image_id) for item in found], "sets": sets}
     return pipeline.derived[key]
 

@@ -355,8 +355,13 @@ class Pipeline:
         uses_means = any(STAGES[name].uses_means for name in needed(stage))
         return stage_key_settings(stage, settings, self.method, self.means_spec(settings.prompt) if uses_means else None)
 
+    def settings_digest(self, stage: str, settings: Settings) -> str:
+        """The hash of ``stage``'s key settings: what names its records' folder (``<stage>-<digest>``)
+        and what ``hearlib heads --settings`` chooses them by."""
+        return settings_hash(self.key_settings(stage, settings))
+
     def key(self, stage: str, settings: Settings, item) -> str:
-        digest = settings_hash(self.key_settings(stage, settings))
+        digest = self.settings_digest(stage, settings)
         return f"{slug(self.model_id)}/{slug(self.dataset_id)}/{stage}-{digest}/{slug(item.image_id)}"
 
     def get(self, stage: str, item, settings: Settings) -> Record | None:

@@ -148,9 +148,10 @@ class Explorer:
         if "head_document" not in self._cache:
             from hearlib.records.heads import head_data
 
-            key = self.study.pipeline.key("attribution", Settings.make(**self.settings), self._items[0])
-            self._cache["head_document"] = head_data(self.study.pipeline.store.root, self.study.model_id,
-                                                     settings=key.split("/")[2].split("-", 1)[1]).document
+            pipeline = self.study.pipeline
+            digest = pipeline.settings_digest("attribution", Settings.make(**self.settings))
+            self._cache["head_document"] = head_data(pipeline.store.root, self.study.model_id,
+                                                     settings=digest).document
         return self._cache["head_document"]
 
     def head(self, item, n: int) -> HeadPanel:
