@@ -18,7 +18,7 @@ from pathlib import Path
 
 from hearlib.paper.catalogue import NOTEBOOKS
 
-__all__ = ["notebook_parameters", "render", "check_defaults", "main"]
+__all__ = ["notebook_parameters", "render", "check_defaults", "changed_files", "main"]
 
 
 def _root() -> Path:
@@ -127,7 +127,10 @@ def check_defaults(store: Path, names=None) -> list[str]:
     import nbformat
     import jupytext
 
-    before = {p: p.stat().st_mtime_ns for p in Path(store).rglob("*") if p.is_file()}
+    from hearlib.records.store import Store
+
+    watched = Store(store, clean=False)
+    before = watched.snapshot()
     os.environ["HEARLIB_READ_ONLY"] = "1"
     os.environ.setdefault("MPLBACKEND", "Agg")
     folder = _root() / "notebooks"
@@ -139,8 +142,13 @@ def check_defaults(store: Path, names=None) -> list[str]:
         nbclient.NotebookClient(notebook, kernel_name="python3", resources={"metadata": {"path": str(folder)}},
                                 extra_arguments=["--IPKernelApp.log_level=CRITICAL"]).execute()
         print(f" {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
-    after = {p: p.stat().st_mtime_ns for p in Path(store).rglob("*") if p.is_file()}
-    return sorted(str(p) for p in set(before) ^ set(after) | {p for p in before if after.get(p) != before[p]})
+    return changed_files(before, watched.snapshot(), watched.root)
+
+
+def changed_files(before: dict[str, int], after: dict[str, int], root: Path) -> list[str]:
+    """The files of two :meth:`Store.snapshot` s that were added, removed or rewritten, as paths under ``root``."""
+    changed = set(before) ^ set(after) | {name for name in before if after.get(name) != before[name]}
+    return sorted(str(root / name) for name in changed)
 
 
 def main(argv: list[str] | None = None) -> int:

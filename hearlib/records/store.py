@@ -119,6 +119,39 @@ def _writer_alive(name: str) -> bool | None:
     return True
 
 
+def _walk(top: Path, skip=lambda name: False) -> Iterator[tuple[Path, list[str]]]:
+    """``(folder, file names)`` for every folder under ``top`` a reader may look at.
+
+    A writer's temporary folders (and folders ``skip`` names) are pruned before they are listed,
+    and a folder renamed away by a writer between being listed and being entered is skipped
+    (``os.walk`` passes over listing errors), so a walk never fails on a store being written."""
+    for folder, dirs, files in os.walk(top):
+        dirs[:] = [d for d in dirs if not d.startswith(TMP_PREFIX) and not skip(d)]
+        yield Path(folder), [f for f in files if not f.startswith(TMP_PREFIX)]
+
+
+def _read_folder(folder: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """A record folder's meta and arrays, all read from the one folder opened first: a writer
+    that replaces the record meanwhile makes this fail (FileNotFoundError), never mix two records."""
+    folder_fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        def open_file(name: str):
+            return os.fdopen(os.open(name, os.O_RDONLY, dir_fd=folder_fd), "rb")
+
+        with open_file(META) as stream:
+            meta = json.loads(stream.read().decode("utf-8"))
+        names = meta.get("_arrays")
+        if names is None:   # a record written by another tool: every .npy in the folder
+            names = sorted(n[:-4] for n in os.listdir(folder_fd) if n.endswith(".npy") and not n.startswith("."))
+        arrays = {}
+        for name in names:
+            with open_file(f"{name}.npy") as stream:
+                arrays[name] = np.load(stream, allow_pickle=False)
+    finally:
+        os.close(folder_fd)
+    return meta, arrays
+
+
 def write_json_atomic(path: Path, data) -> Path:
     """Write JSON to ``path`` atomically (:func:`hearlib.io.save_bytes`)."""
     text = _dumps(data, indent=1, sort_keys=True).encode("utf-8")
@@ -203,25 +236,25 @@ class Store:
     def get(self, key: str) -> Record | None:
         """The record under ``key``, or ``None`` if there is none (or it cannot be read)."""
         folder = self.path(key)
-        meta_file = folder / META
-        if not meta_file.is_file():
+        if not (folder / META).is_file():
             return None
         try:
-            meta = json.loads(meta_file.read_text(encoding="utf-8"))
-            names = meta.get("_arrays")
-            if names is None:   # a record written by another tool: every .npy in the folder
-                names = sorted(p.stem for p in folder.glob("*.npy") if not p.name.startswith("."))
-            arrays = {name: np.load(folder / f"{name}.npy", allow_pickle=False) for name in names}
+            meta, arrays = _read_folder(folder)
         except FileNotFoundError:
-            return None     # replaced by a concurrent writer while we read: as if absent
+            return None     # replaced or removed by a concurrent writer while we read: as if absent
         except (ValueError, OSError, json.JSONDecodeError) as error:
             raise ValueError(f"store record {folder} cannot be read: {error}") from None
         meta.pop("_arrays", None)
         return Record(arrays, meta, key, folder)
 
     def put(self, key: str, arrays: Mapping[str, Any], meta: Mapping[str, Any] | None = None, *,
-            mark: bool = True) -> Record:
-        """Write a record atomically (replacing any record under ``key``) and mark it finished."""
+            mark: bool = True, info: Mapping[str, Any] | None = None) -> Record:
+        """Write a record atomically (replacing any record under ``key``) and, unless ``mark`` is
+        False, mark it finished (with ``info`` in its manifest entry).
+
+        The manifest entry is written just before the record is renamed into place, so a writer
+        killed in between leaves a finished entry without a record, which :meth:`manifest` drops,
+        never a record that the manifest does not know."""
         folder = self.path(key)
         meta = dict(meta or {})
         clean_arrays: dict[str, np.ndarray] = {}
@@ -241,6 +274,8 @@ class Store:
             for name, array in clean_arrays.items():
                 write_file(tmp / f"{name}.npy", lambda stream: np.save(stream, array, allow_pickle=False))
             write_file(tmp / META, lambda stream: stream.write(meta_text.encode("utf-8")))
+            if mark:
+                self.mark(key, "finished", "", info)
             if folder.exists():
                 trash = folder.parent / tmp_name(folder.name + "-old")
                 os.replace(folder, trash)
@@ -252,8 +287,6 @@ class Store:
             if trash is not None and trash.exists():
                 shutil.rmtree(trash, ignore_errors=True)
         meta.pop("_arrays")
-        if mark:
-            self.mark(key, "finished", "")
         return Record(clean_arrays, json.loads(_dumps(meta)), key, folder)
 
     def delete(self, key: str) -> None:
@@ -268,16 +301,17 @@ class Store:
             status.unlink()
 
     def keys(self, prefix: str = "") -> list[str]:
-        """Keys of every complete record (optionally those starting with ``prefix``), sorted."""
+        """Keys of every complete record (optionally those starting with ``prefix``), sorted.
+
+        A record is complete once its folder, ``meta.json`` included, has been renamed into
+        place; writes in flight and the store's own folders (``_manifest``, ``_claims``) are
+        never entered."""
         out = []
-        for meta_file in self.root.rglob(META):
-            rel = meta_file.parent.relative_to(self.root)
-            parts = rel.parts
-            if not parts or parts[0] == MANIFEST or any(p.startswith(".") for p in parts):
-                continue
-            key = "/".join(parts)
-            if key.startswith(prefix):
-                out.append(key)
+        for folder, files in _walk(self.root, skip=lambda name: name.startswith((".", "_"))):
+            if META in files and folder != self.root:
+                key = folder.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    out.append(key)
         return sorted(out)
 
     # -- manifest ------------------------------------------------------------------------
@@ -299,11 +333,9 @@ class Store:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
-    def _status_files(self, prefix: str = "") -> Iterator[Path]:
-        base = self.root / MANIFEST
-        if not base.is_dir():
-            return iter(())
-        return (p for p in base.rglob("*.json") if not p.name.startswith("."))
+    def _status_files(self) -> Iterator[Path]:
+        for folder, files in _walk(self.root / MANIFEST):
+            yield from (folder / name for name in files if name.endswith(".json"))
 
     def manifest(self, prefix: str = "") -> dict[str, dict]:
         """Every sample's status, aggregated from the per-sample status files: ``{key: entry}``.
@@ -330,6 +362,19 @@ class Store:
             counts[entry["status"]] = counts.get(entry["status"], 0) + 1
         return counts
 
+    def snapshot(self) -> dict[str, int]:
+        """``{path relative to the store: mtime in ns}`` of every complete file in the store
+        (writes in flight left out; a file that vanishes while listed is left out too)."""
+        out = {}
+        for folder, files in _walk(self.root):
+            for name in files:
+                path = folder / name
+                try:
+                    out[path.relative_to(self.root).as_posix()] = path.stat().st_mtime_ns
+                except FileNotFoundError:
+                    continue
+        return out
+
     # -- housekeeping --------------------------------------------------------------------
     def clean(self, stale_after: float = STALE_AFTER) -> list[Path]:
         """Remove temporary entries (``.tmp-*``) whose writer is gone; returns what was removed.
@@ -338,11 +383,7 @@ class Store:
         host (or an unparsable one) is removed once older than ``stale_after`` seconds."""
         removed = []
         now = time.time()
-        for path in list(self.root.rglob(TMP_PREFIX + "*")):
-            if not path.name.startswith(TMP_PREFIX):
-                continue
-            if any(p.startswith(TMP_PREFIX) for p in path.relative_to(self.root).parts[:-1]):
-                continue   # inside a temporary folder being removed anyway
+        for path in self._temporaries():
             alive = _writer_alive(path.name)
             try:
                 age = now - path.lstat().st_mtime
@@ -359,3 +400,11 @@ class Store:
                 continue
             removed.append(path)
         return removed
+
+    def _temporaries(self) -> list[Path]:
+        """Every temporary entry outside other temporary folders (those go with their parent)."""
+        found = []
+        for folder, dirs, files in os.walk(self.root):
+            found += [Path(folder) / name for name in (*dirs, *files) if name.startswith(TMP_PREFIX)]
+            dirs[:] = [d for d in dirs if not d.startswith(TMP_PREFIX)]
+        return found
