@@ -37,7 +37,8 @@ def _cmd(args: argparse.Namespace) -> int:
     train_all(data, Path(args.out), sizes, seed=args.seed, heldout_dir=args.heldout,
               vision_steps=args.vision_steps, decoder_steps=steps, limit=args.limit, vision_from=args.vision_from,
               image_size=args.image_size, feature_layer=args.feature_layer, name=args.name,
-              decoder_from=args.decoder_from, **({"decoder_lr": args.decoder_lr} if args.decoder_lr else {}))
+              decoder_from=args.decoder_from, tower_targets=tuple(args.tower_targets.split(",")),
+              **({"decoder_lr": args.decoder_lr} if args.decoder_lr else {}))
     return 0
 
 
@@ -114,6 +115,10 @@ def register(subparsers) -> None:
     p.add_argument("--feature-layer", type=int, default=-1,
                    help="fast recipe: the tower layer the projector reads (vision_feature_layer; default -1, the "
                         "last; 0 = the patch embeddings alone, as an encoder-free VLM such as Fuyu reads its image)")
+    p.add_argument("--tower-targets", default="object,color,position", metavar="LABEL[,...]",
+                   help="fast recipe: the labels stage A trains the tower on (pooled heads; the first also per "
+                        "patch where the main object covers it). Default object,color,position; color,position "
+                        "gives a tower that never sees a class label (docs/ORGANISM.md, design D1)")
     p.add_argument("--name", default=None,
                    help="fast recipe, one --size: save the organism as OUT/NAME instead of OUT/<size>")
     p.add_argument("--limit", type=int, default=None, help="use at most this many training images")

@@ -140,7 +140,8 @@ class Recipe:
 
 
 # --------------------------------------------------------------------------- text
-def _color_name(rgb) -> str:
+def color_name(rgb) -> str:
+    """The named colour of :data:`scenes.COLORS` nearest to ``rgb`` (squared RGB distance)."""
     return min(scenes.COLORS, key=lambda c: sum((a - b) ** 2 for a, b in zip(scenes.COLORS[c], rgb)))
 
 
@@ -148,7 +149,7 @@ def describe(scene: scenes.Scene, style: str | None = None, rng: np.random.Gener
     """A caption of ``scene``: its main object (colour, kind, place), distractors and background.
     ``rng`` varies the word order (the main object first or after the distractors); none: canonical."""
     main = f"a {scene.color} {scene.category} ( {scene.supercategory} ) {WHERE[scene.position]}"
-    others = [f"a {_color_name(d.color)} {d.category}" for d in scene.distractors]
+    others = [f"a {color_name(d.color)} {d.category}" for d in scene.distractors]
     rest = " and ".join(others)
     lead = f"{STYLE_PHRASE[style]} " if style else ""
     bg = f"on a {scene.texture} background"

@@ -371,7 +371,8 @@ def render(scene: Scene, style: str, size: int = IMAGE_SIZE) -> Image.Image:
 
 
 # --------------------------------------------------------------------------- annotations
-def _mask(obj: Placed, size: int) -> np.ndarray:
+def object_mask(obj: Placed, size: int) -> np.ndarray:
+    """bool [size, size]: the pixels an object covers (before anything drawn above it)."""
     m = Image.new("L", (size * SUPERSAMPLE, size * SUPERSAMPLE), 0)
     d = ImageDraw.Draw(m)
     for _, pts in obj.polygons(size * SUPERSAMPLE):
@@ -386,7 +387,7 @@ def annotate(scene: Scene, image_id: int, first_ann_id: int, cat_ids: dict, size
     # main object is drawn last (on top); distractors are clipped by what lies above them
     above = ([scene.marker] if scene.marker is not None else []) + scene.others[::-1]
     for k, obj in enumerate([scene.main] + above + scene.distractors[::-1]):
-        m = _mask(obj, size) & ~occupied
+        m = object_mask(obj, size) & ~occupied
         occupied |= m
         if not m.any():
             continue

@@ -1,0 +1,78 @@
+"""hearlib.organism.diagnostics: the colour-miss classes on hand-built scenes, and the text-only
+attention knockout against a layer-by-layer forward written out here."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hearlib.organism import diagnostics as D
+from hearlib.organism import scenes
+
+
+def test_hue_neighbours_follow_the_colour_circle():
+    neighbours = D.hue_neighbours()
+    assert set(neighbours["red"]) == {"purple", "orange"}
+    assert set(neighbours["yellow"]) == {"orange", "green"}
+    assert set(neighbours["blue"]) == {"green", "purple"}
+
+
+def test_a_miss_is_a_distractors_colour_before_a_neighbouring_hue():
+    scene = scenes.make_scene(1, 0)
+    scene.main.color_name = "green"
+    scene.distractors = scene.distractors[:1]
+    scene.distractors[0].color = scenes.COLORS["yellow"]          # yellow: a neighbour of green too
+    assert D.classify_miss("yellow", scene) == "distractor"
+    assert D.classify_miss("blue", scene) == "neighbour"
+    assert D.classify_miss("red", scene) == "other colour"
+    assert D.classify_miss("cat", scene) == "not a colour"
+
+
+def test_text_documents_are_held_out_questions_ending_at_the_answer():
+    docs = D.text_documents(n=30)
+    assert docs and all(d["prompt"].endswith("ASSISTANT:") and d["description"] in d["prompt"] for d in docs)
+    assert all(d["prompt"].startswith("USER: " + d["description"] + "\n" + d["question"]) for d in docs)
+
+
+@pytest.fixture(scope="module")
+def tiny_lm():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64)
+    model = LlamaForCausalLM(config).eval()
+    return model.model, model.lm_head
+
+
+def _by_hand(lm, head, ids, context, blocked_layers, answer_id) -> float:
+    """The decoder run layer by layer, each given its own causal mask, blocked where asked."""
+    seq_len = ids.shape[-1]
+    lowest = torch.finfo(torch.float32).min
+    causal = torch.full((seq_len, seq_len), lowest).triu(1)
+    blocked = causal.clone()
+    blocked[context.stop:, context] = lowest
+    positions = torch.arange(seq_len)[None]
+    hidden = lm.embed_tokens(ids[None])
+    rotary = lm.rotary_emb(hidden, positions)
+    for index, layer in enumerate(lm.layers):
+        mask = (blocked if index in blocked_layers else causal)[None, None]
+        hidden = layer(hidden, attention_mask=mask, position_ids=positions, position_embeddings=rotary)
+    return float(head(lm.norm(hidden))[0, -1, answer_id])
+
+
+@pytest.mark.parametrize("width", [1, 2])
+def test_context_knockout_equals_the_forward_written_out(tiny_lm, width):
+    lm, head = tiny_lm
+    ids = torch.tensor([1, 5, 6, 7, 8, 9, 10, 11, 12, 13])
+    context, answer = slice(1, 6), 17
+    pis = D.context_knockout(lm, head, ids, context, answer, width)
+    with torch.no_grad():
+        clean = _by_hand(lm, head, ids, context, set(), answer)
+        none_read = _by_hand(lm, head, ids, context, set(range(4)), answer)
+        expected = [(_by_hand(lm, head, ids, context, set(range(s, s + width)), answer) - none_read) / (clean - none_read)
+                    for s in range(4 - width + 1)]
+    np.testing.assert_allclose(pis, expected, rtol=1e-4, atol=1e-4)      # a ratio of logit differences
+    assert not lm.layers[0].self_attn._forward_pre_hooks                 # hooks removed
+    # blocking every layer is π = 0 by definition
+    np.testing.assert_allclose(D.context_knockout(lm, head, ids, context, answer, 4), [0.0], atol=1e-6)
