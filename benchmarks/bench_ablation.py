@@ -25,10 +25,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hearlib.method.engine import PAPER_PROMPT, Engine  # noqa: E402
+from hearlib.method.engine import Engine  # noqa: E402
+from hearlib.prompts import PAPER_PROMPT  # noqa: E402
 from hearlib.method.means import compute_means  # noqa: E402
 from hearlib.method.masks import sample_head_masks  # noqa: E402
-from hearlib.organism.model import CHAT_TEMPLATE  # noqa: E402  (LLaVA-1.5: USER: <image>\n… ASSISTANT:)
+from hearlib.families.templates import LLAVA_TEMPLATE  # noqa: E402  (LLaVA-1.5: USER: <image>\n… ASSISTANT:)
 
 PAPER_SECONDS_PER_SAMPLE = 0.81 * 3600   # 0.81 GPU-hours per image, 10,000 masks, LLaVA-1.5-7B
 
@@ -74,7 +75,7 @@ def build_llava15_shape(shape: dict, folder: Path, device: str, dtype: torch.dty
     processor = LlavaProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 336},
                                                                   crop_size={"height": 336, "width": 336}),
                                tokenizer=fast_tokenizer, patch_size=14, vision_feature_select_strategy="default",
-                               num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE)
+                               num_additional_image_tokens=1, chat_template=LLAVA_TEMPLATE)
     return Engine(model.eval(), processor, name=f"llava-1.5-shape-{shape['layers']}x{shape['heads']}")
 
 

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_ablation import (CPU_SHAPE, FULL_SHAPE, PAPER_SECONDS_PER_SAMPLE, build_llava15_shape,  # noqa: E402
                             show, timed)
-from hearlib.paper.analysis import (CRITERIA, criterion_orders, engine_evaluator, image_tokens,  # noqa: E402
+from hearlib.method.effects import (CRITERIA, criterion_orders, engine_evaluator, image_tokens,  # noqa: E402
                               single_head_delta, text_tokens, top_k_mask, validation_curves)
 from hearlib.method.attribution import fit_attribution, r2_by_mask_count  # noqa: E402
 from hearlib.records.stages import curve_counts  # noqa: E402

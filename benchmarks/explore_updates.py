@@ -1,4 +1,4 @@
-"""Time the head explorer's updates (hearlib.paper.explore.ExplorerUI) on a filled store, read-only.
+"""Time the head explorer's updates (hearlib.paper.explore.ui.ExplorerUI) on a filled store, read-only.
 
     python benchmarks/explore_updates.py --profile ci --data data/scenes/study-60 --store build/store-ci
 
@@ -27,16 +27,17 @@ def main() -> int:
     args = parser.parse_args()
     os.environ["HEARLIB_READ_ONLY"] = "1"
     os.environ.setdefault("MPLBACKEND", "Agg")
-    from hearlib.paper import explore as E
+    from hearlib.paper.explore.drawing import draw_static, figure_png
+    from hearlib.paper.explore.ui import ExplorerUI, open_explorer
     from hearlib.io import save_bytes
     from hearlib.paper.plan import profile_params
 
     p = profile_params(args.profile, data=args.data)
     started = time.perf_counter()
-    opener = partial(E.open_explorer, store=args.store, profile=p["profile"], n_samples=p["n_samples"],
+    opener = partial(open_explorer, store=args.store, profile=p["profile"], n_samples=p["n_samples"],
                      correct_only=p["correct_only"], n_masks=p["n_masks"], ratio=p["ratio"], seed=p["seed"],
                      n_mean_images=p["n_mean_images"], method=p["method"], batch_size=p["batch_size"])
-    ui = E.ExplorerUI(opener, [p["model"]], [args.data])
+    ui = ExplorerUI(opener, [p["model"]], [args.data])
     print(f"open (first sample drawn): {time.perf_counter() - started:.2f} s")
     ex = ui.ex
     ids = [str(it.image_id) for it in ex.items]
@@ -57,10 +58,10 @@ def main() -> int:
     for label, values in times.items():
         print(f"{label:>22}: median {statistics.median(values) * 1000:.0f} ms, max {max(values) * 1000:.0f} ms "
               f"({len(values)} updates)")
-    assert not ex.study.pipeline.computed and ex.study.pipeline._engine is None, "the explorer computed something"
+    assert not ex.study.pipeline.computed and not ex.study.pipeline.engine_loaded, "the explorer computed something"
     item = ex.items[0]
-    fig = E.draw_static(ex, item, ex.heads_by_theta(item)[0][0], ex.sample_info(item).get("k_star", 1))
-    print("static panels:", save_bytes(args.png, lambda f: f.write(E.figure_png(fig, dpi=100))))
+    fig = draw_static(ex, item, ex.heads_by_theta(item)[0][0], ex.sample_info(item).get("k_star", 1))
+    print("static panels:", save_bytes(args.png, lambda f: f.write(figure_png(fig, dpi=100))))
     return 0
 
 

@@ -12,5 +12,3 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
-
-from hearlib.prompts import ALTERNATIVE_PROMPTS, PAPER_PROMPT  # noqa: E402,F401

@@ -51,12 +51,13 @@ from functools import partial
 
 from IPython.display import Image, display
 
-from hearlib.paper import explore as E
+from hearlib.paper.explore.drawing import draw_models, draw_static, figure_png, stability_text
+from hearlib.paper.explore.ui import ExplorerUI, open_explorer
 
-opener = partial(E.open_explorer, store=store, profile=profile, n_samples=n_samples, correct_only=correct_only,
+opener = partial(open_explorer, store=store, profile=profile, n_samples=n_samples, correct_only=correct_only,
                  n_masks=n_masks, ratio=ratio, seed=seed, n_mean_images=n_mean_images, method=method,
                  batch_size=batch_size, device=device, main=model, n_size_samples=n_size_samples)
-ui = E.ExplorerUI(opener, [model] + [m for m in models if m != model], [data], export_folder=export)
+ui = ExplorerUI(opener, [model] + [m for m in models if m != model], [data], export_folder=export)
 display(ui.widget)
 
 # %% [markdown]
@@ -71,7 +72,7 @@ for name in [model] + [m for m in models if str(m) != str(model)]:
     item = ex.items[0]
     top_head = ex.heads_by_theta(item)[0][0]
     k = ex.sample_info(item).get("k_star", 1)
-    display(Image(E.figure_png(E.draw_static(ex, item, top_head, k), dpi=100)))
+    display(Image(figure_png(draw_static(ex, item, top_head, k), dpi=100)))
     print(f"{len(ex.items)} samples of {ex.study.model_id}; nothing computed: {not ex.study.pipeline.computed}")
 
 # %% [markdown]
@@ -86,5 +87,5 @@ others = [m for m in models if str(m) != str(model)]
 first = ui.ex.head_document()
 second = opener(others[0], data).head_document() if others else None
 for document in [first] + ([second] if second else []):
-    print(f"{document['model_id']}: {E.stability_text(document)}")
-display(Image(E.figure_png(E.draw_models(first, second), dpi=100)))
+    print(f"{document['model_id']}: {stability_text(document)}")
+display(Image(figure_png(draw_models(first, second), dpi=100)))

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from hearlib.paper import analysis as A
+from hearlib.method import effects as EF
 from hearlib.paper import plotting as P
 from hearlib.paper.report import Report
 from hearlib.paper.study import Study, stack
@@ -99,7 +100,7 @@ report.table(table, "fig7_single_head_stats", "Fig. 7")
 # ## Headline: share of samples in which no head has Δ_n > 0.05
 
 # %%
-share = A.share_without_important_head(deltas, 0.05)
+share = EF.share_without_important_head(deltas, 0.05)
 note = ""
 if share < 0.8:
     note = (f"The organism disagrees: only {share:.0%} of samples have no head above 5%. With "

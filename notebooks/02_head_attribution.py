@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from hearlib.paper import analysis as A
+from hearlib.method import effects as EF
 from hearlib.paper import plotting as P
 from hearlib.paper.report import Report, fmt_pm
 from hearlib.paper.study import Study, stack
@@ -176,7 +177,7 @@ report.headline("Fig. 3D", "Pearson ρ between a head's θ_n and its image atten
 # %%
 rows = []
 for it, at in list(zip(items, attrs))[:n_lens_samples]:
-    for rank, n in enumerate(A.ranking(at["theta"])[:5], start=1):
+    for rank, n in enumerate(EF.ranking(at["theta"])[:5], start=1):
         lens = st.logit_lens(it, int(n), k=10)
         top10 = [t for t, _ in lens]
         rows.append({"sample": it.image_id, "answer": it.label, "rank": rank, "head": A.head_name(n, H),

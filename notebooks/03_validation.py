@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -19,7 +19,7 @@
 # Rank heads by a criterion — HeAr (θ), Random, Attention (Eq. 10), Causal (single-head Δ) — and
 # measure faithfulness (top k intact) and completeness (top k ablated) for k = 1..N. The fewer
 # heads a criterion needs for faithfulness > 0.8 and completeness < 0.2, the better it explains
-# the flow. A count of N + 1 means the threshold is never reached (`hearlib.paper.analysis.min_heads`).
+# the flow. A count of N + 1 means the threshold is never reached (`hearlib.method.effects.min_heads`).
 
 # %% tags=["parameters"]
 model = "data/models/hear-organism-s"
@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from hearlib.paper import analysis as A
+from hearlib.method import effects as EF
 from hearlib.paper import plotting as P
 from hearlib.paper.report import Report
 from hearlib.paper.study import Study, stack
@@ -160,8 +161,8 @@ report.headline("Fig. 3B", "extra heads HeAr needs for completeness < 0.2 over f
 fig, axes = plt.subplots(2, 1, figsize=(6, 6))
 rows = []
 for ci, name in enumerate(criteria):
-    f = [np.mean([A.min_heads(e["faithfulness"][ci], t, "faithfulness") for e in valid]) for t in faith_thresholds]
-    c = [np.mean([A.min_heads(e["completeness"][ci], t, "completeness") for e in valid]) for t in comp_thresholds]
+    f = [np.mean([EF.min_heads(e["faithfulness"][ci], t, "faithfulness") for e in valid]) for t in faith_thresholds]
+    c = [np.mean([EF.min_heads(e["completeness"][ci], t, "completeness") for e in valid]) for t in comp_thresholds]
     axes[0].plot(faith_thresholds, f, marker="o", color=P.criterion_color(name), label=name)
     axes[1].plot(comp_thresholds, c, marker="o", color=P.criterion_color(name), label=name)
     rows += [{"criterion": name, "kind": "faithfulness >", "threshold": t, "min_heads": v} for t, v in zip(faith_thresholds, f)]
@@ -193,8 +194,8 @@ for p in ratios:
     va = st.many("validation", ratio_items, desc=f"p = {p}", n_masks=n_masks, ratio=p, seed=seed,
                  criteria=("HeAr",))
     for e in va:
-        rows.append({"ratio": p, "faithfulness>0.8": A.min_heads(e["faithfulness"][0], 0.8, "faithfulness"),
-                     "completeness<0.2": A.min_heads(e["completeness"][0], 0.2, "completeness")})
+        rows.append({"ratio": p, "faithfulness>0.8": EF.min_heads(e["faithfulness"][0], 0.8, "faithfulness"),
+                     "completeness<0.2": EF.min_heads(e["completeness"][0], 0.2, "completeness")})
 by_ratio = pd.DataFrame(rows).groupby("ratio").agg(["mean", "std"]).reset_index()
 by_ratio.columns = [" ".join(c).strip() for c in by_ratio.columns]
 report.table(by_ratio, "fig6_ablation_ratio", "Fig. 6")

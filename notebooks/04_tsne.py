@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from hearlib.paper import analysis as A
+from hearlib.method import effects as EF
 from hearlib.paper import plotting as P
 from hearlib.paper.report import Report
 from hearlib.paper.study import Study, stack
@@ -107,7 +108,7 @@ report.figure(fig, "fig13_tsne_models", "Fig. 13")
 # ## Fig. 10 — head vectors with θ_n > 0.1 in at least one sample, hierarchically clustered
 
 # %%
-heads, vectors = A.head_vectors(thetas, head_threshold)
+heads, vectors = EF.head_vectors(thetas, head_threshold)
 H = attrs[0]["n_heads"]
 why = None
 if len(heads) == 0:
@@ -120,7 +121,7 @@ else:
     fig.suptitle(f"{P.model_label(st.model)}: heads with $\\theta_n$ > {head_threshold} in at least one sample",
                  fontsize=9)
 report.figure(fig, "fig10_head_vectors", "Fig. 10", why=why)
-agnostic = int(A.sample_agnostic_heads(thetas, head_threshold)[2].sum())
+agnostic = int(EF.sample_agnostic_heads(thetas, head_threshold)[2].sum())
 report.headline("Fig. 10", f"heads with θ_n > {head_threshold} in some sample / sample-agnostic ones among them "
                 f"(θ_n > {head_threshold} in ≥ 50% of samples)",
                 f"{len(heads)} of {thetas.shape[1]} heads / {agnostic}",

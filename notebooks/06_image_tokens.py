@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 from hearlib.paper import analysis as A
+from hearlib.method.attribution import pearson
 from hearlib.paper import plotting as P
 from hearlib.paper.report import Report, fmt_pm
 from hearlib.paper.study import Study, stack
@@ -93,8 +94,8 @@ if len(models) > 1:
 # %%
 theta_img = stack(imgs, "theta_img")
 w = stack(imgs, "w")
-rho_pooled = A.pearson(theta_img.ravel(), w.ravel())
-rho_each = np.array([A.pearson(a, b) for a, b in zip(theta_img, w)])
+rho_pooled = pearson(theta_img.ravel(), w.ravel())
+rho_each = np.array([pearson(a, b) for a, b in zip(theta_img, w)])
 fig, ax = plt.subplots(figsize=(4.5, 3.8))
 ax.scatter(w.ravel(), theta_img.ravel(), s=4, alpha=0.35)
 ax.set_xlabel(P.W_EQ13)

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -55,6 +55,7 @@ import numpy as np
 import pandas as pd
 
 from hearlib.paper import analysis as A
+from hearlib.method import effects as EF
 from hearlib.paper import plotting as P
 from hearlib.paper.report import Report, fmt_pm
 from hearlib.paper.study import Study, stack
@@ -175,7 +176,7 @@ peaks = {name: int(np.nanargmax(s)) for name, s in share.items()}
 
 # %%
 specific = A.specific_heads(means, top_k)
-union = sorted({int(n) for m in means.values() for n in A.ranking(m)[:top_k]}, key=lambda n: -max(m[n] for m in means.values()))
+union = sorted({int(n) for m in means.values() for n in EF.ranking(m)[:top_k]}, key=lambda n: -max(m[n] for m in means.values()))
 fig, ax = plt.subplots(figsize=(min(12.0, max(5.0, 0.8 * len(union) + 1.5)), 3.4), layout="constrained")
 colors = dict(zip(names, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
 P.grouped_bars(ax, [A.head_name(n, H) + ("*" if any(n in s for s in specific.values()) else "") for n in union],
@@ -184,7 +185,7 @@ P.grouped_bars(ax, [A.head_name(n, H) + ("*" if any(n in s for s in specific.val
 ax.axhline(0, color="0.6", lw=0.8)
 ax.legend(fontsize=8)
 report.figure(fig, "q_specific_heads", ITEM)
-spec_rows = [{"type": name, "top heads": " ".join(A.head_name(int(n), H) for n in A.ranking(means[name])[:top_k]),
+spec_rows = [{"type": name, "top heads": " ".join(A.head_name(int(n), H) for n in EF.ranking(means[name])[:top_k]),
               "specific": " ".join(A.head_name(int(n), H) for n in specific[name]) or "none"} for name in names]
 spec_table = pd.DataFrame(spec_rows)
 report.table(spec_table, "q_specific_heads", ITEM,

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -62,6 +62,7 @@ import numpy as np
 import pandas as pd
 
 from hearlib.paper import analysis as A
+from hearlib.method import effects as EF
 from hearlib.paper import plotting as P
 from hearlib.paper.plan import present_on_disk
 from hearlib.prompts import ALTERNATIVE_PROMPTS
@@ -117,7 +118,7 @@ for m in present:
     kf, kc = A.min_heads_per_criterion(valid)
     hear = criteria.index("HeAr")
     r2, rho = np.array([a["r2"] for a in attrs]), np.array([a["pearson"] for a in attrs])
-    no_head = A.share_without_important_head(stack(valid, "delta"), 0.05)
+    no_head = EF.share_without_important_head(stack(valid, "delta"), 0.05)
     # Fig. 3E: nearest neighbour in θ
     t_items = sm.samples(n_size_tsne_samples, correct_only=correct_only, per_class=per_class,
                          min_per_class=min_per_class)

@@ -57,6 +57,7 @@ def pytest_ignore_collect(collection_path, config):
 
 # End-to-end modules: they collect, render or train, and take minutes; `make test-fast` leaves them out.
 SLOW_MODULES = {"test_notebooks.py", "test_figures.py", "test_published_numbers.py", "test_sharding.py",
+                "test_store_concurrency.py",
                 "test_organism_recipe.py", "test_real_configs.py", "test_coverage.py"}
 # Tests of ten seconds or more each on two cores (measured with --durations, 2026-12-06): real-size
 # configs, a training run, several processes sharing a store, a kernel started

@@ -118,3 +118,18 @@ def run(model, data, out, stages=("attribution",), *, n_samples: int = 5, n_mask
     p = profile_params(None, model=str(model), data=str(data), n_masks=n_masks, n_mean_images=3, batch_size=32,
                        ratios=[0.5], **{k: n_samples for k in SAMPLE_COUNTS}, **params)
     return run_plan(p, stages, out, progress=False, means_file=means_file, retry_failed=retry_failed)
+
+
+def tiny_model_files(family: str, tiny_model_dir, random_images, folder: Path) -> tuple:
+    """(engine, model folder, image file, means file) of a tiny model of ``family``: one random image
+    saved as a file and the mean keys/values of four others, as the commands read them."""
+    from hearlib.method.loading import load_engine
+    from hearlib.method.means import compute_means
+
+    model = str(tiny_model_dir(family))
+    engine = load_engine(model)
+    images = random_images(5, seed=1)
+    image = folder / "image.png"
+    images[0].save(image)
+    compute_means(engine, images[1:], progress=False).save(folder / "means.safetensors")
+    return engine, model, image, folder / "means.safetensors"

@@ -1,5 +1,6 @@
-"""The package's shape, read from its sources: no import circle, layers that import only downwards,
-no module over 600 lines, and every package saying what it holds."""
+"""The package's shape, read from its sources: no import circle, layers that import only downwards
+(the model families below the organism), no private name imported from another module, no module
+over 600 lines, no function over 80, and every package saying what it holds."""
 from __future__ import annotations
 
 import ast
@@ -9,11 +10,12 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hearlib"
 MAX_LINES = 600
+MAX_FUNCTION_LINES = 80     # from `def` to the last line, decorators excluded
 # package -> the hearlib packages it must never import (the layers above it)
 NEVER = {
-    "families": {"method", "records", "paper", "cli"},
+    "families": {"method", "records", "paper", "cli", "organism"},
     "method": {"records", "paper", "cli", "organism"},
-    "records": {"paper", "cli"},
+    "records": {"paper", "cli", "organism"},
     "organism": {"paper", "cli"},
     "paper": {"cli"},
 }
@@ -102,9 +104,84 @@ def test_layers_import_only_downwards(name):
     assert not {m for m in imports(name) if _layer(m) in forbidden}, f"{name} imports a layer above it"
 
 
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if _layer(n) == "families"))
+def test_the_families_never_import_the_organism(name):
+    """Not even inside a function or under TYPE_CHECKING: the organism builds on the families
+    (their LLaVA template and test vocabulary), never the reverse."""
+    found = set()
+    for node in ast.walk(ast.parse(MODULES[name].read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0:
+            found.add(node.module or "")
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    assert not {m for m in found if m == "hearlib.organism" or m.startswith("hearlib.organism.")}, name
+
+
+def private_imports(name: str) -> list[str]:
+    """``module.name`` of every leading-underscore name (dunders aside) that module ``name`` imports
+    from another hearlib module (``from hearlib.x import _y``, anywhere in its source)."""
+    found = []
+    package = name if MODULES[name].name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(MODULES[name].read_text())):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        module = node.module or ""
+        if node.level:                      # a relative import, resolved against the importing package
+            base = package.split(".")[: len(package.split(".")) - node.level + 1]
+            module = ".".join(base + ([module] if module else []))
+        if not (module == "hearlib" or module.startswith("hearlib.")) or module == name:
+            continue
+        found += [f"{module}.{alias.name}" for alias in node.names
+                  if alias.name.startswith("_") and not (alias.name.startswith("__") and alias.name.endswith("__"))]
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_no_private_name_is_imported_from_another_module(name):
+    assert private_imports(name) == [], f"{name} imports private names of other modules"
+
+
+def test_the_private_import_finder_finds_one(tmp_path, monkeypatch):
+    source = ("from hearlib.method.attention import _blocked, ablation\n"
+              "from hearlib import __version__\n"
+              "def f():\n    from .fastpath import _take_rows\n")
+    (tmp_path / "probe.py").write_text(source)
+    monkeypatch.setitem(MODULES, "hearlib.method.probe", tmp_path / "probe.py")
+    assert private_imports("hearlib.method.probe") == ["hearlib.method.attention._blocked",
+                                                       "hearlib.method.fastpath._take_rows"]
+
+
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_no_module_over_600_lines(name):
     assert len(MODULES[name].read_text().splitlines()) <= MAX_LINES
+
+
+def long_functions(name: str) -> list[str]:
+    """Every function or method of module ``name`` over :data:`MAX_FUNCTION_LINES` lines (its ``def`` to
+    its last line; decorators excluded), as ``module.function (line N: L lines)``."""
+    found = []
+    for node in ast.walk(ast.parse(MODULES[name].read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            length = node.end_lineno - node.lineno + 1
+            if length > MAX_FUNCTION_LINES:
+                found.append(f"{name}.{node.name} (line {node.lineno}: {length} lines)")
+    return found
+
+
+def test_no_function_is_over_80_lines():
+    """Long functions are split into named steps (issue 37)."""
+    assert [found for name in sorted(MODULES) for found in long_functions(name)] == []
+
+
+def test_the_long_function_finder_finds_one(tmp_path, monkeypatch):
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES - 1))
+    source = (f"@decorated\ndef fits():\n{body}\n"
+              f"class Holder:\n    def long(self):\n{body.replace('    ', '        ')}        return 0\n")
+    (tmp_path / "probe.py").write_text(source)
+    monkeypatch.setitem(MODULES, "hearlib.method.probe", tmp_path / "probe.py")
+    assert long_functions("hearlib.method.probe") == [
+        f"hearlib.method.probe.long (line {MAX_FUNCTION_LINES + 4}: {MAX_FUNCTION_LINES + 1} lines)"]
 
 
 @pytest.mark.parametrize("folder", sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py")))

@@ -11,11 +11,14 @@ from pathlib import Path
 from hearlib.cli import batch_size_type
 from hearlib.errors import UserError
 
+N_MASKS = 1000          # --n-masks default: the quick profile's n_masks (notebooks/profiles/quick.yaml)
+
 ATTRIBUTE_DESCRIPTION = (
     "Head attribution (HeAr) for one image: draw M random head masks (each ablating a share p of "
     "all heads), compute the answer's logit under each, and fit a sparse linear model from masks "
-    "to the normalised logit. Writes OUT/masks.npy, logits.npy, coef.npy (one weight per head, "
-    "layer-major) and summary.json.")
+    "to the normalised logit. Without --answer the model's own greedy answer (the first token it "
+    "generates from the image) is attributed. Writes OUT/masks.npy, logits.npy, coef.npy (one weight per "
+    "head, layer-major) and summary.json (answer_source: 'model' or 'given').")
 
 
 def register(subparsers) -> None:
@@ -23,12 +26,16 @@ def register(subparsers) -> None:
                                       description=ATTRIBUTE_DESCRIPTION)
     attribute.add_argument("--model", required=True, help="model folder, hub id or registry name")
     attribute.add_argument("--image", required=True, type=Path, help="the image file")
-    attribute.add_argument("--answer", required=True,
-                           help="the answer word whose logit is attributed (its first token is scored)")
+    attribute.add_argument("--answer", default=None,
+                           help="the answer word whose logit is attributed (its first token is scored); default: "
+                                "the model's own greedy answer, the token it puts first on the unablated image "
+                                "(summary.json then says answer_source 'model', else 'given')")
     attribute.add_argument("--means", required=True, type=Path,
                            help="mean keys/values file from 'hearlib means' (same model and prompt)")
     attribute.add_argument("--prompt", default=None, help="task prompt (default: the paper's)")
-    attribute.add_argument("--n-masks", type=int, required=True, help="M, masks to draw (paper: 10,000; at least 10)")
+    attribute.add_argument("--n-masks", type=int, default=N_MASKS,
+                           help=f"M, masks to draw (default {N_MASKS:,}, the quick profile's, "
+                                "notebooks/profiles/quick.yaml; paper: 10,000; at least 10)")
     attribute.add_argument("--ablation-ratio", type=float, default=0.75,
                            help="p, share of heads ablated per mask (default 0.75, the paper's)")
     attribute.add_argument("--seed", type=int, default=0, help="seed of the masks and of the fit (default 0)")
@@ -56,6 +63,19 @@ def default_sample_id(image: Path) -> str:
     return str(int(stem)) if stem.isdigit() else stem
 
 
+def model_answer(engine, image, prompt):
+    """The sample of ``image`` and ``prompt`` with the model's own greedy answer as its answer: the token
+    the unablated forward puts first (:meth:`Engine.record`'s ``predicted_id``, what ``hearlib run``'s
+    screening compares with the label), scored as that very token id (its decoded word need not
+    tokenize back to it). The answer is set on a freshly prepared sample, before anything is cached on it."""
+    predicted = engine.record(engine.prepare(image, prompt=prompt)).predicted_id
+    sample = engine.prepare(image, prompt=prompt)
+    sample.answer = engine.tokenizer.decode([predicted]).strip()
+    sample.answer_id = predicted
+    sample.answer_tokens = engine.tokenizer.convert_ids_to_tokens([predicted])
+    return sample
+
+
 def run_attribute(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -74,7 +94,14 @@ def run_attribute(args: argparse.Namespace) -> int:
     if not args.means.is_file():
         raise UserError(f"means file not found: {args.means}")
     engine = load_engine(args.model, device=args.device, allow_partial_load=args.allow_partial_load)
-    sample = engine.prepare(args.image, answer=args.answer, prompt=args.prompt)
+    if args.answer is not None:
+        sample = engine.prepare(args.image, answer=args.answer, prompt=args.prompt)
+        answer_source = "given"
+    else:
+        sample = model_answer(engine, args.image, args.prompt)
+        answer_source = "model"
+        print(f"answer: {sample.answer!r} (token {sample.answer_tokens[0]!r}), the model's own greedy answer "
+              "(no --answer given)")
     means = MeanKV.load(args.means, engine=engine, prompt=args.prompt)
     record = engine.record(sample)
     if not record.correct:
@@ -93,7 +120,7 @@ def run_attribute(args: argparse.Namespace) -> int:
     save_npy(out / "logits.npy", logits.astype(np.float64))
     save_npy(out / "coef.npy", np.asarray(fit.coef, dtype=np.float64))
     summary = {
-        "model": engine.name, "image": str(args.image), "answer": args.answer,
+        "model": engine.name, "image": str(args.image), "answer": sample.answer, "answer_source": answer_source,
         "answer_tokens": sample.answer_tokens, "prompt": sample.prompt,
         "n_layers": engine.n_layers, "n_heads": engine.n_heads, "n_masks": int(args.n_masks),
         "ablation_ratio": args.ablation_ratio, "seed": args.seed, "sample_id": sample_id, "method": args.method,
@@ -107,5 +134,7 @@ def run_attribute(args: argparse.Namespace) -> int:
     save_json(out / "summary.json", summary)
     top = np.argsort(-fit.coef)[:5]
     heads = ", ".join(f"L{n // engine.n_heads}H{n % engine.n_heads} ({fit.coef[n]:.3f})" for n in top)
-    print(f"wrote {out}: R² {fit.r2:.3f}, Pearson {fit.pearson:.3f}; top heads {heads}")
+    said = "the model's own answer" if answer_source == "model" else "given with --answer"
+    print(f"wrote {out}: answer {sample.answer!r} ({said}), R² {fit.r2:.3f}, Pearson {fit.pearson:.3f}; "
+          f"top heads {heads}")
     return 0

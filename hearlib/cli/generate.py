@@ -18,7 +18,8 @@ GENERATE_DESCRIPTION = (
     "the set's attention to the image by --scale and renormalises. Writes OUT/generation.json (text, tokens, "
     "settings, environment) and OUT/first_logits.npy (float32 [vocab]: the raw logits of the first "
     "generated token, at the last prompt position). With --mode ablate these equal the engine's literal "
-    "ablation of the same heads.")
+    "ablation of the same heads. Beside them, the same generation without any intervention: generation.json's "
+    "'intact' (text, tokens, token_strings, first_token) and OUT/first_logits_intact.npy, to compare with.")
 
 
 def register(subparsers) -> None:
@@ -62,7 +63,7 @@ def parse_head_list(spec: str) -> list[tuple[int, int]]:
 
 def head_spec(spec: str, select: str | None) -> tuple[list[tuple[int, int]], dict | None]:
     """The (layer, head) pairs ``--heads``/``--select`` name, and the heads document they came from."""
-    from hearlib.records.heads import SELECTIONS, read_heads, select_heads
+    from hearlib.records.heads import SELECTIONS, empty_selection_warning, read_heads, select_heads
 
     path = Path(spec)
     if spec.endswith(".json") or path.is_file():
@@ -71,7 +72,7 @@ def head_spec(spec: str, select: str | None) -> tuple[list[tuple[int, int]], dic
         document = read_heads(path)
         heads = select_heads(document, select)
         if not heads:
-            raise UserError(f"--select {select} chooses no head of {spec}")
+            raise UserError(empty_selection_warning(document, select, spec).removeprefix("warning: "))
         return heads, document
     if select is not None:
         raise UserError("--select applies to a heads JSON file, not to a list of heads")
@@ -111,16 +112,28 @@ def run_generate(args: argparse.Namespace) -> int:
     if means is not None:
         means.check(engine, sample)
     scale = 1.0 if args.scale is None else args.scale
-    with torch.no_grad(), engine.intervene(heads, mode=args.mode, scale=scale, means=means):
+
+    def generate():
+        """(tokens, text, first-step raw logits float32 [vocab]) of greedy generation from the sample."""
         out = engine.model.generate(**sample.inputs, max_new_tokens=args.max_new_tokens, do_sample=False,
                                     output_logits=True, return_dict_in_generate=True)
-    tokens = out.sequences[0, sample.seq_len:].tolist()
-    first = out.logits[0][0].float().cpu().numpy().astype(np.float32)
-    text = engine.tokenizer.decode(tokens, skip_special_tokens=True)
+        tokens = out.sequences[0, sample.seq_len:].tolist()
+        first = out.logits[0][0].float().cpu().numpy().astype(np.float32)
+        return tokens, engine.tokenizer.decode(tokens, skip_special_tokens=True), first
+
+    with torch.no_grad():
+        intact_tokens, intact_text, intact_first = generate()            # the same, without any intervention
+        with engine.intervene(heads, mode=args.mode, scale=scale, means=means):
+            tokens, text, first = generate()
     save_npy(args.out / "first_logits.npy", first)
+    save_npy(args.out / "first_logits_intact.npy", intact_first)
     save_json(args.out / "generation.json", {
         "text": text, "tokens": tokens, "token_strings": engine.tokenizer.convert_ids_to_tokens(tokens),
         "first_token": int(first.argmax()),
+        "intact": {"text": intact_text, "tokens": intact_tokens,
+                   "token_strings": engine.tokenizer.convert_ids_to_tokens(intact_tokens),
+                   "first_token": int(intact_first.argmax()),
+                   "note": "the same greedy generation without any intervention; first_logits_intact.npy"},
         "settings": {"model": engine.name, "image": str(args.image), "prompt": sample.prompt,
                      "mode": args.mode, "scale": args.scale, "heads": [list(pair) for pair in heads],
                      "heads_source": args.heads, "select": args.select,
@@ -134,5 +147,6 @@ def run_generate(args: argparse.Namespace) -> int:
     if document is not None and document.get("model_id") and Path(str(document.get("model", ""))).name \
             != Path(str(engine.name)).name:
         print(f"note: {args.heads} was made for {document.get('model')!r}, not {engine.name!r}", file=sys.stderr)
-    print(f"wrote {args.out}: {args.mode} of {len(heads)} heads, {len(tokens)} tokens: {text!r}")
+    print(f"wrote {args.out}: {args.mode} of {len(heads)} heads, {len(tokens)} tokens: {text!r} "
+          f"(without intervention: {intact_text!r})")
     return 0

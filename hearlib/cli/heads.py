@@ -3,9 +3,11 @@ hearlib's, SparseMM's or a per-layer format; ``hearlib heads diff A.json B.json`
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from hearlib.errors import UserError
+from hearlib.records.heads import DEFAULT_SELECT, SPARSEMM_SCORES, X_STAR_SHARE   # light: numpy is imported inside
 
 DESCRIPTION = (
     "Write a model's image-to-text heads from the records 'hearlib run' stored: mean θ (HeAr "
@@ -15,7 +17,9 @@ DESCRIPTION = (
     "The format is docs/HEADS_FORMAT.md. Where the store holds several attribution settings for the "
     "model (other ratios, datasets, prompts), the main study's is used (validated with every "
     "criterion, then the most samples) unless --dataset, --prompt or --settings choose. --format sparsemm "
-    "writes SparseMM's per-head score file ({\"L-H\": [score per sample]}), --format per-layer [layer][head] arrays; "
+    "writes SparseMM's per-head score file ({\"L-H\": [scores]}: θ per sample clipped at 0, or with "
+    "--sparsemm-scores mean the mean θ clipped after averaging; refused where SparseMM could not load it), "
+    "--format per-layer [layer][head] arrays; "
     "every format carries the set's stability (bootstrap intervals of θ, x* overlap between halves of the "
     "samples, datasets and styles, and against the sample count). "
     "'hearlib heads diff A.json B.json [--out FIG.png]' compares two heads JSON files: heads gained and lost, "
@@ -35,10 +39,19 @@ def register(subparsers) -> None:
     parser.add_argument("--format", choices=("hearlib", "sparsemm", "per-layer"), default="hearlib",
                         help="hearlib: the heads JSON (docs/HEADS_FORMAT.md, default); sparsemm: SparseMM's score "
                              "file, with the heads JSON beside it (OUT.hearlib.json); per-layer: [layer][head] arrays")
+    parser.add_argument("--sparsemm-scores", choices=SPARSEMM_SCORES, default=None,
+                        help="with --format sparsemm: per-sample (default) writes θ of every attribution sample, "
+                             "each clipped at 0, and SparseMM averages them (its ranking is by mean max(θ, 0)); "
+                             "mean writes one score per head, mean θ clipped at 0 after averaging, so SparseMM "
+                             "ranks the heads of positive mean θ as hearlib's top-k by mean θ. A file whose "
+                             "scores are all 0 (SparseMM would divide by zero) is refused")
     parser.add_argument("--csv", type=Path, default=None,
                         help="the CSV file to write (default: --out with the suffix .csv)")
-    parser.add_argument("--select", default="x-star",
-                        help="diff: the set compared, x-star[:SHARE] (default), top-k:K or agnostic")
+    parser.add_argument("--select", default=DEFAULT_SELECT,
+                        help=f"diff: the set compared: top-k:K (the K heads of largest mean θ; default "
+                             f"{DEFAULT_SELECT}, never empty), x-star[:SHARE] (heads in x* in at least SHARE of "
+                             f"the samples, default {X_STAR_SHARE}; a warning names the share where it chooses "
+                             "no head) or agnostic")
     parser.add_argument("--json", type=Path, default=None, help="diff: also write the comparison as JSON")
     parser.add_argument("--dataset", default=None, help="only records of this dataset (its id or a unique part)")
     parser.add_argument("--prompt", default=None, help="only records made with this prompt (default: any)")
@@ -64,12 +77,15 @@ def run_heads(args: argparse.Namespace) -> int:
                if value is None]
     if missing:
         raise UserError(f"{', '.join(missing)} required (or 'hearlib heads diff A.json B.json')")
+    if args.sparsemm_scores is not None and args.format != "sparsemm":
+        raise UserError(f"--sparsemm-scores applies to --format sparsemm, not {args.format}")
+    sparsemm = args.sparsemm_scores or "per-sample"
     data = head_data(args.store, args.model, dataset=args.dataset, prompt=args.prompt, settings=args.settings,
                      top_k=args.top_k, threshold=args.threshold, share=args.share)
     document = data.document
     csv_path = args.csv or args.out.with_suffix(".csv")
     written = [args.out]
-    save_text(args.out, export(data, args.format))
+    save_text(args.out, export(data, args.format, sparsemm=sparsemm))     # refused before anything is written
     if args.format == "sparsemm":                       # the score file has room for nothing else
         beside = args.out.with_suffix(".hearlib.json")
         save_text(beside, export(data, "hearlib"))
@@ -82,19 +98,26 @@ def run_heads(args: argparse.Namespace) -> int:
           f"{document['model_id']}, {n['attribution']} attribution / {n['validation']} validation samples, "
           f"{len(document['split']['sample_agnostic'])} sample-agnostic and "
           f"{len(document['split']['sample_specific'])} sample-specific heads"
-          + (f"; x* Jaccard between halves {halves['mean']:.2f}" if halves else ""))
+          + (f"; x* Jaccard between halves {halves['mean']:.2f}" if halves else "")
+          + ("" if args.format != "sparsemm" else
+             "; SparseMM scores: " + ("θ per sample, clipped at 0" if sparsemm == "per-sample"
+                                      else "mean θ, clipped at 0 after averaging")))
     return 0
 
 
 def run_diff(args: argparse.Namespace) -> int:
     from hearlib.io import save_json
     from hearlib.paper.plotting import diff_figure
-    from hearlib.records.heads import diff_heads, read_heads
+    from hearlib.records.heads import diff_heads, empty_selection_warning, read_heads
 
     if len(args.diff) != 3 or args.diff[0] != "diff":
         raise UserError("usage: hearlib heads diff A.json B.json [--out FIG.png] [--select S] [--json DIFF.json]")
     a, b = read_heads(args.diff[1]), read_heads(args.diff[2])
     result = diff_heads(a, b, args.select)
+    for document, name in ((a, args.diff[1]), (b, args.diff[2])):
+        warning = empty_selection_warning(document, args.select, name)
+        if warning is not None:
+            print(warning, file=sys.stderr)
     if args.json is not None:
         save_json(args.json, result)
     if args.out is not None:

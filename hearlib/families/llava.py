@@ -28,7 +28,7 @@ import numpy as np
 from hearlib.errors import UnsupportedModel
 from hearlib.families.geometry import Box, Panel, pair, regular_grid, size_value
 from hearlib.families.registry import TRANSFORMERS_DECODER, Family, TinySpec, Tokens, register
-from hearlib.families.templates import HELPFUL, chatml
+from hearlib.families.templates import HELPFUL, LLAVA_TEMPLATE, chatml
 
 __all__ = ["llava_layout", "llava_next_layout", "llava_onevision_layout", "LLAVA_TOKENS", "CLIP_MEAN", "CLIP_STD"]
 
@@ -149,15 +149,9 @@ _DEFAULT_FEATURES = dict(vision_feature_select_strategy="default", vision_featur
 _PROCESSOR = dict(patch_size=8, vision_feature_select_strategy="default", num_additional_image_tokens=1)
 
 
-def _organism_template() -> str:
-    """The organism's LLaVA-1.5 template (one definition for both; imported when a model is built)."""
-    from hearlib.organism.model import CHAT_TEMPLATE
-    return CHAT_TEMPLATE
-
-
 def _llava_spec(image_tokens: int, tokens: Tokens = LLAVA_TOKENS, token_ids: dict | None = None, **parts) -> TinySpec:
     """LLaVA-1.5's tokens, template and CLIP 32 px tower; ``parts``: the rest of the spec."""
-    return TinySpec(tokens=tokens, template=_organism_template, image_tokens=image_tokens, processed_size=(32, 32),
+    return TinySpec(tokens=tokens, template=LLAVA_TEMPLATE, image_tokens=image_tokens, processed_size=(32, 32),
                     token_ids=token_ids or {"image_token_id": "<image>"}, vision={"image_size": 32}, **parts)
 
 

@@ -5,9 +5,28 @@ family's hub template does for that turn; the lineage files pick or build theirs
 """
 from __future__ import annotations
 
-__all__ = ["chatml", "cohere_turns", "HELPFUL"]
+__all__ = ["chatml", "cohere_turns", "HELPFUL", "LLAVA_TEMPLATE"]
 
 HELPFUL = "You are a helpful assistant."
+
+# LLaVA-1.5's conversation (``USER: <image>\n{prompt} ASSISTANT:``): the tiny LLaVA models' template
+# and the model organism's (hearlib.organism.model.build_processor)
+LLAVA_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}"
+    "{% if not loop.first %} {% endif %}USER: "
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
+    "{% endif %}"
+    "{% elif message['role'] == 'assistant' %} ASSISTANT: "
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
+    "{% endif %}</s>"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %} ASSISTANT:{% endif %}"
+)
 
 
 def chatml(system: str, image: str) -> str:

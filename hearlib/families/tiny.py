@@ -36,7 +36,6 @@ import torch
 
 from hearlib.families.registry import DROP, FAMILIES as REGISTRY, TinySpec, Tokens
 from hearlib.families.vocabulary import vocabulary
-from hearlib.prompts import PAPER_PROMPT  # noqa: F401  (re-exported)
 
 FAMILIES = tuple(REGISTRY)              # the model_type of every registered family
 
@@ -191,10 +190,6 @@ def main(argv: list[str] | None = None) -> int:
     print(build_tiny(args.family, args.out, seed=args.seed))
     return 0
 
-
-# the real-geometry builders, where callers have always found them
-from hearlib.families.real import (REAL_HUB, REAL_MODELS, STANDIN_NOTE, has_real_tokenizer,  # noqa: E402,F401
-                                   real_config, real_config_model, standin_tokenizer)
 
 if __name__ == "__main__":
     sys.exit(main())

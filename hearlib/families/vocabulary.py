@@ -1,11 +1,18 @@
 """The words every tiny model's tokenizer knows: a fixed list, the project's prompts and scene words.
 
 :mod:`hearlib.families.tiny` puts them after each family's special tokens; the stand-in tokenizer of
-:mod:`hearlib.families.real` gives them the ids the real tokenizer leaves free.
+:mod:`hearlib.families.real` gives them the ids the real tokenizer leaves free. The scene words are an
+argument: :data:`SCENE_WORDS` by default, the answer words of the organism's scenes
+(:func:`hearlib.organism.model.answer_vocabulary`, which a test holds equal), so that this package
+never imports :mod:`hearlib.organism`.
 """
 from __future__ import annotations
 
-__all__ = ["vocabulary"]
+from typing import Sequence
+
+from hearlib.prompts import ALTERNATIVE_PROMPTS, COLOR_PROMPT, KIND_PROMPT, PAPER_PROMPT, POSITION_PROMPT
+
+__all__ = ["vocabulary", "PROMPTS", "SCENE_WORDS"]
 
 _WORDS = """
 what is the main object in image please answer with a single word identify primary subject this
@@ -19,18 +26,23 @@ animal vehicle food furniture yes no a an the
 """.split()
 _PUNCT = list(".,?!:;'\u2019-\"()")
 
+# the project's prompts, in the order the organism asks them (object, colour, position, kind)
+PROMPTS = (PAPER_PROMPT, *ALTERNATIVE_PROMPTS, COLOR_PROMPT, POSITION_PROMPT, KIND_PROMPT)
 
-def vocabulary() -> list[str]:
-    """The test words every tiny tokenizer knows: the fixed list, the project's prompts and scene words."""
+# the answer words of the organism's scenes (objects, their kinds, colours, positions, distractors),
+# in the order of hearlib.organism.model.answer_vocabulary()
+SCENE_WORDS = ("car boat plane fish bird cat apple banana pizza chair table lamp vehicle animal food furniture "
+               "red green blue yellow purple orange left right top bottom centre ball box cone star center colour "
+               "shape").split()
+
+
+def vocabulary(scene_words: Sequence[str] = SCENE_WORDS, prompts: Sequence[str] = PROMPTS) -> list[str]:
+    """The test words every tiny tokenizer knows: the fixed list, the words of ``prompts`` and
+    ``scene_words``, each also capitalized, and punctuation (each word once, in that order)."""
     words = list(_WORDS)
-    try:  # the project's prompts and scene words, when available
-        from hearlib.organism import model as organism
-        for prompts, _ in organism.QUESTIONS.values():
-            for p in prompts:
-                words += p.lower().replace("?", " ").replace(".", " ").replace(",", " ").split()
-        words += organism.answer_vocabulary()
-    except Exception:  # noqa: BLE001 - the fixed list above is enough
-        pass
+    for p in prompts:
+        words += p.lower().replace("?", " ").replace(".", " ").replace(",", " ").split()
+    words += list(scene_words)
     words += [w.capitalize() for w in list(words)] + ["USER", "ASSISTANT", "InternVL"]
     seen: dict[str, None] = {}
     for w in words + _PUNCT:

@@ -31,13 +31,14 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
 from hearlib.errors import UnsupportedModel, UserError
+from hearlib.method.plans_common import Plan, expand_heads, keep_mask
 
 if TYPE_CHECKING:
     from hearlib.method.means import MeanKV
 
 ATTENTION_NAME = "hear"
 
-_ACTIVE_PLAN: contextvars.ContextVar["_Plan | None"] = contextvars.ContextVar("hear_plan", default=None)
+_ACTIVE_PLAN: contextvars.ContextVar["Plan | None"] = contextvars.ContextVar("hear_plan", default=None)
 
 
 def hear_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, softcap=None, **kwargs):
@@ -54,7 +55,7 @@ def hear_attention(module, query, key, value, attention_mask, scaling=None, drop
         return _plain_attention(query, key, value, attention_mask, scaling, softcap), None
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
-    return plan.attend(module, layer, query, key, value, _Attn(attention_mask, scaling, softcap)), None
+    return plan.attend(module, layer, query, key, value, Attn(attention_mask, scaling, softcap)), None
 
 
 def hear_mask(*args, **kwargs):
@@ -70,7 +71,7 @@ ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION_NAME, hear_mask)
 
 
 @dataclass
-class _Attn:
+class Attn:
     """What the model passes to its attention function besides q, k, v: mask, scale, soft-cap."""
 
     mask: torch.Tensor | None
@@ -103,29 +104,21 @@ def _blocked(mask, n_query: int, n_key: int, device) -> torch.Tensor:
 def _plain_attention(query, key, value, mask, scaling, softcap):
     """Eager attention with the model's mask and soft-cap (SDPA has no soft-cap)."""
     n_heads, seq = query.shape[1], query.shape[2]
-    attn = _Attn(mask, scaling if scaling is not None else query.shape[-1] ** -0.5, softcap)
-    keys, values = _expand_heads(key, n_heads), _expand_heads(value, n_heads)
+    attn = Attn(mask, scaling if scaling is not None else query.shape[-1] ** -0.5, softcap)
+    keys, values = expand_heads(key, n_heads), expand_heads(value, n_heads)
     scores = attn.scores(torch.matmul(query, keys.transpose(-1, -2)))
     scores = scores.masked_fill(attn.blocked(seq, key.shape[-2], query.device), float("-inf"))
     return torch.matmul(scores.softmax(-1).to(values.dtype), values).transpose(1, 2).contiguous()
 
 
 @contextlib.contextmanager
-def ablation(plan: "_Plan") -> Iterator["_Plan"]:
+def ablation(plan: "Plan") -> Iterator["Plan"]:
     """Activate ``plan`` for every decoder attention call inside the block; always cleaned up."""
     token = _ACTIVE_PLAN.set(plan)
     try:
         yield plan
     finally:
         _ACTIVE_PLAN.reset(token)
-
-
-def _expand_heads(states: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """Repeat key/value heads so that each query head has its own (GQA groups expanded)."""
-    n_kv = states.shape[-3]
-    if n_kv == n_heads:
-        return states
-    return states.repeat_interleave(n_heads // n_kv, dim=-3)
 
 
 def _causal_scores_mask(n_query: int, n_key: int, device) -> torch.Tensor:
@@ -137,27 +130,7 @@ def _causal_scores_mask(n_query: int, n_key: int, device) -> torch.Tensor:
     return k > q
 
 
-def _own_aligned_memory(model) -> None:
-    """Move every CPU parameter and buffer that does not start on a 64-byte boundary into memory
-    of its own (torch's allocator aligns to 64 bytes).
-
-    Weights loaded from safetensors stay in the file's memory map at the file's offsets; the CPU
-    matrix kernels round differently for operands that are not 64-byte aligned (the per-head
-    outputs and the logit lens moved by up to 2e-6), so a record depended on whether the model had
-    been copied on load (``.to("cpu:0")`` under accelerate copies, ``.to("cpu")`` does not)."""
-    with torch.no_grad():
-        for tensors in (model.parameters(), model.buffers()):
-            for tensor in tensors:
-                if tensor.device.type == "cpu" and tensor.data_ptr() % 64:
-                    tensor.data = tensor.data.clone()
-
-
-class _Plan:
-    def attend(self, module, layer, query, key, value, attn: _Attn) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
-
-
-class RecordPlan(_Plan):
+class RecordPlan(Plan):
     """Unablated attention under the model's mask that records what later forwards and analyses
     need, including which keys each text query may read and whether any prefix or image position
     reads a text position (the fast path's premise)."""
@@ -180,7 +153,7 @@ class RecordPlan(_Plan):
         ts = self.text_start
         self.keys[layer] = key[0, :, :ts].detach().clone()
         self.values[layer] = value[0, :, :ts].detach().clone()
-        keys, values = _expand_heads(key, n_heads), _expand_heads(value, n_heads)
+        keys, values = expand_heads(key, n_heads), expand_heads(value, n_heads)
         blocked = attn.blocked(seq, seq, query.device)
         rows = blocked.reshape(-1, seq, seq)
         if rows.shape[0] != 1:
@@ -200,7 +173,7 @@ class RecordPlan(_Plan):
         return out.transpose(1, 2).contiguous()
 
 
-class KeyValuePlan(_Plan):
+class KeyValuePlan(Plan):
     """Unablated attention (the model's mask) of a batch of sequences that keeps only the keys (rotated) and
     values at the image positions: what the means need, for many reference images in one forward.
     Same arithmetic as :class:`RecordPlan`, row by row."""
@@ -214,25 +187,14 @@ class KeyValuePlan(_Plan):
         _, n_heads, seq, _ = query.shape
         self.keys[layer] = key[:, :, self.image_positions].detach().clone()
         self.values[layer] = value[:, :, self.image_positions].detach().clone()
-        keys, values = _expand_heads(key, n_heads), _expand_heads(value, n_heads)
+        keys, values = expand_heads(key, n_heads), expand_heads(value, n_heads)
         scores = attn.scores(torch.matmul(query, keys.transpose(-1, -2)))
         scores.masked_fill_(attn.blocked(seq, seq, query.device), float("-inf"))
         out = torch.matmul(scores.softmax(-1).to(values.dtype), values)
         return out.transpose(1, 2).contiguous()
 
 
-def _keep_mask(layer: int, n_heads: int, heads: torch.Tensor, text: torch.Tensor | None,
-               image: torch.Tensor | None) -> torch.Tensor:
-    """keep[b, h, t, j] = x[b, l·H + h] · u[b, t] · v[b, j], broadcastable ([B, H, T|1, P|1])."""
-    keep = heads[:, layer * n_heads:(layer + 1) * n_heads][:, :, None, None]
-    if text is not None:
-        keep = keep & text[:, None, :, None]
-    if image is not None:
-        keep = keep & image[:, None, None, :]
-    return keep
-
-
-class LiteralPlan(_Plan):
+class LiteralPlan(Plan):
     """Full-sequence forward; text queries read per-(head, query, image token) own or mean K/V."""
 
     def __init__(self, text_start: int, image_positions: torch.Tensor, means: "MeanKV",
@@ -243,16 +205,16 @@ class LiteralPlan(_Plan):
     def attend(self, module, layer, query, key, value, attn):
         batch, n_heads, seq, _ = query.shape
         ts, img = self.text_start, self.image_positions
-        keys, values = _expand_heads(key, n_heads), _expand_heads(value, n_heads)
-        mean_k = _expand_heads(self.means.k[layer], n_heads).to(query)        # [H, P_img, D]
-        mean_v = _expand_heads(self.means.v[layer], n_heads).to(query)
-        keep = _keep_mask(layer, n_heads, self.heads, self.text, self.image)
+        keys, values = expand_heads(key, n_heads), expand_heads(value, n_heads)
+        mean_k = expand_heads(self.means.k[layer], n_heads).to(query)        # [H, P_img, D]
+        mean_v = expand_heads(self.means.v[layer], n_heads).to(query)
+        keep = keep_mask(layer, n_heads, self.heads, self.text, self.image)
         keep = keep.expand(batch, n_heads, seq - ts, img.numel())[..., None]  # [B, H, T, P, 1]
 
         return mean_ablated(query, keys, values, attn, ts, img, keep, mean_k, mean_v, seq)
 
 
-def mean_ablated(query, keys, values, attn: "_Attn", ts: int, img, keep, mean_k, mean_v, n_key: int) -> torch.Tensor:
+def mean_ablated(query, keys, values, attn: "Attn", ts: int, img, keep, mean_k, mean_v, n_key: int) -> torch.Tensor:
     """Attention in which text query ``t >= ts`` reads the mean key and value at image position ``j``
     wherever ``keep`` [B, H, T, P, 1] is False (Eq. 5 read literally); every other query as the model
     does. Returns [B, Q, H, D]. Shared by :class:`LiteralPlan` and the generation plans of

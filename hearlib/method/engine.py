@@ -36,13 +36,11 @@ import torch
 
 from hearlib.errors import UserError
 from hearlib.families.registry import family_of
-from hearlib.method.attention import (ATTENTION_NAME, KeyValuePlan, LiteralPlan, RecordPlan,  # noqa: F401
-                                      _expand_heads, _own_aligned_memory, ablation)
+from hearlib.method.attention import ATTENTION_NAME, KeyValuePlan, LiteralPlan, RecordPlan, ablation
 from hearlib.method.checks import EngineChecks
-from hearlib.method.fastpath import (FastPlan, _computed_once, _FastLayer, _last_position_only,  # noqa: F401
-                                     shared_head_prefixes)
+from hearlib.method.fastpath import FastPlan, computed_once, last_position_only, shared_head_prefixes
 from hearlib.method.masks import parse_batch_size
-from hearlib.method.samples import Record, Sample, _as_mask
+from hearlib.method.samples import Record, RecordedForward, Sample, as_mask
 from hearlib.prompts import PAPER_PROMPT
 
 if TYPE_CHECKING:
@@ -52,6 +50,21 @@ if TYPE_CHECKING:
 # runs one batch of each and keeps the fastest) and the size used on an accelerator
 AUTO_BATCH_SIZES = (128, 256, 512, 1024)
 AUTO_ACCELERATOR_BATCH = 256
+
+
+def _own_aligned_memory(model) -> None:
+    """Move every CPU parameter and buffer that does not start on a 64-byte boundary into memory
+    of its own (torch's allocator aligns to 64 bytes).
+
+    Weights loaded from safetensors stay in the file's memory map at the file's offsets; the CPU
+    matrix kernels round differently for operands that are not 64-byte aligned (the per-head
+    outputs and the logit lens moved by up to 2e-6), so a record depended on whether the model had
+    been copied on load (``.to("cpu:0")`` under accelerate copies, ``.to("cpu")`` does not)."""
+    with torch.no_grad():
+        for tensors in (model.parameters(), model.buffers()):
+            for tensor in tensors:
+                if tensor.device.type == "cpu" and tensor.data_ptr() % 64:
+                    tensor.data = tensor.data.clone()
 
 
 class Engine(EngineChecks):
@@ -237,10 +250,10 @@ class Engine(EngineChecks):
     def record(self, sample: Sample) -> Record:
         """The unablated forward: answer logit, attention statistics, per-head outputs.
 
-        Also keeps (on the sample) the prefix/image keys and values and the text
-        embeddings that the fast path reuses for every mask."""
-        if "record" in sample._state:
-            return sample._state["record"]
+        Also keeps, as ``sample.recorded`` (:class:`~hearlib.method.samples.RecordedForward`), the
+        prefix/image keys and values and the text embeddings that the fast path reuses for every mask."""
+        if sample.recorded is not None:
+            return sample.recorded.record
         plan, captured, logits = self._recorded_forward(sample)
         embeds = captured["inputs_embeds"]
         if embeds is None:
@@ -248,14 +261,6 @@ class Engine(EngineChecks):
         positions = captured["position_ids"]
         if positions is None:
             positions = torch.arange(sample.seq_len, device=self.device)[None]
-        sample._state.update(
-            prefix_k=[plan.keys[l] for l in range(self.n_layers)],
-            prefix_v=[plan.values[l] for l in range(self.n_layers)],
-            text_embeds=embeds[:, sample.text_start:].detach(),
-            text_positions=positions[..., sample.text_start:].detach(),
-            text_blocked=[plan.text_blocked[l] for l in range(self.n_layers)],
-            prefix_reads_text=[l for l in range(self.n_layers) if plan.prefix_reads_text[l]],
-        )
         text_to_image = torch.stack([plan.text_to_image[l] for l in range(self.n_layers)])
         record = Record(
             logit=self._adjusted(logits[None], sample)[0] if sample.answer_id is not None else float("nan"),
@@ -265,14 +270,22 @@ class Engine(EngineChecks):
             head_outputs=torch.stack([plan.head_outputs[l] for l in range(self.n_layers)]).float().cpu().numpy(),
             _answer_id=sample.answer_id,
         )
-        sample._state["record"] = record
+        sample.recorded = RecordedForward(
+            record=record,
+            prefix_k=[plan.keys[l] for l in range(self.n_layers)],
+            prefix_v=[plan.values[l] for l in range(self.n_layers)],
+            text_embeds=embeds[:, sample.text_start:].detach(),
+            text_positions=positions[..., sample.text_start:].detach(),
+            text_blocked=[plan.text_blocked[l] for l in range(self.n_layers)],
+            prefix_reads_text=[l for l in range(self.n_layers) if plan.prefix_reads_text[l]],
+        )
         return record
 
     @torch.no_grad()
     def image_keys_values(self, sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys (rotated) and values at the image positions: [L, KVH, P_img, D] each."""
-        if "prefix_k" in sample._state:
-            keys, values = sample._state["prefix_k"], sample._state["prefix_v"]
+        if sample.recorded is not None:
+            keys, values = sample.recorded.prefix_k, sample.recorded.prefix_v
         else:
             plan, _, _ = self._recorded_forward(sample, keep_head_outputs=False)
             keys = [plan.keys[l] for l in range(self.n_layers)]
@@ -335,24 +348,6 @@ class Engine(EngineChecks):
     def _check_means(self, sample: Sample, means: "MeanKV") -> None:
         means.check(self, sample)
 
-    def _fast_layers(self, sample: Sample, means: "MeanKV") -> list[_FastLayer]:
-        cached = sample._state.get("fast_layers")      # (means, layers): compared by identity, and the
-        if cached is None or cached[0] is not means:   # reference keeps the object alive (no id() reuse)
-            self.record(sample)
-            img = sample.image_positions
-            layers = []
-            for l in range(self.n_layers):
-                prefix_k = _expand_heads(sample._state["prefix_k"][l], self.n_heads).contiguous()
-                prefix_v = _expand_heads(sample._state["prefix_v"][l], self.n_heads).contiguous()
-                mean_k = _expand_heads(means.k[l], self.n_heads).to(prefix_k).contiguous()
-                mean_v = _expand_heads(means.v[l], self.n_heads).to(prefix_v)
-                blocked = sample._state["text_blocked"][l]
-                ts = sample.text_start
-                layers.append(_FastLayer(prefix_k, prefix_v, mean_k, (mean_v - prefix_v[:, img]).contiguous(),
-                                         blocked[:, :ts].contiguous(), blocked[:, ts:].contiguous()))
-            sample._state["fast_layers"] = (means, layers)
-        return sample._state["fast_layers"][1]
-
     def _unembed(self, hidden: torch.Tensor) -> torch.Tensor:
         """The model's logits from final hidden states: lm_head, the wrapper's logit scale and the final
         soft-cap, where the model has them."""
@@ -370,7 +365,7 @@ class Engine(EngineChecks):
         is exact only if no prefix or image position attends to a text position. That is read from
         the model's own masks in the recorded forward (a prefix-LM such as PaliGemma fails it)."""
         self.record(sample)
-        layers = sample._state["prefix_reads_text"]
+        layers = sample.recorded.prefix_reads_text
         if not layers:
             return None
         return (f"prefix/image positions attend to text positions in decoder layer(s) {layers} under the model's "
@@ -381,27 +376,20 @@ class Engine(EngineChecks):
         """The path :meth:`logits` takes for ``sample``: ``"fast"`` or ``"literal"``."""
         return "fast" if method == "fast" and self.fast_path_problem(sample) is None else "literal"
 
-    @staticmethod
-    def _image_index(sample: Sample) -> slice | torch.Tensor:
-        img = sample.image_positions
-        first, last = int(img[0]), int(img[-1])
-        if last - first + 1 == img.numel():
-            return slice(first, last + 1)
-        return img
-
     @torch.no_grad()
     def _fast(self, sample, means, heads, text, image) -> np.ndarray:
-        plan = FastPlan(self._fast_layers(sample, means), self._image_index(sample), heads, text, image)
+        self.record(sample)
+        plan = FastPlan.for_sample(sample, means, self.n_heads, heads, text, image)
         batch = heads.shape[0]
-        embeds = sample._state["text_embeds"].expand(batch, -1, -1)
-        positions = sample._state["text_positions"]
+        embeds = sample.recorded.text_embeds.expand(batch, -1, -1)
+        positions = sample.recorded.text_positions
         positions = positions.expand(*positions.shape[:-2], batch, positions.shape[-1])
         groups = (shared_head_prefixes(heads, self.n_heads, self.n_layers, n_text=sample.n_text)
                   if self.share_prefixes and text is None and image is None else [None] * self.n_layers)
         layers = self.family.layers_of(self.model)
-        last = (_last_position_only(layers[-1], len(layers) - 1, plan) if self.last_position_only
+        last = (last_position_only(layers[-1], len(layers) - 1, plan) if self.last_position_only
                 else contextlib.nullcontext())
-        with ablation(plan), _computed_once(layers, plan, groups, batch), last:
+        with ablation(plan), computed_once(layers, plan, groups, batch), last:
             hidden = self.decoder(inputs_embeds=embeds, position_ids=positions, use_cache=False).last_hidden_state
         return self._adjusted(self._unembed(hidden[:, -1]), sample)
 
@@ -430,10 +418,10 @@ class Engine(EngineChecks):
         batch_size = parse_batch_size(batch_size)
         self._check_means(sample, means)
         device = self.device
-        heads = _as_mask(heads, None, self.n_total_heads, "head", device)
+        heads = as_mask(heads, None, self.n_total_heads, "head", device)
         n_masks = heads.shape[0]
-        text = None if text is None else _as_mask(text, n_masks, sample.n_text, "text-token", device)
-        image = None if image is None else _as_mask(image, n_masks, sample.n_image, "image-token", device)
+        text = None if text is None else as_mask(text, n_masks, sample.n_text, "text-token", device)
+        image = None if image is None else as_mask(image, n_masks, sample.n_image, "image-token", device)
         if method == "fast" and (problem := self.fast_path_problem(sample)) is not None:
             import warnings
             warnings.warn(f"{self.family.name}: {problem}", RuntimeWarning, stacklevel=2)
@@ -500,13 +488,12 @@ class Engine(EngineChecks):
 
     def reference_logits(self, sample: Sample, means: "MeanKV", method: str = "fast") -> tuple[float, float]:
         """ℓ(1) and ℓ(0): every head intact, every head ablated (u = v = 1)."""
-        key = ("reference", method)
-        cached = sample._state.get(key)                # (means, values), compared by identity as above
+        cached = sample.references.get(method)         # (means, values), the means compared by identity
         if cached is None or cached[0] is not means:
             masks = np.stack([np.ones(self.n_total_heads, bool), np.zeros(self.n_total_heads, bool)])
             intact, ablated = self.logits(sample, means, masks, method=method)
-            sample._state[key] = (means, (float(intact), float(ablated)))
-        return sample._state[key][1]
+            sample.references[method] = (means, (float(intact), float(ablated)))
+        return sample.references[method][1]
 
     def normalized(self, sample: Sample, means: "MeanKV", heads, text=None, image=None, *,
                    method: str = "fast", batch_size: int = 64, progress: bool = False) -> np.ndarray:

@@ -12,15 +12,19 @@ from __future__ import annotations
 import contextlib
 import functools
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
-from hearlib.method.attention import _expand_heads, _keep_mask, _Plan
+from hearlib.method.plans_common import Plan, expand_heads, keep_mask
+
+if TYPE_CHECKING:
+    from hearlib.method.means import MeanKV
+    from hearlib.method.samples import Sample
 
 
 @dataclass
-class _FastLayer:
+class FastLayer:
     prefix_k: torch.Tensor   # [H, P0, D]  prefix + image keys of the sample, per query head
     prefix_v: torch.Tensor
     mean_k: torch.Tensor     # [H, P_img, D]
@@ -29,15 +33,51 @@ class _FastLayer:
     text_blocked: torch.Tensor    # [T, T]   the same among the text tokens (the model's mask)
 
 
-class FastPlan(_Plan):
+def fast_layers(sample: "Sample", means: "MeanKV", n_heads: int) -> list[FastLayer]:
+    """The fast path's per-layer tensors for ``sample`` under ``means``: the recorded prefix and image
+    keys/values expanded to ``n_heads`` query heads, the mean keys, the shift from own to mean values
+    at the image positions and the recorded mask of the text queries.
+
+    Built once per (sample, means) and kept on ``sample.recorded`` (the means compared by identity);
+    the sample must have been recorded (:meth:`hearlib.method.engine.Engine.record`)."""
+    recorded = sample.recorded
+    if recorded is None:
+        raise ValueError("the sample has no recorded forward: run Engine.record first")
+    cached = recorded.fast_layers
+    if cached is not None and cached[0] is means:
+        return cached[1]
+    img, ts = sample.image_positions, sample.text_start
+    layers = []
+    for l, (keys, values, blocked) in enumerate(zip(recorded.prefix_k, recorded.prefix_v, recorded.text_blocked)):
+        prefix_k = expand_heads(keys, n_heads).contiguous()
+        prefix_v = expand_heads(values, n_heads).contiguous()
+        mean_k = expand_heads(means.k[l], n_heads).to(prefix_k).contiguous()
+        mean_v = expand_heads(means.v[l], n_heads).to(prefix_v)
+        layers.append(FastLayer(prefix_k, prefix_v, mean_k, (mean_v - prefix_v[:, img]).contiguous(),
+                                blocked[:, :ts].contiguous(), blocked[:, ts:].contiguous()))
+    recorded.fast_layers = (means, layers)
+    return layers
+
+
+class FastPlan(Plan):
     """Text tokens only, a batch of masks at once, prefix/image K/V shared by the batch."""
 
-    def __init__(self, layers: Sequence[_FastLayer], image_slice: slice | torch.Tensor,
+    def __init__(self, layers: Sequence[FastLayer], image_slice: slice | torch.Tensor,
                  heads: torch.Tensor, text: torch.Tensor | None, image: torch.Tensor | None):
         self.layers, self.image_slice = layers, image_slice
         self.heads, self.text, self.image = heads, text, image
         self.rows: torch.Tensor | None = None     # the batch rows the current layer computes (None: all)
         self.last_query_layer: int | None = None  # the layer that computes the last text position only
+
+    @classmethod
+    def for_sample(cls, sample: "Sample", means: "MeanKV", n_heads: int, heads: torch.Tensor,
+                   text: torch.Tensor | None, image: torch.Tensor | None) -> "FastPlan":
+        """The plan for a batch of masks on a recorded ``sample``: its :func:`fast_layers` under
+        ``means`` and its image positions (a slice where they are contiguous)."""
+        img = sample.image_positions
+        first, last = int(img[0]), int(img[-1])
+        image_slice = slice(first, last + 1) if last - first + 1 == img.numel() else img
+        return cls(fast_layers(sample, means, n_heads), image_slice, heads, text, image)
 
     def attend(self, module, layer, query, key, value, attn):
         if layer == self.last_query_layer and query.shape[2] > 1 and query.shape[0] >= MIN_ROWS:
@@ -55,7 +95,7 @@ class FastPlan(_Plan):
         the CPU kernels round a product of one row differently from the same row in a larger one."""
         n_heads, n_all = query.shape[1], query.shape[2]
         queries = slice(-1, None) if last_only else slice(None)
-        text_k, text_v = _expand_heads(key, n_heads), _expand_heads(value, n_heads)
+        text_k, text_v = expand_heads(key, n_heads), expand_heads(value, n_heads)
         text_scores = torch.matmul(query, text_k.transpose(-1, -2)).transpose(0, 1)[:, :, queries]  # [H, B, T, T_all]
         query = query[:, :, queries]
         batch, _, n_text, dim = query.shape
@@ -68,7 +108,7 @@ class FastPlan(_Plan):
         mean_scores = torch.matmul(rows, cached.mean_k.transpose(-1, -2)).view(n_heads, batch, n_text, n_image)
         heads, text, image = (m if m is None or self.rows is None else m[self.rows]
                               for m in (self.heads, self.text, self.image))
-        keep = _keep_mask(layer, n_heads, heads, None if text is None else text[:, queries], image).transpose(0, 1)
+        keep = keep_mask(layer, n_heads, heads, None if text is None else text[:, queries], image).transpose(0, 1)
         prefix_scores[..., img] = torch.where(keep, prefix_scores[..., img], mean_scores)   # keep: [H, B, T|1, P|1]
 
         # The text rows of the recorded full-sequence mask, not the mask of this text-only forward.
@@ -143,7 +183,7 @@ def _take_rows(value, rows: torch.Tensor, batch: int):
 
 
 @contextlib.contextmanager
-def _computed_once(layers: Sequence[torch.nn.Module], plan: FastPlan,
+def computed_once(layers: Sequence[torch.nn.Module], plan: FastPlan,
                    groups: Sequence[tuple[torch.Tensor, torch.Tensor] | None], batch: int):
     """Run each decoder layer once per group of :func:`shared_head_prefixes` (the rows stay grouped
     from layer to layer) and give the decoder every row again after the last layer. Each row's
@@ -200,7 +240,7 @@ _FEED_FORWARD = ("mlp", "feed_forward")
 
 
 @contextlib.contextmanager
-def _last_position_only(layer: torch.nn.Module, index: int, plan: FastPlan):
+def last_position_only(layer: torch.nn.Module, index: int, plan: FastPlan):
     """In the last decoder layer, compute the last text position only: its attention query (the
     plan) and its feed-forward block (a hook passes it that position; the residual sum
     broadcasts). The logits read nothing else; the other positions' states are left unfinished.

@@ -37,7 +37,8 @@ import numpy as np
 import torch
 
 from hearlib.errors import MeansMismatch, UserError
-from hearlib.method.attention import _Plan, _expand_heads, ablation, mean_ablated
+from hearlib.method.attention import ablation, mean_ablated
+from hearlib.method.plans_common import Plan, expand_heads
 
 if TYPE_CHECKING:
     from hearlib.method.engine import Engine
@@ -136,7 +137,7 @@ class _Layout:
         return first_text_row, columns[inside], inside.nonzero().flatten()
 
 
-class _GenerationPlan(_Plan):
+class _GenerationPlan(Plan):
     """A plan over the whole generation: text queries are rows from the layout's text start on."""
 
     def __init__(self, layout: _Layout, n_heads: int):
@@ -161,11 +162,11 @@ class MeanAblationPlan(_GenerationPlan):
         batch, n_heads, n_query, _ = query.shape
         n_key = key.shape[-2]
         ts, img, which = self.layout.locate(n_query, n_key)
-        keys, values = _expand_heads(key, n_heads), _expand_heads(value, n_heads)
+        keys, values = expand_heads(key, n_heads), expand_heads(value, n_heads)
         if ts >= n_query or img.numel() == 0:
             return self._plain(query, keys, values, attn, n_key).transpose(1, 2).contiguous()
-        mean_k = _expand_heads(self.means.k[layer], n_heads)[:, which].to(query)   # [H, P, D]
-        mean_v = _expand_heads(self.means.v[layer], n_heads)[:, which].to(query)
+        mean_k = expand_heads(self.means.k[layer], n_heads)[:, which].to(query)   # [H, P, D]
+        mean_v = expand_heads(self.means.v[layer], n_heads)[:, which].to(query)
         keep = self.intact.to(query.device)[layer * n_heads:(layer + 1) * n_heads][None, :, None, None]
         keep = keep.expand(batch, n_heads, n_query - ts, img.numel())[..., None]     # [B, H, T, P, 1]
 
@@ -184,7 +185,7 @@ class ScalePlan(_GenerationPlan):
         _, n_heads, n_query, _ = query.shape
         n_key = key.shape[-2]
         ts, img, _ = self.layout.locate(n_query, n_key)
-        keys, values = _expand_heads(key, n_heads), _expand_heads(value, n_heads)
+        keys, values = expand_heads(key, n_heads), expand_heads(value, n_heads)
         heads = self.member[layer * n_heads:(layer + 1) * n_heads].nonzero().flatten().tolist()
         if ts >= n_query or img.numel() == 0 or not heads:
             return self._plain(query, keys, values, attn, n_key).transpose(1, 2).contiguous()

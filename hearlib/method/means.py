@@ -20,7 +20,8 @@ from hearlib.errors import MeansMismatch, UserError
 from hearlib.io import atomic_path
 
 if TYPE_CHECKING:
-    from hearlib.method.engine import Engine, Sample
+    from hearlib.method.engine import Engine
+    from hearlib.method.samples import Sample
 
 FORMAT_VERSION = "1"
 

@@ -1,13 +1,19 @@
 """What the engine works on: a prepared :class:`Sample` (one image, prompt and answer through the
-model's own processor and chat template) and the :class:`Record` of its unablated forward."""
+model's own processor and chat template), the :class:`Record` of its unablated forward and the
+:class:`RecordedForward` the engine keeps of that forward for the ablated ones."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from hearlib.errors import UserError
+
+if TYPE_CHECKING:
+    from hearlib.method.fastpath import FastLayer
+    from hearlib.method.means import MeanKV
 
 
 @dataclass
@@ -25,7 +31,12 @@ class Sample:
     prefix_hash: str
     sample_id: str = ""
     image_size: tuple[int, int] | None = None   # (width, height) of the image given to the processor
-    _state: dict = field(default_factory=dict, repr=False)
+    # the unablated forward, once Engine.record has run it (None before)
+    recorded: "RecordedForward | None" = field(default=None, repr=False, compare=False)
+    # ℓ(1), ℓ(0) per method ("fast", "literal"): (means, (intact, ablated)), the means compared by
+    # identity (the reference keeps the object alive, so no id() reuse); Engine.reference_logits
+    references: "dict[str, tuple[MeanKV, tuple[float, float]]]" = field(default_factory=dict, repr=False,
+                                                                        compare=False)
 
     @property
     def n_text(self) -> int:
@@ -53,7 +64,26 @@ class Record:
     _answer_id: int | None = None
 
 
-def _as_mask(mask, rows: int | None, cols: int, name: str, device) -> torch.Tensor:
+@dataclass(eq=False)
+class RecordedForward:
+    """What :meth:`hearlib.method.engine.Engine.record` keeps of a sample's unablated forward: its
+    :class:`Record`, and the tensors the fast path reuses for every mask (per decoder layer ``l``)."""
+
+    record: Record
+    prefix_k: list[torch.Tensor]        # [KVH, text_start, D] prefix + image keys (rotated) of layer l
+    prefix_v: list[torch.Tensor]        # [KVH, text_start, D] their values
+    text_embeds: torch.Tensor           # [1, P_txt, d_model] the decoder's input at the text positions
+    text_positions: torch.Tensor        # [..., 1, P_txt] their position ids
+    text_blocked: list[torch.Tensor]    # [P_txt, S] True where text query t may not read key s (the model's mask)
+    prefix_reads_text: list[int]        # the layers in which a prefix/image position reads a text position
+    # (means, layers): the fast path's per-layer tensors for the last means it ran with
+    # (hearlib.method.fastpath.fast_layers); the means compared by identity
+    fast_layers: "tuple[MeanKV, list[FastLayer]] | None" = None
+
+
+def as_mask(mask, rows: int | None, cols: int, name: str, device) -> torch.Tensor:
+    """``mask`` (booleans or 0/1, one row or ``rows`` rows of ``cols``) as a bool tensor [rows, cols]
+    on ``device``; UserError naming the ``name`` mask otherwise."""
     tensor = torch.as_tensor(np.asarray(mask), device=device)
     if tensor.dtype != torch.bool:
         if not torch.all((tensor == 0) | (tensor == 1)):

@@ -77,7 +77,7 @@ def patch_cover(records: list[ImageRecord]) -> torch.Tensor | None:
     for i, r in enumerate(records):
         key = (r.extra["seed"], r.extra["scene_id"])
         if key not in cache:
-            m = scenes._mask(scenes.make_scene(*key).main, O.IMAGE_SIZE).astype(np.float32)
+            m = scenes.object_mask(scenes.make_scene(*key).main, O.IMAGE_SIZE).astype(np.float32)
             cache[key] = torch.from_numpy(m.reshape(g, O.PATCH_SIZE, g, O.PATCH_SIZE).mean((1, 3)).reshape(-1))
         out[i] = cache[key]
     return out

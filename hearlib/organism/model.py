@@ -13,10 +13,13 @@ CLIP) and differ in the decoder (layers × heads and width).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 
+from hearlib.errors import UserError
+from hearlib.families.templates import LLAVA_TEMPLATE
 from hearlib.organism import scenes
 from hearlib.prompts import ALTERNATIVE_PROMPTS, COLOR_PROMPT, KIND_PROMPT, PAPER_PROMPT, POSITION_PROMPT
 
@@ -39,22 +42,7 @@ QUESTIONS: dict[str, tuple[tuple[str, ...], str]] = {
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<image>"]
 
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'user' %}"
-    "{% if not loop.first %} {% endif %}USER: "
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
-    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
-    "{% endif %}"
-    "{% elif message['role'] == 'assistant' %} ASSISTANT: "
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
-    "{% endif %}</s>"
-    "{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %} ASSISTANT:{% endif %}"
-)
+# the chat template (LLaVA-1.5's) is hearlib.families.templates.LLAVA_TEMPLATE, shared with the tiny LLaVA
 
 
 @dataclass(frozen=True)
@@ -145,7 +133,7 @@ def build_processor(tokenizer, image_size: int = IMAGE_SIZE):
         crop_size={"height": image_size, "width": image_size}, do_rescale=True, rescale_factor=1 / 255,
         do_normalize=True, image_mean=CLIP_MEAN, image_std=CLIP_STD, do_convert_rgb=True)
     return LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=patch_for(image_size),
-                          vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE,
+                          vision_feature_select_strategy="default", chat_template=LLAVA_TEMPLATE,
                           image_token="<image>", num_additional_image_tokens=1)
 
 
@@ -201,3 +189,30 @@ def image_features(vision_tower, pixel_values: torch.Tensor, layer: int = -1) ->
     (``vision_feature_layer``), CLS dropped (``vision_feature_select_strategy="default"``)."""
     out = vision_tower(pixel_values=pixel_values, output_hidden_states=True)
     return out.hidden_states[layer][:, 1:]
+
+
+def load_decoder_from(model, tokenizer, source: Path, n_sizes: int) -> None:
+    """Load ``source``'s projector, decoder and LM head into ``model`` (one size, same shapes, same
+    tower layer, same vocabulary and tower weights), refusing anything else with one line."""
+    from transformers import AutoModelForImageTextToText
+    if n_sizes != 1:
+        raise UserError("--decoder-from continues one size; give --size")
+    if not (source / "config.json").is_file():
+        raise UserError(f"--decoder-from {source}: no organism there (no config.json)")
+    src = AutoModelForImageTextToText.from_pretrained(source)
+    if src.config.vision_feature_layer != model.config.vision_feature_layer:
+        raise UserError(f"--decoder-from {source} reads tower layer {src.config.vision_feature_layer}, "
+                        f"this run {model.config.vision_feature_layer} (give the same --feature-layer)")
+    if src.config.text_config.vocab_size != len(tokenizer):
+        raise UserError(f"--decoder-from {source} has {src.config.text_config.vocab_size} tokens, "
+                        f"this data {len(tokenizer)}")
+    for a, b in zip(parts(model)[:4], parts(src)[:4]):
+        a_state, b_state = a.state_dict(), b.state_dict()
+        if {k: v.shape for k, v in a_state.items()} != {k: v.shape for k, v in b_state.items()}:
+            raise UserError(f"--decoder-from {source} is another size than --size")
+    tower, src_tower = parts(model)[0].state_dict(), parts(src)[0].state_dict()
+    if any(not torch.equal(tower[k], src_tower[k]) for k in tower):
+        raise UserError(f"--decoder-from {source} was trained on another tower than --vision-from's")
+    for a, b in zip(parts(model)[1:4], parts(src)[1:4]):
+        a.load_state_dict(b.state_dict())
+    print(f"projector and decoder taken from {source}; stage B continues", flush=True)

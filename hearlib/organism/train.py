@@ -20,6 +20,7 @@ import json
 import math
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +30,11 @@ import torch.nn.functional as F
 
 from hearlib.errors import UserError
 from hearlib.organism import model as O
-from hearlib.organism.data import (LABEL_KEYS, Data, augmenter, load_images, normalize, patch_cover,  # noqa: F401
-                                   prepare_data, record_labels, split)
+from hearlib.organism.data import Data, augmenter, load_images, normalize, prepare_data, split
+
+
+# stage A's labels, the first also per patch: the fast recipe supervises the tower with the class
+TOWER_TARGETS = ("object", "color", "position")
 
 
 def lr_at(step, total, peak, warmup):
@@ -51,15 +55,15 @@ def optimizer(params, lr, wd):
 
 # --------------------------------------------------------------------------- stage A
 class VisionHeads(nn.Module):
-    """Linear heads on the mean patch token, plus a dense head on every patch token
-    (object class of the main object where it covers the patch, else background)."""
+    """Linear heads on the mean patch token, plus a dense head on every patch token (the main
+    object's ``dense`` label, its class by default, where it covers the patch, else background)."""
 
-    def __init__(self, width: int, n_classes: dict[str, int]):
+    def __init__(self, width: int, n_classes: dict[str, int], dense: str = "object"):
         super().__init__()
         self.norm = nn.LayerNorm(width)
         self.heads = nn.ModuleDict({k: nn.Linear(width, n) for k, n in n_classes.items()})
         self.dense_norm = nn.LayerNorm(width)
-        self.dense = nn.Linear(width, n_classes["object"] + 1)
+        self.dense = nn.Linear(width, n_classes[dense] + 1)
 
     def forward(self, feats):
         pooled = self.norm(feats.mean(1))
@@ -71,17 +75,23 @@ class VisionHeads(nn.Module):
 def train_vision(vision_tower, data: Data, vocab: dict[str, list[str]], steps: int, batch: int = 64,
                  lr: float = 2e-3, seed: int = 0, progress: bool = True, log: list | None = None,
                  dense_weight: float = 1.0, augment=None, val: "Data | None" = None, eval_every: int = 0,
-                 patience: int = 0):
-    """Stage A: the CLIP tower with linear heads on its pooled patch tokens. ``augment`` maps a uint8
+                 patience: int = 0, targets: tuple[str, ...] = TOWER_TARGETS):
+    """Stage A: the CLIP tower with linear heads on its pooled patch tokens. ``targets``: the labels it
+    is trained on (pooled heads), the first of them also per patch (the dense head); without
+    ``object`` the tower never sees a class label (issue 38's design D1). ``augment`` maps a uint8
     batch to an augmented one; with ``val`` and ``eval_every`` the held-out object accuracy of the
     heads is measured every ``eval_every`` steps, the best state kept and training stopped after
     ``patience`` evaluations without improvement."""
     from tqdm import tqdm
     g = torch.Generator().manual_seed(seed)
-    tasks = {q: vocab[q] for q in data.questions if q in ("object", "color", "position")}
-    targets = {q: torch.tensor([vocab[q].index(v) if v is not None else -100 for v in data.labels[q]])
-               for q in tasks}
-    heads = VisionHeads(vision_tower.config.hidden_size, {q: len(v) for q, v in tasks.items()})
+    unknown = set(targets) - set(TOWER_TARGETS)
+    if unknown or not targets:
+        raise UserError(f"tower targets must be among {', '.join(TOWER_TARGETS)}, got {', '.join(targets) or 'none'}")
+    tasks = {q: vocab[q] for q in targets if q in data.questions}
+    dense = next(iter(tasks))
+    labels = {q: torch.tensor([vocab[q].index(v) if v is not None else -100 for v in data.labels[q]])
+              for q in tasks}
+    heads = VisionHeads(vision_tower.config.hidden_size, {q: len(v) for q, v in tasks.items()}, dense)
     params = list(vision_tower.parameters()) + list(heads.parameters())
     opt = optimizer(params, lr, 0.05)
     vision_tower.train()
@@ -95,24 +105,24 @@ def train_vision(vision_tower, data: Data, vocab: dict[str, list[str]], steps: i
         idx = torch.randint(0, n, (batch,), generator=g)
         x = normalize(augment(data.images[idx]) if augment else data.images[idx])
         out = heads(O.image_features(vision_tower, x))
-        loss = sum(F.cross_entropy(out[q], targets[q][idx], ignore_index=-100) for q in tasks)
+        loss = sum(F.cross_entropy(out[q], labels[q][idx], ignore_index=-100) for q in tasks)
         if data.patch_cover is not None and dense_weight > 0:
             cover = data.patch_cover[idx]
-            obj = targets["object"][idx]
-            dense_t = torch.where(cover >= 0.25, obj[:, None].expand_as(cover), torch.full_like(obj[:, None], len(tasks["object"])).expand_as(cover))
+            obj = labels[dense][idx]
+            dense_t = torch.where(cover >= 0.25, obj[:, None].expand_as(cover), torch.full_like(obj[:, None], len(tasks[dense])).expand_as(cover))
             dense_t = torch.where((cover > 0.02) & (cover < 0.25), torch.full_like(dense_t, -100), dense_t)
             loss = loss + dense_weight * F.cross_entropy(out["dense"].flatten(0, 1), dense_t.flatten(), ignore_index=-100)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        acc = (out["object"].argmax(-1) == targets["object"][idx]).float().mean().item()
+        acc = (out[dense].argmax(-1) == labels[dense][idx]).float().mean().item()
         ema = (loss.item(), acc) if ema is None else (0.95 * ema[0] + 0.05 * loss.item(), 0.95 * ema[1] + 0.05 * acc)
         if log is not None:
             log.append(loss.item())
-        bar.set_postfix(loss=f"{ema[0]:.3f}", obj_acc=f"{ema[1]:.2f}")
+        bar.set_postfix(loss=f"{ema[0]:.3f}", **{f"{dense}_acc": f"{ema[1]:.2f}"})
         if val is not None and eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps):
-            acc = vision_accuracy(vision_tower, heads, val, vocab, questions=("object",))
+            acc = vision_accuracy(vision_tower, heads, val, vocab, questions=(dense,))
             score = float(np.mean(list(acc.values())))
             vision_tower.train()
             best = _keep_best(best, score, (vision_tower, heads), step)
@@ -395,31 +405,115 @@ def format_class_report(name: str, report: dict) -> str:
 
 
 # --------------------------------------------------------------------------- pipeline
-def _continue_from(model, tokenizer, source: Path, n_sizes: int) -> None:
-    """Load ``source``'s projector, decoder and LM head into ``model`` (one size, same shapes, same
-    tower layer, same vocabulary and tower weights), refusing anything else with one line."""
-    from transformers import AutoModelForImageTextToText
-    if n_sizes != 1:
-        raise UserError("--decoder-from continues one size; give --size")
-    if not (source / "config.json").is_file():
-        raise UserError(f"--decoder-from {source}: no organism there (no config.json)")
-    src = AutoModelForImageTextToText.from_pretrained(source)
-    if src.config.vision_feature_layer != model.config.vision_feature_layer:
-        raise UserError(f"--decoder-from {source} reads tower layer {src.config.vision_feature_layer}, "
-                        f"this run {model.config.vision_feature_layer} (give the same --feature-layer)")
-    if src.config.text_config.vocab_size != len(tokenizer):
-        raise UserError(f"--decoder-from {source} has {src.config.text_config.vocab_size} tokens, "
-                        f"this data {len(tokenizer)}")
-    for a, b in zip(O.parts(model)[:4], O.parts(src)[:4]):
-        a_state, b_state = a.state_dict(), b.state_dict()
-        if {k: v.shape for k, v in a_state.items()} != {k: v.shape for k, v in b_state.items()}:
-            raise UserError(f"--decoder-from {source} is another size than --size")
-    tower, src_tower = O.parts(model)[0].state_dict(), O.parts(src)[0].state_dict()
-    if any(not torch.equal(tower[k], src_tower[k]) for k in tower):
-        raise UserError(f"--decoder-from {source} was trained on another tower than --vision-from's")
-    for a, b in zip(O.parts(model)[1:4], O.parts(src)[1:4]):
-        a.load_state_dict(b.state_dict())
-    print(f"projector and decoder taken from {source}; stage B continues", flush=True)
+@dataclass
+class TrainingData:
+    """What :func:`train_all`'s steps share once the data is read: the images (training, held-out and a
+    user's validation split), the answer words, the tokenizer and processor, the step budgets."""
+
+    tr: Data
+    ho: Data
+    val: Data | None
+    vocab: dict[str, list[str]]
+    user_data: bool
+    image_size: int
+    tokenizer: object
+    processor: object
+    vision_steps: int | None
+    decoder_steps: dict | None
+
+
+def training_data(data_dir, heldout_dir, sizes, *, seed, holdout_frac, limit, progress, user_data, image_size,
+                  vision_steps, decoder_steps, vision_batch, decoder_batch) -> TrainingData:
+    """Read and split the data (a user's folder also gives 10% for validation), settle the step budgets,
+    build the tokenizer and processor of its words and load the images, saying what it found."""
+    train, held, questions, vocab = prepare_data(Path(data_dir), Path(heldout_dir) if heldout_dir else None,
+                                                 seed, holdout_frac, limit, progress)
+    user_data = questions == ["object"] if user_data is None else user_data
+    S = image_size or O.IMAGE_SIZE
+    O.patch_for(S)
+    val_records, val = [], None
+    if user_data:
+        train, val_records = split(train, seed + 7, 0.1)
+    if not user_data and (vision_steps is None or decoder_steps is None):
+        from hearlib.organism.defaults import DEFAULT_DECODER_STEPS, DEFAULT_VISION_STEPS
+        vision_steps = DEFAULT_VISION_STEPS if vision_steps is None else vision_steps
+        decoder_steps = decoder_steps or dict(DEFAULT_DECODER_STEPS)
+    if vision_steps is None or decoder_steps is None:
+        auto = steps_for(len(train), vision_batch, decoder_batch)
+        vision_steps = auto[0] if vision_steps is None else vision_steps
+        decoder_steps = decoder_steps or {s: auto[1] for s in [O.resolve_size(x).name for x in sizes]}
+        print(f"steps from the data size ({len(train)} images): stage A {vision_steps}, stage B {auto[1]} "
+              f"(at most; early stopping on the validation split)", flush=True)
+    tokenizer = O.build_tokenizer(sorted(set(w for v in vocab.values() for w in v)))
+    processor = O.build_processor(tokenizer, S)
+    print(f"data: {len(train)} training images, {len(held)} held-out images; questions: {', '.join(questions)}; "
+          f"{len(vocab['object'])} object classes; vocabulary {len(tokenizer)} tokens; {S} px", flush=True)
+    tr = Data(train, load_images(train, progress, S), questions)
+    ho = Data(held, load_images(held, progress, S), questions)
+    if user_data and val_records:
+        val = Data(val_records, load_images(val_records, progress, S), questions)
+        print(f"validation split for early stopping: {len(val_records)} images", flush=True)
+    return TrainingData(tr, ho, val, vocab, user_data, S, tokenizer, processor, vision_steps, decoder_steps)
+
+
+def train_shared_tower(vt, data: TrainingData, vision_from, stop: dict, log: list, **options) -> dict:
+    """The tower every size shares: taken from ``vision_from`` and/or trained (stage A, ``options`` as
+    :func:`train_vision`'s), its heads' held-out accuracy printed and returned ({} without stage A)."""
+    vacc = {}
+    if vision_from:
+        from transformers import AutoModelForImageTextToText
+        src = AutoModelForImageTextToText.from_pretrained(vision_from)
+        vt.load_state_dict(src.model.vision_tower.state_dict())
+        vt.eval()
+        print(f"vision tower taken from {vision_from}" + (f"; stage A continues for {data.vision_steps} steps"
+                                                           if data.vision_steps else "; stage A skipped"), flush=True)
+    if data.vision_steps:
+        heads = train_vision(vt, data.tr, data.vocab, data.vision_steps, log=log,
+                             augment=augmenter(data.image_size) if data.user_data else None,
+                             eval_every=max(20, data.vision_steps // 20) if stop else 0, **options, **stop)
+        vacc = vision_accuracy(vt, heads, data.ho, data.vocab)
+        print("stage A (vision tower, linear heads) held-out: "
+              + ", ".join(f"{q}/{d} {100 * a:.1f}%" for (q, d), a in sorted(vacc.items())), flush=True)
+    return vacc
+
+
+def train_size(model, size, data: TrainingData, feats, val_feats, steps: int, stop: dict, started: float, *,
+               eval_alt_subset, progress, **options) -> dict:
+    """Stage B of one size on the frozen tower's features (``options`` as :func:`train_decoder`'s), then
+    its held-out accuracy, printed; returns its entry of the results (seconds since ``started``)."""
+    train_decoder(model, data.tokenizer, feats, data.tr, steps, progress=progress, desc=f"stage B: {size.name}",
+                  val_feats=val_feats, eval_every=max(20, steps // 20) if stop else 0, **options, **stop)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    t_train = time.time() - started
+    acc = evaluate(model, data.tokenizer, data.ho, alt_subset=eval_alt_subset, progress=progress)
+    print(format_table(size.name, acc), flush=True)
+    print(f"  {size.name}: {size.layers} layers × {size.heads} heads, decoder trained in {t_train / 60:.1f} min",
+          flush=True)
+    return {"train_s": t_train, "acc": {f"{q}/{d}": a for (q, d), a in acc.items()}}
+
+
+def save_size(model, data: TrainingData, dest: Path, meta: dict) -> None:
+    """One size's folder: the model, the processor and ``hearlib_training.json`` (``meta``)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(dest)
+    data.processor.save_pretrained(dest)
+    (dest / "hearlib_training.json").write_text(json.dumps(meta, indent=1))
+
+
+def heldout_report(model, data: TrainingData, size, steps: int, dest: Path | None) -> dict:
+    """A user's folder: the held-out report per domain and class, printed, saved as
+    ``dest/heldout_report.json`` (unless ``dest`` is None) and returned."""
+    report = class_report(model, data.tokenizer, data.ho)
+    print(format_class_report(size.name, report), flush=True)
+    if dest is not None:
+        from hearlib import io
+        io.save_json(dest / "heldout_report.json",
+                     {"name": size.name, "image_size": data.image_size, "train_images": len(data.tr.records),
+                      "validation_images": len(data.val.records) if data.val is not None else 0,
+                      "vision_steps": data.vision_steps, "decoder_steps": steps,
+                      "prompt": O.PAPER_PROMPT, **report})
+    return report
 
 
 def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=None, vision_steps: int = 1200,
@@ -428,7 +522,8 @@ def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=No
               vision_batch: int = 64, decoder_batch: int = 48, vision_lr: float = 2e-3,
               decoder_lr: float = 1.5e-3, dense_weight: float = 1.0, vision_from=None,
               image_size: int | None = None, user_data: bool | None = None, patience: int = 4,
-              feature_layer: int = -1, name: str | None = None, decoder_from=None) -> dict:
+              feature_layer: int = -1, name: str | None = None, decoder_from=None,
+              tower_targets: tuple[str, ...] = TOWER_TARGETS) -> dict:
     """Train the shared vision tower and the given sizes; save to ``out_dir/<name>/``.
 
     ``feature_layer`` is the tower layer the projector reads (``vision_feature_layer``; -1 the last,
@@ -444,113 +539,52 @@ def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=No
     printed and saved as ``heldout_report.json`` in each model folder."""
     torch.manual_seed(seed)
     t0 = time.time()
-    train, held, questions, vocab = prepare_data(Path(data_dir), Path(heldout_dir) if heldout_dir else None,
-                                             seed, holdout_frac, limit, progress)
-    user_data = questions == ["object"] if user_data is None else user_data
-    S = image_size or O.IMAGE_SIZE
-    O.patch_for(S)
-    val = None
-    if user_data:
-        train, val_records = split(train, seed + 7, 0.1)
-        if not val_records:
-            train, val_records = train, []
-    if not user_data and (vision_steps is None or decoder_steps is None):
-        from hearlib.organism.defaults import DEFAULT_DECODER_STEPS, DEFAULT_VISION_STEPS
-        vision_steps = DEFAULT_VISION_STEPS if vision_steps is None else vision_steps
-        decoder_steps = decoder_steps or dict(DEFAULT_DECODER_STEPS)
-    if vision_steps is None or decoder_steps is None:
-        auto = steps_for(len(train), vision_batch, decoder_batch)
-        vision_steps = auto[0] if vision_steps is None else vision_steps
-        decoder_steps = decoder_steps or {s: auto[1] for s in [O.resolve_size(x).name for x in sizes]}
-        print(f"steps from the data size ({len(train)} images): stage A {vision_steps}, stage B {auto[1]} "
-              f"(at most; early stopping on the validation split)", flush=True)
-    extra_words = sorted(set(w for v in vocab.values() for w in v))
-    tokenizer = O.build_tokenizer(extra_words)
-    processor = O.build_processor(tokenizer, S)
-    print(f"data: {len(train)} training images, {len(held)} held-out images; questions: {', '.join(questions)}; "
-          f"{len(vocab['object'])} object classes; vocabulary {len(tokenizer)} tokens; {S} px", flush=True)
-    tr = Data(train, load_images(train, progress, S), questions)
-    ho = Data(held, load_images(held, progress, S), questions)
-    if user_data and val_records:
-        val = Data(val_records, load_images(val_records, progress, S), questions)
-        print(f"validation split for early stopping: {len(val_records)} images", flush=True)
-    stop = dict(val=val, patience=patience) if val is not None else {}
+    data = training_data(data_dir, heldout_dir, sizes, seed=seed, holdout_frac=holdout_frac, limit=limit,
+                         progress=progress, user_data=user_data, image_size=image_size, vision_steps=vision_steps,
+                         decoder_steps=decoder_steps, vision_batch=vision_batch, decoder_batch=decoder_batch)
+    stop = dict(val=data.val, patience=patience) if data.val is not None else {}
     t_data = time.time() - t0
 
     sizes = [O.resolve_size(s) for s in sizes]
     if name is not None and len(sizes) != 1:
         raise UserError("a name is given to one size only")
-    first = O.build_model(sizes[0], tokenizer, seed, S, feature_layer)
+    first = O.build_model(sizes[0], data.tokenizer, seed, data.image_size, feature_layer)
     vt = first.model.vision_tower
     logs = {"vision": []}
     t1 = time.time()
-    vacc = {}
-    if vision_from:
-        from transformers import AutoModelForImageTextToText
-        src = AutoModelForImageTextToText.from_pretrained(vision_from)
-        vt.load_state_dict(src.model.vision_tower.state_dict())
-        vt.eval()
-        print(f"vision tower taken from {vision_from}" + (f"; stage A continues for {vision_steps} steps"
-                                                           if vision_steps else "; stage A skipped"), flush=True)
-    if vision_steps:
-        heads = train_vision(vt, tr, vocab, vision_steps, batch=vision_batch, lr=vision_lr, seed=seed,
-                             progress=progress, log=logs["vision"], dense_weight=dense_weight,
-                             augment=augmenter(S) if user_data else None,
-                             eval_every=max(20, vision_steps // 20) if stop else 0, **stop)
-        vacc = vision_accuracy(vt, heads, ho, vocab)
-        print("stage A (vision tower, linear heads) held-out: "
-              + ", ".join(f"{q}/{d} {100 * a:.1f}%" for (q, d), a in sorted(vacc.items())), flush=True)
+    vacc = train_shared_tower(vt, data, vision_from, stop, logs["vision"], batch=vision_batch, lr=vision_lr, seed=seed,
+                              progress=progress, dense_weight=dense_weight, targets=tower_targets)
     t_vision = time.time() - t1
     if decoder_from:
-        _continue_from(first, tokenizer, Path(decoder_from), len(sizes))
+        O.load_decoder_from(first, data.tokenizer, Path(decoder_from), len(sizes))
     layer = first.config.vision_feature_layer        # as the model reads it (0 counted from the end)
-    feats = compute_features(vt, tr.images, layer=layer)
-    val_feats = compute_features(vt, val.images, layer=layer) if val is not None else None
+    feats = compute_features(vt, data.tr.images, layer=layer)
+    val_feats = compute_features(vt, data.val.images, layer=layer) if data.val is not None else None
     vision_state = {k: v.clone() for k, v in vt.state_dict().items()}
 
     results = {"data_s": t_data, "vision_s": t_vision, "vision_acc": {f"{q}/{d}": a for (q, d), a in vacc.items()},
                "sizes": {}}
     for size in sizes:
         t2 = time.time()
-        model = first if size is sizes[0] else O.build_model(size, tokenizer, seed, S, feature_layer)
+        model = first if size is sizes[0] else O.build_model(size, data.tokenizer, seed, data.image_size, feature_layer)
         model.model.vision_tower.load_state_dict(vision_state)
-        steps = (decoder_steps or {}).get(size.name, 600)
+        steps = (data.decoder_steps or {}).get(size.name, 600)
         logs[size.name] = []
-        train_decoder(model, tokenizer, feats, tr, steps, batch=decoder_batch, lr=decoder_lr,
-                      seed=seed + 1 if decoder_from else seed,
-                      progress=progress,
-                      log=logs[size.name], desc=f"stage B: {size.name}", val_feats=val_feats,
-                      eval_every=max(20, steps // 20) if stop else 0, **stop)
-        for p in model.parameters():
-            p.requires_grad_(True)
-        t_train = time.time() - t2
-        acc = evaluate(model, tokenizer, ho, alt_subset=eval_alt_subset, progress=progress)
-        print(format_table(size.name, acc), flush=True)
-        print(f"  {size.name}: {size.layers} layers × {size.heads} heads, decoder trained in {t_train / 60:.1f} min",
-              flush=True)
-        results["sizes"][size.name] = {"train_s": t_train, "acc": {f"{q}/{d}": a for (q, d), a in acc.items()}}
+        results["sizes"][size.name] = train_size(
+            model, size, data, feats, val_feats, steps, stop, t2, eval_alt_subset=eval_alt_subset, progress=progress,
+            batch=decoder_batch, lr=decoder_lr, seed=seed + 1 if decoder_from else seed, log=logs[size.name])
+        dest = Path(out_dir) / (name or size.name)
         if save:
-            dest = Path(out_dir) / (name or size.name)
-            dest.mkdir(parents=True, exist_ok=True)
-            model.save_pretrained(dest)
-            processor.save_pretrained(dest)
-            meta = {"name": name or size.name, "size": size.name, "feature_layer": feature_layer, "seed": seed, "data": str(data_dir), "heldout": str(heldout_dir),
-                    **({"decoder_from": str(decoder_from), "decoder_lr": decoder_lr} if decoder_from else {}),
-                    "vision_steps": vision_steps, "decoder_steps": steps, "questions": questions,
-                    "answers": vocab, "heldout_accuracy": results["sizes"][size.name]["acc"],
-                    "vision_heldout_accuracy": results["vision_acc"]}
-            (dest / "hearlib_training.json").write_text(json.dumps(meta, indent=1))
-        if user_data:
-            report = class_report(model, tokenizer, ho)
-            print(format_class_report(size.name, report), flush=True)
-            results["sizes"][size.name]["report"] = report
-            if save:
-                from hearlib import io
-                io.save_json(Path(out_dir) / (name or size.name) / "heldout_report.json",
-                             {"name": size.name, "image_size": S, "train_images": len(train),
-                              "validation_images": len(val.records) if val is not None else 0,
-                              "vision_steps": vision_steps, "decoder_steps": steps,
-                              "prompt": O.PAPER_PROMPT, **report})
+            save_size(model, data, dest, {
+                "name": name or size.name, "size": size.name, "feature_layer": feature_layer, "seed": seed,
+                "data": str(data_dir), "heldout": str(heldout_dir),
+                **({"decoder_from": str(decoder_from), "decoder_lr": decoder_lr} if decoder_from else {}),
+                "vision_steps": data.vision_steps, "decoder_steps": steps, "questions": data.tr.questions,
+                **({"tower_targets": list(tower_targets)} if tower_targets != TOWER_TARGETS else {}),
+                "answers": data.vocab, "heldout_accuracy": results["sizes"][size.name]["acc"],
+                "vision_heldout_accuracy": results["vision_acc"]})
+        if data.user_data:
+            results["sizes"][size.name]["report"] = heldout_report(model, data, size, steps, dest if save else None)
     results["total_s"] = time.time() - t0
     results["logs"] = logs
     print(f"total training time {results['total_s'] / 60:.1f} min (data {t_data:.0f} s, vision tower "

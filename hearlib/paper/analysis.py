@@ -2,8 +2,8 @@
 "Robustness"), and the helpers behind the notebooks' figures and tables.
 
 The per-sample effects (single-head ablation, validation curves, x*, text and image tokens) are
-:mod:`hearlib.method.effects`; their names are re-exported here, so a notebook needs one import
-(``from hearlib.paper import analysis as A``).
+:mod:`hearlib.method.effects`; a notebook imports both (``from hearlib.method import effects as EF``,
+``from hearlib.paper import analysis as A``).
 
 Choices where METHOD.md is silent (the project's):
 
@@ -17,38 +17,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from hearlib.method import effects
-from hearlib.method.attribution import pearson
-from hearlib.method.effects import (  # noqa: F401 - re-exported for the notebooks
-    CRITERIA,
-    Curves,
-    Evaluate,
-    ImageTokens,
-    NOT_REACHED,
-    TextTokens,
-    criterion_orders,
-    curve_masks,
-    engine_evaluator,
-    head_vectors,
-    image_attention_weight,
-    image_tokens,
-    min_heads,
-    min_heads_sweep,
-    minimal_head_set,
-    random_order,
-    ranking,
-    sample_agnostic_heads,
-    share_without_important_head,
-    single_head_delta,
-    text_tokens,
-    to_grid,
-    top_k_mask,
-    validation_curves,
-    weighted_image_attention,
-)
+from hearlib.method.effects import min_heads, ranking
 
-__all__ = [*effects.__all__,  # noqa: F405
-           'head_distribution', 'relative_depth', 'HeadClusters', 'cluster_head_vectors', 'cosine_similarity', 'paired_cosine', 'mean_std', 'min_heads_per_criterion', 'heldout_prediction', 'head_name', 'top_share', 'token_text', 'answer_in_tokens', 'important_tokens', 'describe_tokens', 'only_role_and_final', 'same_label_rate', 'tsne_perplexity', 'tsne_embedding', 'cross_domain_cosines', 'type_cosines', 'layer_share', 'specific_heads', 'ROLE_TOKENS', 'pearson']
+__all__ = ['head_distribution', 'relative_depth', 'HeadClusters', 'cluster_head_vectors', 'cosine_similarity', 'paired_cosine', 'mean_std', 'min_heads_per_criterion', 'heldout_prediction', 'head_name', 'top_share', 'token_text', 'answer_in_tokens', 'important_tokens', 'describe_tokens', 'only_role_and_final', 'same_label_rate', 'tsne_perplexity', 'tsne_embedding', 'cross_domain_cosines', 'type_cosines', 'layer_share', 'specific_heads', 'ROLE_TOKENS']
 
 
 # ----------------------------------------------------------------------------- head distribution, depth

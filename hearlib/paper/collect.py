@@ -59,123 +59,190 @@ def run_plan(params: dict, groups, store: str | Path, *, means_file=None, device
              delay: float = 0.0, split: str | None = None, kind: str | None = None, fill_command: str = "",
              allow_partial_load: bool = False) -> dict:
     """Compute this process's part of the plan; returns counts (finished, earlier, skipped, failed)."""
-    from tqdm.auto import tqdm
-
-    from hearlib.records.claims import DEFAULT_TIMEOUT
-    from hearlib.records.pipeline import NoSamples, Pipeline
-    from hearlib.prompts import PAPER_PROMPT
-    from hearlib.records.stages import StageFailed
     from hearlib.paper.plan import study_plan
     from hearlib.records.store import Store
 
     state = _distributed_state(device)
-    rank, world = state.process_index, state.num_processes
-    device = device or str(state.device)
     requests = study_plan(params, groups)
-    store = Store(store)
-    counts = {"finished": 0, "earlier": 0, "skipped": 0, "failed": 0}
-    engines: dict[str, object] = {}
-    pipelines: dict[tuple, Pipeline] = {}
-    selections: dict[tuple, tuple[list, list]] = {}
-    failed_keys: set[str] = set()
-    started = time.time()
+    run = PlanRun(params, Store(store), state, device=device or str(state.device), progress=progress,
+                  retry_failed=retry_failed, means_file=means_file, delay=delay, split=split, kind=kind,
+                  fill_command=fill_command, claims_timeout=claims_timeout, allow_partial_load=allow_partial_load)
     for number, request in enumerate(requests, start=1):
+        run.run_request(request, f"[{number}/{len(requests)}]")
+    return run.finish(groups)
+
+
+class PlanRun:
+    """One process's run of a plan (:func:`run_plan`): the pipelines (one per dataset), the engines
+    they share (one per model), the selections made, and the counts every step adds to."""
+
+    def __init__(self, params: dict, store, state, *, device: str, progress: bool, retry_failed: bool,
+                 means_file, delay: float, split: str | None, kind: str | None, fill_command: str,
+                 claims_timeout: float | None, allow_partial_load: bool):
+        self.params, self.store = params, store
+        self.rank, self.world = state.process_index, state.num_processes
+        self.device, self.progress = device, progress and state.is_local_main_process
+        self.retry_failed, self.means_file, self.delay = retry_failed, means_file, delay
+        self.split, self.kind, self.fill_command = split, kind, fill_command
+        self.claims_timeout, self.allow_partial_load = claims_timeout, allow_partial_load
+        self.counts = {"finished": 0, "earlier": 0, "skipped": 0, "failed": 0}
+        self.engines: dict[str, object] = {}
+        self.pipelines: dict[tuple, object] = {}
+        self.selections: dict[tuple, tuple[list, list]] = {}
+        self.failed_keys: set[str] = set()
+        self.started = time.time()
+
+    def run_request(self, request, label: str) -> None:
+        """Compute one request's records (``label``: its place in the plan, for the progress bar)."""
+        pipe = self.pipeline_for(request)
+        samples = self.samples_of(request, pipe)
+        if samples is None:
+            return
+        chosen, excluded = samples
+        self.mark_excluded(request, pipe, excluded)
+        made_under = self.compute_request(request, pipe, chosen, label)
+        self.warn_mixed_versions(request, made_under)
+        self.keep_engine(request, pipe)
+
+    def pipeline_for(self, request):
+        """The pipeline of the request's dataset, made on first use (with the engine of its model when
+        a pipeline of another dataset loaded it: one model load per model)."""
+        from hearlib.prompts import PAPER_PROMPT
+        from hearlib.records.claims import DEFAULT_TIMEOUT
+        from hearlib.records.pipeline import Pipeline
+
+        dataset, params = request.dataset, self.params
+        if dataset not in self.pipelines:
+            self.pipelines[dataset] = Pipeline(
+                request.model, request.data, kind=request.kind or self.kind, domains=request.domains,
+                store=self.store, n_mean_images=params["n_mean_images"], method=params["method"],
+                batch_size=params["batch_size"], device=self.device, progress=self.progress,
+                means_file=self.means_file, means_prompt=params.get("prompt") or PAPER_PROMPT,
+                engine=self.engines.get(request.model), split=self.split, fill_command=self.fill_command,
+                claims_timeout=self.claims_timeout or DEFAULT_TIMEOUT, allow_partial_load=self.allow_partial_load)
+            self.pipelines[dataset].delay = self.delay
+        return self.pipelines[dataset]
+
+    def keep_engine(self, request, pipe) -> None:
+        """Remember the model's engine once a pipeline has loaded it, for the model's other datasets."""
+        if pipe.engine_loaded:
+            self.engines[request.model] = pipe.engine
+
+    def samples_of(self, request, pipe) -> tuple[list, list] | None:
+        """(chosen, excluded) of the request's selection, made once per dataset; None, counted as a
+        failure, when it has no samples. With a means file the means are read first."""
+        from hearlib.records.pipeline import NoSamples
+
         dataset = request.dataset
-        if dataset not in pipelines:
-            pipelines[dataset] = Pipeline(
-                request.model, request.data, kind=request.kind or kind, domains=request.domains, store=store,
-                n_mean_images=params["n_mean_images"], method=params["method"], batch_size=params["batch_size"],
-                device=device, progress=progress and state.is_local_main_process, means_file=means_file,
-                means_prompt=params.get("prompt") or PAPER_PROMPT,
-                engine=engines.get(request.model), split=split, fill_command=fill_command,
-                claims_timeout=claims_timeout or DEFAULT_TIMEOUT, allow_partial_load=allow_partial_load)
-            pipelines[dataset].delay = delay
-        pipe = pipelines[dataset]
         try:
-            if means_file is not None and request.settings.prompt == pipe.means_prompt:
+            if self.means_file is not None and request.settings.prompt == pipe.means_prompt:
                 pipe.means(request.settings.prompt)      # a means file of another model stops here
-            if (dataset, request.selection) not in selections:
+            if (dataset, request.selection) not in self.selections:
                 chosen = pipe.select(request.selection)
-                selections[(dataset, request.selection)] = (chosen, pipe.excluded)
-            chosen, excluded = selections[(dataset, request.selection)]
+                self.selections[(dataset, request.selection)] = (chosen, pipe.excluded)
+            return self.selections[(dataset, request.selection)]
         except NoSamples as error:
             _log(f"{request.group} ({request.model}): {error}")
-            counts["failed"] += 1
-            continue
+            self.counts["failed"] += 1
+            return None
         finally:
-            if pipe._engine is not None:
-                engines[request.model] = pipe._engine
+            self.keep_engine(request, pipe)
+
+    def mark_excluded(self, request, pipe, excluded) -> None:
+        """Write the status of the samples the selection left out (skipped or failed) to the manifest,
+        unless it holds a better one, and count each failure once."""
         for item, reason, status in excluded:
             key = pipe.key(request.stage, request.settings, item)
-            previous = store.status(key)
+            previous = self.store.status(key)
             if previous is None or previous["status"] == "failed" or status == "failed":
-                store.mark(key, status, reason, info={"sample": str(item.image_id), "label": item.label,
-                                                      "stage": request.stage, "path": str(item.path)})
-                if key not in failed_keys:
-                    counts[status] += 1
+                self.store.mark(key, status, reason, info={"sample": str(item.image_id), "label": item.label,
+                                                           "stage": request.stage, "path": str(item.path)})
+                if key not in self.failed_keys:
+                    self.counts[status] += 1
                     if status == "failed":
-                        failed_keys.add(key)
+                        self.failed_keys.add(key)
+
+    def compute_request(self, request, pipe, chosen: list, label: str) -> set[str]:
+        """Compute the chosen samples, this process's share first and the samples another process
+        held at the end; returns the transformers versions of the request's records."""
+        from tqdm.auto import tqdm
+
+        rank, world = self.rank, self.world
         order = chosen[rank::world] + [it for i, it in enumerate(chosen) if i % world != rank]
-        bar = tqdm(total=len(order), desc=f"[{number}/{len(requests)}] {request.group}: {request.stage} "
-                   f"({Path(request.model).name})", unit="sample", file=sys.stderr,
-                   disable=not (progress and state.is_local_main_process))
+        bar = tqdm(total=len(order), desc=f"{label} {request.group}: {request.stage} "
+                   f"({Path(request.model).name})", unit="sample", file=sys.stderr, disable=not self.progress)
         deferred = []
         made_under: set[str] = set()        # transformers versions of this request's records
         for attempt in (0, 1):
             for item in (order if attempt == 0 else deferred):
-                key = pipe.key(request.stage, request.settings, item)
-                status = store.status(key)
-                if store.exists(key) or (not retry_failed and status and status["status"] == "failed"):
-                    made_under.update(_made_under(store, key))
-                    counts["earlier"] += 1
-                    bar.update(1)
-                    continue
-                before = len(pipe.computed)
-                try:
-                    record = pipe.ensure(request.stage, item, request.settings, block=attempt == 1)
-                except StageFailed as error:     # one sample never stops the run
-                    counts["failed"] += key not in failed_keys
-                    failed_keys.add(key)
-                    _log(f"sample {item.image_id} ({item.label}), {request.stage}: failed: {error}")
-                    if error.__cause__ is not None and not isinstance(error.__cause__, UserError):
-                        _log("".join(traceback.format_exception(error.__cause__, limit=-4)))
-                    bar.update(1)
-                    continue
-                if record is None:
+                if not self.compute_sample(request, pipe, item, attempt == 1, made_under):
                     deferred.append(item)    # another process holds it: come back at the end
                     continue
-                made_under.update(_made_under(store, key))
-                if key in pipe.computed[before:]:
-                    counts["finished"] += 1
-                    if record.meta.get("answer_note"):
-                        _log(f"sample {item.image_id}: note: {record.meta['answer_note']}")
-                else:
-                    counts["earlier"] += 1
                 bar.update(1)
         bar.close()
+        return made_under
+
+    def compute_sample(self, request, pipe, item, block: bool, made_under: set[str]) -> bool:
+        """One sample's record, computed unless it exists (or failed before, under ``retry_failed``
+        False), counted; False when another process holds it (``block`` False)."""
+        from hearlib.records.stages import StageFailed
+
+        key = pipe.key(request.stage, request.settings, item)
+        status = self.store.status(key)
+        if self.store.exists(key) or (not self.retry_failed and status and status["status"] == "failed"):
+            made_under.update(_made_under(self.store, key))
+            self.counts["earlier"] += 1
+            return True
+        before = len(pipe.computed)
+        try:
+            record = pipe.ensure(request.stage, item, request.settings, block=block)
+        except StageFailed as error:     # one sample never stops the run
+            self.counts["failed"] += key not in self.failed_keys
+            self.failed_keys.add(key)
+            _log(f"sample {item.image_id} ({item.label}), {request.stage}: failed: {error}")
+            if error.__cause__ is not None and not isinstance(error.__cause__, UserError):
+                _log("".join(traceback.format_exception(error.__cause__, limit=-4)))
+            return True
+        if record is None:
+            return False
+        made_under.update(_made_under(self.store, key))
+        if key in pipe.computed[before:]:
+            self.counts["finished"] += 1
+            if record.meta.get("answer_note"):
+                _log(f"sample {item.image_id}: note: {record.meta['answer_note']}")
+        else:
+            self.counts["earlier"] += 1
+        return True
+
+    @staticmethod
+    def warn_mixed_versions(request, made_under: set[str]) -> None:
+        """Say so when the request's records were made under more than one transformers version."""
         if len(made_under) > 1:
             _log(f"warning: the {request.stage} records of {Path(request.model).name} in this store were made under "
                  f"transformers {', '.join(sorted(made_under))}; numbers may move with the version (each record's "
                  "meta.json holds its environment)")
-        if pipe._engine is not None:
-            engines[request.model] = pipe._engine
-    for pipe in pipelines.values():
-        pipe.close()
-    wall = time.time() - started
-    seconds, records = _seconds_by_model(pipelines)
-    summary = {**counts, "process_index": rank, "num_processes": world, "wall_s": wall,
-               "seconds": seconds, "records": records}
-    print(time_table(seconds, records, wall), file=sys.stderr, flush=True)
-    try:
-        path = _write_summary(store.root, {**summary, "started_at": started, "groups": list(groups),
-                                           "params": params, "environment": environment()})
-        summary["summary_path"] = str(path)
-    except OSError as error:         # a read-only store still prints its table
-        _log(f"cannot write the run summary: {error}")
-    print(f"hearlib run: process {rank + 1}/{world}: {counts['finished']} computed, {counts['earlier']} done earlier, "
-          f"{counts['skipped']} skipped, {counts['failed']} failed in {wall / 60:.1f} min; store {store.root}",
-          file=sys.stderr, flush=True)
-    return summary
+
+    def finish(self, groups) -> dict:
+        """Close the pipelines, print the time table and the counts, write the run summary
+        (``<store>/_runs/``) and return it."""
+        for pipe in self.pipelines.values():
+            pipe.close()
+        wall = time.time() - self.started
+        seconds, records = _seconds_by_model(self.pipelines)
+        counts, rank, world = self.counts, self.rank, self.world
+        summary = {**counts, "process_index": rank, "num_processes": world, "wall_s": wall,
+                   "seconds": seconds, "records": records}
+        print(time_table(seconds, records, wall), file=sys.stderr, flush=True)
+        try:
+            path = _write_summary(self.store.root, {**summary, "started_at": self.started, "groups": list(groups),
+                                                    "params": self.params, "environment": environment()})
+            summary["summary_path"] = str(path)
+        except OSError as error:         # a read-only store still prints its table
+            _log(f"cannot write the run summary: {error}")
+        print(f"hearlib run: process {rank + 1}/{world}: {counts['finished']} computed, {counts['earlier']} done "
+              f"earlier, {counts['skipped']} skipped, {counts['failed']} failed in {wall / 60:.1f} min; store "
+              f"{self.store.root}", file=sys.stderr, flush=True)
+        return summary
 
 
 # ----------------------------------------------------------------------------- time accounting

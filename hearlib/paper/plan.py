@@ -40,7 +40,7 @@ from typing import Iterable, Sequence
 from hearlib import paths
 from hearlib.errors import UserError
 from hearlib.paper.catalogue import GROUPS
-from hearlib.records.pipeline import Selection
+from hearlib.records.selection import Selection
 from hearlib.prompts import ALTERNATIVE_PROMPTS, PAPER_PROMPT
 from hearlib.records.stages import Settings
 
@@ -122,62 +122,109 @@ def study_plan(params: dict, groups: Iterable[str] = GROUPS) -> list[Request]:
     unknown = set(groups) - set(GROUPS)
     if unknown:
         raise UserError(f"unknown stage group(s) {sorted(unknown)}; choose from {', '.join(GROUPS)}")
-    p = params
-    main, data = str(p["model"]), str(p["data"])
-    others = [str(m) for m in p["models"] if str(m) != main]
-    base = Settings.make(n_masks=p["n_masks"], ratio=p["ratio"], seed=p["seed"], threshold=p["threshold"],
-                         token_threshold=p["token_threshold"], n_image_masks=p["n_image_masks"],
-                         image_ratio=p["image_ratio"], prompt=p.get("prompt"), **(p.get("adaptive") or {}))
-    correct = bool(p["correct_only"])
+    plan = PlanBuilder(params, groups)
+    for add_requests in (main_model_requests, compared_model_requests, prompt_requests, question_requests,
+                         organism_requests, readsite_requests, using_requests, domain_requests):
+        add_requests(plan)
+    return plan.out
 
-    def pick(n, **kwargs) -> Selection:
-        return Selection(n=None if n is None else int(n), correct_only=correct, **kwargs)
 
-    tsne = dict(per_class=p["per_class"])      # min_per_class only filters this selection
-    out: list[Request] = []
+class PlanBuilder:
+    """The requests of one plan as :func:`study_plan`'s steps add them, in order, with what every
+    step shares: the parameters, the chosen groups, the base settings and the main model."""
 
-    def add(group, model, selection, stage, settings=base, dataset=(data, None, None)):
-        if group in groups and selection.n != 0:         # a count of 0 turns a request off
-            out.append(Request(group, str(model), *dataset, selection, stage, settings))
+    def __init__(self, params: dict, groups: tuple[str, ...]):
+        p = self.params = params
+        self.groups = groups
+        self.main, self.data = str(p["model"]), str(p["data"])
+        self.others = [str(m) for m in p["models"] if str(m) != self.main]
+        self.base = Settings.make(n_masks=p["n_masks"], ratio=p["ratio"], seed=p["seed"], threshold=p["threshold"],
+                                  token_threshold=p["token_threshold"], n_image_masks=p["n_image_masks"],
+                                  image_ratio=p["image_ratio"], prompt=p.get("prompt"), **(p.get("adaptive") or {}))
+        self.correct = bool(p["correct_only"])
+        self.tsne = dict(per_class=p["per_class"])      # min_per_class only filters this selection
+        self.out: list[Request] = []
 
+    def pick(self, n, **kwargs) -> Selection:
+        """The first ``n`` samples (all: None), answered correctly if the profile asks so."""
+        return Selection(n=None if n is None else int(n), correct_only=self.correct, **kwargs)
+
+    def add(self, group, model, selection, stage, settings=None, dataset=None) -> None:
+        """One request, kept if its group is chosen; a count of 0 turns a request off."""
+        if group in self.groups and selection.n != 0:
+            out = Request(group, str(model), *(dataset or (self.data, None, None)), selection, stage,
+                          self.base if settings is None else settings)
+            self.out.append(out)
+
+
+def main_model_requests(plan: PlanBuilder) -> None:
+    """The main model's records: θ (main and t-SNE samples), x* with the ratio sweep, text, image,
+    lens and the explorer's."""
+    p, main, pick, add = plan.params, plan.main, plan.pick, plan.add
     add("attribution", main, pick(p["n_samples"]), "attribution")
-    add("attribution", main, pick(p["n_tsne_samples"], **tsne), "attribution")
+    add("attribution", main, pick(p["n_tsne_samples"], **plan.tsne), "attribution")
     add("validation", main, pick(p["n_samples"]), "validation")
     for ratio in p["ratios"]:
         add("validation", main, pick(p["n_ratio_samples"]), "validation",
-            base.with_(ratio=float(ratio), criteria=("HeAr",)))
+            plan.base.with_(ratio=float(ratio), criteria=("HeAr",)))
     add("text", main, pick(p["n_samples"]), "text")
     add("image", main, pick(p["n_image_samples"]), "image")
     add("lens", main, pick(p["n_lens_samples"]), "lens")
     add("explore", main, pick(p["n_samples"]), "head_attention")
     add("explore", main, pick(p["n_samples"]), "lens")
-    for model in others:
+
+
+def compared_model_requests(plan: PlanBuilder) -> None:
+    """The records of every compared model, and the first one's image records."""
+    p, pick, add = plan.params, plan.pick, plan.add
+    for model in plan.others:
         add("attribution", model, pick(p["n_size_samples"]), "attribution")
-        add("attribution", model, pick(p["n_size_tsne_samples"], **tsne), "attribution")
+        add("attribution", model, pick(p["n_size_tsne_samples"], **plan.tsne), "attribution")
         add("validation", model, pick(p["n_size_samples"]), "validation")
         add("text", model, pick(p["n_size_samples"]), "text")
         add("explore", model, pick(p["n_size_samples"]), "head_attention")    # the explorer's other models
         add("explore", model, pick(p["n_size_samples"]), "lens")
-    if others:
-        add("image", others[0], pick(min(int(p["n_more"]), int(p["n_image_samples"]))), "image")
+    if plan.others:
+        add("image", plan.others[0], pick(min(int(p["n_more"]), int(p["n_image_samples"]))), "image")
+
+
+def prompt_requests(plan: PlanBuilder) -> None:
+    """Table 1: screening and θ of the main model under the paper prompt and the nine others."""
     for prompt in (PAPER_PROMPT, *ALTERNATIVE_PROMPTS):
-        settings = base.with_(prompt=prompt)
-        add("prompts", main, pick(p["n_prompt_samples"]), "screen", settings)
-        add("prompts", main, pick(p["n_prompt_samples"]), "attribution", settings)
-    if "questions" in groups and p.get("n_question_samples") != 0:
+        settings = plan.base.with_(prompt=prompt)
+        plan.add("prompts", plan.main, plan.pick(plan.params["n_prompt_samples"]), "screen", settings)
+        plan.add("prompts", plan.main, plan.pick(plan.params["n_prompt_samples"]), "attribution", settings)
+
+
+def question_requests(plan: PlanBuilder) -> None:
+    """θ per question type on the samples answered correctly under every type (the dataset's types
+    are read only when the group is chosen)."""
+    p = plan.params
+    if "questions" in plan.groups and p.get("n_question_samples") != 0:
         types = question_types(p)
-        both = pick(p["n_question_samples"], questions=tuple((q.prompt, q.answer) for q in types.values()))
+        both = plan.pick(p["n_question_samples"], questions=tuple((q.prompt, q.answer) for q in types.values()))
         for q in types.values():
-            add("questions", main, both, "attribution", base.with_(prompt=q.prompt, answer=q.answer))
-    for organism in p.get("organisms") or [main]:
+            plan.add("questions", plan.main, both, "attribution", plan.base.with_(prompt=q.prompt, answer=q.answer))
+
+
+def organism_requests(plan: PlanBuilder) -> None:
+    """The six numbers of 10_organisms for each organism on disk (the main model by default)."""
+    p, pick, add = plan.params, plan.pick, plan.add
+    for organism in p.get("organisms") or [plan.main]:
         if not present_on_disk(organism):
             continue                                  # 10_organisms skips it too, and says so
         add("organisms", organism, pick(p["n_size_samples"]), "attribution")
         add("organisms", organism, pick(p["n_size_samples"]), "validation")
-        add("organisms", organism, pick(p["n_size_tsne_samples"], **tsne), "attribution")
+        add("organisms", organism, pick(p["n_size_tsne_samples"], **plan.tsne), "attribution")
         for prompt in (PAPER_PROMPT, *ALTERNATIVE_PROMPTS):
-            add("organisms", organism, pick(p["n_organism_prompt_samples"]), "attribution", base.with_(prompt=prompt))
-    if "readsite" in groups and p.get("n_readsite_samples") != 0:
+            add("organisms", organism, pick(p["n_organism_prompt_samples"]), "attribution",
+                plan.base.with_(prompt=prompt))
+
+
+def readsite_requests(plan: PlanBuilder) -> None:
+    """Notebook 11: knockout and readout per question type, patching and x* for each read-site model."""
+    p, base, pick, add = plan.params, plan.base, plan.pick, plan.add
+    if "readsite" in plan.groups and p.get("n_readsite_samples") != 0:
         types = question_types(p)
         every = pick(p["n_readsite_samples"], questions=tuple((q.prompt, q.answer) for q in types.values()))
         for model in readsite_models(p):
@@ -187,16 +234,26 @@ def study_plan(params: dict, groups: Iterable[str] = GROUPS) -> list[Request]:
                 add("readsite", model, every, "readout", settings)
             add("readsite", model, every, "patching", base)
             add("readsite", model, pick(p["n_size_samples"]), "validation")     # HeAr's x* beside (as in 10)
+
+
+def using_requests(plan: PlanBuilder) -> None:
+    """Notebook 12: generation with the head sets found on the first ``n_samples`` samples' θ, on
+    the ``n_using_samples`` samples after them."""
+    p = plan.params
     if p.get("n_using_samples") and p.get("n_samples"):
-        using = base.with_(head_set_samples=int(p["n_samples"]), head_set_correct_only=correct,
-                           head_set_sizes=tuple(p["head_set_sizes"]),
-                           random_sets=int(p["random_sets"]), scales=tuple(p["scales"]),
-                           max_new_tokens=int(p["max_new_tokens"]))
-        add("using", main, pick(p["n_using_samples"], skip=int(p["n_samples"])), "generation", using)
-    domain_data = domain_folder(p)
-    add("domains", main, pick(p["n_domain_samples"]), "validation",
-        dataset=(str(domain_data), "domainnet", tuple(p["domains"])) if domain_data else (data, None, None))
-    return out
+        using = plan.base.with_(head_set_samples=int(p["n_samples"]), head_set_correct_only=plan.correct,
+                                head_set_sizes=tuple(p["head_set_sizes"]),
+                                random_sets=int(p["random_sets"]), scales=tuple(p["scales"]),
+                                max_new_tokens=int(p["max_new_tokens"]))
+        plan.add("using", plan.main, plan.pick(p["n_using_samples"], skip=int(p["n_samples"])), "generation", using)
+
+
+def domain_requests(plan: PlanBuilder) -> None:
+    """Fig. 9: x* of the main model on the DomainNet-layout folder, else on ``data``."""
+    domain_data = domain_folder(plan.params)
+    plan.add("domains", plan.main, plan.pick(plan.params["n_domain_samples"]), "validation",
+             dataset=(str(domain_data), "domainnet", tuple(plan.params["domains"])) if domain_data
+             else (plan.data, None, None))
 
 
 def present_on_disk(model) -> bool:

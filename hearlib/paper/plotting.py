@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from hearlib.method.attribution import pearson
-from hearlib.paper.report import head_grid  # noqa: F401  (re-exported: integer layer/head ticks)
+from hearlib.paper.report import head_grid
 
 __all__ = [
     "diff_figure",
@@ -39,7 +39,6 @@ __all__ = [
     "criterion_color",
     "group_colors",
     "new_figure",
-    "head_grid",
     "head_map",
     "head_map_panels",
     "min_heads_bars",
@@ -297,7 +296,7 @@ def image_token_maps(images: Sequence, labels: Sequence[str], entries: Sequence[
     ``images``: paths, PIL images or arrays; ``entries``: the image stage's results, each with
     ``"theta_img"``, ``"w"``, ``"grid"`` and ``"r2"``. At most ``n_rows`` samples.
     """
-    from hearlib.paper.analysis import to_grid
+    from hearlib.method.effects import to_grid
 
     n_rows = min(int(n_rows), len(images), len(entries))
     if n_rows <= 0:
@@ -328,7 +327,7 @@ def _token_map(ax, picture, values, entry, **style):
     """Per-image-token values drawn over the image in the model's token geometry
     (:mod:`hearlib.families.geometry`: grids, tiles, LLaVA-NeXT's base and high-res grids); a record without
     a layout is drawn as a square grid, or a strip."""
-    from hearlib.paper.analysis import to_grid
+    from hearlib.method.effects import to_grid
     from hearlib.families.geometry import TokenLayout, draw_over_image
 
     if "layout" in entry:
@@ -355,7 +354,7 @@ def head_vector_figure(vectors: np.ndarray, row_order: Sequence[int], col_order:
                        head_labels: Sequence[str], sample_labels: Sequence[str]) -> Figure:
     """Fig. 10: the clustered matrix of head vectors (heads × samples), diverging around 0, with a colour bar.
 
-    ``vectors`` [K, S] from :func:`hearlib.paper.analysis.head_vectors`; ``row_order``/``col_order``
+    ``vectors`` [K, S] from :func:`hearlib.method.effects.head_vectors`; ``row_order``/``col_order``
     from :func:`hearlib.paper.analysis.cluster_head_vectors`; labels in the unclustered order.
     """
     row_order = np.asarray(row_order, dtype=np.int64)

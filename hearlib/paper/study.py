@@ -8,7 +8,7 @@ or no profile: the Python API); under a large profile (``paper``), or with ``HEA
 command that fills the store. A notebook executed on a complete store loads no model.
 
 The stages and what they hold are documented in :mod:`hearlib.records.stages`; the sample selection in
-:class:`hearlib.records.pipeline.Selection`.
+:class:`hearlib.records.selection.Selection`.
 """
 from __future__ import annotations
 
@@ -20,9 +20,10 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from hearlib import paths
-from hearlib.paper.analysis import CRITERIA
+from hearlib.method.effects import CRITERIA
 from hearlib.errors import UserError
-from hearlib.records.pipeline import Pipeline, Selection
+from hearlib.records.pipeline import Pipeline
+from hearlib.records.selection import Selection
 from hearlib.records.stages import Settings
 from hearlib.records.store import Record
 
@@ -121,7 +122,7 @@ class Study:
     def samples(self, n: int | None, correct_only: bool = True, prompt: str | None = None,
                 per_class: int | None = None, min_per_class: int | None = None,
                 interleave: Sequence[str] | None = None, questions=None, skip: int = 0) -> list:
-        """The first ``n`` samples the model answers correctly (see :class:`hearlib.records.pipeline.Selection`).
+        """The first ``n`` samples the model answers correctly (see :class:`hearlib.records.selection.Selection`).
 
         ``questions`` (:class:`hearlib.records.questions.Question` s, e.g. ``self.questions().values()``):
         the samples answered correctly under every one of them; ``skip``: the ``n`` after the first
@@ -208,11 +209,11 @@ class Study:
     # -- the engine, for API users -------------------------------------------------------
     def record(self, item, prompt: str | None = None, answer: str = "label"):
         """The engine's unablated forward for ``item`` (loads the model); ``answer``: the answer field."""
-        return self.pipeline._context(item, prompt or Settings().prompt, answer).record
+        return self.pipeline.context(item, prompt or Settings().prompt, answer).record
 
     def evaluator(self, item, prompt: str | None = None, answer: str = "label"):
         """``evaluate(heads, text=None, image=None) -> π`` for ``item`` (loads the model)."""
-        return self.pipeline._context(item, prompt or Settings().prompt, answer).evaluate
+        return self.pipeline.context(item, prompt or Settings().prompt, answer).evaluate
 
 
 def stack(entries: Sequence[Record], key: str) -> np.ndarray:

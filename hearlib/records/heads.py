@@ -2,7 +2,7 @@
 
 Reads the attribution (θ) and validation (x*) records that ``hearlib run`` stored for one model
 and writes, per (layer, head), the mean θ and its spread over the samples, how often the head is
-in x*, Fig. 10's sample-agnostic / sample-specific split (:func:`hearlib.paper.analysis.sample_agnostic_heads`)
+in x*, Fig. 10's sample-agnostic / sample-specific split (:func:`hearlib.method.effects.sample_agnostic_heads`)
 and the top-k heads of each layer, with the record settings and the sample counts. The format is
 described in docs/HEADS_FORMAT.md, for tools that read head sets (KV-cache compression, pruning),
 also as SparseMM's per-head score file and as a per-layer layout (:func:`export`). Every set says
@@ -118,7 +118,6 @@ def head_data(store_root: str | Path, model: str, *, dataset: str | None = None,
     those ``dataset``, ``prompt`` and ``settings`` (an attribution settings hash) choose."""
     import numpy as np
 
-    from hearlib.method.effects import sample_agnostic_heads
     from hearlib.records.store import Store
 
     root = Path(store_root)
@@ -130,7 +129,39 @@ def head_data(store_root: str | Path, model: str, *, dataset: str | None = None,
         raise UserError("--share must lie in (0, 1]")
     store = Store(root, clean=False)
     model_id, groups = _groups(store, model)
+    (ds, folder), attr_records = chosen_attribution(groups, model_id, root, dataset, prompt, settings)
+    val_records = _load(store, validation_records(groups, (ds, folder), attr_records))
+    attr_records = _load(store, attr_records)
+    others = {}                     # the same settings' x* on the store's other datasets
+    for other in sorted({g[0] for g in groups} - {ds}):
+        made = validation_records(groups, (other, folder), attr_records)
+        if made:
+            others[other] = np.stack([np.asarray(r.arrays["x_star"], dtype=bool) for r in _load(store, made)])
+    n_layers, n_heads = int(attr_records[0].meta["n_layers"]), int(attr_records[0].meta["n_heads"])
+    thetas = np.stack([np.asarray(r.arrays["theta"], dtype=np.float64) for r in attr_records])   # [S, N]
+    if thetas.shape[1] != n_layers * n_heads:
+        raise UserError(f"attribution records of {model_id!r} hold {thetas.shape[1]} heads, not {n_layers}·{n_heads}")
+    x_star = (np.stack([np.asarray(r.arrays["x_star"], dtype=bool) for r in val_records]) if val_records
+              else np.zeros((0, thetas.shape[1]), dtype=bool))
+    document = heads_document(model_id, ds, attr_records, val_records, thetas, x_star, others,
+                              top_k=top_k, threshold=threshold, share=share)
+    return HeadData(document, thetas, x_star)
 
+
+def validation_records(groups: dict, group: tuple, records: list) -> list:
+    """The validation records made on top of these attribution records of ``group`` (the most samples,
+    then the most criteria: the main study's, not a ratio sweep's HeAr-only ones), in key order."""
+    base = _attribution_part(records[0].meta["settings"])
+    found = [r for g, r in groups.items() if g[0] == group[0] and g[1].startswith("validation-")
+             and _attribution_part(r[0].meta["settings"]) == base]
+    found.sort(key=lambda r: (-len(r[0].meta["settings"].get("criteria", [])), -len(r), r[0].key))
+    return sorted(found[0], key=lambda r: r.key) if found else []
+
+
+def chosen_attribution(groups: dict, model_id: str, root: Path, dataset: str | None, prompt: str | None,
+                       settings: str | None) -> tuple[tuple, list]:
+    """((dataset, stage dir), records) of the attribution records ``dataset``, ``prompt`` and ``settings``
+    leave, the one with the richest validation records on top; UserError when none, or several tie."""
     def keep(group, records) -> bool:
         ds, folder = group
         meta = records[0].meta
@@ -143,17 +174,9 @@ def head_data(store_root: str | Path, model: str, *, dataset: str | None = None,
     if not attribution:
         raise UserError(f"no attribution records for model {model_id!r} in {root} with the given "
                         f"--dataset/--prompt/--settings; there: {', '.join(sorted('/'.join(g) for g in groups))}")
-    def validation_of(group, records) -> list:
-        """The validation records made on top of these attribution records (the most samples, then
-        the most criteria: the main study's, not a ratio sweep's HeAr-only ones)."""
-        base = _attribution_part(records[0].meta["settings"])
-        found = [r for g, r in groups.items() if g[0] == group[0] and g[1].startswith("validation-")
-                 and _attribution_part(r[0].meta["settings"]) == base]
-        found.sort(key=lambda r: (-len(r[0].meta["settings"].get("criteria", [])), -len(r), r[0].key))
-        return sorted(found[0], key=lambda r: r.key) if found else []
 
     def rank(item):
-        val = validation_of(*item)
+        val = validation_records(groups, *item)
         return (-(len(val[0].meta["settings"].get("criteria", [])) if val else 0), -len(item[1]), -len(val))
 
     ranked = sorted(((rank(item), item) for item in attribution.items()), key=lambda x: (x[0], x[1][0]))
@@ -161,22 +184,19 @@ def head_data(store_root: str | Path, model: str, *, dataset: str | None = None,
         raise UserError(f"several attribution settings for model {model_id!r} serve equally well: "
                         f"{', '.join('/'.join(item[0]) for _, item in ranked)}; choose with --dataset, --prompt "
                         f"or --settings")
-    (ds, folder), attr_records = ranked[0][1]
-    val_records = _load(store, validation_of((ds, folder), attr_records))
-    attr_records = _load(store, attr_records)
-    others = {}                     # the same settings' x* on the store's other datasets
-    for other in sorted({g[0] for g in groups} - {ds}):
-        made = validation_of((other, folder), attr_records)
-        if made:
-            others[other] = np.stack([np.asarray(r.arrays["x_star"], dtype=bool) for r in _load(store, made)])
-    attr_settings = attr_records[0].meta["settings"]
-    n_layers, n_heads = int(attr_records[0].meta["n_layers"]), int(attr_records[0].meta["n_heads"])
-    thetas = np.stack([np.asarray(r.arrays["theta"], dtype=np.float64) for r in attr_records])   # [S, N]
-    if thetas.shape[1] != n_layers * n_heads:
-        raise UserError(f"attribution records of {model_id!r} hold {thetas.shape[1]} heads, not {n_layers}·{n_heads}")
-    x_star = (np.stack([np.asarray(r.arrays["x_star"], dtype=bool) for r in val_records]) if val_records
-              else np.zeros((0, thetas.shape[1]), dtype=bool))
+    return ranked[0][1]
 
+
+def heads_document(model_id: str, ds: str, attr_records: list, val_records: list, thetas, x_star, others: dict, *,
+                   top_k: int, threshold: float, share: float) -> dict:
+    """The heads document (docs/HEADS_FORMAT.md) of the chosen records: per-head rows, Fig. 10's
+    split, the top-k heads of each layer and the stability."""
+    import numpy as np
+
+    from hearlib.method.effects import sample_agnostic_heads
+
+    meta = attr_records[0].meta
+    n_layers, n_heads = int(meta["n_layers"]), int(meta["n_heads"])
     split_heads, used, agnostic = sample_agnostic_heads(thetas, threshold, share)
     kind = np.full(thetas.shape[1], "none", dtype=object)
     kind[split_heads] = np.where(agnostic, "sample-agnostic", "sample-specific")
@@ -203,15 +223,14 @@ def head_data(store_root: str | Path, model: str, *, dataset: str | None = None,
                      "rank_in_layer": int(rank[layer, head])})
     k = min(int(top_k), n_heads)
     top = [[rows[layer * n_heads + h]["head"] for h in np.argsort(rank[layer])[:k]] for layer in range(n_layers)]
-    meta = attr_records[0].meta
     styles = [str(r.meta.get("domain") or "") for r in val_records]
-    document = {
+    return {
         "format": FORMAT, "version": VERSION,
         "model": meta.get("model"), "model_id": model_id, "dataset": ds, "data": meta.get("data"),
         "n_layers": n_layers, "n_heads": n_heads, "head_index": "index = layer * n_heads + head",
         "records": {"attribution": f"{attr_records[0].key.rsplit('/', 1)[0]}",
                     "validation": val_records[0].key.rsplit("/", 1)[0] if val_records else None},
-        "settings": {"attribution": attr_settings,
+        "settings": {"attribution": meta["settings"],
                      "validation": val_records[0].meta["settings"] if val_records else None},
         "n_samples": {"attribution": len(attr_records), "validation": len(val_records)},
         "samples": {"attribution": [str(r.meta.get("sample")) for r in attr_records],
@@ -224,7 +243,6 @@ def head_data(store_root: str | Path, model: str, *, dataset: str | None = None,
         "stability": stability(thetas, x_star, others=others, styles=styles),
         "heads": rows,
     }
-    return HeadData(document, thetas, x_star)
 
 
 def to_csv(document: dict) -> str:
@@ -359,14 +377,50 @@ def stability(thetas, x_star, *, others: dict | None = None, styles: list[str] |
 
 
 # -- other formats ----------------------------------------------------------------------------
-def sparsemm_scores(data: HeadData) -> dict[str, list[float]]:
-    """SparseMM's visual-head score file: ``{"L-H": [score per sample]}`` for every head, layers
-    then heads in order (its loader reads the values in the file's order, as a flat [L·H] list).
-    The score is θ clipped at 0: SparseMM's scores are non-negative hit counts that it normalises
-    into shares of a KV-cache budget, where a negative θ would be a negative share."""
+SPARSEMM_SCORES = ("per-sample", "mean")
+
+
+def sparsemm_scores(data: HeadData, scores: str = "per-sample") -> dict[str, list[float]]:
+    """SparseMM's visual-head score file: ``{"L-H": [scores]}`` for every head, layers then heads in
+    order (its loader reads the values in the file's order, as a flat [L·H] list, and takes the mean
+    of each list). SparseMM's scores are non-negative hit counts that it normalises into shares of a
+    KV-cache budget, where a negative θ would be a negative share, so θ is clipped at 0:
+
+    * ``per-sample`` -- one score per attribution sample, θ clipped at 0 *per sample*; SparseMM's
+      mean of them is the mean of max(θ, 0), which can rank heads differently from mean θ;
+    * ``mean`` -- one score per head, mean θ clipped at 0 *after* averaging; SparseMM's mean of it is
+      max(mean θ, 0), so its ranking of the heads with mean θ > 0 is hearlib's ranking by mean θ.
+
+    UserError (:func:`check_sparsemm`) when SparseMM could not load the result."""
+    import numpy as np
+
+    if scores not in SPARSEMM_SCORES:
+        raise UserError(f"unknown SparseMM scores {scores!r}; use {' or '.join(SPARSEMM_SCORES)}")
     n_heads = data.document["n_heads"]
-    return {f"{n // n_heads}-{n % n_heads}": [max(float(v), 0.0) for v in data.thetas[:, n]]
-            for n in range(data.thetas.shape[1])}
+    thetas = np.asarray(data.thetas, dtype=np.float64)
+    values = thetas if scores == "per-sample" else thetas.mean(axis=0)[None]
+    out = {f"{n // n_heads}-{n % n_heads}": [max(float(v), 0.0) for v in values[:, n]]
+           for n in range(thetas.shape[1])}
+    check_sparsemm(out, scores)
+    return out
+
+
+def check_sparsemm(scores: dict[str, list[float]], form: str = "per-sample") -> None:
+    """UserError, one line, unless SparseMM's loader can use ``scores``: every list non-empty and
+    finite, and the sum of the per-head means (``sum(head_score_list)``, by which ``SparseMM.__init__``
+    divides) positive."""
+    import numpy as np
+
+    if not scores or any(len(v) == 0 for v in scores.values()):
+        raise UserError("refusing to write a SparseMM score file without scores (no attribution sample)")
+    means = [float(np.mean(v)) for v in scores.values()]
+    if not all(np.isfinite(means)):
+        raise UserError("refusing to write a SparseMM score file with non-finite scores (θ is NaN or infinite)")
+    if sum(means) <= 0:
+        clipped = "per sample" if form == "per-sample" else "after averaging"
+        raise UserError(f"refusing to write a SparseMM score file SparseMM cannot load: every head's score is 0 "
+                        f"after clipping θ at 0 ({clipped}), so SparseMM's loader would divide by zero "
+                        f"(head_score_list / sum(head_score_list))")
 
 
 def per_layer(document: dict) -> dict:
@@ -386,14 +440,15 @@ def per_layer(document: dict) -> dict:
             "top_k": document["top_k"], "split": document["split"], "stability": document["stability"]}
 
 
-def export(data: HeadData, fmt: str) -> str:
-    """The text of the head set in ``fmt`` (:data:`FORMATS`)."""
+def export(data: HeadData, fmt: str, *, sparsemm: str = "per-sample") -> str:
+    """The text of the head set in ``fmt`` (:data:`FORMATS`); ``sparsemm``: the score form of
+    :func:`sparsemm_scores` (:data:`SPARSEMM_SCORES`)."""
     from hearlib.io import jsonable
 
     if fmt == "hearlib":
         return json.dumps(data.document, indent=2, sort_keys=True, default=jsonable)
     if fmt == "sparsemm":
-        return json.dumps(sparsemm_scores(data))            # key order is the head order: never sorted
+        return json.dumps(sparsemm_scores(data, sparsemm))  # key order is the head order: never sorted
     if fmt == "per-layer":
         return json.dumps(per_layer(data.document), indent=2, default=jsonable)
     raise UserError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -430,6 +485,8 @@ def read_per_layer(path: str | Path) -> dict:
 
 # -- head sets from a heads document ----------------------------------------------------------
 SELECTIONS = "x-star[:SHARE], top-k:K or agnostic"
+DEFAULT_SELECT = "top-k:10"     # the CLI's default: never empty, unlike x*, where no head is in most samples' x*
+X_STAR_SHARE = 0.5              # x-star without :SHARE
 
 
 def read_heads(path: str | Path) -> dict:
@@ -458,7 +515,7 @@ def select_heads(document: dict, select: str) -> list[tuple[int, int]]:
     rows = document["heads"]
     if kind == "x-star":
         try:
-            share = float(value) if value else 0.5
+            share = float(value) if value else X_STAR_SHARE
         except ValueError:
             share = -1.0
         if not 0 < share <= 1:
@@ -481,6 +538,20 @@ def select_heads(document: dict, select: str) -> list[tuple[int, int]]:
     else:
         raise UserError(f"unknown selection {select!r}; use {SELECTIONS}")
     return sorted((int(layer), int(head)) for layer, head in chosen)
+
+
+def empty_selection_warning(document: dict, select: str, name: str) -> str | None:
+    """A one-line warning when ``select`` (valid) chooses no head of ``document`` (read from ``name``),
+    naming the x* share used; None otherwise."""
+    if select_heads(document, select):
+        return None
+    kind, _, value = str(select).strip().partition(":")
+    if kind == "x-star":
+        share = float(value) if value else X_STAR_SHARE
+        return (f"warning: --select {select} chooses no head of {name}: no head is in x* in at least "
+                f"{share:g} of its {document['n_samples'].get('validation')} validation samples (share {share:g}"
+                f"{', the default' if not value else ''}); try a lower x-star:SHARE or top-k:K")
+    return f"warning: --select {select} chooses no head of {name}"
 
 
 # -- comparing two head sets ------------------------------------------------------------------

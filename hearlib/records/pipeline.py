@@ -36,7 +36,7 @@ from hearlib.prompts import PAPER_PROMPT
 from hearlib.records.stages import STAGES, Settings, StageFailed, needed, stage_key_settings
 from hearlib.records.store import Record, Store, settings_hash, slug
 
-__all__ = ["Pipeline", "Selection", "NotCollected", "NoSamples", "model_fingerprint", "dataset_kind", "dataset_id",
+__all__ = ["Pipeline", "NotCollected", "NoSamples", "model_fingerprint", "dataset_kind", "dataset_id",
            "load_items", "mean_reference_images"]
 
 POLL_SECONDS = 0.5
@@ -284,6 +284,8 @@ class Pipeline:
     # -- lazy pieces -------------------------------------------------------------------
     @property
     def engine(self):
+        """The model's :class:`~hearlib.method.engine.Engine`, loaded on first use (NotCollected
+        under ``compute=False``); :attr:`engine_loaded` tells whether it is there without loading it."""
         if self._engine is None:
             if not self.compute:
                 raise NotCollected(self._missing_message("a model forward"))
@@ -293,6 +295,16 @@ class Pipeline:
             self._engine = load_engine(self.model, device=self.device, allow_partial_load=self.allow_partial_load)
             self._account("load model", time.perf_counter() - started, count=False)
         return self._engine
+
+    @engine.setter
+    def engine(self, engine) -> None:
+        """Give the pipeline an engine loaded elsewhere (the explorer's ``load_model``)."""
+        self._engine = engine
+
+    @property
+    def engine_loaded(self) -> bool:
+        """Whether the engine is loaded (reading this never loads it)."""
+        return self._engine is not None
 
     def items(self) -> list:
         if self._items is None:
@@ -406,7 +418,10 @@ class Pipeline:
         samples being computed."""
         return SampleContext(self, item, prompt, answer_field)
 
-    def _context(self, item, prompt: str, answer_field: str = "label") -> SampleContext:
+    def context(self, item, prompt: str, answer_field: str = "label") -> SampleContext:
+        """The context of ``item`` under ``prompt`` and ``answer_field``: its prepared sample, record,
+        means and evaluations, kept for the last few (item, prompt, answer field) asked for, so the
+        stages of one sample share one prepared sample and recorded forward."""
         key = (str(item.image_id), prompt, answer_field)
         if key not in self._contexts:
             if len(self._contexts) >= 4:
@@ -420,7 +435,7 @@ class Pipeline:
         self.engine
         if STAGES[stage].uses_means:
             self.means(settings.prompt)
-        ctx = self._context(item, settings.prompt, settings.answer)
+        ctx = self.context(item, settings.prompt, settings.answer)
         previous, ctx.settings = ctx.settings, settings
         started = time.perf_counter()
         info = {"sample": str(item.image_id), "label": item.label, "stage": stage, "path": str(item.path)}
@@ -453,8 +468,7 @@ class Pipeline:
                 "run": {"seconds": seconds, "own_seconds": own, "computed_at": time.time(),
                         "host": socket.gethostname(), "pid": os.getpid(),
                         "device": str(self._engine.device) if self._engine is not None else None}}
-        record = self.store.put(key, arrays, meta, mark=False)
-        self.store.mark(key, "finished", "", info={**info, "seconds": round(own, 3)})
+        record = self.store.put(key, arrays, meta, info={**info, "seconds": round(own, 3)})
         self.computed.append(key)
         return record
 

@@ -7,36 +7,25 @@ import json
 import numpy as np
 import pytest
 import torch
+from fixtures_collect import tiny_model_files
 
 from hearlib.cli import main
 from hearlib.families.tiny import FAMILIES
 from hearlib.method.attention import LiteralPlan, ablation
-from hearlib.method.loading import load_engine
-from hearlib.method.means import compute_means
 
 TOLERANCE = 1e-5
 
 
-def _made(family, tiny_model_dir, random_images, folder):
-    """(engine, model folder, image file, means file) of a tiny model of ``family``."""
-    model = str(tiny_model_dir(family))
-    engine = load_engine(model)
-    images = random_images(5, seed=1)
-    image = folder / "image.png"
-    images[0].save(image)
-    compute_means(engine, images[1:], progress=False).save(folder / "means.safetensors")
-    return engine, model, image, folder / "means.safetensors"
-
-
 @pytest.fixture(scope="module", params=FAMILIES)
 def setup(request, tiny_model_dir, random_images, tmp_path_factory):
-    return _made(request.param, tiny_model_dir, random_images, tmp_path_factory.mktemp(f"generate-{request.param}"))
+    folder = tmp_path_factory.mktemp(f"generate-{request.param}")
+    return tiny_model_files(request.param, tiny_model_dir, random_images, folder)
 
 
 @pytest.fixture(scope="module")
 def llava(tiny_model_dir, random_images, tmp_path_factory):
     """For what does not depend on the family: head selection and bad input."""
-    return _made("llava", tiny_model_dir, random_images, tmp_path_factory.mktemp("generate-llava"))
+    return tiny_model_files("llava", tiny_model_dir, random_images, tmp_path_factory.mktemp("generate-llava"))
 
 
 def run(*argv) -> int:

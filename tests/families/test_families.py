@@ -15,6 +15,7 @@ import torch
 import hearlib.families
 from hearlib.families import geometry, registry as families, tiny as testing
 from hearlib.errors import UnsupportedModel
+from hearlib.prompts import PAPER_PROMPT
 from hearlib.families.registry import FAMILIES, Family, TinySpec, family_of
 
 # the modules of hearlib.families that are not a lineage file
@@ -85,7 +86,7 @@ def tiny(request, tiny_model_dir, random_images):
     folder = tiny_model_dir(request.param)
     processor = AutoProcessor.from_pretrained(folder)
     model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32).eval()
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": testing.PAPER_PROMPT}]}]
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PAPER_PROMPT}]}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True)
     inputs = processor(images=random_images(1)[0], text=text, return_tensors="pt")
     return family, model, processor, inputs
@@ -225,7 +226,8 @@ def test_an_unregistered_model_type_of_standard_layout_runs_through_a_checked_de
 
 
 def test_a_derived_record_that_fails_its_check_is_refused_with_what_failed(tiny_model_dir, monkeypatch):
-    from hearlib.method.engine import Engine, FastPlan
+    from hearlib.method.engine import Engine
+    from hearlib.method.fastpath import FastPlan
 
     model, processor = _llava_unregistered(tiny_model_dir, monkeypatch)
     attend = FastPlan._attend

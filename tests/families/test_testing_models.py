@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from hearlib.families.registry import FAMILIES as FAMILY_RECORDS
-from hearlib.families.tiny import FAMILIES, NUM_IMAGE_TOKENS, PAPER_PROMPT, build_tiny
+from hearlib.families.tiny import FAMILIES, NUM_IMAGE_TOKENS, build_tiny
+from hearlib.prompts import PAPER_PROMPT
 
 MESSAGES = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PAPER_PROMPT}]}]
 # what each family's template renders: tests/families/test_<lineage>.py

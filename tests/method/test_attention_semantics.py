@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from hearlib.method.engine import RecordPlan, ablation
+from hearlib.method.attention import RecordPlan, ablation
 from hearlib.method.means import compute_means
 from hearlib.method.loading import load_engine
 from hearlib.families.tiny import FAMILIES

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from hearlib.method.engine import shared_head_prefixes
+from hearlib.method.fastpath import shared_head_prefixes
 from hearlib.errors import MeansMismatch, UserError
 from hearlib.method.masks import parse_batch_size
 from hearlib.method.means import MeanKV, compute_means
@@ -212,7 +212,7 @@ def test_batched_means_equal_each_images_own_forward(setup):
 
 def test_ablation_changes_text_positions_only(setup):
     engine, means, sample, _ = setup
-    from hearlib.method.engine import LiteralPlan, ablation
+    from hearlib.method.attention import LiteralPlan, ablation
 
     before = unpatched_adjusted_logits(engine, sample, positions=slice(None))
     heads = torch.zeros((1, engine.n_total_heads), dtype=torch.bool)

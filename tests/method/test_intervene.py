@@ -155,11 +155,11 @@ class LogScalePlan(_GenerationPlan):
         self.member, self.factor = member, factor
 
     def attend(self, module, layer, query, key, value, attn):
-        from hearlib.method.attention import _expand_heads
+        from hearlib.method.plans_common import expand_heads
 
         n_query, n_key = query.shape[2], key.shape[-2]
         ts, img, _ = self.layout.locate(n_query, n_key)
-        keys, values = _expand_heads(key, query.shape[1]), _expand_heads(value, query.shape[1])
+        keys, values = expand_heads(key, query.shape[1]), expand_heads(value, query.shape[1])
         scores = attn.scores(torch.matmul(query, keys.transpose(-1, -2)))
         heads = self.member[layer * query.shape[1]:(layer + 1) * query.shape[1]]
         if ts < n_query and img.numel():

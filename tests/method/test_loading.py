@@ -132,15 +132,15 @@ def test_the_load_time_check_runs_on_every_family(family, tiny_model_dir):
 
 
 def test_the_load_time_check_catches_a_changed_attention(monkeypatch):
-    from hearlib.method import engine as engine_module
+    from hearlib.method import attention
 
     engine = load_engine(ORGANISM, check=False)
-    original = engine_module.RecordPlan.attend
+    original = attention.RecordPlan.attend
 
     def wrong(self, module, layer, query, key, value, attn):       # a mask that silently changed
         return original(self, module, layer, query * 1.5, key, value, attn)
 
-    monkeypatch.setattr(engine_module.RecordPlan, "attend", wrong)
+    monkeypatch.setattr(attention.RecordPlan, "attend", wrong)
     with pytest.raises(UnsupportedModel, match="differ from the model's own eager attention"):
         engine.check_intact()
 

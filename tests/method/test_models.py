@@ -89,7 +89,7 @@ def test_checked_rows_match_the_real_config_and_processor(name):
     from transformers import AutoConfig, AutoProcessor
 
     from hearlib.method.loading import TEMPLATES
-    from hearlib.families.tiny import REAL_HUB
+    from hearlib.families.real import REAL_HUB
 
     c = CHECKPOINTS[name]
     folder = REAL_HUB / c.checked
@@ -128,7 +128,7 @@ def test_llava_next_rows_follow_the_llava_next_processor():
     and the Llama tokenizer of LLaVA-1.5."""
     import transformers as tf
 
-    from hearlib.families.tiny import REAL_HUB
+    from hearlib.families.real import REAL_HUB
 
     c = CHECKPOINTS["llava-next-7b"]
     pinpoints = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]

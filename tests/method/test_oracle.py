@@ -161,13 +161,13 @@ def test_the_families_cover_softcap_and_gqa(setup):
 
 def _swap_two_heads(monkeypatch):
     from hearlib.method import fastpath as module     # the fast path's mask of kept heads
-    original = module._keep_mask
+    original = module.keep_mask
 
     def swapped(layer, n_heads, heads, text, image):
         heads = heads.clone()
         heads[:, [0, 1]] = heads[:, [1, 0]]
         return original(layer, n_heads, heads, text, image)
-    monkeypatch.setattr(module, "_keep_mask", swapped)
+    monkeypatch.setattr(module, "keep_mask", swapped)
 
 
 def _zeros_for_means(monkeypatch):
@@ -181,7 +181,7 @@ def _zeros_for_means(monkeypatch):
 
 
 def _image_queries_too(monkeypatch):
-    from hearlib.method import engine as module
+    from hearlib.method import attention as module
     original = module.LiteralPlan.__init__
 
     def from_the_image(self, text_start, image_positions, *args, **kwargs):

@@ -32,6 +32,21 @@ def _messages(prompt):
     return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
 
 
+def test_the_families_know_the_organisms_words_and_template():
+    """hearlib.families never imports the organism: its LLaVA template is the organism's, its test
+    vocabulary's default scene words and prompts are the organism's answer words and questions, and
+    a committed organism's saved template is that template."""
+    from hearlib.families.templates import LLAVA_TEMPLATE
+    from hearlib.families.vocabulary import PROMPTS, SCENE_WORDS, vocabulary
+
+    assert list(SCENE_WORDS) == O.answer_vocabulary()
+    assert list(PROMPTS) == [p for prompts, _ in O.QUESTIONS.values() for p in prompts]
+    assert vocabulary(O.answer_vocabulary()) == vocabulary()
+    assert O.build_processor(O.build_tokenizer()).chat_template == LLAVA_TEMPLATE
+    for name in COMMITTED:
+        assert (MODELS / name / "chat_template.jinja").read_text() == LLAVA_TEMPLATE
+
+
 def test_tokenizer_and_processor():
     tok = O.build_tokenizer()
     proc = O.build_processor(tok)
@@ -53,7 +68,7 @@ def test_tokenizer_and_processor():
     assert ids.count(tok.convert_tokens_to_ids("<image>")) == O.NUM_IMAGE_TOKENS == 64
     assert inputs["pixel_values"].shape == (1, 3, 64, 64)
     # the trainer's own preprocessing is the processor's
-    from hearlib.organism.train import normalize
+    from hearlib.organism.data import normalize
     mine = normalize(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)[None])
     assert torch.allclose(mine, inputs["pixel_values"], atol=1e-5)
 
@@ -203,3 +218,26 @@ def test_decoder_from_continues_stage_b_from_a_finished_organism_and_refuses_ano
     with pytest.raises(UserError, match="no organism there"):
         train_all(tmp_path / "data", tmp_path / "models", ["s"], seed=0, vision_steps=0, vision_from=source,
                   feature_layer=0, decoder_steps={"hear-organism-s": 0}, decoder_from=tmp_path, name="x", **common)
+
+
+def test_a_tower_trained_without_class_labels_never_reads_them(tmp_path):
+    """Design D1's stage A (`hearlib train --tower-targets color,position`): heads for colour and
+    position only, the dense head on colour; the class labels are not read at all (they are
+    replaced by words no vocabulary holds, which would raise if looked up); unknown targets are refused."""
+    from hearlib.errors import UserError
+    from hearlib.organism.data import Data, load_images, prepare_data
+    from hearlib.organism.train import train_vision
+
+    torch.set_num_threads(1)
+    scenes.generate(tmp_path / "data", 12, seed=scenes.TRAIN_SEED, progress=False)
+    train, _, questions, vocab = prepare_data(tmp_path / "data", None, 0, 0.25, None, False)
+    data = Data(train, load_images(train, False), questions)
+    data.labels["object"] = [f"never-seen-{i}" for i in range(len(train))]
+    model = O.build_model(O.resolve_size("s"), O.build_tokenizer(), 0)
+    log = []
+    heads = train_vision(model.model.vision_tower, data, vocab, steps=3, batch=8, progress=False, log=log,
+                         targets=("color", "position"))
+    assert set(heads.heads) == {"color", "position"} and len(log) == 3
+    assert heads.dense.out_features == len(vocab["color"]) + 1
+    with pytest.raises(UserError, match="tower targets"):
+        train_vision(model.model.vision_tower, data, vocab, steps=1, progress=False, targets=("shape",))

@@ -183,7 +183,8 @@ def test_r8_is_a_known_size_with_eight_layers():
 
 # --------------------------------------------------------------------------- a user's own images
 def test_steps_from_data_size_and_augmentation():
-    from hearlib.organism.train import augmenter, steps_for
+    from hearlib.organism.data import augmenter
+    from hearlib.organism.train import steps_for
     assert steps_for(10) == (300, 200)                       # lower bounds
     assert steps_for(3200, 64, 48) == (2000, 1000)           # 40 and 15 epochs
     assert steps_for(10 ** 6) == (6000, 1500)                # upper bounds

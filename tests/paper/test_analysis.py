@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 from hearlib.paper import analysis as A
+from hearlib.method import effects as EF
+from hearlib.method.attribution import pearson
 from hearlib.method.masks import sample_head_masks
 
 
@@ -37,7 +39,7 @@ W = np.array([0.05, 0.4, 0.0, 0.3, 0.15, 0.1])     # N = 6, sums to 1
 
 def test_single_head_delta_is_the_weight_and_one_batch():
     f = Linear(W)
-    delta = A.single_head_delta(f, 6)
+    delta = EF.single_head_delta(f, 6)
     np.testing.assert_allclose(delta, W)             # 1 − (1 − w_n)
     assert len(f.calls) == 1 and f.calls[0][0].shape == (6, 6)
     np.testing.assert_array_equal(f.calls[0][0].sum(axis=1), np.full(6, 5))
@@ -45,13 +47,13 @@ def test_single_head_delta_is_the_weight_and_one_batch():
 
 def test_share_without_important_head():
     deltas = np.array([[0.01, 0.02], [0.06, 0.0], [0.05, 0.05], [0.0, 0.3]])
-    assert A.share_without_important_head(deltas, 0.05) == pytest.approx(0.5)   # > 0.05 strictly
+    assert EF.share_without_important_head(deltas, 0.05) == pytest.approx(0.5)   # > 0.05 strictly
 
 
 def test_validation_curves_match_hand_computation():
     f = Linear(W)
     order = np.array([1, 3, 4, 5, 0, 2])
-    curves = A.validation_curves(f, order)
+    curves = EF.validation_curves(f, order)
     faith = np.cumsum(W[order])                       # top k intact
     np.testing.assert_allclose(curves.faithfulness, faith)
     np.testing.assert_allclose(curves.completeness, 1 - faith)
@@ -68,20 +70,20 @@ def test_validation_curves_match_hand_computation():
 
 def test_curve_masks_refuses_non_permutation():
     with pytest.raises(ValueError):
-        A.curve_masks(np.array([0, 0, 1]))
+        EF.curve_masks(np.array([0, 0, 1]))
 
 
 def test_min_heads_on_known_curves():
     faith = np.array([0.1, 0.5, 0.8, 0.81, 1.0])
-    assert A.min_heads(faith, 0.8, "faithfulness") == 4       # strict >
-    assert A.min_heads(faith, 0.05, "faithfulness") == 1
-    assert A.min_heads(faith, 1.0, "faithfulness") == 6       # never: N + 1
+    assert EF.min_heads(faith, 0.8, "faithfulness") == 4       # strict >
+    assert EF.min_heads(faith, 0.05, "faithfulness") == 1
+    assert EF.min_heads(faith, 1.0, "faithfulness") == 6       # never: N + 1
     comp = np.array([0.9, 0.3, 0.2, 0.1, 0.0])
-    assert A.min_heads(comp, 0.2, "completeness") == 4        # strict <
-    assert A.min_heads(comp, 0.0, "completeness") == 6
-    np.testing.assert_array_equal(A.min_heads_sweep(faith, [0.5, 0.6, 0.7, 0.8, 0.9]), [3, 3, 3, 4, 5])
+    assert EF.min_heads(comp, 0.2, "completeness") == 4        # strict <
+    assert EF.min_heads(comp, 0.0, "completeness") == 6
+    np.testing.assert_array_equal(EF.min_heads_sweep(faith, [0.5, 0.6, 0.7, 0.8, 0.9]), [3, 3, 3, 4, 5])
     with pytest.raises(ValueError):
-        A.min_heads(faith, 0.5, "other")
+        EF.min_heads(faith, 0.5, "other")
 
 
 def test_hear_beats_other_orders_on_a_linear_model():
@@ -89,41 +91,41 @@ def test_hear_beats_other_orders_on_a_linear_model():
     rng = np.random.default_rng(0)
     w = rng.dirichlet(np.full(40, 0.3))
     f = Linear(w)
-    orders = A.criterion_orders(theta=w, attention=rng.random(40), delta=A.single_head_delta(f, 40),
+    orders = EF.criterion_orders(theta=w, attention=rng.random(40), delta=EF.single_head_delta(f, 40),
                                 rng=np.random.default_rng(1))
-    assert set(orders) == set(A.CRITERIA)
-    k = {name: A.validation_curves(f, o).min_heads()[0] for name, o in orders.items()}
+    assert set(orders) == set(EF.CRITERIA)
+    k = {name: EF.validation_curves(f, o).min_heads()[0] for name, o in orders.items()}
     assert k["HeAr"] <= min(k.values()) and k["HeAr"] == k["Causal"]   # Δ_n = w_n for a linear π
     assert k["HeAr"] < k["Random"]
 
 
 def test_ranking_is_descending_stable_nan_last():
-    np.testing.assert_array_equal(A.ranking(np.array([0.1, 0.3, 0.3, np.nan, -1.0])), [1, 2, 0, 4, 3])
-    np.testing.assert_array_equal(A.ranking(np.array([[1.0, 3.0], [2.0, 0.0]])), [1, 2, 0, 3])
+    np.testing.assert_array_equal(EF.ranking(np.array([0.1, 0.3, 0.3, np.nan, -1.0])), [1, 2, 0, 4, 3])
+    np.testing.assert_array_equal(EF.ranking(np.array([[1.0, 3.0], [2.0, 0.0]])), [1, 2, 0, 3])
 
 
 def test_random_order_is_seeded():
-    a = A.random_order(50, np.random.default_rng(5))
-    np.testing.assert_array_equal(a, A.random_order(50, np.random.default_rng(5)))
+    a = EF.random_order(50, np.random.default_rng(5))
+    np.testing.assert_array_equal(a, EF.random_order(50, np.random.default_rng(5)))
     assert sorted(a) == list(range(50))
     with pytest.raises(TypeError):
-        A.random_order(5, 5)
+        EF.random_order(5, 5)
 
 
 def test_minimal_head_set():
     f = Linear(W)
-    x = A.minimal_head_set(W, f, 0.8)
+    x = EF.minimal_head_set(W, f, 0.8)
     np.testing.assert_array_equal(x, [False, True, False, True, True, False])   # 0.4+0.3+0.15 = 0.85
-    curve = A.validation_curves(Linear(W), A.ranking(W)).faithfulness
-    np.testing.assert_array_equal(A.minimal_head_set(W, faithfulness=curve), x)
-    assert A.minimal_head_set(W, f, 1.5).all()                                   # never reached -> all
+    curve = EF.validation_curves(Linear(W), EF.ranking(W)).faithfulness
+    np.testing.assert_array_equal(EF.minimal_head_set(W, faithfulness=curve), x)
+    assert EF.minimal_head_set(W, f, 1.5).all()                                   # never reached -> all
 
 
 def test_text_tokens_against_hand_computation():
     a = np.array([0.5, 0.02, 0.3, 0.18])
     f = Linear(W, a=a)
     x = np.array([False, True, False, True, True, False])
-    res = A.text_tokens(f, x, 4)
+    res = EF.text_tokens(f, x, 4)
     pi_x = 0.85
     assert res.pi_star == pytest.approx(pi_x)
     np.testing.assert_allclose(res.delta, a)                                    # 1 − π(x, u¬i)/π(x) = a_i
@@ -140,11 +142,11 @@ def test_image_tokens_recover_token_weights():
     f = Linear(W, a=np.full(3, 1 / 3), b=b)
     x = np.ones(6, bool)
     u = np.ones(3, bool)
-    res = A.image_tokens(f, x, u, 16, 2000, np.random.default_rng(0))
+    res = EF.image_tokens(f, x, u, 16, 2000, np.random.default_rng(0))
     assert res.masks.shape == (2000, 16) and ((~res.masks).sum(axis=1) == 12).all()
     assert np.corrcoef(res.theta, b)[0, 1] > 0.99
     assert res.fit.r2 > 0.99
-    res2 = A.image_tokens(Linear(W, a=np.full(3, 1 / 3), b=b), x, u, 16, 2000, np.random.default_rng(0))
+    res2 = EF.image_tokens(Linear(W, a=np.full(3, 1 / 3), b=b), x, u, 16, 2000, np.random.default_rng(0))
     np.testing.assert_array_equal(res.theta, res2.theta)
 
 
@@ -155,7 +157,7 @@ def test_image_attention_weight_eq10():
     for l in range(2):
         for h in range(3):
             expected[l, h] = np.mean([att[l, h, i, :].sum() for i in range(4)])
-    np.testing.assert_allclose(A.image_attention_weight(att), expected)
+    np.testing.assert_allclose(EF.image_attention_weight(att), expected)
 
 
 def test_weighted_image_attention_eq13_against_loop():
@@ -172,22 +174,22 @@ def test_weighted_image_attention_eq13_against_loop():
         for i in range(P):
             for j in range(Q):
                 expected[j] += x[n] * theta[n] * u[i] * delta[i] * att[l, h, i, j]
-    w = A.weighted_image_attention(x, theta, u, delta, att)
+    w = EF.weighted_image_attention(x, theta, u, delta, att)
     np.testing.assert_allclose(w, expected, rtol=1e-6)
-    grid = A.weighted_image_attention(x, theta, u, delta, att, grid=True)
+    grid = EF.weighted_image_attention(x, theta, u, delta, att, grid=True)
     assert grid.shape == (4, 4)
     np.testing.assert_allclose(grid[1, 2], expected[6], rtol=1e-6)      # row-major
-    clipped = A.weighted_image_attention(x, theta, u, delta, att, clip_negative=True)
+    clipped = EF.weighted_image_attention(x, theta, u, delta, att, clip_negative=True)
     exp_clip = np.einsum("n,i,nij->j", x * np.clip(theta, 0, None), u * np.clip(delta, 0, None),
                          att.reshape(L * H, P, Q).astype(float))
     np.testing.assert_allclose(clipped, exp_clip, rtol=1e-6)
 
 
 def test_to_grid():
-    assert A.to_grid(np.arange(576)).shape == (24, 24)
-    assert A.to_grid(np.arange(6), (2, 3))[1, 0] == 3
+    assert EF.to_grid(np.arange(576)).shape == (24, 24)
+    assert EF.to_grid(np.arange(6), (2, 3))[1, 0] == 3
     with pytest.raises(ValueError):
-        A.to_grid(np.arange(10))
+        EF.to_grid(np.arange(10))
 
 
 def test_head_distribution_and_depth():
@@ -206,7 +208,7 @@ def test_head_vectors_and_clustering():
     thetas[:3, 3] = 0.45
     thetas[3:, 4] = 0.6
     thetas[:, 2] = 0.05          # never above 0.1
-    heads, vectors = A.head_vectors(thetas, 0.1)
+    heads, vectors = EF.head_vectors(thetas, 0.1)
     np.testing.assert_array_equal(heads, [0, 3, 4])
     assert vectors.shape == (3, 6)
     cl = A.cluster_head_vectors(vectors)
@@ -234,7 +236,7 @@ def test_engine_evaluator_adapts_normalized():
             assert sample == "s" and means == "m" and method == "literal"
             return np.asarray(heads, float).mean(axis=1)
 
-    ev = A.engine_evaluator(FakeEngine(), "s", "m", method="literal")
+    ev = EF.engine_evaluator(FakeEngine(), "s", "m", method="literal")
     np.testing.assert_allclose(ev(np.array([[True, False], [True, True]])), [0.5, 1.0])
 
 
@@ -252,7 +254,7 @@ def test_attribution_on_masks_ranks_heads_like_the_truth():
     masks = sample_head_masks(30, 2000, 0.75, rng)
     fit = fit_attribution(masks, evaluate(masks))
     assert np.corrcoef(fit.coef, w)[0, 1] > 0.95
-    x = A.minimal_head_set(fit.coef, evaluate, 0.8)
+    x = EF.minimal_head_set(fit.coef, evaluate, 0.8)
     assert evaluate(x[None])[0] > 0.8
 
 
@@ -282,7 +284,7 @@ def test_heldout_prediction_is_the_fit_on_the_test_split():
     assert len(pi_test) == len(test) == 40
     np.testing.assert_allclose(pi_test, pi[test])
     np.testing.assert_allclose(pred, masks[test].astype(float) @ fit.coef + fit.intercept)
-    assert A.pearson(pi_test, pred) == pytest.approx(fit.pearson)
+    assert pearson(pi_test, pred) == pytest.approx(fit.pearson)
 
 
 def test_head_name_and_top_share():

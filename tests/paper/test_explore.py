@@ -33,7 +33,7 @@ def filled(tmp_path_factory):
 
 
 def _explorer(filled, compute=False):
-    from hearlib.paper.explore import Explorer
+    from hearlib.paper.explore.data import Explorer
     from hearlib.paper.study import Study
 
     model, root, _, _ = filled
@@ -77,11 +77,11 @@ def test_panels_read_the_records_and_compute_nothing(filled):
         assert ex.linear_prediction(item, heads) == pytest.approx(
             float(attr["theta"][heads].sum()) + attr.meta["intercept"])
     assert ex.sample_info(item)["k_star"] == valid.meta["k_star"]
-    assert ex.study.pipeline._engine is None and not ex.study.pipeline.computed
+    assert not ex.study.pipeline.engine_loaded and not ex.study.pipeline.computed
 
 
 def test_a_missing_record_is_reported_not_computed(filled):
-    from hearlib.paper.explore import Explorer
+    from hearlib.paper.explore.data import Explorer
     from hearlib.paper.study import Study
 
     model, root, _, items = filled
@@ -90,7 +90,7 @@ def test_a_missing_record_is_reported_not_computed(filled):
     assert ex.curves(items[0]) is None and ex.validation(items[0]) is None
     with pytest.raises(Exception, match="attribution"):
         ex.theta_map(items[0])
-    assert not st.pipeline.computed and st.pipeline._engine is None
+    assert not st.pipeline.computed and not st.pipeline.engine_loaded
 
 
 def test_live_ablation_is_engine_normalized(filled):
@@ -118,7 +118,7 @@ def test_live_ablation_is_engine_normalized(filled):
 
 def test_export_round_trips(filled, tmp_path):
     from hearlib.errors import UserError
-    from hearlib.paper.explore import export_head_set, load_head_set
+    from hearlib.paper.explore.data import export_head_set, load_head_set
 
     _, _, _, items = filled
     ex = _explorer(filled)
@@ -136,7 +136,8 @@ def test_export_round_trips(filled, tmp_path):
 
 def test_the_widgets_update_and_export(filled, tmp_path):
     pytest.importorskip("ipywidgets")
-    from hearlib.paper.explore import ExplorerUI, load_head_set
+    from hearlib.paper.explore.data import load_head_set
+    from hearlib.paper.explore.ui import ExplorerUI
 
     _, _, _, items = filled
     ex = _explorer(filled)
@@ -159,7 +160,7 @@ def test_the_widgets_update_and_export(filled, tmp_path):
 
 def test_the_model_panel_shows_mean_theta_stability_and_a_second_model(filled, tmp_path):
     pytest.importorskip("ipywidgets")
-    from hearlib.paper.explore import ExplorerUI
+    from hearlib.paper.explore.ui import ExplorerUI
     from hearlib.records.heads import head_data
 
     ex = _explorer(filled)

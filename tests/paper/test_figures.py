@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_notebooks_are_listed_once_in_order():
     from hearlib.paper.catalogue import NOTEBOOKS
-    from hearlib.paper.plan import GROUPS
+    from hearlib.paper.catalogue import GROUPS
 
     assert list(NOTEBOOKS) == sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
     assert {g for groups in NOTEBOOKS.values() for g in groups} == set(GROUPS)

@@ -15,7 +15,8 @@ from matplotlib.container import BarContainer  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.image import AxesImage  # noqa: E402
 
-from hearlib.paper import analysis as A  # noqa: E402
+from hearlib.method import effects as EF  # noqa: E402
+from hearlib.method.attribution import pearson  # noqa: E402
 from hearlib.paper import plotting as P  # noqa: E402
 
 
@@ -58,7 +59,7 @@ def test_model_label_names_models_as_given(tmp_path, monkeypatch):
 
 
 def test_criterion_colours_are_fixed_and_distinct():
-    colours = [P.criterion_color(c) for c in A.CRITERIA]
+    colours = [P.criterion_color(c) for c in EF.CRITERIA]
     assert colours == ["tab:red", "tab:gray", "tab:blue", "tab:green"]
     assert P.criterion_color("something else") not in colours
     groups = P.group_colors(["b", "a", "b", "c"])
@@ -115,12 +116,12 @@ def test_min_heads_bars_one_bar_per_criterion_with_error_bars():
     kc = np.array([[6, 14, 12, 15], [8, 16, 14, 17]])
     fig = P.new_figure()
     axes = fig.subplots(1, 2)
-    P.min_heads_bars(axes, kf, kc, list(A.CRITERIA), "hear-organism-s", 16)
+    P.min_heads_bars(axes, kf, kc, list(EF.CRITERIA), "hear-organism-s", 16)
     for ax, k in zip(axes, (kf, kc)):
         heights = [p.get_height() for p in ax.patches]
         np.testing.assert_allclose(heights, k.mean(axis=0))
         assert [matplotlib.colors.to_hex(p.get_facecolor()) for p in ax.patches] == \
-            [matplotlib.colors.to_hex(P.criterion_color(c)) for c in A.CRITERIA]
+            [matplotlib.colors.to_hex(P.criterion_color(c)) for c in EF.CRITERIA]
         bars = [c for c in ax.containers if isinstance(c, BarContainer)]
         assert len(bars) == 1 and bars[0].errorbar is not None
         assert any(line.get_ydata()[0] == 16 for line in ax.lines)      # the N line
@@ -135,7 +136,7 @@ def test_theta_attention_scatter_colours_by_depth_and_reports_pearson():
     fig = P.new_figure()
     ax = fig.subplots()
     sc, rho = P.theta_attention_scatter(ax, theta, attention, 3, 2, "m", colorbar=True)
-    assert rho == pytest.approx(A.pearson(attention.ravel(), theta.ravel())) and rho > 0.99
+    assert rho == pytest.approx(pearson(attention.ravel(), theta.ravel())) and rho > 0.99
     assert sc.get_offsets().shape == (30, 2)
     np.testing.assert_allclose(sc.get_array(), np.tile([0, 0, 0.5, 0.5, 1, 1], 5))
     assert len(colorbars(fig)) == 1 and "$" in ax.get_ylabel()

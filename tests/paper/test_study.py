@@ -60,7 +60,7 @@ def test_stages_store_and_reuse(study_setup, monkeypatch):
     assert again.samples(2, correct_only=False)[0].image_id == item.image_id
     np.testing.assert_array_equal(again.attribution(item, n_masks=40, seed=3)["theta"], attr["theta"])
     np.testing.assert_array_equal(again.image(item, n_masks=40, seed=3, n_image_masks=30)["w"], image["w"])
-    assert again.pipeline._engine is None
+    assert not again.pipeline.engine_loaded
     # other settings are another record
     other = st.attribution(item, n_masks=40, seed=4)
     assert not np.array_equal(other["masks"], attr["masks"])
@@ -96,7 +96,7 @@ def test_reads_the_records_of_hearlib_run(study_setup, tmp_path):
     assert entry["n_masks"] == 40 and valid["x_star"].dtype == bool
     fit = fit_attribution(entry["masks"], entry["pi"], seed=5)
     np.testing.assert_allclose(entry["theta"], fit.coef)
-    assert st.pipeline._engine is None
+    assert not st.pipeline.engine_loaded
 
 
 def test_a_large_profile_stops_with_the_command_that_fills_the_store(study_setup, tmp_path, monkeypatch):
@@ -107,7 +107,7 @@ def test_a_large_profile_stops_with_the_command_that_fills_the_store(study_setup
     st = Study(model, root / "scenes", store=tmp_path / "empty", n_mean_images=3, progress=False, profile="paper")
     with pytest.raises(NotCollected, match=r"python -m hearlib run --profile paper --data .* --out .*empty"):
         st.samples(2)
-    assert st.pipeline._engine is None
+    assert not st.pipeline.engine_loaded
     # small profiles compute what is missing, unless the render step forbids it
     assert Study(model, root / "scenes", store=tmp_path / "s", profile="ci").pipeline.compute
     monkeypatch.setenv("HEARLIB_READ_ONLY", "1")

@@ -50,7 +50,7 @@ def _heads(*args) -> subprocess.CompletedProcess:
 def _main_records(store_root: Path):
     """The main study's records, found from the stored metadata alone: the attribution records at
     the default ratio 0.75 and the validation records with every criterion on top of them."""
-    from hearlib.paper.analysis import CRITERIA
+    from hearlib.method.effects import CRITERIA
     from hearlib.records.store import Store
 
     s = Store(store_root, clean=False)

@@ -28,7 +28,7 @@ def _pipeline(model, data, store):
 
 
 def test_skip_selects_the_samples_after_a_first_selection(tiny_llava, coco, tmp_path, one_thread):
-    from hearlib.records.pipeline import Selection
+    from hearlib.records.selection import Selection
 
     pipe = _pipeline(tiny_llava, coco, tmp_path / "s")
     first_four = [it.image_id for it in pipe.select(Selection(4))]
@@ -39,7 +39,7 @@ def test_skip_selects_the_samples_after_a_first_selection(tiny_llava, coco, tmp_
 def test_head_sets_are_the_top_heads_of_mean_theta_and_attention_of_the_first_samples(tiny_llava, coco, tmp_path,
                                                                                       one_thread):
     from hearlib.records.interventions import head_sets
-    from hearlib.records.pipeline import Selection
+    from hearlib.records.selection import Selection
     from hearlib.records.stages import Settings
 
     pipe = _pipeline(tiny_llava, coco, tmp_path / "s")
@@ -63,7 +63,7 @@ def test_head_sets_are_the_top_heads_of_mean_theta_and_attention_of_the_first_sa
 
 def test_generation_record_is_plain_generate_under_each_intervention(tiny_llava, tiny_engine, coco, tmp_path,
                                                                      one_thread):
-    from hearlib.records.pipeline import Selection
+    from hearlib.records.selection import Selection
     from hearlib.records.stages import Settings, StageFailed
 
     pipe = _pipeline(tiny_llava, coco, tmp_path / "s")

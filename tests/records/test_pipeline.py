@@ -63,7 +63,7 @@ def test_selection_keeps_the_first_correct_samples_and_records_why_others_are_ou
                                                                                  one_thread):
     from fixtures_collect import run
 
-    from hearlib.records.pipeline import Selection
+    from hearlib.records.selection import Selection
     from hearlib.records.store import Store
 
     data, groups = coco
@@ -124,7 +124,8 @@ def test_keys_hold_stage_sampler_and_fit_versions(tiny_llava, coco, tmp_path, mo
 
 
 def test_read_only_pipeline_names_the_command_and_loads_no_model(tiny_llava, coco, tmp_path):
-    from hearlib.records.pipeline import NotCollected, Selection
+    from hearlib.records.pipeline import NotCollected
+    from hearlib.records.selection import Selection
     from hearlib.records.stages import Settings
 
     data, _ = coco
@@ -133,7 +134,7 @@ def test_read_only_pipeline_names_the_command_and_loads_no_model(tiny_llava, coc
         pipe.select(Selection(2))
     with pytest.raises(NotCollected):
         pipe.ensure("attribution", pipe.items()[0], Settings())
-    assert pipe._engine is None
+    assert not pipe.engine_loaded
 
 
 def test_adaptive_is_a_prefix_of_the_fixed_run(tiny_llava, coco, tmp_path, one_thread):
@@ -180,7 +181,7 @@ def test_command_line(tiny_llava, coco, tmp_path, capsys, one_thread):
 def test_domainnet_samples_are_interleaved_over_domains_and_classes(tiny_llava, tmp_path, one_thread):
     from PIL import Image
 
-    from hearlib.records.pipeline import Selection
+    from hearlib.records.selection import Selection
 
     rng = np.random.default_rng(5)
     for domain in ("real", "sketch"):
@@ -199,7 +200,7 @@ def test_no_correct_sample_stops_with_what_to_do(tiny_llava, tiny_engine, tmp_pa
     from fixtures_collect import make_coco
 
     from hearlib.errors import UserError
-    from hearlib.records.pipeline import Selection
+    from hearlib.records.selection import Selection
 
     make_coco(tmp_path / "wrong", tiny_engine, n_correct=0, n_wrong=2, n_reference=0, seed=4)
     pipe = _pipeline(tiny_llava, tmp_path / "wrong", tmp_path / "s")

@@ -91,7 +91,7 @@ def test_coco_offers_only_the_object_question_unless_the_user_adds_one():
 @needs_organism
 def test_colour_record_scores_the_colour_word_and_keys_differ(scenes_dir, engine, tmp_path):
     from hearlib.method.means import MeanKV
-    from hearlib.records.pipeline import Selection
+    from hearlib.records.selection import Selection
     from hearlib.prompts import COLOR_PROMPT
     from hearlib.records.questions import ORGANISM_QUESTIONS
     from hearlib.records.stages import Settings
@@ -122,14 +122,14 @@ def test_colour_record_scores_the_colour_word_and_keys_differ(scenes_dir, engine
     assert pipe.key("screen", Settings.make(prompt=COLOR_PROMPT, answer="position"), item) not in keys
     # the paper's question keeps the keys it had before the answer field existed
     assert "answer" not in pipe.key_settings("attribution", obj) and pipe.key_settings("attribution", colour)["answer"] == "color"
-    a, b = pipe._context(item, COLOR_PROMPT, "color"), pipe._context(item, COLOR_PROMPT, "label")
+    a, b = pipe.context(item, COLOR_PROMPT, "color"), pipe.context(item, COLOR_PROMPT, "label")
     assert a is not b and (a.answer, b.answer) == (word, item.label)
     assert not np.allclose(record["theta"], other["theta"])
 
 
 @needs_organism
 def test_question_selection_is_correct_under_every_type(scenes_dir, engine, tmp_path):
-    from hearlib.records.pipeline import Selection
+    from hearlib.records.selection import Selection
     from hearlib.records.questions import ORGANISM_QUESTIONS, answer_of
 
     pipe = _pipeline(scenes_dir, tmp_path / "s", engine)

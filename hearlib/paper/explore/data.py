@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from hearlib.errors import UserError
-from hearlib.paper.analysis import head_name, ranking
+from hearlib.method.effects import ranking
+from hearlib.paper.analysis import head_name
 from hearlib.records.pipeline import NotCollected
 from hearlib.records.stages import Settings, StageFailed
 
@@ -224,16 +225,16 @@ class Explorer:
     # -- live ablation ---------------------------------------------------------------------------
     @property
     def model_loaded(self) -> bool:
-        return self.study.pipeline._engine is not None
+        return self.study.pipeline.engine_loaded
 
     def load_model(self, device: str | None = None):
         """Load the model (and the pipeline's means when first used) for :meth:`live_pi`."""
         pipeline = self.study.pipeline
-        if pipeline._engine is None:
+        if not pipeline.engine_loaded:
             from hearlib.method.loading import load_engine
 
-            pipeline._engine = load_engine(pipeline.model, device=device or pipeline.device)
-        return pipeline._engine
+            pipeline.engine = load_engine(pipeline.model, device=device or pipeline.device)
+        return pipeline.engine
 
     def live_pi(self, item, heads) -> float:
         """π for head mask ``heads`` (bool [N], True = intact), ablated now: ``engine.normalized``
@@ -245,7 +246,7 @@ class Explorer:
         prompt = Settings().prompt
         pipeline = self.study.pipeline
         means = pipeline.means(prompt)
-        ctx = pipeline._context(item, prompt)
+        ctx = pipeline.context(item, prompt)
         self.live_calls += 1
         return float(pipeline.engine.normalized(ctx.sample, means, heads, method=pipeline.method,
                                                 batch_size=pipeline.batch_size)[0])

@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from hearlib.paper.analysis import CRITERIA
+from hearlib.method.effects import CRITERIA
 from hearlib.paper.explore.data import Explorer
 
 def figure_png(fig, dpi: int = 72) -> bytes:
