@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from hearlib.organism import scenes
-from hearlib.organism.recipe import color_name
+from hearlib.organism.recipe import TEXT_CORPORA, color_name
 
 __all__ = ["image_token_probes", "projector_input_tokens", "colour_misses", "hue_neighbours", "classify_miss", "context_knockout",
            "blocked_context", "text_documents", "text_knockout", "main"]
@@ -190,30 +190,32 @@ def context_knockout(lm, head, ids: torch.Tensor, context: slice, answer_id: int
     return (np.asarray(windows) - blocked) / (clean - blocked)
 
 
-def text_documents(seed: int = 1, n: int = 300) -> list[dict]:
-    """Held-out question documents of the text-pretraining corpus (scenes of ``seed``): the text up to
-    ``ASSISTANT:``, the description it reads, and the answer."""
-    from hearlib.organism.recipe import corpus
+def text_documents(seed: int = 1, n: int = 300, kind: str = "one-step") -> list[dict]:
+    """Held-out question documents of the text-pretraining corpus ``kind`` (scenes of ``seed``): the text
+    up to ``ASSISTANT:``, the description it reads, the question, the answer, the scene's index and ``steps``
+    (1, or 2 for a referent bound first, :func:`hearlib.organism.recipe.two_step_question`)."""
+    from hearlib.organism.recipe import BINDINGS, corpus
 
+    referents = tuple(binding.split(" is ")[0] for binding in BINDINGS)
     out = []
-    for text, answer in corpus(seed, n):
+    for index, (text, answer) in enumerate(corpus(seed, n, kind=kind)):
         if answer is None:
             continue
         head_text, question = text.rsplit("\n", 1)
+        question = question.rsplit(" ASSISTANT:", 1)[0]
         out.append({"prompt": text[: -len(answer)].rstrip(), "description": head_text[len("USER: "):],
-                    "question": question.rsplit(" ASSISTANT:", 1)[0], "answer": answer})
+                    "question": question, "answer": answer,
+                    "steps": 2 if question.startswith(referents) else 1, "scene": index})
     return out
 
 
 def text_knockout(trainer, n: int = 300, widths=(1, 2)) -> dict:
     """The median over held-out documents of 1 − π per window start, for each width, on the decoder
-    of a staged trainer whose text stage is finished (``StagedTrainer.run(until="text")``)."""
-    from hearlib.method.readsite import knockout_drop, peak_layer, relative_depth
-
+    of a staged trainer whose text stage is finished (``StagedTrainer.run(until="text")``); the
+    documents of its own corpus, all together and (``by_steps``) one- and two-step questions apart."""
     tok, lm, head = trainer.tok, trainer.lm, trainer.head
-    pis = {w: [] for w in widths}
-    kept = 0
-    for doc in text_documents(n=n):
+    rows = []
+    for doc in text_documents(n=n, kind=trainer.recipe.text_corpus):
         ids = torch.tensor(tok(doc["prompt"])["input_ids"])
         start = len(tok("USER:")["input_ids"])
         stop = len(tok("USER: " + doc["description"])["input_ids"])
@@ -222,13 +224,21 @@ def text_knockout(trainer, n: int = 300, widths=(1, 2)) -> dict:
             logits = head(lm(input_ids=ids[None], use_cache=False).last_hidden_state[0, -1])
         if int(logits.argmax()) != answer_id:
             continue                                 # as the study: documents the decoder answers
-        kept += 1
-        for w in widths:
-            pis[w].append(context_knockout(lm, head, ids, slice(start, stop), answer_id, w))
+        rows.append((doc["steps"], {w: context_knockout(lm, head, ids, slice(start, stop), answer_id, w) for w in widths}))
     n_layers = len(lm.layers)
-    result = {"n_documents": kept, "n_layers": n_layers, "widths": {}}
-    for w, rows in pis.items():
-        curve = knockout_drop(rows)
+    result = {"corpus": trainer.recipe.text_corpus, **_knockout_summary([pis for _, pis in rows], widths, n_layers),
+              "by_steps": {}}
+    for steps in sorted({s for s, _ in rows}):
+        result["by_steps"][str(steps)] = _knockout_summary([pis for s, pis in rows if s == steps], widths, n_layers)
+    return result
+
+
+def _knockout_summary(rows: list[dict], widths, n_layers: int) -> dict:
+    from hearlib.method.readsite import knockout_drop, peak_layer, relative_depth
+
+    result = {"n_documents": len(rows), "n_layers": n_layers, "widths": {}}
+    for w in widths:
+        curve = knockout_drop([pis[w] for pis in rows])
         peak = peak_layer(curve)
         result["widths"][str(w)] = {"drop": curve.tolist(), "peak_layer": peak,
                                     "relative_depth": relative_depth(peak, n_layers)}
@@ -255,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--at", choices=("decoder", "projector"), default="decoder",
                         help="probes: the decoder's input (default) or the projector's (the tower's tokens)")
     parser.add_argument("--train", type=Path, default=Path("data/scenes/train"), help="text: the training scenes")
+    parser.add_argument("--corpus", choices=TEXT_CORPORA, default="one-step",
+                        help="text: the text-pretraining corpus (two-step: design D3, docs/ORGANISM.md); its text "
+                             "stage is trained first when not finished (about 28 min on 2 cores)")
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     args = parser.parse_args(argv)
     from hearlib.io import save_json
@@ -266,9 +279,11 @@ def main(argv: list[str] | None = None) -> int:
         result = colour_misses(args.model, args.scenes, args.style, args.n)
         print(json.dumps({k: v for k, v in result.items() if k != "misses"}, indent=1))
     else:
+        from hearlib.organism.recipe import Recipe
         from hearlib.organism.staged import StagedTrainer
 
-        trainer = StagedTrainer(args.train, "data/models", heldout_dir=args.scenes, progress=False)
+        trainer = StagedTrainer(args.train, "data/models", Recipe(text_corpus=args.corpus), heldout_dir=args.scenes,
+                                progress=False)
         trainer.run(until="text")
         result = text_knockout(trainer, args.n)
         print(json.dumps(result, indent=1))

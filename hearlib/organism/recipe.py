@@ -50,6 +50,11 @@ INGREDIENTS = {"text": "no text pretraining (the decoder starts from random weig
                               "per patch) instead of the contrastive one",
                "align": "no projector alignment (the projector starts from random weights in instruction tuning)"}
 CAPTION_PROMPT = "Describe the image briefly."
+# the text-pretraining corpora: one-step (every question answered from the described main object) and
+# two-step (design D3, docs/ORGANISM.md: half the questions ask about "the key item", bound to one of
+# the described objects in a sentence of its own, so the answer needs the binding first)
+TEXT_CORPORA = ("one-step", "two-step")
+BINDINGS = ("the key item is the {} .", "the thing in focus is the {} .")
 STYLE_PHRASE = {"real": "a photo of", "sketch": "a sketch of", "clipart": "a clipart of"}
 WHERE = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom",
          "centre": "in the centre"}
@@ -75,6 +80,7 @@ class Recipe:
     text_steps: int = 3000
     text_batch: int = 32
     text_lr: float = 1e-3
+    text_corpus: str = "one-step"   # "two-step": half the questions ask about a referent bound first (design D3)
     clip_steps: int = 4000
     clip_batch: int = 128
     clip_lr: float = 1e-3
@@ -97,13 +103,16 @@ class Recipe:
 
     def __post_init__(self):
         self.without = ingredients(self.without)
+        if self.text_corpus not in TEXT_CORPORA:
+            raise UserError(f"text_corpus {self.text_corpus!r}: choose from {', '.join(TEXT_CORPORA)}")
         if self.tune_steps < 0:
             raise UserError(f"tune_steps {self.tune_steps}: expected 0 (no stage 5) or a number of steps")
 
     def name(self, size_name: str) -> str:
         """The organism's folder name: the size, what was removed (``hear-organism-r8-no-text``),
         and ``-tuned`` with stage 5."""
-        return (size_name + "".join(f"-no-{w}" for w in STAGES if w in self.without)
+        return (size_name + ("-twostep" if self.text_corpus == "two-step" else "")
+                + "".join(f"-no-{w}" for w in STAGES if w in self.without)
                 + ("-tuned" if self.tune_steps > 0 else ""))
 
     @property
@@ -158,9 +167,10 @@ def describe(scene: scenes.Scene, style: str | None = None, rng: np.random.Gener
     return f"{lead}{main} , with {rest} , {bg} ." if others else f"{lead}{main} , {bg} ."
 
 
-def document(scene: scenes.Scene, rng: np.random.Generator) -> tuple[str, str | None]:
+def document(scene: scenes.Scene, rng: np.random.Generator, kind: str = "one-step") -> tuple[str, str | None]:
     """One text-pretraining document: a description, or (2 in 3) a question about a described
-    scene in the chat format, answered from the description. Returns (text, answer or None)."""
+    scene in the chat format, answered from the description. In the ``two-step`` corpus half the
+    questions are :func:`two_step_question` s. Returns (text, answer or None)."""
     style = scenes.STYLES[rng.integers(len(scenes.STYLES))] if rng.integers(2) else None
     desc = describe(scene, style, rng)
     if rng.integers(3) == 0:
@@ -169,14 +179,33 @@ def document(scene: scenes.Scene, rng: np.random.Generator) -> tuple[str, str | 
     prompts, key = O.QUESTIONS[q]
     prompt = prompts[rng.integers(len(prompts))]
     answer = scene.labels()[key]
+    if kind == "two-step" and rng.integers(2):
+        prompt, answer = two_step_question(scene, rng)
     return f"USER: {desc}\n{prompt} ASSISTANT: {answer}", answer
 
 
-def corpus(seed: int, n: int, offset: int = 0) -> list[tuple[str, str | None]]:
-    """``n`` documents of scenes ``offset..offset+n`` of ``seed`` (deterministic)."""
+def two_step_question(scene: scenes.Scene, rng: np.random.Generator) -> tuple[str, str]:
+    """A referent bound in one sentence, its attribute asked in the next: "the key item is the cone .
+    What colour is the key item ?" (the colour of the described cone), or bound by its colour and asked
+    for its name. The referent is any described object, the main one or a distractor, whose name (or
+    colour) no other object of the scene shares. Returns (the two sentences, the answer)."""
+    objects = [(scene.main.category, scene.color)] + [(d.category, color_name(d.color)) for d in scene.distractors]
+    names, colours = [n for n, _ in objects], [c for _, c in objects]
+    choices = [(n, c) for n, c in objects if names.count(n) == 1]
+    name, colour = choices[rng.integers(len(choices))]
+    binding = BINDINGS[rng.integers(len(BINDINGS))]
+    referent = binding.split(" is ")[0]
+    if colours.count(colour) == 1 and rng.integers(2):
+        return f"{binding.format(colour + ' one')} What is {referent} ?", name
+    return f"{binding.format(name)} What colour is {referent} ?", colour
+
+
+def corpus(seed: int, n: int, offset: int = 0, kind: str = "one-step") -> list[tuple[str, str | None]]:
+    """``n`` documents of scenes ``offset..offset+n`` of ``seed`` (deterministic; the two-step corpus
+    draws its extra choices after the one-step corpus's, which it otherwise equals document by document)."""
     out = []
     for i in range(offset, offset + n):
-        out.append(document(scenes.make_scene(seed, i), np.random.default_rng([seed, i, 7])))
+        out.append(document(scenes.make_scene(seed, i), np.random.default_rng([seed, i, 7]), kind))
     return out
 
 

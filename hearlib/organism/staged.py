@@ -242,8 +242,8 @@ class StagedTrainer:
     def stage_text(self, ck, modules, stop_after):
         r = self.recipe
         steps = r.steps("text")
-        docs = corpus(scenes.TRAIN_SEED, r.text_docs)
-        held = corpus(scenes.HELDOUT_SEED, r.heldout_images)
+        docs = corpus(scenes.TRAIN_SEED, r.text_docs, kind=r.text_corpus)
+        held = corpus(scenes.HELDOUT_SEED, r.heldout_images, kind=r.text_corpus)
         pad = self.tok.pad_token_id
         params = [p for m in modules.values() for p in m.parameters()]
         for p in params:
@@ -261,7 +261,7 @@ class StagedTrainer:
         train_steps(ck, modules, params, steps, r.text_lr, 0.01, step_fn, "stage 1: text pretraining",
               r.save_every, self.progress, stop_after)
         self.model.eval()
-        return steps, {"batch": r.text_batch, "lr": r.text_lr, "docs": r.text_docs}, self.check_text(held)
+        return steps, {"batch": r.text_batch, "lr": r.text_lr, "docs": r.text_docs, "corpus": r.text_corpus}, self.check_text(held)
 
     @torch.no_grad()
     def check_text(self, held) -> dict:

@@ -32,6 +32,34 @@ def test_text_documents_are_held_out_questions_ending_at_the_answer():
     docs = D.text_documents(n=30)
     assert docs and all(d["prompt"].endswith("ASSISTANT:") and d["description"] in d["prompt"] for d in docs)
     assert all(d["prompt"].startswith("USER: " + d["description"] + "\n" + d["question"]) for d in docs)
+    assert {d["steps"] for d in docs} == {1}
+
+
+def test_two_step_documents_bind_a_described_object_and_ask_its_attribute():
+    from hearlib.organism.recipe import color_name
+    from hearlib.organism.scenes import make_scene
+
+    one, two = D.text_documents(n=200), D.text_documents(n=200, kind="two-step")
+    assert len(one) == len(two)                      # the same documents ask questions, half of them in two steps
+    two_step = [d for d in two if d["steps"] == 2]
+    assert 0.35 < len(two_step) / len(two) < 0.65
+    by_prompt = {d["prompt"] for d in one}
+    assert all(d["prompt"] in by_prompt for d in two if d["steps"] == 1)
+    asked = {"colour": 0, "name": 0}
+    for d in two_step:
+        bound, asked_text = d["question"].split(" . ", 1)
+        word = bound.rsplit(" ", 1)[-1]
+        scene = make_scene(1, d["scene"])
+        described = [(scene.main.category, scene.color)] + [(x.category, color_name(x.color)) for x in scene.distractors]
+        names, colours = [n for n, _ in described], [c for _, c in described]
+        if asked_text.startswith("What colour"):
+            asked["colour"] += 1
+            assert names.count(word) == 1 and colours[names.index(word)] == d["answer"]
+        else:
+            asked["name"] += 1
+            colour = bound.split(" the ")[-1].split(" one")[0]
+            assert colours.count(colour) == 1 and names[colours.index(colour)] == d["answer"]
+    assert asked["colour"] > 0 and asked["name"] > 0
 
 
 @pytest.fixture(scope="module")

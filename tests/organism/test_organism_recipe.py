@@ -273,6 +273,16 @@ def test_a_stage_is_reused_only_where_nothing_it_depends_on_was_removed():
     assert _without("text,align") == ("text", "align") and _without(None) == ()
     with pytest.raises(UserError, match="ingredients"):
         _without("tower")
+
+
+def test_the_two_step_corpus_is_a_text_setting_with_its_own_name():
+    two = R.Recipe(**TINY, text_corpus="two-step")
+    assert two.name("hear-organism-r8") == "hear-organism-r8-twostep"
+    assert not R.Recipe(**TINY).same_stage(two, "text") and not R.Recipe(**TINY).same_stage(two, "align")
+    assert R.Recipe.from_json({k: v for k, v in vars(R.Recipe(**TINY)).items() if k != "text_corpus"}).text_corpus == "one-step"
+    from hearlib.errors import UserError
+    with pytest.raises(UserError, match="one-step, two-step"):
+        R.Recipe(text_corpus="three-step")
     with pytest.raises(UserError, match="tune_steps"):
         R.Recipe(tune_steps=-1)
 
