@@ -1,5 +1,5 @@
 import sys
 
-from hearlib.cli import main   # importing hearlib sets OMP_WAIT_POLICY before torch (hearlib/__init__.py)
+from hearlib.cli import main   # main sets OMP_WAIT_POLICY before torch is imported
 
 sys.exit(main())

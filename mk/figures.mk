@@ -16,7 +16,8 @@
 #   COLLECT_STAGES=g1,g2  ONLY="nb1 nb2"    collect these plan groups only; render these notebooks only
 PY ?= .venv/bin/python
 # idle OpenMP threads sleep instead of spinning: on 2 shared cores spinning made torch's small ops
-# 10-100x slower (docs/PERFORMANCE.md); `python -m hearlib` sets the same default itself
+# 10-100x slower (docs/PERFORMANCE.md); `python -m hearlib` sets the same default itself (hearlib.cli.main);
+# exported for every make target, the notebooks that papermill and JupyterLab run included
 export OMP_WAIT_POLICY ?= PASSIVE
 # seconds since $(1) (a `date +%s` value), for the phase totals make figures prints
 elapsed = $$(( $$(date +%s) - $(1) ))

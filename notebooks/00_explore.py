@@ -29,22 +29,8 @@
 # top head, in its own token geometry), which is what an executed copy (papermill, nbval) shows.
 
 # %% tags=["parameters"]
-model = "data/models/hear-organism-s"      # organism folder, checkpoint folder, hub id or registry name
-models = ["data/models/hear-organism-s", "data/models/hear-organism-m", "data/models/hear-organism-r8-tuned"]
-data = "data/scenes/study-400"             # COCO-format folder (or `python -m hearlib scenes` output)
-n_samples = 40                              # correct samples (paper: 200)
-n_size_samples = 20                         # samples of each compared model (Figs. 11-15)
-n_masks = 1000                              # M head masks per sample (paper: 10,000)
-ratio = 0.75                                # p, share of heads ablated per mask
-seed = 0
-n_mean_images = 32                          # R, images averaged for the mean keys/values (paper: 100)
-correct_only = True                         # keep samples the model answers correctly (paper)
-method = "fast"
-batch_size = "auto"
-device = None
-store = "data/store/study"
-profile = "quick"
-export = "build/explore"                    # folder of the exported head sets
+profile = "quick"   # notebooks/profiles/<profile>.yaml: the models, the data and every size
+overrides = {}      # values that replace the profile's, e.g. {"n_samples": 8} (make figures sets data, store, out)
 
 # %%
 from functools import partial
@@ -53,11 +39,15 @@ from IPython.display import Image, display
 
 from hearlib.paper.explore.drawing import draw_models, draw_static, figure_png, stability_text
 from hearlib.paper.explore.ui import ExplorerUI, open_explorer
+from hearlib.paper.notebook import open_notebook
 
-opener = partial(open_explorer, store=store, profile=profile, n_samples=n_samples, correct_only=correct_only,
-                 n_masks=n_masks, ratio=ratio, seed=seed, n_mean_images=n_mean_images, method=method,
-                 batch_size=batch_size, device=device, main=model, n_size_samples=n_size_samples)
-ui = ExplorerUI(opener, [model] + [m for m in models if m != model], [data], export_folder=export)
+nb = open_notebook("00_explore", profile, **overrides)
+p = nb.params
+
+opener = partial(open_explorer, store=p.store, profile=p.profile, n_samples=p.n_samples, correct_only=p.correct_only,
+                 n_masks=p.n_masks, ratio=p.ratio, seed=p.seed, n_mean_images=p.n_mean_images, method=p.method,
+                 batch_size=p.batch_size, device=p.device, main=p.model, n_size_samples=p.n_size_samples)
+ui = ExplorerUI(opener, [p.model] + [m for m in p.models if m != p.model], [p.data], export_folder=p.export)
 display(ui.widget)
 
 # %% [markdown]
@@ -67,8 +57,8 @@ display(ui.widget)
 # model's own image-token geometry (grids, tiles, global views).
 
 # %%
-for name in [model] + [m for m in models if str(m) != str(model)]:
-    ex = ui.ex if str(name) == str(model) else opener(name, data)
+for name in [p.model] + [m for m in p.models if str(m) != str(p.model)]:
+    ex = ui.ex if str(name) == str(p.model) else opener(name, p.data)
     item = ex.items[0]
     top_head = ex.heads_by_theta(item)[0][0]
     k = ex.sample_info(item).get("k_star", 1)
@@ -83,9 +73,9 @@ for name in [model] + [m for m in models if str(m) != str(model)]:
 # model: `hearlib heads diff`'s figure where the two have one geometry, else the two maps.
 
 # %%
-others = [m for m in models if str(m) != str(model)]
+others = [m for m in p.models if str(m) != str(p.model)]
 first = ui.ex.head_document()
-second = opener(others[0], data).head_document() if others else None
+second = opener(others[0], p.data).head_document() if others else None
 for document in [first] + ([second] if second else []):
     print(f"{document['model_id']}: {stability_text(document)}")
 display(Image(figure_png(draw_models(first, second), dpi=100)))

@@ -23,26 +23,10 @@
 # Per-sample results come from the store (`hearlib.paper.study`); the `validation` stage holds Δ.
 
 # %% tags=["parameters"]
-model = "data/models/hear-organism-s"      # organism folder, checkpoint folder, hub id or registry name
-data = "data/scenes/study-400"             # COCO-format folder (or `python -m hearlib scenes` output)
-n_samples = 40                              # correct samples (paper: 200)
-n_masks = 1000                              # M head masks per sample (paper: 10,000)
-ratio = 0.75                                # p, share of heads ablated per mask
-seed = 0
-n_mean_images = 32                          # R, images averaged for the mean keys/values (paper: 100)
-correct_only = True                         # keep samples the model answers correctly (paper)
-method = "fast"
-batch_size = "auto"
-device = None
-store = "data/store/study"
-out = "figures"
-profile = "quick"
-n_show = 4                                  # samples drawn in Fig. 7
+profile = "quick"   # notebooks/profiles/<profile>.yaml: the models, the data and every size
+overrides = {}      # values that replace the profile's, e.g. {"n_samples": 8} (make figures sets data, store, out)
 
 # %%
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -50,15 +34,13 @@ import pandas as pd
 from hearlib.paper import analysis as A
 from hearlib.method import effects as EF
 from hearlib.paper import plotting as P
-from hearlib.paper.report import Report
-from hearlib.paper.study import Study, stack
+from hearlib.paper.study import stack
+from hearlib.paper.notebook import open_notebook
 
-st = Study(model, data, store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size,
-           device=device, profile=profile)
-settings = dict(n_masks=n_masks, ratio=ratio, seed=seed)
-report = Report("01_head_ablation", out, dict(profile=profile, model=P.model_label(st.model), model_id=st.model_id,
-                                              data=st.dataset_id, n_samples=n_samples, R=n_mean_images, **settings))
-items = st.samples(n_samples, correct_only=correct_only)
+nb = open_notebook("01_head_ablation", profile, **overrides)
+p, st, report, settings = nb.params, nb.study, nb.report, nb.settings
+
+items = st.samples(p.n_samples, correct_only=p.correct_only)
 print(st, f"{len(items)} samples")
 
 # %%
@@ -72,8 +54,8 @@ print("Δ:", deltas.shape, "max over all:", deltas.max().round(3))
 # ## Fig. 7 — Δ_n for individual heads, one panel per randomly chosen sample
 
 # %%
-rng = np.random.default_rng(seed)
-show = rng.choice(len(items), size=min(n_show, len(items)), replace=False)
+rng = np.random.default_rng(p.seed)
+show = rng.choice(len(items), size=min(p.n_show, len(items)), replace=False)
 titles = [f"{items[s].label} (#{items[s].image_id}): max $\\Delta_n$ = {deltas[s].max():.2f}" for s in show]
 fig = P.head_map_panels([deltas[s].reshape(L, H) for s in show], titles,
                         cmap="Reds", vmin=0, vmax=max(0.05, float(deltas[show].max())), label=P.DELTA_N,
@@ -108,4 +90,4 @@ if share < 0.8:
             "single-head ablation matters more; the paper's redundancy grows with model size.")
 report.headline("Fig. 7", "share of samples in which no single head's ablation costs more than 5% (Δ_n > 0.05)",
                 f"{share:.0%} of {len(items)} samples", "80%", note)
-report.write_readme();
+nb.finish();

@@ -22,28 +22,10 @@
 # write (logit lens, Fig. 8).
 
 # %% tags=["parameters"]
-model = "data/models/hear-organism-s"
-models = ["data/models/hear-organism-s", "data/models/hear-organism-m", "data/models/hear-organism-r8-tuned"]
-data = "data/scenes/study-400"
-n_samples = 40
-n_size_samples = 20                         # samples per model for Table 2 / Fig. 12 / Fig. 14
-n_masks = 1000
-ratio = 0.75
-seed = 0
-n_mean_images = 32
-correct_only = True
-method = "fast"
-batch_size = "auto"
-device = None
-store = "data/store/study"
-out = "figures"
-profile = "quick"
-n_lens_samples = 2                          # samples shown in the logit lens (Fig. 8)
+profile = "quick"   # notebooks/profiles/<profile>.yaml: the models, the data and every size
+overrides = {}      # values that replace the profile's, e.g. {"n_samples": 8} (make figures sets data, store, out)
 
 # %%
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -51,17 +33,14 @@ import pandas as pd
 from hearlib.paper import analysis as A
 from hearlib.method import effects as EF
 from hearlib.paper import plotting as P
-from hearlib.paper.report import Report, fmt_pm
-from hearlib.paper.study import Study, stack
+from hearlib.paper.report import fmt_pm
+from hearlib.paper.study import stack
+from hearlib.paper.notebook import open_notebook
 
-common = dict(store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device,
-              profile=profile)
-st = Study(model, data, **common)
-settings = dict(n_masks=n_masks, ratio=ratio, seed=seed)
-report = Report("02_head_attribution", out, dict(profile=profile, model=P.model_label(st.model), model_id=st.model_id,
-                                                 data=st.dataset_id, n_samples=n_samples,
-                                                 n_size_samples=n_size_samples, R=n_mean_images, **settings))
-items = st.samples(n_samples, correct_only=correct_only)
+nb = open_notebook("02_head_attribution", profile, **overrides)
+p, st, report, settings = nb.params, nb.study, nb.report, nb.settings
+
+items = st.samples(p.n_samples, correct_only=p.correct_only)
 attrs = st.many("attribution", items, **settings)
 valid = st.many("validation", items, **settings)
 L, H = attrs[0]["n_layers"], attrs[0]["n_heads"]
@@ -73,7 +52,7 @@ print(st, f"{len(items)} samples, N = {L}×{H}")
 
 # %%
 ex = attrs[0]
-pi_test, pred = A.heldout_prediction(ex["masks"], ex["pi"], ex["theta"], ex["intercept"], seed)
+pi_test, pred = A.heldout_prediction(ex["masks"], ex["pi"], ex["theta"], ex["intercept"], p.seed)
 fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.6), gridspec_kw=dict(width_ratios=[1, 1.3]))
 P.heldout_scatter(a1, pi_test, pred,
                   f"{items[0].label}: $R^2$ = {ex['r2']:.2f}, $\\rho$ = {ex['pearson']:.2f} (held-out)")
@@ -86,9 +65,9 @@ report.figure(fig, "fig2_attribution_example", "Fig. 2")
 
 # %%
 size_rows, per_model = [], {}
-for m in models:
-    sm = st if str(m) == str(model) else Study(m, data, **common)
-    its = items[:n_size_samples] if sm is st else sm.samples(n_size_samples, correct_only=correct_only)
+for m in p.models:
+    sm = nb.study_of(m)
+    its = items[:p.n_size_samples] if sm is st else sm.samples(p.n_size_samples, correct_only=p.correct_only)
     at = sm.many("attribution", its, **settings)
     va = sm.many("validation", its, **settings)
     per_model[m] = (sm, its, at, va)
@@ -104,10 +83,10 @@ report.table(table2, "table2_attribution_fit", "Table 2",
 # %%
 weak = table2[(table2.R2_mean < 0.7) | (table2.Pearson_mean < 0.85)].model.tolist()
 ok = not weak
-main_row = table2.iloc[[i for i, m in enumerate(models) if str(m) == str(model)] or [0]].iloc[0]
+main_row = table2.iloc[[i for i, m in enumerate(p.models) if str(m) == str(p.model)] or [0]].iloc[0]
 # held-out R² of the fit on the first m masks (stored with every record): does more M help?
-counts = per_model[models[0]][2][0]["r2_counts"]
-curves = {P.model_label(m): np.mean([a["r2_curve"] for a in per_model[m][2]], axis=0) for m in models}
+counts = per_model[p.models[0]][2][0]["r2_counts"]
+curves = {P.model_label(m): np.mean([a["r2_curve"] for a in per_model[m][2]], axis=0) for m in p.models}
 r2_vs_m = pd.DataFrame({"masks": counts, **curves})
 report.table(r2_vs_m, "table2_r2_by_mask_count", "Table 2",
              "Mean held-out R² of the fit on the first m masks of each sample, per model.")
@@ -136,8 +115,8 @@ P.head_map(ax, dist, f"{P.model_label(st.model)}: share of samples whose $x^*$ h
 report.figure(fig, "fig3c_head_distribution", "Fig. 3C")
 
 fig = P.head_map_panels([A.head_distribution(stack(per_model[m][3], "x_star"), per_model[m][2][0]["n_layers"],
-                                             per_model[m][2][0]["n_heads"]) for m in models],
-                        [P.model_label(m) for m in models], cols=len(models), vmin=0, vmax=1,
+                                             per_model[m][2][0]["n_heads"]) for m in p.models],
+                        [P.model_label(m) for m in p.models], cols=len(p.models), vmin=0, vmax=1,
                         label="share of samples whose $x^*$ has the head", panel_size=(4.0, 3.4))
 report.figure(fig, "fig12_head_distribution_models", "Fig. 12")
 
@@ -158,8 +137,8 @@ sc, rho_att = P.theta_attention_scatter(ax, stack(attrs, "theta"), stack(attrs, 
                                         P.model_label(st.model), colorbar=True)
 report.figure(fig, "fig3d_attention_scatter", "Fig. 3D")
 
-fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 3.4), squeeze=False, layout="constrained")
-for ax, m in zip(axes[0], models):
+fig, axes = plt.subplots(1, len(p.models), figsize=(4 * len(p.models), 3.4), squeeze=False, layout="constrained")
+for ax, m in zip(axes[0], p.models):
     at = per_model[m][2]
     sc, _ = P.theta_attention_scatter(ax, stack(at, "theta"), stack(at, "image_attention"), at[0]["n_layers"],
                                       at[0]["n_heads"], P.model_label(m))
@@ -176,7 +155,7 @@ report.headline("Fig. 3D", "Pearson ρ between a head's θ_n and its image atten
 
 # %%
 rows = []
-for it, at in list(zip(items, attrs))[:n_lens_samples]:
+for it, at in list(zip(items, attrs))[:p.n_lens_samples]:
     for rank, n in enumerate(EF.ranking(at["theta"])[:5], start=1):
         lens = st.logit_lens(it, int(n), k=10)
         top10 = [t for t, _ in lens]
@@ -193,4 +172,4 @@ hit = lens_table.answer_in_top10.mean() if len(lens_table) else float("nan")
 report.headline("Fig. 8", "share of the top-5 heads (by θ) whose logit-lens top 10 contains the answer",
                 f"{hit:.0%} of {len(lens_table)} heads",
                 "some heads clearly answer-related, others background or uninterpretable")
-report.write_readme();
+nb.finish();

@@ -22,31 +22,10 @@
 # the flow. A count of N + 1 means the threshold is never reached (`hearlib.method.effects.min_heads`).
 
 # %% tags=["parameters"]
-model = "data/models/hear-organism-s"
-models = ["data/models/hear-organism-s", "data/models/hear-organism-m", "data/models/hear-organism-r8-tuned"]
-data = "data/scenes/study-400"
-n_samples = 40
-n_size_samples = 20
-n_masks = 1000
-ratio = 0.75
-seed = 0
-n_mean_images = 32
-correct_only = True
-method = "fast"
-batch_size = "auto"
-device = None
-store = "data/store/study"
-out = "figures"
-profile = "quick"
-ratios = [0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875]   # Fig. 6
-n_ratio_samples = 6
-faith_thresholds = [0.5, 0.6, 0.7, 0.8, 0.9]               # Fig. 5
-comp_thresholds = [0.5, 0.4, 0.3, 0.2, 0.1]
+profile = "quick"   # notebooks/profiles/<profile>.yaml: the models, the data and every size
+overrides = {}      # values that replace the profile's, e.g. {"n_samples": 8} (make figures sets data, store, out)
 
 # %%
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -54,17 +33,12 @@ import pandas as pd
 from hearlib.paper import analysis as A
 from hearlib.method import effects as EF
 from hearlib.paper import plotting as P
-from hearlib.paper.report import Report
-from hearlib.paper.study import Study, stack
+from hearlib.paper.notebook import open_notebook
 
-common = dict(store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device,
-              profile=profile)
-st = Study(model, data, **common)
-settings = dict(n_masks=n_masks, ratio=ratio, seed=seed)
-report = Report("03_validation", out, dict(profile=profile, model=P.model_label(st.model), model_id=st.model_id,
-                                           data=st.dataset_id, n_samples=n_samples, n_size_samples=n_size_samples,
-                                           n_ratio_samples=n_ratio_samples, R=n_mean_images, **settings))
-items = st.samples(n_samples, correct_only=correct_only)
+nb = open_notebook("03_validation", profile, **overrides)
+p, st, report, settings = nb.params, nb.study, nb.report, nb.settings
+
+items = st.samples(p.n_samples, correct_only=p.correct_only)
 valid = st.many("validation", items, **settings)
 criteria = list(valid[0]["criteria"])
 N = valid[0]["faithfulness"].shape[1]
@@ -102,14 +76,14 @@ report.headline("Fig. 3A", "mean number of top heads each criterion needs for fa
 
 # %%
 per_model = {}
-for m in models:
-    sm = st if str(m) == str(model) else Study(m, data, **common)
-    its = items[:n_size_samples] if sm is st else sm.samples(n_size_samples, correct_only=correct_only)
+for m in p.models:
+    sm = nb.study_of(m)
+    its = items[:p.n_size_samples] if sm is st else sm.samples(p.n_size_samples, correct_only=p.correct_only)
     per_model[m] = (sm, sm.many("validation", its, **settings))
 
-fig, axes = plt.subplots(len(models), 2, figsize=(8, 3.0 * len(models)), squeeze=False)
+fig, axes = plt.subplots(len(p.models), 2, figsize=(8, 3.0 * len(p.models)), squeeze=False)
 trend, by_model = [], []
-for row, m in zip(axes, models):
+for row, m in zip(axes, p.models):
     sm, va = per_model[m]
     n_heads = va[0]["faithfulness"].shape[1]
     f, c = A.min_heads_per_criterion(va)
@@ -161,12 +135,12 @@ report.headline("Fig. 3B", "extra heads HeAr needs for completeness < 0.2 over f
 fig, axes = plt.subplots(2, 1, figsize=(6, 6))
 rows = []
 for ci, name in enumerate(criteria):
-    f = [np.mean([EF.min_heads(e["faithfulness"][ci], t, "faithfulness") for e in valid]) for t in faith_thresholds]
-    c = [np.mean([EF.min_heads(e["completeness"][ci], t, "completeness") for e in valid]) for t in comp_thresholds]
-    axes[0].plot(faith_thresholds, f, marker="o", color=P.criterion_color(name), label=name)
-    axes[1].plot(comp_thresholds, c, marker="o", color=P.criterion_color(name), label=name)
-    rows += [{"criterion": name, "kind": "faithfulness >", "threshold": t, "min_heads": v} for t, v in zip(faith_thresholds, f)]
-    rows += [{"criterion": name, "kind": "completeness <", "threshold": t, "min_heads": v} for t, v in zip(comp_thresholds, c)]
+    f = [np.mean([EF.min_heads(e["faithfulness"][ci], t, "faithfulness") for e in valid]) for t in p.faith_thresholds]
+    c = [np.mean([EF.min_heads(e["completeness"][ci], t, "completeness") for e in valid]) for t in p.comp_thresholds]
+    axes[0].plot(p.faith_thresholds, f, marker="o", color=P.criterion_color(name), label=name)
+    axes[1].plot(p.comp_thresholds, c, marker="o", color=P.criterion_color(name), label=name)
+    rows += [{"criterion": name, "kind": "faithfulness >", "threshold": t, "min_heads": v} for t, v in zip(p.faith_thresholds, f)]
+    rows += [{"criterion": name, "kind": "completeness <", "threshold": t, "min_heads": v} for t, v in zip(p.comp_thresholds, c)]
 axes[0].set_xlabel("faithfulness threshold")
 axes[1].set_xlabel("completeness threshold")
 axes[0].set_title(f"{P.model_label(st.model)}: minimum heads against the threshold", fontsize=9)
@@ -188,13 +162,13 @@ report.headline("Fig. 5", "share of thresholds at which HeAr needs the fewest he
 # ## Fig. 6 — ablation ratio p from 12.5% to 87.5% (HeAr only)
 
 # %%
-ratio_items = items[:n_ratio_samples]
+ratio_items = items[:p.n_ratio_samples]
 rows = []
-for p in ratios:
-    va = st.many("validation", ratio_items, desc=f"p = {p}", n_masks=n_masks, ratio=p, seed=seed,
+for share in p.ratios:
+    va = st.many("validation", ratio_items, desc=f"p = {share}", n_masks=p.n_masks, ratio=share, seed=p.seed,
                  criteria=("HeAr",))
     for e in va:
-        rows.append({"ratio": p, "faithfulness>0.8": EF.min_heads(e["faithfulness"][0], 0.8, "faithfulness"),
+        rows.append({"ratio": share, "faithfulness>0.8": EF.min_heads(e["faithfulness"][0], 0.8, "faithfulness"),
                      "completeness<0.2": EF.min_heads(e["completeness"][0], 0.2, "completeness")})
 by_ratio = pd.DataFrame(rows).groupby("ratio").agg(["mean", "std"]).reset_index()
 by_ratio.columns = [" ".join(c).strip() for c in by_ratio.columns]
@@ -213,4 +187,4 @@ report.headline("Fig. 6", "mean heads HeAr needs for faithfulness > 0.8, ablatio
                 f"{low:.1f} vs {high:.1f} heads",
                 "p > 50% needs fewer heads, stable across high ratios",
                 "" if high <= low else "On the organism, high ablation ratios do not need fewer heads.")
-report.write_readme()
+nb.finish()

@@ -22,30 +22,10 @@
 # clustered (Fig. 10).
 
 # %% tags=["parameters"]
-model = "data/models/hear-organism-s"
-models = ["data/models/hear-organism-s", "data/models/hear-organism-m", "data/models/hear-organism-r8-tuned"]
-data = "data/scenes/study-400"
-n_masks = 1000
-ratio = 0.75
-seed = 0
-n_mean_images = 32
-correct_only = True
-method = "fast"
-batch_size = "auto"
-device = None
-store = "data/store/study"
-out = "figures"
-profile = "quick"
-per_class = 10                              # paper: up to 15 samples per object
-min_per_class = 4                           # paper: objects with at least 10 correct samples
-n_tsne_samples = 120                        # paper: 1,000
-n_size_tsne_samples = 36                    # per model for Fig. 13
-head_threshold = 0.1                        # Fig. 10: θ_n > 0.1 in at least one sample
+profile = "quick"   # notebooks/profiles/<profile>.yaml: the models, the data and every size
+overrides = {}      # values that replace the profile's, e.g. {"n_samples": 8} (make figures sets data, store, out)
 
 # %%
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -53,19 +33,15 @@ import pandas as pd
 from hearlib.paper import analysis as A
 from hearlib.method import effects as EF
 from hearlib.paper import plotting as P
-from hearlib.paper.report import Report
-from hearlib.paper.study import Study, stack
+from hearlib.paper.study import stack
+from hearlib.paper.notebook import open_notebook
 
-common = dict(store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device,
-              profile=profile)
-st = Study(model, data, **common)
-settings = dict(n_masks=n_masks, ratio=ratio, seed=seed)
-report = Report("04_tsne", out, dict(profile=profile, model=P.model_label(st.model), model_id=st.model_id,
-                                     data=st.dataset_id, per_class=per_class, min_per_class=min_per_class,
-                                     n_tsne_samples=n_tsne_samples, R=n_mean_images, **settings))
-items = st.samples(n_tsne_samples, correct_only=correct_only, per_class=per_class, min_per_class=min_per_class)
+nb = open_notebook("04_tsne", profile, **overrides)
+p, st, report, settings = nb.params, nb.study, nb.report, nb.settings
+
+items = st.samples(p.n_tsne_samples, correct_only=p.correct_only, per_class=p.per_class, min_per_class=p.min_per_class)
 if len({it.label for it in items}) < 2:         # too few per class: drop the minimum rather than fail
-    items = st.samples(n_tsne_samples, correct_only=correct_only, per_class=per_class)
+    items = st.samples(p.n_tsne_samples, correct_only=p.correct_only, per_class=p.per_class)
 attrs = st.many("attribution", items, **settings)
 thetas = stack(attrs, "theta")
 labels = np.array([it.label for it in items])
@@ -76,7 +52,7 @@ print(st, f"{len(items)} samples, {len(set(labels))} categories")
 # ## Fig. 3E / Fig. 13 — t-SNE of θ
 
 # %%
-xy = A.tsne_embedding(thetas, seed=seed)
+xy = A.tsne_embedding(thetas, seed=p.seed)
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
 P.embedding_scatter(axes[0], xy, labels, f"{P.model_label(st.model)}: t-SNE of {P.THETA}, by category")
 P.embedding_scatter(axes[1], xy, supers, "by super-category")
@@ -90,17 +66,17 @@ report.headline("Fig. 3E", "share of samples whose nearest neighbour in θ (cosi
                 "" if rate > 2 * chance else "On the organism θ vectors cluster by category little above chance.")
 
 # %%
-fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 4), squeeze=False)
-for ax, m in zip(axes[0], models):
-    sm = st if str(m) == str(model) else Study(m, data, **common)
+fig, axes = plt.subplots(1, len(p.models), figsize=(4.5 * len(p.models), 4), squeeze=False)
+for ax, m in zip(axes[0], p.models):
+    sm = nb.study_of(m)
     its, at = items, attrs
     if sm is not st:
-        its = sm.samples(n_size_tsne_samples, correct_only=correct_only, per_class=per_class,
-                         min_per_class=min_per_class)
+        its = sm.samples(p.n_size_tsne_samples, correct_only=p.correct_only, per_class=p.per_class,
+                         min_per_class=p.min_per_class)
         if len({it.label for it in its}) < 2:
-            its = sm.samples(n_size_tsne_samples, correct_only=correct_only, per_class=per_class)
+            its = sm.samples(p.n_size_tsne_samples, correct_only=p.correct_only, per_class=p.per_class)
         at = sm.many("attribution", its, **settings)
-    P.embedding_scatter(ax, A.tsne_embedding(stack(at, "theta"), seed=seed), np.array([it.label for it in its]),
+    P.embedding_scatter(ax, A.tsne_embedding(stack(at, "theta"), seed=p.seed), np.array([it.label for it in its]),
                         f"{P.model_label(m)}: t-SNE of {P.THETA}")
 report.figure(fig, "fig13_tsne_models", "Fig. 13")
 
@@ -108,22 +84,22 @@ report.figure(fig, "fig13_tsne_models", "Fig. 13")
 # ## Fig. 10 — head vectors with θ_n > 0.1 in at least one sample, hierarchically clustered
 
 # %%
-heads, vectors = EF.head_vectors(thetas, head_threshold)
+heads, vectors = EF.head_vectors(thetas, p.head_threshold)
 H = attrs[0]["n_heads"]
 why = None
 if len(heads) == 0:
-    why = f"no head has θ > {head_threshold} in any of the {len(thetas)} samples: there is no head vector to cluster"
+    why = f"no head has θ > {p.head_threshold} in any of the {len(thetas)} samples: there is no head vector to cluster"
     print(why)
-    fig = P.message_figure(f"{P.model_label(st.model)}: no head with $\\theta_n$ > {head_threshold}")
+    fig = P.message_figure(f"{P.model_label(st.model)}: no head with $\\theta_n$ > {p.head_threshold}")
 else:
     cl = A.cluster_head_vectors(vectors)
     fig = P.head_vector_figure(vectors, cl.row_order, cl.col_order, [A.head_name(n, H) for n in heads], labels)
-    fig.suptitle(f"{P.model_label(st.model)}: heads with $\\theta_n$ > {head_threshold} in at least one sample",
+    fig.suptitle(f"{P.model_label(st.model)}: heads with $\\theta_n$ > {p.head_threshold} in at least one sample",
                  fontsize=9)
 report.figure(fig, "fig10_head_vectors", "Fig. 10", why=why)
-agnostic = int(EF.sample_agnostic_heads(thetas, head_threshold)[2].sum())
-report.headline("Fig. 10", f"heads with θ_n > {head_threshold} in some sample / sample-agnostic ones among them "
-                f"(θ_n > {head_threshold} in ≥ 50% of samples)",
+agnostic = int(EF.sample_agnostic_heads(thetas, p.head_threshold)[2].sum())
+report.headline("Fig. 10", f"heads with θ_n > {p.head_threshold} in some sample / sample-agnostic ones among them "
+                f"(θ_n > {p.head_threshold} in ≥ 50% of samples)",
                 f"{len(heads)} of {thetas.shape[1]} heads / {agnostic}",
                 "two clusters: sample-agnostic and sample-specific heads")
-report.write_readme()
+nb.finish()

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -22,46 +22,25 @@
 # final `:` matter, and keeping them alone preserves 0.98 ± 0.02 of the logit (LLaVA-1.5-7B).
 
 # %% tags=["parameters"]
-model = "data/models/hear-organism-s"
-models = ["data/models/hear-organism-s", "data/models/hear-organism-m", "data/models/hear-organism-r8-tuned"]
-data = "data/scenes/study-400"
-n_samples = 40
-n_size_samples = 20
-n_masks = 1000
-ratio = 0.75
-seed = 0
-n_mean_images = 32
-correct_only = True
-method = "fast"
-batch_size = "auto"
-device = None
-store = "data/store/study"
-out = "figures"
-profile = "quick"
-threshold = 0.8                             # x*: faithfulness > threshold
-token_threshold = 0.05                      # u*: Δ_i > token_threshold
+profile = "quick"   # notebooks/profiles/<profile>.yaml: the models, the data and every size
+overrides = {}      # values that replace the profile's, e.g. {"n_samples": 8} (make figures sets data, store, out)
 
 # %%
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from hearlib.paper import analysis as A
 from hearlib.paper import plotting as P
-from hearlib.paper.report import Report, fmt_pm
-from hearlib.paper.study import Study, stack
+from hearlib.paper.report import fmt_pm
+from hearlib.paper.study import stack
+from hearlib.paper.notebook import open_notebook
 
-common = dict(store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device,
-              profile=profile)
-st = Study(model, data, **common)
-settings = dict(n_masks=n_masks, ratio=ratio, seed=seed, threshold=threshold, token_threshold=token_threshold)
-report = Report("05_text_tokens", out, dict(profile=profile, model=P.model_label(st.model), model_id=st.model_id,
-                                            data=st.dataset_id, n_samples=n_samples, n_size_samples=n_size_samples,
-                                            R=n_mean_images, **settings))
-items = st.samples(n_samples, correct_only=correct_only)
+nb = open_notebook("05_text_tokens", profile, **overrides)
+p, st, report = nb.params, nb.study, nb.report
+settings = dict(nb.settings, threshold=p.threshold, token_threshold=p.token_threshold)   # x*: faithfulness > threshold; u*: Δ_i > token_threshold
+
+items = st.samples(p.n_samples, correct_only=p.correct_only)
 texts = st.many("text", items, **settings)
 tokens = list(texts[0]["text_tokens"])
 delta = stack(texts, "delta_text")                 # [S, P_txt] (same prompt: same tokens)
@@ -73,33 +52,33 @@ print(st, f"{len(items)} samples, text tokens: {tokens}")
 # %%
 fig, ax = plt.subplots(figsize=(max(6, 0.4 * len(tokens)), 3.4))
 P.token_bars(ax, delta, tokens, f"{P.model_label(st.model)}: blocking one text token's image access under $x^*$",
-             token_threshold)
+             p.token_threshold)
 report.figure(fig, "fig4a_text_tokens", "Fig. 4A")
 per_token = pd.DataFrame({"position": range(len(tokens)), "token": tokens, "delta_mean": delta.mean(0),
                           "delta_std": delta.std(0), "share_in_u_star": stack(texts, "u_star").mean(0)})
 report.table(per_token, "fig4a_text_tokens", "Fig. 4A")
 
 # %%
-important = A.important_tokens(delta, token_threshold)        # positions, by the mean over samples
+important = A.important_tokens(delta, p.token_threshold)        # positions, by the mean over samples
 role_and_final = A.only_role_and_final(tokens, important)
-report.headline("Fig. 4A", f"text tokens whose blocked image access costs more than {token_threshold:.0%} of the logit "
-                f"(mean Δ_i > {token_threshold})", A.describe_tokens(tokens, important),
+report.headline("Fig. 4A", f"text tokens whose blocked image access costs more than {p.token_threshold:.0%} of the logit "
+                f"(mean Δ_i > {p.token_threshold})", A.describe_tokens(tokens, important),
                 "the role tokens (ASSISTANT) and the final ':' only",
                 "" if role_and_final else
                 "On the organism, tokens other than the role tokens and the final ':' also receive image information."
-                if len(important) else f"On the organism no single text token has Δ_i > {token_threshold} on average.")
+                if len(important) else f"On the organism no single text token has Δ_i > {p.token_threshold} on average.")
 
 # %% [markdown]
 # ## Table 3 and Fig. 15 — π(x*, u*) / π(x*) for every model
 
 # %%
 rows = []
-fig, axes = plt.subplots(len(models), 1, figsize=(max(6, 0.4 * len(tokens)), 3.0 * len(models)), squeeze=False)
-for ax, m in zip(axes[:, 0], models):
-    sm = st if str(m) == str(model) else Study(m, data, **common)
-    its = items[:n_size_samples] if sm is st else sm.samples(n_size_samples, correct_only=correct_only)
-    tx = texts[:n_size_samples] if sm is st else sm.many("text", its, **settings)
-    P.token_bars(ax, stack(tx, "delta_text"), list(tx[0]["text_tokens"]), P.model_label(sm.model), token_threshold)
+fig, axes = plt.subplots(len(p.models), 1, figsize=(max(6, 0.4 * len(tokens)), 3.0 * len(p.models)), squeeze=False)
+for ax, m in zip(axes[:, 0], p.models):
+    sm = nb.study_of(m)
+    its = items[:p.n_size_samples] if sm is st else sm.samples(p.n_size_samples, correct_only=p.correct_only)
+    tx = texts[:p.n_size_samples] if sm is st else sm.many("text", its, **settings)
+    P.token_bars(ax, stack(tx, "delta_text"), list(tx[0]["text_tokens"]), P.model_label(sm.model), p.token_threshold)
     ratio_ = np.array([t["ratio"] for t in tx])
     rows.append({"model": P.model_label(sm.model), "samples": len(tx), "logit relative to π(x*)": fmt_pm(ratio_),
                  "mean": ratio_.mean(), "tokens kept (mean)": stack(tx, "u_star").sum(1).mean()})
@@ -110,10 +89,10 @@ report.table(table3, "table3_text_token_ratio", "Table 3",
              "π(x*, u*, 1) / π(x*) when only the text tokens with Δ_i > 0.05 keep image access; mean ± std.")
 ratios = np.array([t["ratio"] for t in texts])
 report.headline("Table 3", "share of the logit kept when only u* (each sample's text tokens with "
-                f"Δ_i > {token_threshold}) keep image access: π(x*, u*)/π(x*)",
+                f"Δ_i > {p.token_threshold}) keep image access: π(x*, u*)/π(x*)",
                 fmt_pm(ratios), "0.98 ± 0.02 (LLaVA-1.5-7B; 0.82–0.99 over ten models)",
                 "" if ratios.mean() >= 0.8 else
                 "On the organism the selected tokens preserve less of the logit: the flow is spread over more text tokens.")
 
 # %%
-report.write_readme()
+nb.finish()

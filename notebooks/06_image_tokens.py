@@ -22,33 +22,10 @@
 # on the object and on some background tokens, and Pearson(θ^img, w) = 0.70 for LLaVA-1.5-7B.
 
 # %% tags=["parameters"]
-model = "data/models/hear-organism-s"
-models = ["data/models/hear-organism-s", "data/models/hear-organism-m", "data/models/hear-organism-r8-tuned"]
-data = "data/scenes/study-400"
-n_samples = 40
-n_image_samples = 12                        # samples with image-token attribution (paper: 50)
-n_masks = 1000
-n_image_masks = 2000                        # M image-token masks (paper: 10,000)
-image_ratio = 0.75
-ratio = 0.75
-seed = 0
-n_mean_images = 32
-correct_only = True
-method = "fast"
-batch_size = "auto"
-device = None
-store = "data/store/study"
-out = "figures"
-profile = "quick"
-threshold = 0.8
-token_threshold = 0.05
-n_show = 4                                  # rows of Fig. 4B
-n_more = 6                                  # rows of Fig. 16/17
+profile = "quick"   # notebooks/profiles/<profile>.yaml: the models, the data and every size
+overrides = {}      # values that replace the profile's, e.g. {"n_samples": 8} (make figures sets data, store, out)
 
 # %%
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -56,18 +33,16 @@ import pandas as pd
 from hearlib.paper import analysis as A
 from hearlib.method.attribution import pearson
 from hearlib.paper import plotting as P
-from hearlib.paper.report import Report, fmt_pm
-from hearlib.paper.study import Study, stack
+from hearlib.paper.report import fmt_pm
+from hearlib.paper.study import stack
+from hearlib.paper.notebook import open_notebook
 
-common = dict(store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device,
-              profile=profile)
-st = Study(model, data, **common)
-settings = dict(n_masks=n_masks, ratio=ratio, seed=seed, threshold=threshold, token_threshold=token_threshold,
-                n_image_masks=n_image_masks, image_ratio=image_ratio)
-report = Report("06_image_tokens", out, dict(profile=profile, model=P.model_label(st.model), model_id=st.model_id,
-                                             data=st.dataset_id, n_image_samples=n_image_samples, R=n_mean_images,
-                                             **settings))
-items = st.samples(n_image_samples, correct_only=correct_only)
+nb = open_notebook("06_image_tokens", profile, **overrides)
+p, st, report = nb.params, nb.study, nb.report
+settings = dict(nb.settings, threshold=p.threshold, token_threshold=p.token_threshold, n_image_masks=p.n_image_masks,
+                image_ratio=p.image_ratio)
+
+items = st.samples(p.n_image_samples, correct_only=p.correct_only)
 imgs = st.many("image", items, **settings)
 print(st, f"{len(items)} samples, grid {imgs[0]['grid']}")
 
@@ -75,17 +50,17 @@ print(st, f"{len(items)} samples, grid {imgs[0]['grid']}")
 # ## Fig. 4B — image, θ^img, weighted attention w
 
 # %%
-report.figure(P.image_token_maps([it.path for it in items], [it.label for it in items], imgs, n_show,
+report.figure(P.image_token_maps([it.path for it in items], [it.label for it in items], imgs, p.n_show,
                                  P.model_label(st.model)), "fig4b_image_tokens", "Fig. 4B")
-more = items[n_show:]
-report.figure(P.image_token_maps([it.path for it in more], [it.label for it in more], imgs[n_show:], n_more,
+more = items[p.n_show:]
+report.figure(P.image_token_maps([it.path for it in more], [it.label for it in more], imgs[p.n_show:], p.n_more,
                                  f"{P.model_label(st.model)}: more samples"), "fig16_image_tokens_more", "Fig. 16")
-if len(models) > 1:
-    other = next((m for m in models if str(m) != str(model)), models[0])
-    so = Study(other, data, **common)
-    its_o = so.samples(min(n_more, n_image_samples), correct_only=correct_only)
+if len(p.models) > 1:
+    other = next((m for m in p.models if str(m) != str(p.model)), p.models[0])
+    so = nb.study_of(other)
+    its_o = so.samples(min(p.n_more, p.n_image_samples), correct_only=p.correct_only)
     report.figure(P.image_token_maps([it.path for it in its_o], [it.label for it in its_o],
-                                     so.many("image", its_o, **settings), n_more, P.model_label(so.model)),
+                                     so.many("image", its_o, **settings), p.n_more, P.model_label(so.model)),
                   "fig17_image_tokens_other_model", "Fig. 17")
 
 # %% [markdown]
@@ -116,4 +91,4 @@ report.headline("Fig. 4C", "Pearson ρ between θ^img and the weighted attention
 report.headline("Fig. 4B", "held-out R² of the image-token fit θ^img (mean ± std over samples)",
                 fmt_pm([e["r2"] for e in imgs]),
                 "sparse θ^img on the object and some background tokens (qualitative)")
-report.write_readme()
+nb.finish()

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -23,51 +23,24 @@
 # *same* scene across styles.
 
 # %% tags=["parameters"]
-model = "data/models/hear-organism-s"
-data = "data/scenes/study-400"
-domain_data = None                          # DomainNet-layout folder; None = `data` (scenes have domains/)
-domains = ["real", "sketch", "clipart"]
-n_domain_samples = 48                       # paper: 300 images over the three domains
-n_masks = 1000
-ratio = 0.75
-seed = 0
-n_mean_images = 32
-correct_only = True
-method = "fast"
-batch_size = "auto"
-device = None
-store = "data/store/study"
-out = "figures"
-profile = "quick"
+profile = "quick"   # notebooks/profiles/<profile>.yaml: the models, the data and every size
+overrides = {}      # values that replace the profile's, e.g. {"n_samples": 8} (make figures sets data, store, out)
 
 # %%
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from hearlib.paper import analysis as A
 from hearlib.paper import plotting as P
-from hearlib.paper.plan import domain_folder
-from hearlib.paper.report import Report, fmt_pm
-from hearlib.paper.study import Study, stack, study_data
+from hearlib.paper.report import fmt_pm
+from hearlib.paper.study import stack
+from hearlib.paper.notebook import open_notebook
 
-folder = domain_folder(dict(data=study_data(data), domain_data=domain_data))
-if folder is None:
-    print(f"No DomainNet-layout data (give domain_data / DOMAIN_DATA=): Fig. 9 is drawn on {data} as one domain.")
-    st = Study(model, data, store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size,
-               device=device, profile=profile)
-    domains = sorted({str(it.domain) for it in st.items()})
-else:
-    st = Study(model, folder, kind="domainnet", domains=domains, store=store, n_mean_images=n_mean_images,
-               method=method, batch_size=batch_size, device=device, profile=profile)
-settings = dict(n_masks=n_masks, ratio=ratio, seed=seed)
-report = Report("07_domainnet", out, dict(profile=profile, model=P.model_label(st.model), model_id=st.model_id,
-                                          data=st.dataset_id, domains=domains, n_domain_samples=n_domain_samples,
-                                          R=n_mean_images, **settings))
-items = st.samples(n_domain_samples, correct_only=correct_only, interleave=("domain", "label"))
+nb = open_notebook("07_domainnet", profile, **overrides)
+p, st, report, settings = nb.params, nb.study, nb.report, nb.settings
+
+items = st.samples(p.n_domain_samples, correct_only=p.correct_only, interleave=("domain", "label"))
 attrs = st.many("attribution", items, **settings)
 valid = st.many("validation", items, **settings)
 dom = np.array([it.domain for it in items])
@@ -75,7 +48,7 @@ labels = np.array([it.label for it in items])
 thetas = stack(attrs, "theta")
 L, H = attrs[0]["n_layers"], attrs[0]["n_heads"]
 criteria = list(valid[0]["criteria"])
-present = [d for d in domains if (dom == d).any()]
+present = [d for d in p.domains if (dom == d).any()]
 print(st, pd.Series(dom).value_counts().to_dict())
 
 # %% [markdown]
@@ -128,7 +101,7 @@ examples = [next(it for it in items if it.domain == d) for d in present]
 fig = P.image_panels([it.path for it in examples], [f"{it.domain}: {it.label}" for it in examples])
 report.figure(fig, "fig9d_examples", "Fig. 9D")
 
-xy = A.tsne_embedding(thetas, seed=seed)
+xy = A.tsne_embedding(thetas, seed=p.seed)
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.3))
 P.embedding_scatter(axes[0], xy, dom, f"{P.model_label(st.model)}: t-SNE of {P.THETA}, by domain")
 P.embedding_scatter(axes[1], xy, labels, "by category")
@@ -149,4 +122,4 @@ mean_map = np.mean(list(map_cos.values())) if map_cos else float("nan")
 report.headline("Fig. 9B", "cosine similarity of the head-distribution maps between two domains, mean over pairs",
                 f"{mean_map:.2f}", "head patterns consistent across domains (qualitative)",
                 "" if mean_map > 0.8 else "The organism's head patterns change more with style than the paper's.")
-report.write_readme()
+nb.finish()

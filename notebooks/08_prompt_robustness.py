@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -21,25 +21,10 @@
 # per prompt. The paper (LLaVA-1.5-7B, 40 samples): 0.91–0.97, average 0.95.
 
 # %% tags=["parameters"]
-model = "data/models/hear-organism-s"
-data = "data/scenes/study-400"
-n_prompt_samples = 16                       # paper: 40 samples per prompt
-n_masks = 1000
-ratio = 0.75
-seed = 0
-n_mean_images = 32
-correct_only = True
-method = "fast"
-batch_size = "auto"
-device = None
-store = "data/store/study"
-out = "figures"
-profile = "quick"
+profile = "quick"   # notebooks/profiles/<profile>.yaml: the models, the data and every size
+overrides = {}      # values that replace the profile's, e.g. {"n_samples": 8} (make figures sets data, store, out)
 
 # %%
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -47,16 +32,14 @@ import pandas as pd
 from hearlib.paper import analysis as A
 from hearlib.paper import plotting as P
 from hearlib.prompts import ALTERNATIVE_PROMPTS
-from hearlib.paper.report import Report, fmt_pm
-from hearlib.paper.study import Study, stack
+from hearlib.paper.report import fmt_pm
+from hearlib.paper.study import stack
+from hearlib.paper.notebook import open_notebook
 
-st = Study(model, data, store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device,
-           profile=profile)
-settings = dict(n_masks=n_masks, ratio=ratio, seed=seed)
-report = Report("08_prompt_robustness", out, dict(profile=profile, model=P.model_label(st.model), model_id=st.model_id,
-                                                  data=st.dataset_id, n_prompt_samples=n_prompt_samples,
-                                                  R=n_mean_images, **settings))
-items = st.samples(n_prompt_samples, correct_only=correct_only)
+nb = open_notebook("08_prompt_robustness", profile, **overrides)
+p, st, report, settings = nb.params, nb.study, nb.report, nb.settings
+
+items = st.samples(p.n_prompt_samples, correct_only=p.correct_only)
 base = stack(st.many("attribution", items, desc="paper prompt", **settings), "theta")
 print(st, f"{len(items)} samples")
 
@@ -79,7 +62,7 @@ report.table(table1, "table1_prompt_cosine", "Table 1",
 fig, ax = plt.subplots(figsize=(7, 3.2))
 ax.bar(range(1, 10), table1["mean"], yerr=table1["std"], capsize=3, color="tab:red", alpha=0.8,
        label=P.model_label(st.model))
-ax.plot(range(1, 10), [float(p.split(" ± ")[0]) for p in PAPER_TABLE1], "ko", label="paper (LLaVA-1.5-7B)")
+ax.plot(range(1, 10), [float(value.split(" ± ")[0]) for value in PAPER_TABLE1], "ko", label="paper (LLaVA-1.5-7B)")
 ax.set_xticks(range(1, 10))
 ax.set_xlabel("alternative prompt (appendix C.3)")
 ax.set_ylabel(r"cosine($\theta_{paper\ prompt}$, $\theta_{prompt}$)")
@@ -92,4 +75,4 @@ report.headline("Table 1", "cosine similarity of θ under the paper prompt and u
                 "mean over the nine prompts", f"{overall:.2f} (range {table1['mean'].min():.2f}–{table1['mean'].max():.2f})",
                 "0.95 (range 0.91–0.97)",
                 "" if overall >= 0.85 else "The organism's θ depends more on the prompt's wording than LLaVA-1.5-7B's.")
-report.write_readme()
+nb.finish()

@@ -29,27 +29,10 @@
 # `{"kind": {"prompt": "...", "answer": "supercategory"}}`.
 
 # %% tags=["parameters"]
-model = "data/models/hear-organism-s"
-data = "data/scenes/study-400"
-n_question_samples = 12                     # samples answered correctly under every question type
-n_masks = 1000
-ratio = 0.75
-seed = 0
-n_mean_images = 32
-correct_only = True
-method = "fast"
-batch_size = "auto"
-device = None
-store = "data/store/study"
-out = "figures"
-profile = "quick"
-questions = None                            # extra question types: name -> {prompt, answer field}
-top_k = 3                                   # heads per type compared for specificity
+profile = "quick"   # notebooks/profiles/<profile>.yaml: the models, the data and every size
+overrides = {}      # values that replace the profile's, e.g. {"n_samples": 8} (make figures sets data, store, out)
 
 # %%
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -57,19 +40,18 @@ import pandas as pd
 from hearlib.paper import analysis as A
 from hearlib.method import effects as EF
 from hearlib.paper import plotting as P
-from hearlib.paper.report import Report, fmt_pm
-from hearlib.paper.study import Study, stack
+from hearlib.paper.report import fmt_pm
+from hearlib.paper.study import stack
+from hearlib.paper.notebook import open_notebook
+
+nb = open_notebook("09_question_types", profile, **overrides)
+p, st, report, settings = nb.params, nb.study, nb.report, nb.settings
 
 BEYOND = "— (beyond the paper)"
 ITEM = "Question types (beyond the paper)"
-st = Study(model, data, store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device,
-           profile=profile)
-settings = dict(n_masks=n_masks, ratio=ratio, seed=seed)
-types = st.questions(questions)
-report = Report("09_question_types", out, dict(profile=profile, model=P.model_label(st.model), model_id=st.model_id,
-                                               data=st.dataset_id, n_question_samples=n_question_samples,
-                                               R=n_mean_images, question_types=list(types), **settings))
-items = st.samples(n_question_samples, correct_only=correct_only, questions=types.values())
+types = st.questions(p.questions)
+nb.record_settings(question_types=list(types))
+items = st.samples(p.n_question_samples, correct_only=p.correct_only, questions=types.values())
 attrs = {name: st.many("attribution", items, desc=f"{name} question", prompt=q.prompt, answer=q.answer, **settings)
          for name, q in types.items()}
 thetas = {name: stack(recs, "theta") for name, recs in attrs.items()}
@@ -175,21 +157,21 @@ peaks = {name: int(np.nanargmax(s)) for name, s in share.items()}
 # no other type's top `top_k`. The bars show the mean θ of every head in some type's top `top_k`.
 
 # %%
-specific = A.specific_heads(means, top_k)
-union = sorted({int(n) for m in means.values() for n in EF.ranking(m)[:top_k]}, key=lambda n: -max(m[n] for m in means.values()))
+specific = A.specific_heads(means, p.top_k)
+union = sorted({int(n) for m in means.values() for n in EF.ranking(m)[:p.top_k]}, key=lambda n: -max(m[n] for m in means.values()))
 fig, ax = plt.subplots(figsize=(min(12.0, max(5.0, 0.8 * len(union) + 1.5)), 3.4), layout="constrained")
 colors = dict(zip(names, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
 P.grouped_bars(ax, [A.head_name(n, H) + ("*" if any(n in s for s in specific.values()) else "") for n in union],
                {name: [means[name][n] for n in union] for name in names}, colors,
-               ylabel=f"mean {P.THETA_N}", title=f"top-{top_k} heads of each type (* specific to one type)")
+               ylabel=f"mean {P.THETA_N}", title=f"top-{p.top_k} heads of each type (* specific to one type)")
 ax.axhline(0, color="0.6", lw=0.8)
 ax.legend(fontsize=8)
 report.figure(fig, "q_specific_heads", ITEM)
-spec_rows = [{"type": name, "top heads": " ".join(A.head_name(int(n), H) for n in EF.ranking(means[name])[:top_k]),
+spec_rows = [{"type": name, "top heads": " ".join(A.head_name(int(n), H) for n in EF.ranking(means[name])[:p.top_k]),
               "specific": " ".join(A.head_name(int(n), H) for n in specific[name]) or "none"} for name in names]
 spec_table = pd.DataFrame(spec_rows)
 report.table(spec_table, "q_specific_heads", ITEM,
-             f"Top-{top_k} heads by mean θ per question type, and those in no other type's top {top_k}.")
+             f"Top-{p.top_k} heads by mean θ per question type, and those in no other type's top {p.top_k}.")
 spec_table
 
 # %%
@@ -199,7 +181,7 @@ if pairs:
     report.headline(ITEM, "cosine of θ between the object question and each other question type, "
                     "same samples (mean over samples)", f"{vs_object} (object, two samples: {ref:.2f})", BEYOND)
     n_spec = sum(len(s) for s in specific.values())
-    report.headline(ITEM, f"heads in one type's top {top_k} by mean θ and no other's",
+    report.headline(ITEM, f"heads in one type's top {p.top_k} by mean θ and no other's",
                     "; ".join(f"{name}: {' '.join(A.head_name(int(n), H) for n in specific[name]) or 'none'}"
                               for name in names) + f" ({n_spec} in all)", BEYOND)
     report.headline(ITEM, "layer with the largest share of positive θ, per question type",
@@ -207,4 +189,4 @@ if pairs:
 else:
     report.headline(ITEM, "question types compared", f"object only ({st.dataset_id} has no other labels)",
                     BEYOND, "Give other questions with the parameter `questions`.")
-report.write_readme();
+nb.finish();

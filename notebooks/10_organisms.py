@@ -30,33 +30,10 @@
 # other notebooks', which use more samples.
 
 # %% tags=["parameters"]
-model = "data/models/hear-organism-s"      # the default organism (the first column)
-organisms = ["data/models/hear-organism-s", "data/models/hear-organism-r8-tuned"]   # compared; missing folders are skipped
-data = "data/scenes/study-400"
-n_size_samples = 20                         # samples per organism for Figs. 3A/3C/7 and Table 2
-n_size_tsne_samples = 36                    # samples per organism for Fig. 3E (per_class at most per category)
-per_class = 10
-min_per_class = 4
-n_organism_prompt_samples = 6               # samples per organism for Table 1 (each: ten attributions)
-n_masks = 1000
-ratio = 0.75
-seed = 0
-n_mean_images = 32
-correct_only = True
-method = "fast"
-batch_size = "auto"
-device = None
-store = "data/store/study"
-out = "figures"
-profile = "quick"
+profile = "quick"   # notebooks/profiles/<profile>.yaml: the models, the data and every size
+overrides = {}      # values that replace the profile's, e.g. {"n_samples": 8} (make figures sets data, store, out)
 
 # %%
-import json
-from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -64,48 +41,29 @@ import pandas as pd
 from hearlib.paper import analysis as A
 from hearlib.method import effects as EF
 from hearlib.paper import plotting as P
+from hearlib.paper.organisms import PAPER, WHAT, disagreements, recipe_of, six_cells
 from hearlib.paper.plan import present_on_disk
 from hearlib.prompts import ALTERNATIVE_PROMPTS
-from hearlib.paper.report import Report, markdown_table
-from hearlib.paper.study import Study, stack
+from hearlib.paper.report import markdown_table
+from hearlib.paper.study import stack
+from hearlib.paper.notebook import open_notebook
 
-common = dict(store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device,
-              profile=profile)
-settings = dict(n_masks=n_masks, ratio=ratio, seed=seed)
-organisms = list(organisms or [model])           # none given: the main model's six numbers alone
+nb = open_notebook("10_organisms", profile, **overrides)
+p, st, report, settings = nb.params, nb.study, nb.report, nb.settings
+
+organisms = list(p.organisms or [p.model])           # none given: the main model's six numbers alone
 present = [m for m in organisms if present_on_disk(m)]
+nb.record_settings(organisms=[P.model_label(m) for m in present])
 for m in organisms:
     if m not in present:
         print(f"skipped {m}: not found (make model-staged / make model-ingredients train it)")
-st = Study(model, data, **common)
-report = Report("10_organisms", out, dict(profile=profile, model=P.model_label(st.model), model_id=st.model_id,
-                                          organisms=[P.model_label(m) for m in present], data=st.dataset_id,
-                                          n_size_samples=n_size_samples, n_size_tsne_samples=n_size_tsne_samples,
-                                          n_organism_prompt_samples=n_organism_prompt_samples, R=n_mean_images,
-                                          **settings))
-
-
-def recipe_of(folder) -> str:
-    """How the organism was trained, from its training record (fast / staged / staged minus an
-    ingredient / staged with stage 5, the tower tuned at the end)."""
-    folder = Path(str(folder))
-    staged = folder / "training_stages.json"
-    if staged.is_file():
-        record = json.loads(staged.read_text())
-        tuned = any(s.get("stage") == "tune" for s in record.get("stages", []))
-        return ("staged" + "".join(f" − {k}" for k in record.get("without") or {})
-                + (", tower tuned" if tuned else ""))
-    trained = folder / "hearlib_training.json"
-    if trained.is_file():
-        return json.loads(trained.read_text()).get("recipe", "fast")
-    return "—"
 
 
 # %%
 rows, layer_shares = [], {}
 for m in present:
-    sm = st if str(m) == str(model) else Study(m, data, **common)
-    items = sm.samples(n_size_samples, correct_only=correct_only)
+    sm = nb.study_of(m)
+    items = sm.samples(p.n_size_samples, correct_only=p.correct_only)
     attrs = sm.many("attribution", items, **settings)
     valid = sm.many("validation", items, **settings)
     L, H = attrs[0]["n_layers"], attrs[0]["n_heads"]
@@ -120,14 +78,14 @@ for m in present:
     r2, rho = np.array([a["r2"] for a in attrs]), np.array([a["pearson"] for a in attrs])
     no_head = EF.share_without_important_head(stack(valid, "delta"), 0.05)
     # Fig. 3E: nearest neighbour in θ
-    t_items = sm.samples(n_size_tsne_samples, correct_only=correct_only, per_class=per_class,
-                         min_per_class=min_per_class)
+    t_items = sm.samples(p.n_size_tsne_samples, correct_only=p.correct_only, per_class=p.per_class,
+                         min_per_class=p.min_per_class)
     if len({it.label for it in t_items}) < 2:
-        t_items = sm.samples(n_size_tsne_samples, correct_only=correct_only, per_class=per_class)
+        t_items = sm.samples(p.n_size_tsne_samples, correct_only=p.correct_only, per_class=p.per_class)
     t_theta = stack(sm.many("attribution", t_items, **settings), "theta")
     same, chance = A.same_label_rate(t_theta, [it.label for it in t_items])
     # Table 1: θ under the paper prompt against each alternative prompt
-    p_items = sm.samples(n_organism_prompt_samples, correct_only=correct_only)
+    p_items = sm.samples(p.n_organism_prompt_samples, correct_only=p.correct_only)
     base = stack(sm.many("attribution", p_items, desc="paper prompt", **settings), "theta")
     cos = np.concatenate([A.paired_cosine(base, stack(sm.many("attribution", p_items, desc=f"prompt {i}",
                                                                     prompt=prompt, **settings), "theta"))
@@ -162,48 +120,17 @@ report.figure(fig, "organisms_layer_share", "Organisms")
 # ## The side-by-side table, with a note wherever an organism disagrees with the paper
 
 # %%
-PAPER = {"Fig. 3C": "middle-to-late layers", "Fig. 3A": "HeAr needs the fewest heads of the four criteria",
-         "Table 2": "0.82 ± 0.05 / 0.91 ± 0.03 (R² 0.77–0.92 over ten models)", "Table 1": "0.95 (0.91–0.97)",
-         "Fig. 7": "80%", "Fig. 3E": "clusters by category (qualitative)"}
-WHAT = {"Fig. 3C": "layer most often in x* (relative depth)", "Fig. 3A": "heads HeAr needs: faithfulness > 0.8 / completeness < 0.2",
-        "Table 2": "held-out R² / Pearson ρ of θ·x + b", "Table 1": "cosine of θ, paper prompt vs the nine others",
-        "Fig. 7": "samples where no single head costs > 5%", "Fig. 3E": "nearest neighbour in θ of the same category (chance)"}
-
-
-def cells(r) -> dict:
-    return {"Fig. 3C": f"layer {r.layer_peak} of {r.layers} ({r.depth:.2f})",
-            "Fig. 3A": f"{r.hear_faith:.1f} / {r.hear_comp:.1f}",
-            "Table 2": f"{r.r2:.2f} ± {r.r2_std:.2f} / {r.rho:.2f} ± {r.rho_std:.2f}",
-            "Table 1": f"{r.prompt_cos:.2f}", "Fig. 7": f"{r.no_head:.0%}", "Fig. 3E": f"{r.same:.0%} ({r.chance:.0%})"}
-
-
-def disagreements(r) -> list[str]:
-    notes = []
-    if r.depth < 1 / 3:
-        notes.append(f"Fig. 3C: its important heads sit early (layer {r.layer_peak} of {r.layers}), "
-                     "not in the middle-to-late layers")
-    if r.r2 < 0.7 or r.rho < 0.85:
-        notes.append(f"Table 2: its flow is less linear (R² {r.r2:.2f}, ρ {r.rho:.2f}; paper ≥ 0.77 / 0.88)")
-    if r.prompt_cos < 0.9:
-        notes.append(f"Table 1: θ depends more on the prompt's wording (cosine {r.prompt_cos:.2f}; paper 0.91–0.97)")
-    if r.no_head < 0.8:
-        notes.append(f"Fig. 7: single heads matter more (no head > 5% in {r.no_head:.0%} of samples; paper 80%)")
-    if r.same <= 2 * r.chance:
-        notes.append("Fig. 3E: θ clusters by category little above chance")
-    return notes
-
-
 table = pd.DataFrame([{"paper item": item, "what": WHAT[item],
-                       **{f"{r.organism} ({r.recipe})": cells(r)[item] for r in results.itertuples()},
+                       **{f"{r.organism} ({r.recipe})": six_cells(r)[item] for r in results.itertuples()},
                        "paper (LLaVA-1.5-7B)": PAPER[item]} for item in WHAT])
 report.table(table, "organisms_side_by_side", "Organisms",
-             f"The six numbers per organism, each on the same {n_size_samples} samples "
-             f"({n_size_tsne_samples} for Fig. 3E, {n_organism_prompt_samples} for Table 1).")
+             f"The six numbers per organism, each on the same {p.n_size_samples} samples "
+             f"({p.n_size_tsne_samples} for Fig. 3E, {p.n_organism_prompt_samples} for Table 1).")
 notes = [f"- **{r.organism}** ({r.recipe}): " + ("; ".join(disagreements(r)) or "agrees with the paper on all six")
          for r in results.itertuples()]
 report.section("The organisms side by side",
-               f"Each organism on the same {n_size_samples} samples ({n_size_tsne_samples} for Fig. 3E, "
-               f"{n_organism_prompt_samples} for Table 1), `notebooks/10_organisms.py`; the recipes are in "
+               f"Each organism on the same {p.n_size_samples} samples ({p.n_size_tsne_samples} for Fig. 3E, "
+               f"{p.n_organism_prompt_samples} for Table 1), `notebooks/10_organisms.py`; the recipes are in "
                "docs/ORGANISM.md.\n\n" + markdown_table(table) + "\n\nWhere each disagrees with the paper "
                "(generated from the numbers above):\n\n" + "\n".join(notes))
 print(table.to_string(index=False))
@@ -215,4 +142,4 @@ report.headline("Organisms", "relative depth of the layer most often in x*, per 
                 ", ".join(f"{r.organism} {r.depth:.2f}" for r in results.itertuples()),
                 "middle-to-late layers", "" if best.depth >= 1 / 3 else
                 "No organism here puts its image-to-text heads in the middle or late layers.")
-report.write_readme()
+nb.finish()

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -34,28 +34,10 @@
 # The verdicts on the hypotheses of issue 27 are written in docs/ORGANISM.md from these numbers.
 
 # %% tags=["parameters"]
-model = "data/models/hear-organism-s"      # the default organism
-readsite_models = None                      # models studied (None: the organisms of 10, else model)
-organisms = ["data/models/hear-organism-s", "data/models/hear-organism-r8-tuned"]
-data = "data/scenes/study-400"
-n_readsite_samples = 48                     # samples per model, answered correctly under every question
-n_size_samples = 20                         # samples per model for HeAr's x* share (as in 10)
-n_masks = 1000
-ratio = 0.75
-seed = 0
-n_mean_images = 32
-correct_only = True
-method = "fast"
-batch_size = "auto"
-device = None
-store = "data/store/study"
-out = "figures"
-profile = "quick"
+profile = "quick"   # notebooks/profiles/<profile>.yaml: the models, the data and every size
+overrides = {}      # values that replace the profile's, e.g. {"n_samples": 8} (make figures sets data, store, out)
 
 # %%
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -65,21 +47,17 @@ from hearlib.paper import plotting as P
 from hearlib.method import readsite as R
 from hearlib.paper.plan import readsite_models as models_of
 from hearlib.records.questions import answer_of
-from hearlib.paper.report import Report, markdown_table
-from hearlib.paper.study import Study, stack
+from hearlib.paper.report import markdown_table
+from hearlib.paper.study import stack
+from hearlib.paper.notebook import open_notebook
+
+nb = open_notebook("11_where_the_read_happens", profile, **overrides)
+p, st, report, settings = nb.params, nb.study, nb.report, nb.settings
 
 ITEM = "Where the read happens (beyond the paper)"
 BEYOND = "— (beyond the paper)"
-common = dict(store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device,
-              profile=profile)
-settings = dict(n_masks=n_masks, ratio=ratio, seed=seed)
-studied = models_of(dict(model=model, models=[model], organisms=organisms, readsite_models=readsite_models))
-st = Study(model, data, **common)
-report = Report("11_where_the_read_happens", out,
-                dict(profile=profile, model=P.model_label(st.model), model_id=st.model_id,
-                     models=[P.model_label(m) for m in studied], data=st.dataset_id,
-                     n_readsite_samples=n_readsite_samples, n_size_samples=n_size_samples, R=n_mean_images,
-                     **settings))
+studied = models_of(dict(model=p.model, models=[p.model], organisms=p.organisms, readsite_models=p.readsite_models))
+nb.record_settings(models=[P.model_label(m) for m in studied])
 
 # %% [markdown]
 # ## The measurements, per model
@@ -87,18 +65,18 @@ report = Report("11_where_the_read_happens", out,
 # %%
 results = {}
 for m in studied:
-    sm = st if str(m) == str(model) else Study(m, data, **common)
+    sm = nb.study_of(m)
     types = sm.questions()
-    items = sm.samples(n_readsite_samples, correct_only=correct_only, questions=types.values())
+    items = sm.samples(p.n_readsite_samples, correct_only=p.correct_only, questions=types.values())
     knock = {n: sm.many("knockout", items, desc=f"knockout, {n}", prompt=q.prompt, answer=q.answer)
              for n, q in types.items()}
     read = {n: sm.many("readout", items, desc=f"readout, {n}", prompt=q.prompt, answer=q.answer)
             for n, q in types.items()}
     patch = sm.many("patching", items, desc="patching")
-    valid = sm.many("validation", sm.samples(n_size_samples, correct_only=correct_only), **settings)
+    valid = sm.many("validation", sm.samples(p.n_size_samples, correct_only=p.correct_only), **settings)
     L, H = read["object"][0]["n_layers"], read["object"][0]["n_heads"]
     labels = {n: [answer_of(it, q.answer) for it in items] for n, q in types.items()}
-    both = [p for p in patch if p.meta.get("correct") and p.meta.get("partner_correct")] or list(patch)
+    both = [r for r in patch if r.meta.get("correct") and r.meta.get("partner_correct")] or list(patch)
     res = dict(L=L, H=H, n=len(items), types=list(types),
                drop={n: R.knockout_drop(stack(k, "pi_w1")) for n, k in knock.items()},
                drop2={n: R.knockout_drop(stack(k, "pi_w2")) for n, k in knock.items() if L > 1},
@@ -112,16 +90,16 @@ for m in studied:
     final_obj = stack(read["object"], "residual_final")
     for n in types:
         try:
-            probes[f"{n} (object asked)"] = R.probe_by_layer(final_obj, labels[n], seed=seed)
+            probes[f"{n} (object asked)"] = R.probe_by_layer(final_obj, labels[n], seed=p.seed)
             if n != "object":
-                probes[f"{n} ({n} asked)"] = R.probe_by_layer(stack(read[n], "residual_final"), labels[n], seed=seed)
+                probes[f"{n} ({n} asked)"] = R.probe_by_layer(stack(read[n], "residual_final"), labels[n], seed=p.seed)
                 probes[f"object ({n} asked)"] = R.probe_by_layer(stack(read[n], "residual_final"), labels["object"],
-                                                                seed=seed)
+                                                                seed=p.seed)
         except ValueError as error:          # too few samples per label for a probe
             print(f"{P.model_label(m)}: no probe for {n}: {error}")
     try:
         probes["object at the image tokens (mean)"] = R.probe_by_layer(stack(read["object"], "residual_image"),
-                                                                       labels["object"], seed=seed)
+                                                                       labels["object"], seed=p.seed)
     except ValueError as error:
         print(f"{P.model_label(m)}: no image-token probe: {error}")
     res["probes"] = probes
@@ -181,11 +159,6 @@ report.figure(fig, "readsite_overview", ITEM)
 # layer after which the probe reaches 90% of its best accuracy.
 
 # %%
-def first_reaching(probe, share=0.9):
-    acc = probe["accuracy"]
-    return int(np.argmax(acc >= share * np.nanmax(acc)))
-
-
 table_rows = []
 for name, res in results.items():
     L = res["L"]
@@ -205,7 +178,7 @@ for name, res in results.items():
             (f"{dep['correlation'][0]:.2f} / {np.nanmean(dep['correlation'][1:]):.2f}" if dep is not None and L > 1
              else "n/a"),
         "object formed at the final position (after layer)":
-            str(first_reaching(probes["object (object asked)"])) if "object (object asked)" in probes else "n/a",
+            str(R.first_layer_reaching(probes["object (object asked)"]["accuracy"])) if "object (object asked)" in probes else "n/a",
         "unasked object decodable, colour asked (best)":
             f"{np.nanmax(probes['object (color asked)']['accuracy']):.2f}" if "object (color asked)" in probes else "n/a",
         "object at the image tokens: embeddings / best":
@@ -215,8 +188,8 @@ for name, res in results.items():
     })
 numbers = pd.DataFrame(table_rows)
 report.table(numbers, "readsite_numbers", ITEM,
-             f"Per model, on {n_readsite_samples} samples answered correctly under every question type "
-             f"(HeAr's x* on {n_size_samples}).")
+             f"Per model, on {p.n_readsite_samples} samples answered correctly under every question type "
+             f"(HeAr's x* on {p.n_size_samples}).")
 report.section(ITEM, "Where each model's final position takes the image's information "
                "(`notebooks/11_where_the_read_happens.py`; verdicts per hypothesis in docs/ORGANISM.md):\n\n"
                + markdown_table(numbers))
@@ -233,4 +206,4 @@ report.headline(ITEM, "layer where the window knockout of the paper prompt peaks
 report.headline(ITEM, "correlation of the final position's layer-0 attention across questions, per model",
                 ", ".join(f"{n} {r['dependence']['correlation'][0]:.2f}" for n, r in results.items()
                           if "dependence" in r) or "one question type only", BEYOND)
-report.write_readme();
+nb.finish();

@@ -31,54 +31,28 @@
 #   between halves of the samples, and how the set changes with the number of samples.
 
 # %% tags=["parameters"]
-model = "data/models/hear-organism-s"      # the default organism
-data = "data/scenes/study-400"
-n_samples = 40                  # samples the head sets come from (attribution, shared with 02/03)
-n_using_samples = 48            # samples the interventions are measured on (the next ones)
-head_set_sizes = [1, 2, 4, 8]   # k, the set sizes ablated
-random_sets = 3                 # random sets per k
-scales = [0.0, 0.5, 2.0, 4.0]   # factors on the top set's attention to the image
-max_new_tokens = 3
-n_examples = 6
-n_masks = 1000
-ratio = 0.75
-seed = 0
-n_mean_images = 32
-correct_only = True
-method = "fast"
-batch_size = "auto"
-device = None
-store = "data/store/study"
-out = "figures"
-profile = "quick"
+profile = "quick"   # notebooks/profiles/<profile>.yaml: the models, the data and every size
+overrides = {}      # values that replace the profile's, e.g. {"n_samples": 8} (make figures sets data, store, out)
 
 # %%
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from hearlib.paper import plotting as P
-from hearlib.paper.report import Report, markdown_table
-from hearlib.paper.study import Study, stack
+from hearlib.paper.report import markdown_table
+from hearlib.paper.study import stack
 from hearlib.records.heads import head_data
 from hearlib.records.stages import Settings
+from hearlib.paper.notebook import open_notebook
+
+nb = open_notebook("12_using_heads", profile, **overrides)
+p, st, report, settings = nb.params, nb.study, nb.report, nb.settings
 
 ITEM = "Using the heads (beyond the paper)"
 BEYOND = "— (beyond the paper)"
-common = dict(store=store, n_mean_images=n_mean_images, method=method, batch_size=batch_size, device=device,
-              profile=profile)
-settings = dict(n_masks=n_masks, ratio=ratio, seed=seed)
-using = dict(settings, head_set_samples=n_samples, head_set_correct_only=correct_only,
-             head_set_sizes=head_set_sizes, random_sets=random_sets, scales=scales, max_new_tokens=max_new_tokens)
-st = Study(model, data, **common)
-report = Report("12_using_heads", out,
-                dict(profile=profile, model=P.model_label(st.model), model_id=st.model_id, data=st.dataset_id,
-                     n_samples=n_samples, n_using_samples=n_using_samples, head_set_sizes=list(head_set_sizes),
-                     random_sets=random_sets, scales=list(scales), max_new_tokens=max_new_tokens,
-                     R=n_mean_images, **settings))
+using = dict(settings, head_set_samples=p.n_samples, head_set_correct_only=p.correct_only,
+             head_set_sizes=p.head_set_sizes, random_sets=p.random_sets, scales=p.scales, max_new_tokens=p.max_new_tokens)
 
 # %% [markdown]
 # ## Generation under the interventions
@@ -88,7 +62,7 @@ report = Report("12_using_heads", out,
 # criterion); an answer *changed* where the generated text differs from the unablated model's.
 
 # %%
-measured_on = st.samples(n_using_samples, correct_only=correct_only, skip=n_samples)
+measured_on = st.samples(p.n_using_samples, correct_only=p.correct_only, skip=p.n_samples)
 records = st.many("generation", measured_on, **using)
 sets = records[0].meta["sets"]
 L, H = int(records[0].meta["n_layers"]), int(records[0].meta["n_heads"])
@@ -97,10 +71,6 @@ texts = np.array([r.meta["texts"] for r in records], dtype=object)
 base_correct, base_answers = correct[:, 0], texts[:, 0]
 changed = (texts[:, 1:] != texts[:, :1]).mean(axis=0)              # per set
 ks = sorted({s["k"] for s in sets if s["mode"] == "ablate"})
-
-
-def heads_of(chosen):
-    return [divmod(int(n), H) for n in chosen["heads"]]
 
 
 rows = []
@@ -119,7 +89,7 @@ scaling = pd.DataFrame([{"k": s["k"], "scale": s["scale"], "accuracy": float(cor
                          "answers changed": float(changed[i])} for i, s in scaled])
 top_set = next(s for s in sets if s["criterion"] == "HeAr" and s["k"] == max(ks))
 print(f"{P.model_label(st.model)}: N = {L}×{H}; head sets from {len(records[0].meta['found_on'])} samples, "
-      f"measured on {len(records)}; top {max(ks)} heads by θ: {heads_of(top_set)}")
+      f"measured on {len(records)}; top {max(ks)} heads by θ: {[divmod(int(n), H) for n in top_set['heads']]}")
 print(f"unablated accuracy {base_correct.mean():.2f} on {len(records)} samples")
 ablation
 
@@ -161,13 +131,13 @@ hear_column = 1 + sets.index(top_set)
 random_column = 1 + next(i for i, s in enumerate(sets) if s["criterion"] == "Random" and s["k"] == k_max)
 examples = pd.DataFrame([{"sample": r.meta["sample"], "answer": r.meta["answer"], "unablated": t[0],
                           f"top {k_max} HeAr ablated": t[hear_column], f"{k_max} random ablated": t[random_column]}
-                         for r, t in zip(records, texts) if t[hear_column] != t[0]][:n_examples])
+                         for r, t in zip(records, texts) if t[hear_column] != t[0]][:p.n_examples])
 stable = heads_doc["stability"]
 halves = stable["halves"]
 curve = stable["by_n_samples"]
 report.table(ablation, "using_heads_ablation", ITEM,
              f"Accuracy under ablation of k heads during generation, {len(records)} samples the sets were not "
-             f"found on (unablated {base_correct.mean():.2f}); Random: mean over {random_sets} sets.")
+             f"found on (unablated {base_correct.mean():.2f}); Random: mean over {p.random_sets} sets.")
 report.table(scaling, "using_heads_scaling", ITEM, f"The top {scale_k} HeAr heads' image attention scaled by s.")
 if len(examples):
     report.table(examples, "using_heads_examples", ITEM, f"Answers changed by ablating the top {k_max} HeAr heads.")
@@ -193,4 +163,4 @@ report.headline(ITEM, f"accuracy with the top-k HeAr / k attention / k random he
                 f"attention-chosen heads only for k in {lower or 'none'} of {list(per_k)}")
 report.headline(ITEM, "x* Jaccard between disjoint halves of the samples (mean, min–max)",
                 f"{halves['mean']:.2f} ({halves['min']:.2f}–{halves['max']:.2f})" if halves else "n/a", BEYOND)
-report.write_readme();
+nb.finish();

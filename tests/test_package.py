@@ -1,9 +1,13 @@
 """The package's shape, read from its sources: no import circle, layers that import only downwards
 (the model families below the organism), no private name imported from another module, no module
-over 600 lines, no function over 80, and every package saying what it holds."""
+over 600 lines, no function over 80, every package saying what it holds, and no environment variable
+set by importing it (the command line sets OpenMP's wait policy itself)."""
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -187,3 +191,21 @@ def test_the_long_function_finder_finds_one(tmp_path, monkeypatch):
 @pytest.mark.parametrize("folder", sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py")))
 def test_every_package_says_what_it_holds(folder):
     assert ast.get_docstring(ast.parse((PACKAGE / folder / "__init__.py").read_text()))
+
+
+def _python(code: str) -> str:
+    """stdout of ``code`` run in a fresh interpreter whose environment has no OMP_WAIT_POLICY."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=PACKAGE.parent, capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def test_importing_hearlib_sets_no_environment_variable():
+    assert _python("import os, hearlib; print('OMP_WAIT_POLICY' in os.environ)") == "False"
+
+
+def test_the_command_line_sets_the_openmp_wait_policy_before_torch():
+    code = ("import contextlib, io, os, sys\nfrom hearlib.cli import main\n"
+            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n    main(['--help'])\n"
+            "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+    assert _python(code) == "PASSIVE False"

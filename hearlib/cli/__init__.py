@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 import sys
 
@@ -81,6 +82,11 @@ def build_parser(commands=None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # OpenMP threads that wait for work sleep instead of spinning. On a shared 2-core machine the
+    # spinning default made every small torch op (one tiny model's linear layer) wait for a time slice:
+    # 10-40 ms instead of 0.2 ms (docs/PERFORMANCE.md). Set here, before a command imports torch; an
+    # explicit OMP_WAIT_POLICY in the environment wins. `make` exports the same for its targets.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = sys.argv[1:] if argv is None else list(argv)
     command = requested(argv)
     args = build_parser([command] if command in COMMANDS else []).parse_args(argv)

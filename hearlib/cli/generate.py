@@ -1,5 +1,5 @@
 """``hearlib generate``: generate an answer while a head set is ablated, scaled or kept alone
-(:func:`hearlib.method.intervene.intervene`).
+(:func:`hearlib.method.generation_hook.intervene`).
 
 Nothing heavy is imported until the command runs, so ``--help`` is instant.
 """
@@ -84,7 +84,7 @@ def run_generate(args: argparse.Namespace) -> int:
     import torch
 
     from hearlib.io import save_json, save_npy
-    from hearlib.method.intervene import head_set
+    from hearlib.method.generation_hook import head_set
     from hearlib.method.loading import load_engine
     from hearlib.method.means import MeanKV
 

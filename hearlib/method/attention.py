@@ -218,7 +218,7 @@ def mean_ablated(query, keys, values, attn: "Attn", ts: int, img, keep, mean_k, 
     """Attention in which text query ``t >= ts`` reads the mean key and value at image position ``j``
     wherever ``keep`` [B, H, T, P, 1] is False (Eq. 5 read literally); every other query as the model
     does. Returns [B, Q, H, D]. Shared by :class:`LiteralPlan` and the generation plans of
-    :mod:`hearlib.method.intervene`."""
+    :mod:`hearlib.method.generation_hook`."""
     n_query = query.shape[2]
     own_k, own_v = keys[:, :, img][:, :, None], values[:, :, img][:, :, None]   # [B, H, 1, P, D]
     text_k = torch.where(keep, own_k, mean_k[None, :, None])                    # [B, H, T, P, D]

@@ -40,7 +40,7 @@ from hearlib.method.attention import ATTENTION_NAME, KeyValuePlan, LiteralPlan, 
 from hearlib.method.checks import EngineChecks
 from hearlib.method.fastpath import FastPlan, computed_once, last_position_only, shared_head_prefixes
 from hearlib.method.masks import parse_batch_size
-from hearlib.method.samples import Record, RecordedForward, Sample, as_mask
+from hearlib.method.samples import ForwardSummary, RecordedForward, Sample, as_mask
 from hearlib.prompts import PAPER_PROMPT
 
 if TYPE_CHECKING:
@@ -247,7 +247,7 @@ class Engine(EngineChecks):
             handle.remove()
         return plan, captured, logits
 
-    def record(self, sample: Sample) -> Record:
+    def record(self, sample: Sample) -> ForwardSummary:
         """The unablated forward: answer logit, attention statistics, per-head outputs.
 
         Also keeps, as ``sample.recorded`` (:class:`~hearlib.method.samples.RecordedForward`), the
@@ -262,7 +262,7 @@ class Engine(EngineChecks):
         if positions is None:
             positions = torch.arange(sample.seq_len, device=self.device)[None]
         text_to_image = torch.stack([plan.text_to_image[l] for l in range(self.n_layers)])
-        record = Record(
+        record = ForwardSummary(
             logit=self._adjusted(logits[None], sample)[0] if sample.answer_id is not None else float("nan"),
             predicted_id=int(logits.argmax()),
             image_attention=text_to_image.sum(-1).mean(-1).double().cpu().numpy(),
@@ -481,8 +481,8 @@ class Engine(EngineChecks):
 
     def intervene(self, heads, mode: str = "ablate", scale: float = 1.0, means: "MeanKV | None" = None):
         """A head set's intervention around a plain ``self.model.generate(...)``: ablate, scale or
-        keep only its image reads (:func:`hearlib.method.intervene.intervene`); a context manager."""
-        from hearlib.method.intervene import intervene
+        keep only its image reads (:func:`hearlib.method.generation_hook.intervene`); a context manager."""
+        from hearlib.method.generation_hook import intervene
 
         return intervene(self, heads, mode=mode, scale=scale, means=means)
 
@@ -505,7 +505,7 @@ class Engine(EngineChecks):
 
     # -- logit lens --------------------------------------------------------------------
     @torch.no_grad()
-    def logit_lens(self, record: Record, layer: int, head: int, k: int = 10) -> list[tuple[str, float]]:
+    def logit_lens(self, record: ForwardSummary, layer: int, head: int, k: int = 10) -> list[tuple[str, float]]:
         """Top-k tokens of one head's output at the last position, through final norm and unembedding."""
         vector = torch.as_tensor(record.head_outputs[layer, head], device=self.device, dtype=self.dtype)
         logits = self._unembed(self.final_norm(vector[None]))[0].float()
@@ -514,7 +514,7 @@ class Engine(EngineChecks):
         return [(token, float(value)) for token, value in zip(tokens, values.tolist())]
 
     @torch.no_grad()
-    def logit_lens_all(self, record: Record, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    def logit_lens_all(self, record: ForwardSummary, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`logit_lens` of every head at once: token ids and logits, int64/float32 [N, k]
         (head n = l·H + h)."""
         outputs = record.head_outputs.reshape(-1, record.head_outputs.shape[-1])

@@ -1,5 +1,5 @@
 """What the attention plans share (:mod:`~hearlib.method.attention`, :mod:`~hearlib.method.fastpath`,
-:mod:`~hearlib.method.intervene`): the base class of a plan, the expansion of key/value heads to
+:mod:`~hearlib.method.generation_hook`): the base class of a plan, the expansion of key/value heads to
 query heads, and the mask of the image reads a batch of masks keeps.
 
 Masks use 1 (True) = intact; head ``n = l·H + h``.

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 __all__ = ["window_masks", "window_knockout", "final_attention", "residuals", "patch_final_heads",
-           "knockout_drop", "question_dependence", "probe_by_layer", "relative_depth", "peak_layer"]
+           "knockout_drop", "question_dependence", "probe_by_layer", "relative_depth", "peak_layer", "first_layer_reaching"]
 
 
 def window_masks(n_layers: int, n_heads: int, width: int) -> np.ndarray:
@@ -157,6 +157,12 @@ def knockout_drop(pis) -> np.ndarray:
 def peak_layer(curve) -> int:
     """The layer (index) where a per-layer curve is largest."""
     return int(np.nanargmax(np.asarray(curve, dtype=np.float64)))
+
+
+def first_layer_reaching(accuracy, share: float = 0.9) -> int:
+    """The first layer whose probe accuracy reaches ``share`` of the best (where "the object is formed")."""
+    accuracy = np.asarray(accuracy, dtype=np.float64)
+    return int(np.argmax(accuracy >= share * np.nanmax(accuracy)))
 
 
 def relative_depth(layer: float, n_layers: int) -> float:

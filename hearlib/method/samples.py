@@ -1,5 +1,5 @@
 """What the engine works on: a prepared :class:`Sample` (one image, prompt and answer through the
-model's own processor and chat template), the :class:`Record` of its unablated forward and the
+model's own processor and chat template), the :class:`ForwardSummary` of its unablated forward and the
 :class:`RecordedForward` the engine keeps of that forward for the ablated ones."""
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ class Sample:
 
 
 @dataclass
-class Record:
+class ForwardSummary:
     """What one unablated forward tells about a sample."""
 
     logit: float                     # adjusted logit of the answer token
@@ -67,9 +67,9 @@ class Record:
 @dataclass(eq=False)
 class RecordedForward:
     """What :meth:`hearlib.method.engine.Engine.record` keeps of a sample's unablated forward: its
-    :class:`Record`, and the tensors the fast path reuses for every mask (per decoder layer ``l``)."""
+    :class:`ForwardSummary`, and the tensors the fast path reuses for every mask (per decoder layer ``l``)."""
 
-    record: Record
+    record: ForwardSummary
     prefix_k: list[torch.Tensor]        # [KVH, text_start, D] prefix + image keys (rotated) of layer l
     prefix_v: list[torch.Tensor]        # [KVH, text_start, D] their values
     text_embeds: torch.Tensor           # [1, P_txt, d_model] the decoder's input at the text positions

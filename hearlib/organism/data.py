@@ -13,7 +13,8 @@ from hearlib.errors import UserError
 from hearlib.organism import model as O
 from hearlib.records.datasets import ImageRecord, load_domainnet
 
-LABEL_KEYS = {"object": "object", "color": "color", "position": "position", "kind": "supercategory"}
+# question type -> its label key in record_labels (the scene labels)
+LABEL_KEYS = {name: key for name, (_, key) in O.QUESTIONS.items()}
 
 
 def record_labels(r: ImageRecord) -> dict:
@@ -98,7 +99,7 @@ def prepare_data(data_dir: Path, heldout_dir: Path | None, seed: int, holdout_fr
     """(training records, held-out records, question types, answer vocabulary per type) of a folder."""
     records = load_domainnet(data_dir)
     has_labels = any("color" in r.extra for r in records)
-    questions = ["object", "color", "position", "kind"] if has_labels else ["object"]
+    questions = list(O.QUESTIONS) if has_labels else ["object"]
     if heldout_dir is not None:
         held = load_domainnet(heldout_dir)
         train = records

@@ -21,7 +21,8 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 from hearlib.errors import UserError
 from hearlib.families.templates import LLAVA_TEMPLATE
 from hearlib.organism import scenes
-from hearlib.prompts import ALTERNATIVE_PROMPTS, COLOR_PROMPT, KIND_PROMPT, PAPER_PROMPT, POSITION_PROMPT
+from hearlib.prompts import ALTERNATIVE_PROMPTS
+from hearlib.records.questions import LABEL, OBJECT, ORGANISM_QUESTIONS
 
 IMAGE_SIZE = scenes.IMAGE_SIZE          # 64 px
 PATCH_SIZE = 8                          # 8×8 grid = 64 image tokens (CLS dropped)
@@ -29,15 +30,13 @@ NUM_IMAGE_TOKENS = (IMAGE_SIZE // PATCH_SIZE) ** 2
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
-# the paper prompt and the nine alternatives of appendix C.3 (the organism learns all ten)
-ALT_PROMPTS = ALTERNATIVE_PROMPTS
-
-# question type -> (prompts, label key in the scene labels)
+# question type -> (prompts, label key in the scene labels), for the question types of
+# hearlib.records.questions.ORGANISM_QUESTIONS: the object question with the nine alternatives of
+# appendix C.3 (the organism learns all ten), answered by the scene's "object" label
 QUESTIONS: dict[str, tuple[tuple[str, ...], str]] = {
-    "object": ((PAPER_PROMPT,) + ALT_PROMPTS, "object"),
-    "color": ((COLOR_PROMPT,), "color"),
-    "position": ((POSITION_PROMPT,), "position"),
-    "kind": ((KIND_PROMPT,), "supercategory"),
+    name: ((question.prompt,) + (ALTERNATIVE_PROMPTS if question == OBJECT else ()),
+           "object" if question.answer == LABEL else question.answer)
+    for name, question in ORGANISM_QUESTIONS.items()
 }
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<image>"]

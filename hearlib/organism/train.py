@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from hearlib.errors import UserError
 from hearlib.organism import model as O
 from hearlib.organism.data import Data, augmenter, load_images, normalize, prepare_data, split
+from hearlib.prompts import PAPER_PROMPT
 
 
 # stage A's labels, the first also per patch: the fast recipe supervises the tower with the class
@@ -321,7 +322,7 @@ def evaluate(model, tokenizer, data: Data, batch: int = 128, object_prompts: str
     n = len(data.records)
     work = []
     for k, (q, p, ids) in enumerate(prompts.items):
-        is_alt = q == "object" and p != O.PAPER_PROMPT
+        is_alt = q == "object" and p != PAPER_PROMPT
         m = min(n, alt_subset) if (is_alt and alt_subset) else n
         work.append((k, q, p, ids, m, is_alt))
     bar = tqdm(total=sum(w[4] for w in work), desc="held-out eval", disable=not progress, leave=False)
@@ -512,7 +513,7 @@ def heldout_report(model, data: TrainingData, size, steps: int, dest: Path | Non
                      {"name": size.name, "image_size": data.image_size, "train_images": len(data.tr.records),
                       "validation_images": len(data.val.records) if data.val is not None else 0,
                       "vision_steps": data.vision_steps, "decoder_steps": steps,
-                      "prompt": O.PAPER_PROMPT, **report})
+                      "prompt": PAPER_PROMPT, **report})
     return report
 
 

@@ -6,7 +6,7 @@
 """
 from __future__ import annotations
 
-__all__ = ["GROUPS", "NOTEBOOKS", "ITEMS", "EXPLORERS", "REPORTING"]
+__all__ = ["GROUPS", "NOTEBOOKS", "ITEMS", "EXPLORERS", "REPORTING", "REPORT_SETTINGS"]
 
 # what `hearlib run --stages` collects (see hearlib.paper.plan)
 GROUPS = ("attribution", "validation", "text", "image", "lens", "prompts", "domains", "explore", "questions",
@@ -49,3 +49,20 @@ ITEMS: dict[str, tuple[str, ...]] = {
 EXPLORERS = ("00_explore",)
 # the notebooks whose reports make up RESULTS.md and the published figures/README.md
 REPORTING = tuple(name for name in NOTEBOOKS if name not in EXPLORERS)
+
+# the parameters each reporting notebook writes into its report's settings (beside the profile, the
+# model, the data, R and HeAr's n_masks / ratio / seed; hearlib.paper.notebook.open_notebook)
+REPORT_SETTINGS: dict[str, tuple[str, ...]] = {
+    "01_head_ablation": ("n_samples",),
+    "02_head_attribution": ("n_samples", "n_size_samples"),
+    "03_validation": ("n_samples", "n_size_samples", "n_ratio_samples"),
+    "04_tsne": ("per_class", "min_per_class", "n_tsne_samples"),
+    "05_text_tokens": ("n_samples", "n_size_samples", "threshold", "token_threshold"),
+    "06_image_tokens": ("n_image_samples", "threshold", "token_threshold", "n_image_masks", "image_ratio"),
+    "07_domainnet": ("domains", "n_domain_samples"),
+    "08_prompt_robustness": ("n_prompt_samples",),
+    "09_question_types": ("n_question_samples",),
+    "10_organisms": ("n_size_samples", "n_size_tsne_samples", "n_organism_prompt_samples"),
+    "11_where_the_read_happens": ("n_readsite_samples", "n_size_samples"),
+    "12_using_heads": ("n_samples", "n_using_samples", "head_set_sizes", "random_sets", "scales", "max_new_tokens"),
+}

@@ -1,8 +1,8 @@
 """How ``make figures`` renders the notebooks of :data:`hearlib.paper.catalogue.NOTEBOOKS`.
 
 ``python -m hearlib.paper.render render`` executes them with papermill after ``hearlib run`` has
-collected the records (``make figures`` = collect, then render). Each notebook gets only the
-parameters its ``parameters`` cell declares, so papermill has nothing to warn about; the terminal
+collected the records (``make figures`` = collect, then render). Each notebook gets the profile
+and the overrides (:mod:`hearlib.paper.notebook` resolves every value from them); the terminal
 shows one line per notebook with its time. ``--read-only`` (the default in ``make figures``)
 sets ``HEARLIB_READ_ONLY=1`` for the kernels: a notebook that finds a record missing stops with
 the ``hearlib run`` command that fills it, and no model is ever loaded while rendering.
@@ -27,10 +27,10 @@ def _root() -> Path:
     return paths.ROOT
 
 
-def notebook_parameters(profile: dict, overrides: dict, declared: set[str]) -> dict:
-    """The profile's values and the overrides, restricted to what the notebook declares."""
-    values = {**profile, **{k: v for k, v in overrides.items() if v is not None}}
-    return {k: v for k, v in values.items() if k in declared}
+def notebook_parameters(profile: str, overrides: dict) -> dict:
+    """What papermill injects into a notebook's parameters cell: the profile (its name or file) and the
+    overrides that are not None (:func:`hearlib.paper.notebook.open_notebook` resolves the rest)."""
+    return {"profile": str(profile), "overrides": {k: v for k, v in overrides.items() if v is not None}}
 
 
 def _source(name: str, folder: Path) -> Path:
@@ -53,10 +53,11 @@ def render(profile: str, overrides: dict, build: Path, *, read_only: bool = True
     from concurrent.futures import ThreadPoolExecutor
 
     import papermill
-    from hearlib.paper.plan import load_profile
+    from hearlib.paper.notebook import notebook_params
 
     logging.getLogger("papermill").setLevel(logging.ERROR)
-    params = load_profile(profile)
+    injected = notebook_parameters(profile, overrides)
+    out = notebook_params(profile, **overrides)["out"]      # a bad profile or override stops here, before any kernel
     build = Path(build)
     names = list(names or NOTEBOOKS)
     if read_only:
@@ -66,19 +67,18 @@ def render(profile: str, overrides: dict, build: Path, *, read_only: bool = True
 
     def execute(number: int, name: str) -> Path:
         source = _source(name, build / "src")
-        declared = set(papermill.inspect_notebook(str(source)))
         target = build / f"{name}.ipynb"
         running = build / f"{name}.running.ipynb"
         started = time.perf_counter()
         if parallel == 1:
             print(f"[{number}/{len(names)}] {name} ...", end="", file=sys.stderr, flush=True)
-        papermill.execute_notebook(str(source), str(running), parameters=notebook_parameters(params, overrides, declared),
+        papermill.execute_notebook(str(source), str(running), parameters=injected,
                                    kernel_name="python3", cwd=str(_root()), progress_bar=False, log_output=False,
                                    prepare_only=prepare_only,
                                    extra_arguments=["--IPKernelApp.log_level=CRITICAL"])   # no TCP transport notice
         os.replace(running, target)
         if not prepare_only:
-            _check_inline(target, name, notebook_parameters(params, overrides, declared).get("out", "figures"))
+            _check_inline(target, name, out)
         seconds = f"{time.perf_counter() - started:.0f} s"
         print(f" {seconds}" if parallel == 1 else f"[{number}/{len(names)}] {name} {seconds}", file=sys.stderr, flush=True)
         return target

@@ -27,9 +27,11 @@ import numpy as np
 
 from hearlib import paths
 
-__all__ = ["Report", "markdown_table", "write_results", "publish", "fmt_pm", "head_grid"]
+__all__ = ["Report", "VERDICTS", "markdown_table", "write_results", "publish", "fmt_pm", "head_grid"]
 
 PUBLISHED_PROFILE = "quick"        # the configuration whose results figures/README.md holds
+# how a headline compares with the paper, as the README's first table says it
+VERDICTS = ("agrees", "weaker", "disagrees", "beyond the paper")
 
 
 def fmt_pm(values, digits: int = 2) -> str:
@@ -157,14 +159,23 @@ class Report:
             _show(Markdown(display_caption), item, f"{name}.md")
             _show(df, item, f"{name}.csv")
 
-    def headline(self, item: str, what: str, value: str, paper: str, note: str = "") -> None:
-        """Record and print one headline: ours beside the paper's, and where they disagree."""
-        entry = {"what": what, "value": value, "paper": paper, "note": note}
+    def headline(self, item: str, what: str, value: str, paper: str, note: str = "", verdict: str | None = None) -> None:
+        """Record one headline, ours beside the paper's, with its ``verdict`` (one of :data:`VERDICTS`,
+        computed by the notebook from the numbers) and a note where they differ; shown as one sentence
+        (Markdown in a kernel, a printed line elsewhere)."""
+        if verdict is not None and verdict not in VERDICTS:
+            raise ValueError(f"verdict {verdict!r}: expected one of {', '.join(VERDICTS)}")
+        entry = {"what": what, "value": value, "paper": paper, "note": note,
+                 **({"verdict": verdict} if verdict else {})}
         headlines = self._item(item)["headlines"]
         headlines[:] = [h for h in headlines if h["what"] != what] + [entry]
         self._save()
-        line = f"{item} — {what}: {value} (paper: {paper})" + (f"\n    {note}" if note else "")
-        print(line)
+        if in_kernel():
+            from IPython.display import Markdown
+
+            _show(Markdown(verdict_sentence(item, entry)), item, f"verdict: {what}")
+        else:
+            print(verdict_sentence(item, entry).replace("**", ""))
 
     def section(self, title: str, markdown: str) -> None:
         """A section of its own in RESULTS.md (and the published README), after the items' table:
@@ -181,6 +192,14 @@ class Report:
         return write_results(self.out)
 
     write_readme = write_results        # the name the notebooks call
+
+
+def verdict_sentence(item: str, headline: dict) -> str:
+    """One headline as a sentence: "**Fig. 7 · weaker.** share of ...: 40% (paper: 80%). note"."""
+    verdict = headline.get("verdict")
+    lead = f"**{item} · {verdict}.**" if verdict else f"**{item}.**"
+    note = f" {headline['note']}" if headline.get("note") else ""
+    return f"{lead} {headline['what']}: {headline['value']} (paper: {headline['paper']}).{note}"
 
 
 def _item_key(item: str):
@@ -237,7 +256,8 @@ def results_text(out: Path, reports: list[dict] | None = None) -> str:
     for rep in reports:
         for item in rep["items"]:
             files = ", ".join(f"[{f}]({f})" for f in item["files"]) or "—"
-            ours = "<br>".join(f"{h['what']}: **{h['value']}**" for h in item["headlines"]) or "—"
+            ours = "<br>".join(f"{h['what']}: **{h['value']}**" + (f" ({h['verdict']})" if h.get("verdict") else "")
+                               for h in item["headlines"]) or "—"
             paper = "<br>".join(h["paper"] for h in item["headlines"]) or "—"
             rows.append((item["item"], files, ours, paper, rep["notebook"]))
     ran = {rep["notebook"] for rep in reports}

@@ -198,7 +198,7 @@ class Study:
         return self._get("readout", item, prompt=prompt, answer=answer)
 
     def generation(self, item, **settings) -> Record:
-        """Greedy generation under the head sets of notebook 12 (:mod:`hearlib.records.interventions`)."""
+        """Greedy generation under the head sets of notebook 12 (:mod:`hearlib.records.generation_stage`)."""
         return self._get("generation", item, **settings)
 
     def patching(self, item, prompt: str | None = None, answer: str | None = None) -> Record:

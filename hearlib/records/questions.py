@@ -37,6 +37,7 @@ class Question:
 
 
 OBJECT = Question("object", PAPER_PROMPT, LABEL)
+# the organism's question types, their one list (hearlib.organism.model.QUESTIONS derives its own from it)
 ORGANISM_QUESTIONS: dict[str, Question] = {
     "object": OBJECT,
     "color": Question("color", COLOR_PROMPT, "color"),

@@ -17,7 +17,7 @@ method and the means' identity, so a changed stage, sampler or fit never reuses 
 ``head_attention`` each head's Eq. 10 attention per image token and the token layout (the explorer)
 ``knockout``, ``readout``, ``patching``  where the read happens (notebook 11, :mod:`hearlib.method.readsite`)
 ``generation``   greedy generation under head-set interventions (notebook 12): sets found on *other*
-                 samples' θ (:mod:`hearlib.records.interventions`)
+                 samples' θ (:mod:`hearlib.records.generation_stage`)
 
 Table 1 (prompts) is the attribution stage under other prompts; Fig. 9 (domains) is the
 attribution and validation stages on a DomainNet-layout dataset. Both are requests of
@@ -383,9 +383,9 @@ def patching(ctx, settings: Settings) -> tuple[dict, dict]:
                "max_new_tokens"))
 def generation(ctx, settings: Settings) -> tuple[dict, dict]:
     """Greedy generation with no intervention, then under each head set of
-    :func:`hearlib.records.interventions.head_sets` (found on the first ``head_set_samples`` samples'
+    :func:`hearlib.records.generation_stage.head_sets` (found on the first ``head_set_samples`` samples'
     θ): the tokens, whether the first is the answer's, the decoded text."""
-    from hearlib.records.interventions import generate_under, head_sets
+    from hearlib.records.generation_stage import generate_under, head_sets
 
     sets = head_sets(ctx.pipeline, settings)
     if str(ctx.item.image_id) in sets["found_on"]:

@@ -35,10 +35,7 @@ from hearlib.paper.catalogue import EXPLORERS, ITEMS, NOTEBOOKS
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("HEARLIB_CHROMIUM", "/usr/bin/chromium")
 SHOTS = paths.ROOT / "build" / "browser"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PROGRESS = re.compile(r"\d+%\|.*\|\s*\d+/\d+|\d+/\d+ \[\d+:\d+")      # tqdm's text bar
 # test-only JupyterLab settings: no autosave (the test must not rewrite notebooks/), every cell in the DOM
 TEST_OVERRIDES = {"@jupyterlab/docmanager-extension:plugin": {"autosave": False},
@@ -126,26 +123,14 @@ def lab(request):
 
 
 @pytest.fixture(scope="module")
-def page(lab):
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("playwright is missing: .venv/bin/pip install playwright (it is in the `test` extra)")
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get update && apt-get install -y chromium")
-    profile_dir = tempfile.mkdtemp(prefix="hearlib-chromium-")
-    with sync_playwright() as p:
-        # a fresh --user-data-dir (playwright passes it for a persistent context)
-        context = p.chromium.launch_persistent_context(profile_dir, executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                                       headless=True, viewport={"width": 1500, "height": 1200})
-        page = context.pages[0] if context.pages else context.new_page()
-        page.set_default_timeout(60_000)
-        page.goto(f"{lab['url']}/lab?token={lab['token']}")
-        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell", timeout=120_000)
-        page.locator(".jp-DirListing-item").first.wait_for()
-        yield page
-        context.close()
-    shutil.rmtree(profile_dir, ignore_errors=True)
+def page(lab, open_page):
+    """JupyterLab open in the session's Chromium (tests/browser/conftest.py)."""
+    page = open_page(1500, 1200)
+    page.goto(f"{lab['url']}/lab?token={lab['token']}")
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell", timeout=120_000)
+    page.locator(".jp-DirListing-item").first.wait_for()
+    yield page
+    page.close()
 
 
 STATE_JS = """() => {

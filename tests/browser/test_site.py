@@ -10,9 +10,6 @@ go to ``build/browser/site-*.png``. ``make test-browser`` builds the site first 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,9 +18,6 @@ from hearlib import paths
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("HEARLIB_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SITE = paths.BUILD / "site"
 SHOTS = paths.ROOT / "build" / "browser"
 
@@ -41,24 +35,13 @@ def site() -> Path:
 
 
 @pytest.fixture(scope="module")
-def browser_page():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("playwright is missing: .venv/bin/pip install playwright (it is in the `test` extra)")
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get update && apt-get install -y chromium")
-    profile_dir = tempfile.mkdtemp(prefix="hearlib-chromium-")
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(profile_dir, executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                                       headless=True, viewport={"width": 1300, "height": 1000})
-        page = context.pages[0] if context.pages else context.new_page()
-        page.set_default_timeout(60_000)
-        requests: list[str] = []
-        page.on("request", lambda request: requests.append(request.url))
-        yield page, requests
-        context.close()
-    shutil.rmtree(profile_dir, ignore_errors=True)
+def browser_page(open_page):
+    """A page of the session's Chromium (tests/browser/conftest.py) and the URLs it requests."""
+    page = open_page(1300, 1000)
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    yield page, requests
+    page.close()
 
 
 def test_site_shows_the_notebooks_and_their_figures(site, browser_page):

@@ -9,6 +9,7 @@ import torch
 from hearlib.organism import model as O
 from hearlib.organism import scenes
 from hearlib.paths import MODELS
+from hearlib.prompts import COLOR_PROMPT, KIND_PROMPT, PAPER_PROMPT
 
 COMMITTED = [name for name in O.SIZES if (MODELS / name / "model.safetensors").exists()]
 needs_organisms = pytest.mark.skipif(
@@ -59,7 +60,7 @@ def test_tokenizer_and_processor():
             assert text == f"USER: <image>\n{p} ASSISTANT:"
             assert tok.unk_token_id not in tok(text)["input_ids"]
     assert len(O.QUESTIONS["object"][0]) == 10
-    text = O.prompt_text(O.PAPER_PROMPT)
+    text = O.prompt_text(PAPER_PROMPT)
     image = scenes.render(scenes.make_scene(HELDOUT_SEED, 0), "real")
     inputs = proc(text=text, images=image, return_tensors="pt")
     ids = inputs["input_ids"][0].tolist()
@@ -136,8 +137,8 @@ def test_committed_organism_answers_heldout_scenes(name):
     assert type(model).__name__ == "LlavaForConditionalGeneration"
     assert (cfg.text_config.num_hidden_layers, cfg.text_config.num_attention_heads) == (size.layers, size.heads)
     assert cfg.projector_hidden_act == "gelu" and cfg.vision_feature_select_strategy == "default"
-    text = proc.apply_chat_template(_messages(O.PAPER_PROMPT), add_generation_prompt=True)
-    assert text == O.prompt_text(O.PAPER_PROMPT)
+    text = proc.apply_chat_template(_messages(PAPER_PROMPT), add_generation_prompt=True)
+    assert text == O.prompt_text(PAPER_PROMPT)
     found = [scenes.make_scene(HELDOUT_SEED, i) for i in range(PER_STYLE)]
     for style in scenes.STYLES:
         pred = []
@@ -152,8 +153,8 @@ def test_committed_organism_answers_heldout_scenes(name):
     # generate() gives the answer word then </s>; the answer depends on the question
     scene = found[0]
     image = scenes.render(scene, "real")
-    for prompt, want in ((O.PAPER_PROMPT, scene.category), (O.COLOR_PROMPT, scene.color),
-                         (O.KIND_PROMPT, scene.supercategory)):
+    for prompt, want in ((PAPER_PROMPT, scene.category), (COLOR_PROMPT, scene.color),
+                         (KIND_PROMPT, scene.supercategory)):
         inputs = proc(text=O.prompt_text(prompt), images=image, return_tensors="pt")
         out = model.generate(**inputs, max_new_tokens=3, do_sample=False)
         new = proc.tokenizer.convert_ids_to_tokens(out[0, inputs["input_ids"].shape[1]:].tolist())

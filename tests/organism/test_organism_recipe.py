@@ -15,6 +15,7 @@ from hearlib.organism import checkpoints as C
 from hearlib.organism import recipe as R
 from hearlib.organism import staged as S
 from hearlib.organism import scenes
+from hearlib.prompts import PAPER_PROMPT
 
 TINY = dict(size="s", text_docs=200, text_batch=8, clip_batch=16, align_batch=8, instruct_batch=8,
             heldout_images=6, save_every=100)
@@ -131,7 +132,7 @@ def _assert_object_accuracy_through_the_processor(model, proc, held, per_style: 
         items = [(p, v) for p, v in labels.items() if v["style"] == style][:per_style]
         ok = 0
         for path, v in items:
-            inputs = proc(text=O.prompt_text(O.PAPER_PROMPT), images=Image.open(held / path), return_tensors="pt")
+            inputs = proc(text=O.prompt_text(PAPER_PROMPT), images=Image.open(held / path), return_tensors="pt")
             with torch.no_grad():
                 word = proc.tokenizer.convert_ids_to_tokens(int(model(**inputs).logits[0, -1].argmax()))
             ok += word == v["object"]
@@ -230,8 +231,8 @@ def test_train_command_on_a_users_folder_writes_the_heldout_report(data, tmp_pat
     _, held, _, _ = prepare_data(plain, None, 0, 0.1, None, False)
     ok = 0
     for r in held:
-        inputs = proc(text=O.prompt_text(O.PAPER_PROMPT), images=Image.open(r.path), return_tensors="pt")
-        assert inputs["input_ids"].shape[1] == len(proc.tokenizer(O.prompt_text(O.PAPER_PROMPT))["input_ids"]) + 63
+        inputs = proc(text=O.prompt_text(PAPER_PROMPT), images=Image.open(r.path), return_tensors="pt")
+        assert inputs["input_ids"].shape[1] == len(proc.tokenizer(O.prompt_text(PAPER_PROMPT))["input_ids"]) + 63
         with torch.no_grad():
             ok += proc.tokenizer.convert_ids_to_tokens(int(model(**inputs).logits[0, -1].argmax())) == r.label
     assert len(held) == n

@@ -20,12 +20,11 @@ def test_the_notebooks_are_listed_once_in_order():
     assert {g for groups in NOTEBOOKS.values() for g in groups} == set(GROUPS)
 
 
-def test_a_notebook_gets_only_the_parameters_it_declares():
+def test_a_notebook_gets_the_profile_and_the_overrides_given():
     from hearlib.paper.render import notebook_parameters
 
-    params = notebook_parameters({"n_samples": 6, "n_masks": 120, "ratios": [0.5]}, {"data": "d", "out": None},
-                                 {"n_samples", "data", "out"})
-    assert params == {"n_samples": 6, "data": "d"}
+    params = notebook_parameters("notebooks/profiles/ci.yaml", {"data": "d", "out": None, "n_samples": 3})
+    assert params == {"profile": "notebooks/profiles/ci.yaml", "overrides": {"data": "d", "n_samples": 3}}
 
 
 def _env() -> dict:

@@ -1,29 +1,82 @@
-"""The notebooks: py:percent sources with a `parameters` cell, paired .ipynb in sync, no outputs."""
+"""The notebooks read like the paper: each takes its values from one profile (its parameters cell holds
+only ``profile`` and ``overrides``), defines no function, and shares no boilerplate with another."""
 from __future__ import annotations
 
+import ast
+import itertools
+import json
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 jupytext = pytest.importorskip("jupytext")
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS = list(__import__("hearlib.paper.catalogue", fromlist=["NOTEBOOKS"]).NOTEBOOKS)   # listed once there
-REQUIRED = {"model", "data", "n_masks", "seed", "out", "store", "n_mean_images", "profile"}
+NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+PROFILES = sorted(p.stem for p in (ROOT / "notebooks" / "profiles").glob("*.yaml"))
+
+
+def parameters(source: str) -> dict:
+    """``name = literal`` assignments of a parameters cell, evaluated with ast.literal_eval."""
+    values = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            values[node.targets[0].id] = ast.literal_eval(node.value)
+        elif not isinstance(node, ast.Expr):
+            raise AssertionError(f"the parameters cell holds only literal assignments, got {ast.dump(node)[:80]}")
+    return values
+
+
+def py_parameters(name: str) -> dict:
+    text = (ROOT / "notebooks" / f"{name}.py").read_text()
+    body = text[text.index('# %% tags=["parameters"]\n'):].split("\n", 1)[1]
+    end = body.find("\n# %%")
+    return parameters(body if end < 0 else body[:end])
+
+
+def ipynb_parameters(name: str) -> dict:
+    nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+    cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1, "exactly one cell tagged 'parameters'"
+    source = cells[0]["source"]
+    return parameters("".join(source) if isinstance(source, list) else source)
+
+
+def code_lines(name: str) -> list[str]:
+    """The notebook's code lines that are neither comments, imports nor the parameters cell, with string
+    literals and numbers blanked: two runs of the same shape are the same boilerplate."""
+    out = []
+    for raw in (ROOT / "notebooks" / f"{name}.py").read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", "import ", "from ", "profile = ", "overrides = ")):
+            continue
+        line = re.sub(r"[rfbu]{0,2}(\"([^\"\\]|\\.)*\"|'([^'\\]|\\.)*')", '"…"', line)
+        out.append(re.sub(r"\b\d+(\.\d+)?\b", "0", line))
+    return out
+
+
+def test_parameters_parser_reads_literals_only():
+    assert parameters('a = 1\nb = [0.5, "x"]  # note\nc = None\n') == {"a": 1, "b": [0.5, "x"], "c": None}
+    with pytest.raises(ValueError):
+        parameters("a = some_call()\n")
+
+
+def test_every_notebook_is_listed():
+    from hearlib.paper.catalogue import NOTEBOOKS as LISTED
+
+    assert NOTEBOOKS == sorted(LISTED)
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_source_has_a_parameters_cell(name):
-    nb = jupytext.read(ROOT / "notebooks" / f"{name}.py")
-    code = [c for c in nb.cells if c.cell_type == "code"]
+def test_the_parameters_cell_holds_only_the_profile_and_overrides(name):
+    code = [c for c in jupytext.read(ROOT / "notebooks" / f"{name}.py").cells if c.cell_type == "code"]
     assert "parameters" in code[0].metadata.get("tags", []), "the first code cell must be tagged 'parameters'"
-    names = {line.split("=")[0].strip() for line in code[0].source.splitlines() if "=" in line and not line.startswith("#")}
-    if name == "00_explore":     # the explorer draws no paper item: no report, no figures/ output
-        assert REQUIRED - {"out"} <= names, f"missing parameters: {REQUIRED - {'out'} - names}"
-        return
-    assert REQUIRED <= names, f"missing parameters: {REQUIRED - names}"
-    text = "\n".join(c.source for c in code)
-    assert 'matplotlib.use("Agg")' in text and "report.headline(" in text
+    assert py_parameters(name) == {"profile": "quick", "overrides": {}}
+    assert ipynb_parameters(name) == py_parameters(name), "run `make notebooks-sync`"
+    if name != "00_explore":      # the explorer draws no paper item: no report
+        assert "report.headline(" in "\n".join(c.source for c in code) and "nb.finish()" in code[-1].source
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -71,3 +124,70 @@ def test_a_profile_can_change_a_few_values_of_another(tmp_path):
     (tmp_path / "loop.yaml").write_text("base: " + str(tmp_path / "loop.yaml") + "\n")
     with pytest.raises(UserError, match="itself"):
         load_profile(tmp_path / "loop.yaml")
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_a_notebook_defines_no_function_and_opens_through_open_notebook(name):
+    tree = ast.parse((ROOT / "notebooks" / f"{name}.py").read_text())
+    defined = [n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    assert not defined, f"{name} defines {defined}: functions live in hearlib"
+    opened = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "open_notebook"]
+    assert len(opened) == 1 and ast.literal_eval(opened[0].args[0]) == name
+
+
+def test_no_two_notebooks_share_six_lines_of_the_same_shape():
+    windows = {name: {tuple(lines[i:i + 6]) for i in range(len(lines) - 5)}
+               for name, lines in ((n, code_lines(n)) for n in NOTEBOOKS)}
+    shared = {(a, b): sorted(windows[a] & windows[b])[0] for a, b in itertools.combinations(NOTEBOOKS, 2)
+              if windows[a] & windows[b]}
+    assert not shared, f"boilerplate shared between notebooks (move it into hearlib): {shared}"
+
+
+def test_the_shape_of_a_line_ignores_only_literals():
+    assert code_lines("02_head_attribution")            # the notebook has code
+    assert re.sub(r"\b\d+(\.\d+)?\b", "0", "x = f(3, 0.5)") == "x = f(0, 0)"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_profile_key_is_a_known_parameter(profile):
+    from hearlib.paper.notebook import NOTEBOOK_DEFAULTS
+    from hearlib.paper.plan import DEFAULTS
+
+    keys = set(yaml.safe_load((ROOT / "notebooks" / "profiles" / f"{profile}.yaml").read_text())) - {"base"}
+    known = set(DEFAULTS) | set(NOTEBOOK_DEFAULTS) | {"profile"}
+    assert keys <= known, f"{profile}.yaml sets parameters nothing reads: {sorted(keys - known)}"
+
+
+def test_parameters_come_from_the_profile_then_the_overrides():
+    from hearlib.paper.notebook import NOTEBOOK_DEFAULTS, notebook_params
+    from hearlib.paper.plan import DEFAULTS, load_profile
+
+    quick = load_profile("quick")
+    params = notebook_params("quick")
+    assert {k: params[k] for k in quick} == quick                            # the profile wins over the defaults
+    assert params["data"] == NOTEBOOK_DEFAULTS["data"] and params["device"] is None
+    assert params["threshold"] == DEFAULTS["threshold"]                      # not in quick: the study's default
+    changed = notebook_params("quick", n_samples=3, out="build/x", model=None)
+    assert changed["n_samples"] == 3 and changed["out"] == "build/x" and changed["model"] == quick["model"]
+    ci_file = notebook_params("notebooks/profiles/ci.yaml")                  # as make figures names it
+    assert ci_file == notebook_params("ci") and ci_file["profile"] == "ci"
+    assert ci_file["n_show"] == load_profile("ci")["n_show"] != NOTEBOOK_DEFAULTS["n_show"]   # the profile wins
+
+
+def test_a_wrong_profile_or_notebook_is_refused():
+    from hearlib.errors import UserError
+    from hearlib.paper.notebook import open_notebook
+
+    with pytest.raises(UserError, match="profile not found"):
+        open_notebook("02_head_attribution", "no-such-profile")
+    with pytest.raises(UserError, match="unknown notebook"):
+        open_notebook("02_head_atribution")
+
+
+def test_every_reporting_notebook_lists_its_report_settings():
+    from hearlib.paper.catalogue import REPORT_SETTINGS, REPORTING
+    from hearlib.paper.notebook import notebook_params
+
+    assert set(REPORT_SETTINGS) == set(REPORTING)
+    known = notebook_params("quick")
+    assert {k for keys in REPORT_SETTINGS.values() for k in keys} <= set(known)

@@ -23,7 +23,7 @@ def _report(out):
     ax.plot([0, 1], [0, 1])
     report.figure(fig, "fig2_attribution_example", "Fig. 2")
     report.table(pd.DataFrame({"model": ["s"], "R2": [0.59]}), "table2_attribution_fit", "Table 2", "caption")
-    report.headline("Table 2", "R² (held-out)", "0.59", "0.82", "The organism's fit is weaker.")
+    report.headline("Table 2", "R² (held-out)", "0.59", "0.82", "The organism's fit is weaker.", verdict="weaker")
     report.headline("Table 10", "sorts after Table 2", "1", "1")
     return report
 
@@ -39,7 +39,7 @@ def test_files_readme_and_order(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith("| Fig.") or line.startswith("| Table")]
     rows = [r for r in rows if r.rstrip(" |").endswith("02_head_attribution") and "not run yet" not in r]
     assert [r.split("|")[1].strip() for r in rows] == ["Fig. 2", "Table 2", "Table 10"]
-    assert "R² (held-out): **0.59** | 0.82" in rows[1]
+    assert "R² (held-out): **0.59** (weaker) | 0.82" in rows[1]
     assert "- **Table 2** (R² (held-out)): The organism's fit is weaker." in text
     assert "`02_head_attribution`" in text and "n_masks=120" in text
     assert not list(tmp_path.rglob(".tmp-*")), "temporary files are renamed or removed"
@@ -263,3 +263,17 @@ def test_a_placeholder_figure_fails_unless_the_notebook_says_why(tmp_path):
     report.figure(message_figure("no head above 0.1"), "empty", "Fig. 99", why="no head has θ > 0.1 in any sample")
     saved = json.loads((tmp_path / ".report" / "99_test.json").read_text())
     assert saved["items"][0]["placeholders"] == [{"file": "empty.png", "why": "no head has θ > 0.1 in any sample"}]
+
+
+def test_a_headline_carries_one_of_the_verdicts_and_reads_as_a_sentence(tmp_path, capsys):
+    from hearlib.paper.report import VERDICTS, verdict_sentence
+
+    report = Report("01_head_ablation", tmp_path, {"profile": "ci"})
+    with pytest.raises(ValueError, match="agrees, weaker, disagrees"):
+        report.headline("Fig. 7", "share", "40%", "80%", verdict="roughly")
+    report.headline("Fig. 7", "share of samples", "40% of 6 samples", "80%", "Single heads matter more.",
+                    verdict="disagrees")
+    assert capsys.readouterr().out.strip() == ("Fig. 7 · disagrees. share of samples: 40% of 6 samples (paper: 80%). "
+                                               "Single heads matter more.")
+    assert verdict_sentence("Fig. 8", {"what": "w", "value": "1", "paper": "2"}) == "**Fig. 8.** w: 1 (paper: 2)."
+    assert VERDICTS == ("agrees", "weaker", "disagrees", "beyond the paper")

@@ -1,4 +1,5 @@
-"""Head sets found on some samples, used on others while the model generates (notebook 12).
+"""The ``generation`` stage's head sets: found on some samples, used on others while the model generates
+(notebook 12, through the hook of :mod:`hearlib.method.generation_hook`).
 
 :func:`head_sets` derives, from the attribution records (θ, Eq. 10's image attention) of the first
 ``head_set_samples`` samples the model answers correctly (all usable ones with

@@ -38,7 +38,7 @@ def test_skip_selects_the_samples_after_a_first_selection(tiny_llava, coco, tmp_
 
 def test_head_sets_are_the_top_heads_of_mean_theta_and_attention_of_the_first_samples(tiny_llava, coco, tmp_path,
                                                                                       one_thread):
-    from hearlib.records.interventions import head_sets
+    from hearlib.records.generation_stage import head_sets
     from hearlib.records.selection import Selection
     from hearlib.records.stages import Settings
 

@@ -1,4 +1,5 @@
-"""Interventions on a head set while the model generates.
+"""The generation hook: interventions on a head set while the model generates (the records layer's
+``generation`` stage that uses it is :mod:`hearlib.records.generation_stage`).
 
 ``with intervene(engine, heads, mode=...): engine.model.generate(...)`` changes, for the heads in
 the set, what every *text query* reads at the image positions, during a plain ``generate`` (the

@@ -1,4 +1,4 @@
-"""Interventions on a head set during ``model.generate`` (:mod:`hearlib.method.intervene`), on a tiny
+"""Interventions on a head set during ``model.generate`` (:mod:`hearlib.method.generation_hook`), on a tiny
 random-weight model of every registered family.
 
 The reference is the engine's literal ablation (:class:`~hearlib.method.attention.LiteralPlan`, one
@@ -16,7 +16,7 @@ import torch
 from hearlib.errors import MeansMismatch, UserError
 from hearlib.families.tiny import FAMILIES
 from hearlib.method.attention import _ACTIVE_PLAN, LiteralPlan, ablation
-from hearlib.method.intervene import ScalePlan, _GenerationPlan, head_set, intervene
+from hearlib.method.generation_hook import ScalePlan, _GenerationPlan, head_set, intervene
 from hearlib.method.loading import load_engine
 from hearlib.method.means import MeanKV, compute_means
 
