@@ -45,7 +45,9 @@ N = valid[0]["faithfulness"].shape[1]
 print(st, f"{len(items)} samples, N = {N}, criteria {criteria}")
 
 # %% [markdown]
-# ## Fig. 3A — minimum heads per criterion (faithfulness > 0.8, completeness < 0.2)
+# ## Fig. 3A — HeAr's ranking needs the fewest heads for faithfulness > 0.8 and completeness < 0.2
+#
+# The minimum number of top heads per criterion (random, attention, causal, HeAr).
 
 # %%
 kf, kc = A.min_heads_per_criterion(valid)                     # [S, C] each
@@ -69,10 +71,13 @@ if not (fewer_f and fewer_c):
     note = (f"On the organism HeAr does not need strictly fewer heads than {', '.join(worse)} for both thresholds; "
             f"with only N = {N} heads the criteria often pick the same few heads.")
 report.headline("Fig. 3A", "mean number of top heads each criterion needs for faithfulness > 0.8 / completeness < 0.2",
-                value, "HeAr needs the fewest heads for both (LLaVA-1.5-7B)", note)
+                value, "HeAr needs the fewest heads for both (LLaVA-1.5-7B)", note,
+                verdict="agrees" if fewer_f and fewer_c else "weaker" if fewer_f or fewer_c else "disagrees")
 
 # %% [markdown]
-# ## Fig. 11 and Fig. 3B — every model; the HeAr minimum against model size
+# ## Fig. 3B / Fig. 11 — Completeness needs many more heads than faithfulness, the more so in larger models
+#
+# Every model's minimum heads per criterion (Fig. 11), and HeAr's minimum against model size (Fig. 3B).
 
 # %%
 per_model = {}
@@ -103,7 +108,8 @@ hear_fewest = {mid: all(g.loc[g.criterion == "HeAr", col].iloc[0] < g.loc[g.crit
                for mid, g in by_model.groupby("model", sort=False)}
 report.headline("Fig. 11", "models where HeAr needs strictly the fewest heads for both thresholds",
                 f"{sum(hear_fewest.values())} of {len(hear_fewest)}", "all ten models",
-                "" if all(hear_fewest.values()) else
+                verdict="agrees" if all(hear_fewest.values()) else "weaker" if any(hear_fewest.values()) else "disagrees",
+                note="" if all(hear_fewest.values()) else
                 "On " + ", ".join(m for m, ok in hear_fewest.items() if not ok) + " another criterion needs as few "
                 "heads as HeAr or fewer for at least one threshold.")
 trend = pd.DataFrame(trend).sort_values("heads")
@@ -126,10 +132,13 @@ note = "" if grows and (gap > 0).all() else (
     f"(gaps {np.round(gap, 1).tolist()} for N = {trend.heads.tolist()}).")
 report.headline("Fig. 3B", "extra heads HeAr needs for completeness < 0.2 over faithfulness > 0.8, per model size",
                 ", ".join(f"{m} (N = {h}): {g:.1f}" for m, h, g in zip(trend.model, trend.heads, gap)),
-                "completeness needs many more heads, and more so in larger models", note)
+                "completeness needs many more heads, and more so in larger models", note,
+                verdict="agrees" if grows and (gap > 0).all() else "weaker" if (gap > 0).all() else "disagrees")
 
 # %% [markdown]
-# ## Fig. 5 — thresholds: faithfulness 0.5–0.9, completeness 0.5–0.1
+# ## Fig. 5 — HeAr needs the fewest heads at every threshold
+#
+# Faithfulness thresholds 0.5–0.9 and completeness thresholds 0.5–0.1.
 
 # %%
 fig, axes = plt.subplots(2, 1, figsize=(6, 6))
@@ -156,10 +165,13 @@ best = sweep.loc[sweep.groupby(["kind", "threshold"]).min_heads.idxmin()]
 share_best = float((best.criterion == "HeAr").mean())
 report.headline("Fig. 5", "share of thresholds at which HeAr needs the fewest heads (ties count)", f"{share_best:.0%}",
                 "100% (HeAr fewest at every threshold)",
-                "" if share_best == 1 else "At some thresholds another criterion ties or wins on the organism.")
+                verdict="agrees" if share_best == 1 else "weaker" if share_best >= 0.5 else "disagrees",
+                note="" if share_best == 1 else "At some thresholds another criterion ties or wins on the organism.")
 
 # %% [markdown]
-# ## Fig. 6 — ablation ratio p from 12.5% to 87.5% (HeAr only)
+# ## Fig. 6 — Ablating more than half of the heads per mask needs fewer heads, and the count is stable above 50%
+#
+# The ablation ratio p from 12.5% to 87.5% (HeAr only).
 
 # %%
 ratio_items = items[:p.n_ratio_samples]
@@ -186,5 +198,6 @@ high = by_ratio[by_ratio.ratio > 0.5]["faithfulness>0.8 mean"].mean()
 report.headline("Fig. 6", "mean heads HeAr needs for faithfulness > 0.8, ablation ratio p ≤ 50% vs p > 50%",
                 f"{low:.1f} vs {high:.1f} heads",
                 "p > 50% needs fewer heads, stable across high ratios",
-                "" if high <= low else "On the organism, high ablation ratios do not need fewer heads.")
+                verdict="agrees" if high <= low else "disagrees",
+                note="" if high <= low else "On the organism, high ablation ratios do not need fewer heads.")
 nb.finish()

@@ -49,7 +49,9 @@ supers = np.array([str(it.supercategory) for it in items])
 print(st, f"{len(items)} samples, {len(set(labels))} categories")
 
 # %% [markdown]
-# ## Fig. 3E / Fig. 13 — t-SNE of θ
+# ## Fig. 3E / Fig. 13 — Samples with the same object share their important heads: θ clusters by category
+#
+# t-SNE of θ by category and super-category, for the main model and every model compared.
 
 # %%
 xy = A.tsne_embedding(thetas, seed=p.seed)
@@ -57,13 +59,6 @@ fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
 P.embedding_scatter(axes[0], xy, labels, f"{P.model_label(st.model)}: t-SNE of {P.THETA}, by category")
 P.embedding_scatter(axes[1], xy, supers, "by super-category")
 report.figure(fig, "fig3e_tsne", "Fig. 3E")
-rate, chance = A.same_label_rate(thetas, labels)
-rate_s, chance_s = A.same_label_rate(thetas, supers)
-report.headline("Fig. 3E", "share of samples whose nearest neighbour in θ (cosine) has the same "
-                "category / super-category",
-                f"{rate:.0%} / {rate_s:.0%} (chance {chance:.0%} / {chance_s:.0%})",
-                "samples cluster by category and super-category (qualitative)",
-                "" if rate > 2 * chance else "On the organism θ vectors cluster by category little above chance.")
 
 # %%
 fig, axes = plt.subplots(1, len(p.models), figsize=(4.5 * len(p.models), 4), squeeze=False)
@@ -79,9 +74,19 @@ for ax, m in zip(axes[0], p.models):
     P.embedding_scatter(ax, A.tsne_embedding(stack(at, "theta"), seed=p.seed), np.array([it.label for it in its]),
                         f"{P.model_label(m)}: t-SNE of {P.THETA}")
 report.figure(fig, "fig13_tsne_models", "Fig. 13")
+rate, chance = A.same_label_rate(thetas, labels)
+rate_s, chance_s = A.same_label_rate(thetas, supers)
+report.headline("Fig. 3E", "share of samples whose nearest neighbour in θ (cosine) has the same "
+                "category / super-category",
+                f"{rate:.0%} / {rate_s:.0%} (chance {chance:.0%} / {chance_s:.0%})",
+                "samples cluster by category and super-category (qualitative)",
+                "" if rate > 2 * chance else "On the organism θ vectors cluster by category little above chance.",
+                verdict="agrees" if rate > 2 * chance else "weaker" if rate > chance else "disagrees")
 
 # %% [markdown]
-# ## Fig. 10 — head vectors with θ_n > 0.1 in at least one sample, hierarchically clustered
+# ## Fig. 10 — Two kinds of important heads: sample-agnostic ones and sample-specific ones
+#
+# The head vectors with θ_n > 0.1 in at least one sample, hierarchically clustered.
 
 # %%
 heads, vectors = EF.head_vectors(thetas, p.head_threshold)
@@ -101,5 +106,6 @@ agnostic = int(EF.sample_agnostic_heads(thetas, p.head_threshold)[2].sum())
 report.headline("Fig. 10", f"heads with θ_n > {p.head_threshold} in some sample / sample-agnostic ones among them "
                 f"(θ_n > {p.head_threshold} in ≥ 50% of samples)",
                 f"{len(heads)} of {thetas.shape[1]} heads / {agnostic}",
-                "two clusters: sample-agnostic and sample-specific heads")
+                "two clusters: sample-agnostic and sample-specific heads",
+                verdict="agrees" if 0 < agnostic < len(heads) else "disagrees")
 nb.finish()

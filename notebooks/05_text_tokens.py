@@ -47,7 +47,9 @@ delta = stack(texts, "delta_text")                 # [S, P_txt] (same prompt: sa
 print(st, f"{len(items)} samples, text tokens: {tokens}")
 
 # %% [markdown]
-# ## Fig. 4A — Δ_i per text token (mean ± std over samples)
+# ## Fig. 4A — Only the role tokens and the final ':' read the image
+#
+# Δ_i per text token under x* (mean ± std over samples).
 
 # %%
 fig, ax = plt.subplots(figsize=(max(6, 0.4 * len(tokens)), 3.4))
@@ -64,12 +66,15 @@ role_and_final = A.only_role_and_final(tokens, important)
 report.headline("Fig. 4A", f"text tokens whose blocked image access costs more than {p.token_threshold:.0%} of the logit "
                 f"(mean Δ_i > {p.token_threshold})", A.describe_tokens(tokens, important),
                 "the role tokens (ASSISTANT) and the final ':' only",
-                "" if role_and_final else
+                verdict="agrees" if role_and_final else "weaker" if len(important) else "disagrees",
+                note="" if role_and_final else
                 "On the organism, tokens other than the role tokens and the final ':' also receive image information."
                 if len(important) else f"On the organism no single text token has Δ_i > {p.token_threshold} on average.")
 
 # %% [markdown]
-# ## Table 3 and Fig. 15 — π(x*, u*) / π(x*) for every model
+# ## Table 3 / Fig. 15 — Image access for those few tokens alone keeps the logit: π(x*, u*) / π(x*) = 0.98
+#
+# π(x*, u*) / π(x*) for every model.
 
 # %%
 rows = []
@@ -91,8 +96,7 @@ ratios = np.array([t["ratio"] for t in texts])
 report.headline("Table 3", "share of the logit kept when only u* (each sample's text tokens with "
                 f"Δ_i > {p.token_threshold}) keep image access: π(x*, u*)/π(x*)",
                 fmt_pm(ratios), "0.98 ± 0.02 (LLaVA-1.5-7B; 0.82–0.99 over ten models)",
-                "" if ratios.mean() >= 0.8 else
+                verdict="agrees" if ratios.mean() >= 0.9 else "weaker" if ratios.mean() >= 0.8 else "disagrees",
+                note="" if ratios.mean() >= 0.8 else
                 "On the organism the selected tokens preserve less of the logit: the flow is spread over more text tokens.")
-
-# %%
 nb.finish()

@@ -52,7 +52,9 @@ present = [d for d in p.domains if (dom == d).any()]
 print(st, pd.Series(dom).value_counts().to_dict())
 
 # %% [markdown]
-# ## Fig. 9A — minimum heads per criterion and domain
+# ## Fig. 9A — HeAr needs the fewest heads in every image style
+#
+# The minimum heads per criterion and domain.
 
 # %%
 kf, kc = A.min_heads_per_criterion(valid)                     # [S, C] each
@@ -72,10 +74,14 @@ hear_best = all(
     for d in present for key in ("faithfulness>0.8", "completeness<0.2"))
 report.headline("Fig. 9A", "does HeAr need the fewest heads (ties count) for both thresholds in every domain?",
                 f"yes, in all {len(present)} domains" if hear_best else "no", "yes (vs Attention and Causal)",
-                "" if hear_best else "Not in every domain on the organism.")
+                verdict="agrees" if hear_best else "weaker",
+                note="" if hear_best else "Not in every domain on the organism.")
 
 # %% [markdown]
-# ## Fig. 9B — head distribution per domain; Fig. 9C — θ against attention weight per domain
+# ## Fig. 9B / Fig. 9C — The important heads stay the same across image styles
+#
+# The head distribution per domain (9B) and θ against the attention weight per domain (9C); then the
+# cosine between the domains' maps, and between θ of one scene drawn in two styles.
 
 # %%
 maps = {d: A.head_distribution(stack([v for v, x in zip(valid, dom) if x == d], "x_star"), L, H) for d in present}
@@ -92,9 +98,23 @@ for ax, d in zip(axes[0], present):
 fig.colorbar(sc, ax=axes, shrink=0.8, label=P.DEPTH)
 fig.suptitle(P.model_label(st.model), fontsize=9)
 report.figure(fig, "fig9c_attention_scatter", "Fig. 9C")
+# same scene in two styles (scenes share their file name across domains) against different scenes
+stem = np.array([it.image_id.rsplit("/", 1)[-1] for it in items])
+same, diff_same_class = A.cross_domain_cosines(thetas, dom, stem, labels)
+rows = [{"comparison": "head distribution maps " + k, "cosine": v} for k, v in map_cos.items()]
+rows += [{"comparison": "θ, same scene across styles", "cosine": fmt_pm(same)},
+         {"comparison": "θ, same class, different scene and style", "cosine": fmt_pm(diff_same_class)}]
+report.table(pd.DataFrame(rows), "fig9_domain_consistency", "Fig. 9B")
+mean_map = np.mean(list(map_cos.values())) if map_cos else float("nan")
+report.headline("Fig. 9B", "cosine similarity of the head-distribution maps between two domains, mean over pairs",
+                f"{mean_map:.2f}", "head patterns consistent across domains (qualitative)",
+                verdict="agrees" if mean_map > 0.8 else "weaker" if mean_map > 0.5 else "disagrees",
+                note="" if mean_map > 0.8 else "The organism's head patterns change more with style than the paper's.")
 
 # %% [markdown]
-# ## Fig. 9D — examples; Fig. 9E — t-SNE of θ coloured by domain and by category
+# ## Fig. 9D / Fig. 9E — θ groups samples by what they show, not by how it is drawn
+#
+# One example per domain (9D), and the t-SNE of θ coloured by domain and by category (9E).
 
 # %%
 examples = [next(it for it in items if it.domain == d) for d in present]
@@ -106,20 +126,11 @@ fig, axes = plt.subplots(1, 2, figsize=(10, 4.3))
 P.embedding_scatter(axes[0], xy, dom, f"{P.model_label(st.model)}: t-SNE of {P.THETA}, by domain")
 P.embedding_scatter(axes[1], xy, labels, "by category")
 report.figure(fig, "fig9e_tsne", "Fig. 9E")
-
-# %% [markdown]
-# ## Headline: are head patterns shared across styles?
-
-# %%
-# same scene in two styles (scenes share their file name across domains) against different scenes
-stem = np.array([it.image_id.rsplit("/", 1)[-1] for it in items])
-same, diff_same_class = A.cross_domain_cosines(thetas, dom, stem, labels)
-rows = [{"comparison": "head distribution maps " + k, "cosine": v} for k, v in map_cos.items()]
-rows += [{"comparison": "θ, same scene across styles", "cosine": fmt_pm(same)},
-         {"comparison": "θ, same class, different scene and style", "cosine": fmt_pm(diff_same_class)}]
-report.table(pd.DataFrame(rows), "fig9_domain_consistency", "Fig. 9B")
-mean_map = np.mean(list(map_cos.values())) if map_cos else float("nan")
-report.headline("Fig. 9B", "cosine similarity of the head-distribution maps between two domains, mean over pairs",
-                f"{mean_map:.2f}", "head patterns consistent across domains (qualitative)",
-                "" if mean_map > 0.8 else "The organism's head patterns change more with style than the paper's.")
+by_category, chance_category = A.same_label_rate(thetas, labels)
+by_style, chance_style = A.same_label_rate(thetas, dom)
+report.headline("Fig. 9E", "share of samples whose nearest neighbour in θ (cosine) has the same category / "
+                "the same style (chance)",
+                f"{by_category:.0%} ({chance_category:.0%}) / {by_style:.0%} ({chance_style:.0%})",
+                "clusters by category across styles (qualitative)",
+                verdict="agrees" if by_category - chance_category > by_style - chance_style else "disagrees")
 nb.finish()

@@ -43,6 +43,11 @@ items = st.samples(p.n_prompt_samples, correct_only=p.correct_only)
 base = stack(st.many("attribution", items, desc="paper prompt", **settings), "theta")
 print(st, f"{len(items)} samples")
 
+# %% [markdown]
+# ## Table 1 — θ hardly depends on the prompt's wording: cosine 0.95 over nine alternative prompts
+#
+# The cosine between θ under the paper prompt and under each alternative, per prompt.
+
 # %%
 PAPER_TABLE1 = ["0.97 ± 0.02", "0.96 ± 0.03", "0.97 ± 0.02", "0.96 ± 0.02", "0.91 ± 0.03",
                 "0.94 ± 0.02", "0.94 ± 0.03", "0.93 ± 0.04", "0.94 ± 0.03"]
@@ -72,7 +77,8 @@ ax.set_title(f"{P.model_label(st.model)}: {P.THETA} under each alternative promp
 report.figure(fig, "table1_prompt_cosine", "Table 1")
 overall = float(np.nanmean(np.concatenate(sims_all)))
 report.headline("Table 1", "cosine similarity of θ under the paper prompt and under an alternative one, "
-                "mean over the nine prompts", f"{overall:.2f} (range {table1['mean'].min():.2f}–{table1['mean'].max():.2f})",
+                "mean over the nine prompts", f"{overall:.2f} over {len(items)} samples (range {table1['mean'].min():.2f}–{table1['mean'].max():.2f})",
                 "0.95 (range 0.91–0.97)",
-                "" if overall >= 0.85 else "The organism's θ depends more on the prompt's wording than LLaVA-1.5-7B's.")
+                verdict="agrees" if overall >= 0.9 else "weaker" if overall >= 0.7 else "disagrees",
+                note="" if overall >= 0.85 else "The organism's θ depends more on the prompt's wording than LLaVA-1.5-7B's.")
 nb.finish()

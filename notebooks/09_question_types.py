@@ -179,14 +179,16 @@ if pairs:
     vs_object = ", ".join(f"{names[j]} {np.nanmean(sims[:, 0, j]):.2f}" for j in range(1, len(names)))
     ref = float(np.nanmean(across)) if across.size else float("nan")
     report.headline(ITEM, "cosine of θ between the object question and each other question type, "
-                    "same samples (mean over samples)", f"{vs_object} (object, two samples: {ref:.2f})", BEYOND)
+                    "same samples (mean over samples)", f"{vs_object} (object, two samples: {ref:.2f})", BEYOND,
+                    verdict="beyond the paper")
     n_spec = sum(len(s) for s in specific.values())
     report.headline(ITEM, f"heads in one type's top {p.top_k} by mean θ and no other's",
                     "; ".join(f"{name}: {' '.join(A.head_name(int(n), H) for n in specific[name]) or 'none'}"
-                              for name in names) + f" ({n_spec} in all)", BEYOND)
+                              for name in names) + f" ({n_spec} in all)", BEYOND, verdict="beyond the paper")
     report.headline(ITEM, "layer with the largest share of positive θ, per question type",
-                    ", ".join(f"{name} {peaks[name]}" for name in names) + f" (of {L})", BEYOND)
+                    ", ".join(f"{name} {peaks[name]}" for name in names) + f" (of {L})", BEYOND,
+                    verdict="beyond the paper")
 else:
     report.headline(ITEM, "question types compared", f"object only ({st.dataset_id} has no other labels)",
-                    BEYOND, "Give other questions with the parameter `questions`.")
+                    BEYOND, "Give other questions with the parameter `questions`.", verdict="beyond the paper")
 nb.finish();

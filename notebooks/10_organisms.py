@@ -140,6 +140,7 @@ print("\n".join(notes))
 best = results.loc[results.depth.idxmax()]
 report.headline("Organisms", "relative depth of the layer most often in x*, per organism",
                 ", ".join(f"{r.organism} {r.depth:.2f}" for r in results.itertuples()),
-                "middle-to-late layers", "" if best.depth >= 1 / 3 else
+                "middle-to-late layers", verdict="agrees" if best.depth >= 1 / 3 else "disagrees",
+                note="" if best.depth >= 1 / 3 else
                 "No organism here puts its image-to-text heads in the middle or late layers.")
 nb.finish()

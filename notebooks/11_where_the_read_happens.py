@@ -38,7 +38,6 @@ profile = "quick"   # notebooks/profiles/<profile>.yaml: the models, the data an
 overrides = {}      # values that replace the profile's, e.g. {"n_samples": 8} (make figures sets data, store, out)
 
 # %%
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -108,49 +107,62 @@ for m in studied:
           f"knockout peak at layer {R.peak_layer(res['drop']['object'])}, x* peak at layer {R.peak_layer(res['xstar'])}")
 
 # %% [markdown]
-# ## Window knockout beside HeAr's x*, question dependence, probes and patching
+# ## Window knockout — The paper: the image reaches the text in the middle-to-late layers (Fig. 3C)
 #
-# One row per model. Left: the drop of the normalised answer logit (median over samples of 1 − π)
-# when every head of one layer (solid) or two consecutive layers (dashed, plotted at the first) is
-# ablated, per question, and
-# the share of samples whose x* holds the layer's heads (grey bars). Second: the correlation of
-# the final position's attention over the image between the object question and the others. Third:
-# probe accuracy after each layer (row 0 = the embeddings). Right: patching.
+# The drop of the normalised answer logit (median over samples of 1 − π) when every head of one layer
+# (solid) or two consecutive layers (dashed, plotted at the first) is ablated, per question, beside the
+# share of samples whose x* holds the layer's heads (grey bars).
 
 # %%
-rows = len(results)
-fig, axes = plt.subplots(rows, 4, figsize=(15, 3.2 * rows), squeeze=False)
-for row, (name, res) in enumerate(results.items()):
-    L, layers = res["L"], np.arange(res["L"])
-    ax = axes[row, 0]
-    ax.bar(layers, res["xstar"], color="0.85", label="HeAr: share with x* here")
-    for n, curve in res["drop"].items():
-        line, = ax.plot(layers, curve, "o-", ms=3, label=f"knockout, {n}")
-        if n in res["drop2"]:
-            ax.plot(layers[:L - 1], res["drop2"][n], "--", color=line.get_color(), lw=1)
-    ax.set_xlabel("layer"), ax.set_ylabel("1 − π (drop, median)"), ax.set_title(f"{name}: window knockout", fontsize=9)
-    ax.legend(fontsize=6)
-    ax = axes[row, 1]
-    if "dependence" in res:
-        for n, curve in res["dependence"]["per_question"].items():
-            ax.plot(layers, curve, "o-", ms=3, label=f"object vs {n}")
-        ax.set_ylim(-0.2, 1.05), ax.legend(fontsize=6)
-    else:
-        ax.text(0.5, 0.5, "one question type only:\nno comparison", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("layer"), ax.set_ylabel("correlation of attention maps")
-    ax.set_title("question dependence of the final position's read", fontsize=9)
-    ax = axes[row, 2]
-    for label, probe in res["probes"].items():
-        ax.plot(np.arange(L + 1), probe["accuracy"], "o-", ms=3, label=f"{label} (chance {probe['chance']:.2f})")
-    ax.set_xlabel("after layer (0 = embeddings)"), ax.set_ylabel("probe accuracy"), ax.set_ylim(0, 1.05)
-    ax.set_title("linear probes (3-fold)", fontsize=9), ax.legend(fontsize=5)
-    ax = axes[row, 3]
-    ax.plot(layers, res["patch"], "o-", ms=3, label="share of logit difference moved")
-    ax.plot(layers, res["flipped"], "s--", ms=3, label="answer flipped")
-    ax.set_xlabel("layer patched"), ax.set_ylim(-0.1, 1.05), ax.legend(fontsize=6)
-    ax.set_title(f"patching the final position's heads ({res['n_pairs']} pairs)", fontsize=9)
-fig.tight_layout()
-report.figure(fig, "readsite_overview", ITEM)
+report.figure(P.readsite_panels(results, "knockout"), "readsite_knockout", ITEM)
+depths = {n: R.relative_depth(R.peak_layer(r["drop"]["object"]), r["L"]) for n, r in results.items()}
+report.headline(ITEM, "layer where the window knockout of the paper prompt peaks (relative depth), per model",
+                ", ".join(f"{n} {R.peak_layer(r['drop']['object'])} of {r['L']} ({depths[n]:.2f})"
+                          for n, r in results.items()),
+                "middle layers (Zhang et al.: the middle ~25% of layers carry the flow; paper Fig. 3C)",
+                verdict="agrees" if any(d >= 0.3 for d in depths.values()) else "disagrees",
+                note="" if any(d >= 0.3 for d in depths.values()) else
+                "Every model here reads the image in its first layers.")
+
+# %% [markdown]
+# ## Question dependence — Does the final position read the image differently for each question?
+#
+# The correlation of the final position's attention over the image between the object question and each
+# other question, per layer (1: the question does not change where it looks).
+
+# %%
+report.figure(P.readsite_panels(results, "dependence"), "readsite_dependence", ITEM)
+layer0 = {n: r["dependence"]["correlation"][0] for n, r in results.items() if "dependence" in r}
+report.headline(ITEM, "correlation of the final position's layer-0 attention across questions, per model",
+                ", ".join(f"{n} {c:.2f}" for n, c in layer0.items()) or "one question type only", BEYOND,
+                verdict="beyond the paper")
+
+# %% [markdown]
+# ## Probes — After which layer can the object be read at the final position?
+#
+# Linear-probe accuracy after each layer (0 = the embeddings), at the final position for each question
+# asked, and at the image tokens' mean.
+
+# %%
+report.figure(P.readsite_panels(results, "probes"), "readsite_probes", ITEM)
+formed = {n: R.first_layer_reaching(r["probes"]["object (object asked)"]["accuracy"])
+          for n, r in results.items() if "object (object asked)" in r["probes"]}
+report.headline(ITEM, "first layer after which the object is decodable at the final position (90% of the best "
+                "probe accuracy), per model", ", ".join(f"{n} {k} of {results[n]['L']}" for n, k in formed.items())
+                or "too few samples per object for a probe", BEYOND, verdict="beyond the paper")
+
+# %% [markdown]
+# ## Patching — Which layer's heads at the final position carry the answer?
+#
+# The share of the logit difference moved, and of answers flipped, when the final position's heads of one
+# layer are patched from a sample with another answer.
+
+# %%
+report.figure(P.readsite_panels(results, "patching"), "readsite_patching", ITEM)
+moved = {n: R.peak_layer(r["patch"]) for n, r in results.items()}
+report.headline(ITEM, "layer where patching the final position's heads moves the answer most, per model",
+                ", ".join(f"{n} {k} of {results[n]['L']} ({results[n]['patch'][k]:.2f})" for n, k in moved.items()),
+                BEYOND, verdict="beyond the paper")
 
 # %% [markdown]
 # ## The numbers
@@ -196,14 +208,4 @@ report.section(ITEM, "Where each model's final position takes the image's inform
 numbers.T
 
 # %%
-report.headline(ITEM, "layer where the window knockout of the paper prompt peaks (relative depth), per model",
-                ", ".join(f"{n} {R.peak_layer(r['drop']['object'])} of {r['L']} "
-                          f"({R.relative_depth(R.peak_layer(r['drop']['object']), r['L']):.2f})"
-                          for n, r in results.items()),
-                "middle layers (Zhang et al.: the middle ~25% of layers carry the flow; paper Fig. 3C)",
-                "" if any(R.relative_depth(R.peak_layer(r["drop"]["object"]), r["L"]) >= 0.3 for r in results.values())
-                else "Every model here reads the image in its first layers.")
-report.headline(ITEM, "correlation of the final position's layer-0 attention across questions, per model",
-                ", ".join(f"{n} {r['dependence']['correlation'][0]:.2f}" for n, r in results.items()
-                          if "dependence" in r) or "one question type only", BEYOND)
-nb.finish();
+nb.finish()

@@ -157,10 +157,11 @@ report.headline(ITEM, f"accuracy with the top-k HeAr / k attention / k random he
                 f"(unablated {base_correct.mean():.2f})",
                 "; ".join(f"k={k}: {a['HeAr']:.2f} / {a['Attention']:.2f} / {a['Random']:.2f}"
                           for k, a in per_k.items()),
-                BEYOND,
-                "" if len(lower) == len(per_k) else
+                BEYOND, verdict="beyond the paper",
+                note="" if len(lower) == len(per_k) else
                 f"measured: ablating the top-k HeAr heads lowers accuracy more than both k random and k "
                 f"attention-chosen heads only for k in {lower or 'none'} of {list(per_k)}")
 report.headline(ITEM, "x* Jaccard between disjoint halves of the samples (mean, min–max)",
-                f"{halves['mean']:.2f} ({halves['min']:.2f}–{halves['max']:.2f})" if halves else "n/a", BEYOND)
+                f"{halves['mean']:.2f} ({halves['min']:.2f}–{halves['max']:.2f})" if halves else "n/a", BEYOND,
+                verdict="beyond the paper")
 nb.finish();

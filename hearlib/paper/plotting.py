@@ -23,6 +23,7 @@ from hearlib.paper.report import head_grid
 
 __all__ = [
     "diff_figure",
+    "readsite_panels",
     "CRITERION_COLORS",
     "THETA",
     "THETA_N",
@@ -435,3 +436,58 @@ def diff_figure(a: dict, b: dict, result: dict):
     if any(result[kind] for kind in ("gained", "lost", "kept")):
         ax.legend(fontsize=7)
     return figure
+
+
+# --------------------------------------------------------------------------- where the read happens (notebook 11)
+def _knockout_panel(ax, name: str, res: Mapping) -> None:
+    layers = np.arange(res["L"])
+    ax.bar(layers, res["xstar"], color="0.85", label="HeAr: share with x* here")
+    for question, curve in res["drop"].items():
+        line, = ax.plot(layers, curve, "o-", ms=3, label=f"knockout, {question}")
+        if question in res["drop2"]:
+            ax.plot(layers[:-1], res["drop2"][question], "--", color=line.get_color(), lw=1)
+    ax.set_xlabel("layer"), ax.set_ylabel("1 − π (drop, median)")
+    ax.set_title(f"{name}: window knockout", fontsize=9), ax.legend(fontsize=6)
+
+
+def _dependence_panel(ax, name: str, res: Mapping) -> None:
+    if "dependence" in res:
+        for question, curve in res["dependence"]["per_question"].items():
+            ax.plot(np.arange(res["L"]), curve, "o-", ms=3, label=f"object vs {question}")
+        ax.set_ylim(-0.2, 1.05), ax.legend(fontsize=6)
+    else:
+        ax.text(0.5, 0.5, "one question type only:\nno comparison", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("layer"), ax.set_ylabel("correlation of attention maps")
+    ax.set_title(f"{name}: question dependence of the final position's read", fontsize=9)
+
+
+def _probes_panel(ax, name: str, res: Mapping) -> None:
+    for label, probe in res["probes"].items():
+        ax.plot(np.arange(res["L"] + 1), probe["accuracy"], "o-", ms=3, label=f"{label} (chance {probe['chance']:.2f})")
+    ax.set_xlabel("after layer (0 = embeddings)"), ax.set_ylabel("probe accuracy"), ax.set_ylim(0, 1.05)
+    ax.set_title(f"{name}: linear probes (3-fold)", fontsize=9), ax.legend(fontsize=5)
+
+
+def _patching_panel(ax, name: str, res: Mapping) -> None:
+    layers = np.arange(res["L"])
+    ax.plot(layers, res["patch"], "o-", ms=3, label="share of logit difference moved")
+    ax.plot(layers, res["flipped"], "s--", ms=3, label="answer flipped")
+    ax.set_xlabel("layer patched"), ax.set_ylim(-0.1, 1.05), ax.legend(fontsize=6)
+    ax.set_title(f"{name}: patching the final position's heads ({res['n_pairs']} pairs)", fontsize=9)
+
+
+READSITE_PANELS = {"knockout": _knockout_panel, "dependence": _dependence_panel, "probes": _probes_panel,
+                   "patching": _patching_panel}
+
+
+def readsite_panels(results: Mapping[str, Mapping], measurement: str) -> Figure:
+    """One of notebook 11's measurements (``knockout``, ``dependence``, ``probes`` or ``patching``),
+    one panel per model, from the per-model results the notebook computes."""
+    import matplotlib.pyplot as plt
+
+    draw = READSITE_PANELS[measurement]
+    fig, axes = plt.subplots(1, len(results), figsize=(4.6 * len(results), 3.4), squeeze=False)
+    for ax, (name, res) in zip(axes[0], results.items()):
+        draw(ax, name, res)
+    fig.tight_layout()
+    return fig

@@ -40,7 +40,15 @@ nav.hearlib-site { font: 14px/1.5 system-ui, sans-serif; padding: 8px 16px; marg
   border-bottom: 1px solid #ddd; background: #f7f7f7; }
 nav.hearlib-site a { margin-right: 1.2em; }
 nav.hearlib-site span { color: #555; }
+details.hearlib-code > summary { font: 12px/1.6 system-ui, sans-serif; color: #777; cursor: pointer;
+  padding-left: 8px; }
 </style>{%- endblock extra_css -%}
+{%- block input_group -%}
+<details class="hearlib-code"><summary>{{ "parameters of this run" if "injected-parameters" in cell.metadata.get("tags", [])
+  else "code" }}</summary>
+{{ super() }}
+</details>
+{%- endblock input_group -%}
 {%- block body_header -%}{{ super() }}
 <nav class="hearlib-site">{{ resources.hearlib_nav }}</nav>
 {%- endblock body_header -%}
@@ -127,6 +135,14 @@ def _page(path: Path):
     failed = str(pm.get("exception") or "")
     page = Page(path.stem, path, title or path.stem, summary, len(pngs), first, ran, failed)
     return nb, page
+
+
+def _prose_first(nb) -> None:
+    """Where papermill injected parameters, drop the notebook's own defaults cell, so a page shows the
+    parameters once (the injected cell, folded like every code cell by the template)."""
+    tags = [cell.metadata.get("tags", []) for cell in nb.cells]
+    if any("injected-parameters" in t for t in tags):
+        nb.cells = [cell for cell, t in zip(nb.cells, tags) if "parameters" not in t]
 
 
 def _exporter():
@@ -219,6 +235,7 @@ def build_site(notebooks: str | Path, out: str | Path, figures: str | Path | Non
     exporter = _exporter()
     for i, (nb, page) in enumerate(loaded):
         nb.metadata["title"] = page.title
+        _prose_first(nb)
         previous = pages[i - 1] if i > 0 else None
         following = pages[i + 1] if i + 1 < len(pages) else None
         nav = " ".join(x for x in ('<a href="index.html">all notebooks</a>', _link(previous, "← previous"),

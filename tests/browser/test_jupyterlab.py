@@ -187,12 +187,17 @@ def _expected(out: Path, name: str, since: float) -> tuple[list[str], list[str]]
 
 
 def _out_folder(root: Path, name: str) -> Path:
-    """The notebook's ``out`` parameter (the injected value wins), resolved as hearlib does."""
+    """Where the notebook writes: ``out`` of its profile and overrides (the injected cell, the last one,
+    wins), resolved as :func:`hearlib.paper.notebook.open_notebook` resolves it."""
+    import ast
+
+    from hearlib.paper.notebook import notebook_params
     from hearlib.paths import under_root as resolve_path
 
     text = (root / f"{name}.py").read_text()
-    values = re.findall(r'^out = ["\'](.+?)["\']', text, flags=re.M)
-    return resolve_path(values[-1] if values else "figures")
+    profile = ast.literal_eval(re.findall(r"^profile = (.+?)(?:\s+#.*)?$", text, flags=re.M)[-1])
+    overrides = ast.literal_eval(re.findall(r"^overrides = (.+?)(?:\s+#.*)?$", text, flags=re.M)[-1])
+    return resolve_path(notebook_params(profile, **overrides)["out"])
 
 
 def _interact(page, panel) -> str | None:

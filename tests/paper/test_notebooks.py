@@ -191,3 +191,67 @@ def test_every_reporting_notebook_lists_its_report_settings():
     assert set(REPORT_SETTINGS) == set(REPORTING)
     known = notebook_params("quick")
     assert {k for keys in REPORT_SETTINGS.values() for k in keys} <= set(known)
+
+
+PAPER_ITEM = re.compile(r"(?:Fig\.|Table) \d+[A-Z]?")
+
+
+def sections(name: str) -> list[tuple[str, list[str]]]:
+    """The notebook's ``## `` sections: the heading line and the sources of the code cells under it."""
+    out = []
+    for cell in jupytext.read(ROOT / "notebooks" / f"{name}.py").cells:
+        first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+        if cell.cell_type == "markdown" and first.startswith("## "):
+            out.append((first[3:], []))
+        elif cell.cell_type == "code" and out and cell.source.strip():
+            out[-1][1].append(cell.source)
+    return out
+
+
+def headlines(source: str) -> list[ast.Call]:
+    return [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Attribute) and n.func.attr == "headline"]
+
+
+def _outcomes(node: ast.expr) -> list[ast.expr]:
+    """The values a (nested) conditional expression can take."""
+    return _outcomes(node.body) + _outcomes(node.orelse) if isinstance(node, ast.IfExp) else [node]
+
+
+def _verdict(call: ast.Call):
+    return next((k.value for k in call.keywords if k.arg == "verdict"), None)
+
+
+@pytest.mark.parametrize("name", [n for n in NOTEBOOKS if n != "00_explore"])
+def test_each_paper_item_opens_with_its_claim_and_ends_with_its_verdict(name):
+    from hearlib.paper.catalogue import ITEMS
+
+    covered = set()
+    for heading, code in sections(name):
+        label, _, claim = heading.partition(" — ")
+        named = PAPER_ITEM.findall(label)
+        if not named:
+            continue
+        assert len(claim.split()) >= 5, f"{name}: '## {heading}' states no claim after ' — '"
+        assert code, f"{name}: '## {heading}' has no code"
+        closing = [ast.literal_eval(c.args[0]) for c in headlines(code[-1]) if _verdict(c) is not None]
+        assert set(closing) & set(named), f"{name}: '## {heading}' does not end with a verdict on {named}"
+        covered |= set(named)
+    paper_items = {item for item in ITEMS[name] if PAPER_ITEM.fullmatch(item)}
+    assert paper_items <= covered, f"{name}: no section states the claim of {sorted(paper_items - covered)}"
+
+
+@pytest.mark.parametrize("name", [n for n in NOTEBOOKS if n != "00_explore"])
+def test_every_verdict_on_a_paper_item_is_computed_from_the_numbers(name):
+    from hearlib.paper.report import VERDICTS
+
+    calls = headlines((ROOT / "notebooks" / f"{name}.py").read_text())
+    assert calls
+    for call in calls:
+        verdict = _verdict(call)
+        assert verdict is not None, f"{name}: a headline without a verdict: {ast.unparse(call)[:80]}"
+        words = {ast.literal_eval(leaf) for leaf in _outcomes(verdict)}
+        assert words <= set(VERDICTS), f"{name}: verdict words {words - set(VERDICTS)}"
+        item = call.args[0]
+        if isinstance(item, ast.Constant) and PAPER_ITEM.fullmatch(item.value):
+            assert isinstance(verdict, ast.IfExp), f"{name}: the verdict on {item.value} is not computed"

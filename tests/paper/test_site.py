@@ -48,6 +48,23 @@ def test_the_site_lists_executed_notebooks_in_catalogue_order(tmp_path):
     assert "<script src=" not in page + index          # nothing fetched from the network
 
 
+def test_a_page_folds_its_code_and_shows_the_parameters_once(tmp_path):
+    notebooks, out = tmp_path / "nb", tmp_path / "site"
+    notebooks.mkdir()
+    _notebook(notebooks, "01_head_ablation", "01 · Head ablation")
+    nb = nbformat.read(str(notebooks / "01_head_ablation.ipynb"), as_version=4)
+    defaults = nbformat.v4.new_code_cell('profile = "quick"', metadata={"tags": ["parameters"]})
+    injected = nbformat.v4.new_code_cell('profile = "ci"', metadata={"tags": ["injected-parameters"]})
+    nb.cells[1:1] = [defaults, injected]
+    nbformat.write(nb, str(notebooks / "01_head_ablation.ipynb"))
+    build_site(notebooks, out, figures=tmp_path / "figures")
+    page = (out / "01_head_ablation.html").read_text()
+    assert "ci" in page and "quick" not in page                      # the injected values, once
+    assert page.count('<details class="hearlib-code">') == 2          # the injected cell and plot(), folded
+    assert page.index("What the 01_head_ablation notebook shows.") < page.index("<details class=\"hearlib-code\">")
+    assert "<summary>parameters of this run</summary>" in page and "<summary>code</summary>" in page
+
+
 def test_no_executed_notebook_is_a_clear_error(tmp_path):
     (tmp_path / "nb").mkdir()
     _notebook(tmp_path / "nb", "01_head_ablation", "01", executed=False)
