@@ -32,8 +32,9 @@ def register(subparsers) -> None:
                         help="the head set: a comma list of layer.head (e.g. 3.1,5.0) or a 'hearlib heads' JSON "
                              "file with --select")
     parser.add_argument("--select", default=None,
-                        help="with a heads JSON: x-star[:SHARE] (heads in x* in at least SHARE of the samples, "
-                             "default 0.5), top-k:K (the K largest mean θ) or agnostic (Fig. 10's sample-agnostic)")
+                        help="with a heads JSON: top-k:K (the K largest mean θ; default top-k:10, never empty), "
+                             "x-star[:SHARE] (heads in x* in at least SHARE of the samples, default 0.5) or agnostic "
+                             "(Fig. 10's sample-agnostic)")
     parser.add_argument("--mode", choices=("ablate", "scale", "keep-only"), default="ablate",
                         help="ablate the set (default), scale its image attention, or ablate every other head")
     parser.add_argument("--scale", type=float, default=None,
@@ -63,13 +64,14 @@ def parse_head_list(spec: str) -> list[tuple[int, int]]:
 
 def head_spec(spec: str, select: str | None) -> tuple[list[tuple[int, int]], dict | None]:
     """The (layer, head) pairs ``--heads``/``--select`` name, and the heads document they came from."""
-    from hearlib.records.heads import SELECTIONS, empty_selection_warning, read_heads, select_heads
+    from hearlib.records.heads import DEFAULT_SELECT, empty_selection_warning, read_heads, select_heads
 
     path = Path(spec)
     if spec.endswith(".json") or path.is_file():
-        if select is None:
-            raise UserError(f"--heads {spec} is a heads file: choose its heads with --select {SELECTIONS}")
         document = read_heads(path)
+        if select is None:
+            select = DEFAULT_SELECT
+            print(f"--select not given: the heads file's {select} (the heads of largest mean θ)", file=sys.stderr)
         heads = select_heads(document, select)
         if not heads:
             raise UserError(empty_selection_warning(document, select, spec).removeprefix("warning: "))

@@ -78,10 +78,11 @@ def test_a_heads_json_is_selected_by_x_star_top_k_and_agnostic(llava, tmp_path):
     expected = {"x-star": sorted(divmod(i, engine.n_heads) for i in range(0, n, 3)),
                 "x-star:0.2": [divmod(i, engine.n_heads) for i in range(n)],
                 "top-k:2": sorted([divmod(n - 1, engine.n_heads), divmod(n - 2, engine.n_heads)]),
-                "agnostic": [(1, 2)]}
+                "agnostic": [(1, 2)], None: sorted(divmod(i, engine.n_heads) for i in range(max(0, n - 10), n))}
     for select, heads in expected.items():
-        out = tmp_path / select.replace(":", "_")
-        assert run("--model", model, "--image", image, "--heads", path, "--select", select, "--mode", "scale",
+        out = tmp_path / str(select).replace(":", "_")
+        chosen = ["--select", select] if select else []      # none: top-k:10, as hearlib heads diff
+        assert run("--model", model, "--image", image, "--heads", path, *chosen, "--mode", "scale",
                    "--scale", 0.5, "--max-new-tokens", 1, "--out", out) == 0
         assert json.loads((out / "generation.json").read_text())["settings"]["heads"] == [list(h) for h in heads]
 
@@ -104,7 +105,7 @@ def test_bad_input_is_one_line_and_exit_2(llava, tmp_path, capsys):
         "image not found": ["--model", model, "--image", tmp_path / "none.png", "--heads", "0.1", "--means",
                             means_path, "--out", tmp_path / "out"],
         "means file not found": [*base, "--heads", "0.1", "--means", tmp_path / "none.safetensors"],
-        "choose its heads with --select": [*base, "--heads", wrong, "--means", means_path],
+        "not a 'hearlib heads' JSON file": [*base, "--heads", wrong, "--means", means_path],
         "not a 'hearlib heads' JSON": [*base, "--heads", wrong, "--select", "agnostic", "--means", means_path],
         "heads file not found": [*base, "--heads", tmp_path / "none.json", "--select", "agnostic",
                                  "--means", means_path],
