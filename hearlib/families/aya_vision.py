@@ -17,7 +17,7 @@ from hearlib.families.geometry import pair, tiles_and_thumbnail
 from hearlib.families.registry import DROP, TRANSFORMERS_DECODER, Family, TinySpec, Tokens, register
 from hearlib.families.templates import cohere_turns
 
-__all__ = ["aya_vision_layout", "cohere2_vision_layout", "COHERE_ROLES"]
+__all__ = ["aya_vision_layout", "cohere2_vision_layout", "aya_vision_logit_scale", "COHERE_ROLES"]
 
 
 def aya_vision_layout(config, processor, sample, width, height):
@@ -27,6 +27,18 @@ def aya_vision_layout(config, processor, sample, width, height):
     side = pair(vision.image_size)[0] // pair(vision.patch_size)[0] // int(config.downsample_factor)
     n_tiles = int(sample.inputs["pixel_values"].shape[0])
     return tiles_and_thumbnail(processor.image_processor, n_tiles, side, side, width, height, "Aya Vision"), {}
+
+
+def aya_vision_logit_scale(model) -> float | None:
+    """From transformers 5.25 on, ``AyaVisionForConditionalGeneration`` multiplies its logits by the Cohere 2
+    text config's ``logit_scale`` (``models/aya_vision/modeling_aya_vision.py``: ``logits = logits *
+    self.config.text_config.logit_scale``); the releases before it never apply it."""
+    import transformers
+    from packaging.version import Version
+
+    if Version(transformers.__version__).release >= (5, 25):
+        return float(model.config.text_config.logit_scale)
+    return None
 
 
 def cohere2_vision_layout(config, processor, sample, width, height):
@@ -62,8 +74,9 @@ register(
                              dict(vision_feature_select_strategy="full", vision_feature_layer=-1),
                              ("GotOcr2ImageProcessor", _ONE_TILE), patch_size=8, img_size=64, downsample_factor=2),
            note="SigLIP 364 px tiles pixel-shuffled 2 × 2 (169 tokens a tile), a Cohere 2 decoder with sliding-"
-                "window layers; at 364 × 364 one tile; tile and start/end markers are not image tokens",
-           **TRANSFORMERS_DECODER),
+                "window layers; at 364 × 364 one tile; tile and start/end markers are not image tokens; from "
+                "transformers 5.25 its wrapper scales the logits by logit_scale, which the engine then applies too",
+           logit_scale=aya_vision_logit_scale, **TRANSFORMERS_DECODER),
     Family("Command A Vision", "cohere2_vision", "Cohere2VisionForConditionalGeneration", "Cohere2VisionProcessor",
            resolution=(512, 512), layout=cohere2_vision_layout,
            tiny=_cohere_spec("<|IMG_PATCH|>", {"image_token_id": "<|IMG_PATCH|>"}, {},

@@ -105,6 +105,8 @@ class Family:
     tiny: TinySpec | None            # the tiny model for tests (None: a derived record)
     note: str                        # what is particular about the family
     derived: bool = False            # made by derived_family(), not registered: checked on load
+    logit_scale: Callable | None = None  # model -> the factor its wrapper multiplies the logits by, where the
+                                         # wrapper has no ``logit_scale`` attribute (None: read the attribute)
 
     # -- resolving the paths on a model ----------------------------------------------------
     def decoder_of(self, model):
@@ -131,6 +133,13 @@ class Family:
 
     def image_token_id_of(self, config) -> int:
         return resolve_path(config, self.image_token_id, self.name)
+
+    def logit_scale_of(self, model) -> float | None:
+        """The factor the model's wrapper multiplies its logits by (None: it does not), which hearlib
+        applies too wherever it unembeds itself (the fast path, the logit lens)."""
+        if self.logit_scale is not None:
+            return self.logit_scale(model)
+        return getattr(model, "logit_scale", None)        # Cohere Compass: ``logits * self.logit_scale``
 
 
 def resolve_path(obj, path: str, family: str = ""):

@@ -101,10 +101,10 @@ class Engine(EngineChecks):
         # Gemma-2-style decoders soft-cap the final logits; the fast path and the logit lens unembed
         # themselves, so they apply the same cap (None: no cap).
         self._final_softcap = getattr(text_config, "final_logit_softcapping", None)
-        # A wrapper that scales its logits (Cohere Compass: ``logits * self.logit_scale``) gets
-        # the same scale where the engine unembeds itself. Read from the wrapper, not the text config:
-        # Aya Vision's Cohere 2 text config has a logit_scale that its wrapper never applies.
-        self._logit_scale = getattr(model, "logit_scale", None)
+        # A wrapper that scales its logits (Cohere Compass; Aya Vision from transformers 5.25) gets the
+        # same scale where the engine unembeds itself. Asked of the family, not read from the text config:
+        # Command A Vision's Cohere 2 text config has a logit_scale that its wrapper never applies.
+        self._logit_scale = self.family.logit_scale_of(model)
         # Only the last position's logits are ever read: skip the unembedding of the others.
         self._last_only = ({"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters
                            else {})
