@@ -96,6 +96,22 @@ class Claims:
         except (FileNotFoundError, json.JSONDecodeError):
             return {}
 
+    def remove_stale(self) -> list[Path]:
+        """Remove the claims whose owner is gone (a killed run's, for samples it finished or left);
+        each is taken away as :meth:`acquire` takes one over, so a contender never loses a live claim."""
+        removed = []
+        for path in sorted(self.root.glob("*.claim")) if self.root.is_dir() else []:
+            if path.stem in self._held or not self._is_stale(path):
+                continue
+            trash = path.with_name(f".{path.name}.stale-{uuid.uuid4().hex[:8]}")
+            try:
+                os.rename(path, trash)
+            except FileNotFoundError:
+                continue                      # taken over or released meanwhile
+            trash.unlink(missing_ok=True)
+            removed.append(path)
+        return removed
+
     def claimed_by_other(self, name: str) -> bool:
         """True while another live process holds ``name``."""
         if name in self._held:

@@ -34,7 +34,7 @@ from hearlib.errors import UserError
 from hearlib.method.masks import parse_batch_size
 from hearlib.prompts import PAPER_PROMPT
 from hearlib.records.stages import STAGES, Settings, StageFailed, needed, stage_key_settings
-from hearlib.records.store import Record, Store, settings_hash, slug
+from hearlib.records.store import CLAIMS_FOLDER, Record, Store, settings_hash, slug
 
 __all__ = ["Pipeline", "NotCollected", "NoSamples", "model_fingerprint", "dataset_kind", "dataset_id",
            "load_items", "mean_reference_images"]
@@ -260,7 +260,7 @@ class Pipeline:
         self.means_prompt = means_prompt
         self.model_id = model_fingerprint(model)
         self.dataset_id = dataset_id(self.data, self.kind, self.domains)
-        self.claims = Claims(self.store.root / "_claims", timeout=claims_timeout)
+        self.claims = Claims(self.store.root / CLAIMS_FOLDER, timeout=claims_timeout)
         self._engine = engine
         self.allow_partial_load = bool(allow_partial_load)
         self._items = None

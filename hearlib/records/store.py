@@ -45,10 +45,11 @@ import numpy as np
 from hearlib.io import HOST as _HOST
 from hearlib.io import TMP_PREFIX, fsync_path, jsonable, save_bytes, tmp_name, write_file
 
-__all__ = ["Record", "Store", "settings_hash", "slug", "STATUSES"]
+__all__ = ["Record", "Store", "settings_hash", "slug", "STATUSES", "CLAIMS_FOLDER"]
 
 STATUSES = ("finished", "failed", "skipped")
 MANIFEST = "_manifest"
+CLAIMS_FOLDER = "_claims"          # hearlib.records.claims: which process computes which sample
 META = "meta.json"
 # A temporary entry whose writer cannot be identified is removed once it is this old (seconds).
 STALE_AFTER = 6 * 3600
@@ -377,11 +378,15 @@ class Store:
 
     # -- housekeeping --------------------------------------------------------------------
     def clean(self, stale_after: float = STALE_AFTER) -> list[Path]:
-        """Remove temporary entries (``.tmp-*``) whose writer is gone; returns what was removed.
+        """Remove temporary entries (``.tmp-*``) and claims (``_claims/``) whose writer is gone;
+        returns what was removed.
 
         A writer on this host is gone when its process id no longer runs; an entry from another
-        host (or an unparsable one) is removed once older than ``stale_after`` seconds."""
-        removed = []
+        host (or an unparsable one) is removed once older than ``stale_after`` seconds (a claim:
+        once its heartbeat has stopped for the claims' timeout)."""
+        from hearlib.records.claims import Claims
+
+        removed = Claims(self.root / CLAIMS_FOLDER).remove_stale()
         now = time.time()
         for path in self._temporaries():
             alive = _writer_alive(path.name)

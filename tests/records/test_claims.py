@@ -62,6 +62,30 @@ def test_a_claim_of_a_dead_process_on_this_host_is_taken_over_at_once(tmp_path):
             proc.kill()
 
 
+def test_opening_the_store_removes_the_claims_a_killed_writer_left_and_keeps_live_ones(tmp_path):
+    """A writer killed after its record was written, before it released the claim, leaves a claim
+    nobody needs again (the record exists); opening the store removes it, as it removes ``.tmp-*``."""
+    from hearlib.records.claims import Claims
+    from hearlib.records.store import CLAIMS_FOLDER, Store
+
+    folder = tmp_path / CLAIMS_FOLDER
+    code = ("import sys, time; from hearlib.records.claims import Claims; c = Claims(sys.argv[1], timeout=3600); "
+            "assert c.acquire('dead'); print('held', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with Claims(folder, timeout=3600) as live:
+        assert live.acquire("live")
+        removed = Store(tmp_path, clean=False).clean()        # what opening it (clean=True) runs
+        assert [p.name for p in removed] == ["dead.claim"]
+        assert sorted(p.name for p in folder.glob("*.claim")) == ["live.claim"] and live.held("live")
+
+
 def _hearlib_run(model, data, out, *extra) -> list[str]:
     return [sys.executable, "-m", "hearlib", "run", "--model", str(model), "--data", str(data), "--out", str(out),
             "--stages", "attribution", "--n-samples", "6", "--n-masks", "32", "--n-mean-images", "3",
