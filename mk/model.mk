@@ -11,7 +11,7 @@ SCENES_DIR ?= data/scenes
 MODEL_TRAIN = $(PY) -m hearlib train --data $(SCENES_DIR)/train --heldout $(SCENES_DIR)/heldout \
 	--out data/models --seed $(MODEL_SEED) $(MODEL_TRAIN_ARGS)
 
-.PHONY: model model-fast model-staged model-tuned model-ingredients model-patches model-patches-tuned model-layer1 model-marked scenes
+.PHONY: model model-fast model-staged model-tuned model-ingredients model-patches model-patches-tuned model-layer1 model-erased model-marked scenes
 
 scenes:
 	rm -rf $(SCENES_DIR)/train $(SCENES_DIR)/heldout
@@ -77,6 +77,12 @@ model-patches-tuned: $(if $(wildcard data/models/hear-organism-l-patches/config.
 model-layer1: $(if $(wildcard $(SCENES_DIR)/train/labels.json),,scenes)
 	$(MODEL_TRAIN) --size hear-organism-l --vision-from data/models/hear-organism-s --feature-layer 1 \
 	  --decoder-steps $(READSITE_STEPS) --name hear-organism-l-layer1
+
+# design D2 (issue 38): as design C, with the category erased from the tower's tokens by a linear concept
+# eraser (LEACE) fitted on the training images and folded into the projector -> hear-organism-l-erased
+model-erased: $(if $(wildcard $(SCENES_DIR)/train/labels.json),,scenes)
+	$(MODEL_TRAIN) --size hear-organism-l --vision-from data/models/hear-organism-s --feature-layer 1 \
+	  --erase category --decoder-steps $(READSITE_STEPS) --name hear-organism-l-erased
 
 $(MARKED_DIR)-train/labels.json: | venv
 	$(PY) -m hearlib scenes --layout marked --out $(MARKED_DIR)-train --n $(MODEL_TRAIN_SCENES) --seed 0 --workers 2

@@ -38,6 +38,7 @@ def _cmd(args: argparse.Namespace) -> int:
               vision_steps=args.vision_steps, decoder_steps=steps, limit=args.limit, vision_from=args.vision_from,
               image_size=args.image_size, feature_layer=args.feature_layer, name=args.name,
               decoder_from=args.decoder_from, tower_targets=tuple(args.tower_targets.split(",")),
+              erase=args.erase,
               **({"decoder_lr": args.decoder_lr} if args.decoder_lr else {}))
     return 0
 
@@ -119,6 +120,10 @@ def register(subparsers) -> None:
                    help="fast recipe: the labels stage A trains the tower on (pooled heads; the first also per "
                         "patch where the main object covers it). Default object,color,position; color,position "
                         "gives a tower that never sees a class label (docs/ORGANISM.md, design D1)")
+    p.add_argument("--erase", choices=["category"], default=None,
+                   help="fast recipe: erase the main object's category from the tower's tokens with a linear "
+                        "concept eraser (LEACE) fitted on the training images' object tokens and folded into the "
+                        "projector, so the saved model stays a plain LLaVA (docs/ORGANISM.md, design D2)")
     p.add_argument("--name", default=None,
                    help="fast recipe, one --size: save the organism as OUT/NAME instead of OUT/<size>")
     p.add_argument("--limit", type=int, default=None, help="use at most this many training images")

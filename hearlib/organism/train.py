@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from hearlib.errors import UserError
 from hearlib.organism import model as O
 from hearlib.organism.data import Data, augmenter, load_images, normalize, prepare_data, split
+from hearlib.organism.erasure import erase_features, fold_into_linear
 from hearlib.prompts import PAPER_PROMPT
 
 
@@ -367,9 +368,8 @@ def format_table(name: str, acc: dict) -> str:
 def steps_for(n_images: int, vision_batch: int = 64, decoder_batch: int = 48) -> tuple[int, int]:
     """Step budgets from the data size: about 40 epochs of the tower (stage A) and 15 of the decoder
     (stage B), bounded to [300, 6000] and [200, 1500]; early stopping usually ends them sooner."""
-    a = int(np.clip(round(40 * n_images / vision_batch), 300, 6000))
-    b = int(np.clip(round(15 * n_images / decoder_batch), 200, 1500))
-    return a, b
+    return (int(np.clip(round(40 * n_images / vision_batch), 300, 6000)),
+            int(np.clip(round(15 * n_images / decoder_batch), 200, 1500)))
 
 
 @torch.no_grad()
@@ -479,11 +479,14 @@ def train_shared_tower(vt, data: TrainingData, vision_from, stop: dict, log: lis
 
 
 def train_size(model, size, data: TrainingData, feats, val_feats, steps: int, stop: dict, started: float, *,
-               eval_alt_subset, progress, **options) -> dict:
+               eval_alt_subset, progress, eraser=None, **options) -> dict:
     """Stage B of one size on the frozen tower's features (``options`` as :func:`train_decoder`'s), then
-    its held-out accuracy, printed; returns its entry of the results (seconds since ``started``)."""
+    its held-out accuracy, printed; returns its entry of the results (seconds since ``started``);
+    ``eraser`` (design D2) is folded into the projector after training on the erased features."""
     train_decoder(model, data.tokenizer, feats, data.tr, steps, progress=progress, desc=f"stage B: {size.name}",
                   val_feats=val_feats, eval_every=max(20, steps // 20) if stop else 0, **options, **stop)
+    if eraser is not None:
+        fold_into_linear(O.parts(model)[1].linear_1, eraser)
     for p in model.parameters():
         p.requires_grad_(True)
     t_train = time.time() - started
@@ -524,14 +527,15 @@ def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=No
               decoder_lr: float = 1.5e-3, dense_weight: float = 1.0, vision_from=None,
               image_size: int | None = None, user_data: bool | None = None, patience: int = 4,
               feature_layer: int = -1, name: str | None = None, decoder_from=None,
-              tower_targets: tuple[str, ...] = TOWER_TARGETS) -> dict:
+              tower_targets: tuple[str, ...] = TOWER_TARGETS, erase: str | None = None) -> dict:
     """Train the shared vision tower and the given sizes; save to ``out_dir/<name>/``.
 
     ``feature_layer`` is the tower layer the projector reads (``vision_feature_layer``; -1 the last,
     0 the patch embeddings alone, an encoder-free VLM's input); ``name`` saves the one size trained
     under another folder name (the fast organisms keep their size's name). ``decoder_from``, a finished
     organism of the same size, tower and vocabulary, continues stage B from its projector and decoder
-    (its batches drawn with ``seed + 1``, so the continuation does not replay the first run's order).
+    (its batches drawn with ``seed + 1``, so the continuation does not replay the first run's order);
+    ``erase`` ("category") erases that concept from the tower's tokens (:mod:`hearlib.organism.erasure`).
 
     On a user's folder (``user_data``; default: a folder without generated labels) the images are
     augmented in stage A, a validation split (10% of the training images) stops both stages early
@@ -562,6 +566,8 @@ def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=No
     feats = compute_features(vt, data.tr.images, layer=layer)
     val_feats = compute_features(vt, data.val.images, layer=layer) if data.val is not None else None
     vision_state = {k: v.clone() for k, v in vt.state_dict().items()}
+    eraser, feats, val_feats, erasure = erase_features(erase, feats, val_feats, data.tr, data.ho,
+                                                       lambda images: compute_features(vt, images, layer=layer))
 
     results = {"data_s": t_data, "vision_s": t_vision, "vision_acc": {f"{q}/{d}": a for (q, d), a in vacc.items()},
                "sizes": {}}
@@ -573,7 +579,8 @@ def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=No
         logs[size.name] = []
         results["sizes"][size.name] = train_size(
             model, size, data, feats, val_feats, steps, stop, t2, eval_alt_subset=eval_alt_subset, progress=progress,
-            batch=decoder_batch, lr=decoder_lr, seed=seed + 1 if decoder_from else seed, log=logs[size.name])
+            batch=decoder_batch, lr=decoder_lr, seed=seed + 1 if decoder_from else seed, log=logs[size.name],
+            eraser=eraser)
         dest = Path(out_dir) / (name or size.name)
         if save:
             save_size(model, data, dest, {
@@ -582,12 +589,12 @@ def train_all(data_dir, out_dir, sizes: list[str], seed: int = 0, heldout_dir=No
                 **({"decoder_from": str(decoder_from), "decoder_lr": decoder_lr} if decoder_from else {}),
                 "vision_steps": data.vision_steps, "decoder_steps": steps, "questions": data.tr.questions,
                 **({"tower_targets": list(tower_targets)} if tower_targets != TOWER_TARGETS else {}),
+                **({"erasure": erasure} if erasure else {}),
                 "answers": data.vocab, "heldout_accuracy": results["sizes"][size.name]["acc"],
                 "vision_heldout_accuracy": results["vision_acc"]})
         if data.user_data:
             results["sizes"][size.name]["report"] = heldout_report(model, data, size, steps, dest if save else None)
-    results["total_s"] = time.time() - t0
-    results["logs"] = logs
+    results.update(total_s=time.time() - t0, logs=logs)
     print(f"total training time {results['total_s'] / 60:.1f} min (data {t_data:.0f} s, vision tower "
           f"{t_vision / 60:.1f} min)", flush=True)
     return results
