@@ -71,7 +71,7 @@ class Notebook:
             return self.study
         key = str(model)
         if key not in self._studies:
-            self._studies[key] = Study(model, self.params.data, **_study_options(self.params))
+            self._studies[key] = Study(model, self.params.data, **_study_options(vars(self.params)))
         return self._studies[key]
 
     def record_settings(self, **values) -> None:
@@ -97,8 +97,7 @@ def open_notebook(name: str, profile: str | Path = "quick", **overrides) -> Note
     return Notebook(name, SimpleNamespace(**params), study, report)
 
 
-def _study_options(p) -> dict:
-    p = vars(p) if isinstance(p, SimpleNamespace) else p
+def _study_options(p: dict) -> dict:
     return dict(store=p["store"], n_mean_images=p["n_mean_images"], method=p["method"], batch_size=p["batch_size"],
                 device=p["device"], profile=p["profile"])
 

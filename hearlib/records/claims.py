@@ -72,12 +72,7 @@ class Claims:
                 return True
             if not self._is_stale(path):
                 return False
-            trash = path.with_name(f".{path.name}.stale-{uuid.uuid4().hex[:8]}")
-            try:
-                os.rename(path, trash)
-            except FileNotFoundError:
-                continue            # another process took it over first; try once more
-            trash.unlink(missing_ok=True)
+            self._take_away(path)   # False: another process took it over first; try once more
         return False
 
     def release(self, name: str) -> None:
@@ -103,14 +98,21 @@ class Claims:
         for path in sorted(self.root.glob("*.claim")) if self.root.is_dir() else []:
             if path.stem in self._held or not self._is_stale(path):
                 continue
-            trash = path.with_name(f".{path.name}.stale-{uuid.uuid4().hex[:8]}")
-            try:
-                os.rename(path, trash)
-            except FileNotFoundError:
-                continue                      # taken over or released meanwhile
-            trash.unlink(missing_ok=True)
-            removed.append(path)
+            if self._take_away(path):         # False: taken over or released meanwhile
+                removed.append(path)
         return removed
+
+    @staticmethod
+    def _take_away(path: Path) -> bool:
+        """Rename a stale claim away and delete it; only one of several contenders' renames succeeds
+        (True for that one)."""
+        trash = path.with_name(f".{path.name}.stale-{uuid.uuid4().hex[:8]}")
+        try:
+            os.rename(path, trash)
+        except FileNotFoundError:
+            return False
+        trash.unlink(missing_ok=True)
+        return True
 
     def claimed_by_other(self, name: str) -> bool:
         """True while another live process holds ``name``."""
