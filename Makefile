@@ -7,12 +7,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # On this kind of machine pip takes these from local disk; GPU users get CUDA builds the same way.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# the transformers release of the development environment (pyproject admits TRANSFORMERS_OLDEST to
+# TRANSFORMERS_NEWEST; make test-versions checks both ends)
+TRANSFORMERS_DEV ?= transformers==5.24.0
 STAMP := $(VENV)/.hearlib-installed
 EXTRAS ?= test,vision,lab
 # extra arguments of `make lab`, e.g. LAB_ARGS="--no-browser --ip=0.0.0.0 --port=8888" on a remote machine
 LAB_ARGS ?=
 
-.PHONY: venv test test-fast test-browser lab benchmark clean-venv help
+.PHONY: venv test test-fast test-versions test-browser lab benchmark clean-venv help
 .DEFAULT_GOAL := help
 
 help:
@@ -31,7 +34,7 @@ help:
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet $(TORCH_SPEC) $(TRANSFORMERS_DEV)
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
@@ -56,6 +59,14 @@ test-browser: $(if $(BROWSER_ARGS),venv,collect)
 # families other than LLaVA; tests/conftest.py marks them), no notebooks
 test-fast: venv
 	$(PY) -m pytest -q -x -p no:cacheprovider -m "not slow" tests
+
+# every family end to end and the fast tests on the oldest and the newest transformers release hearlib supports,
+# each in its own environment (.ci/versions; docs/MODELS.md, "Library versions"). The development environment
+# (.venv) runs TRANSFORMERS_DEV (above), the release of docs/MODELS.md's table and the tiny models' recorded weights.
+TRANSFORMERS_OLDEST ?= 5.20.2
+TRANSFORMERS_NEWEST ?= 5.25.0
+test-versions: venv
+	.ci/versions $(TRANSFORMERS_OLDEST) $(TRANSFORMERS_NEWEST)
 
 # the .py sources open as notebooks on double-click (jupytext's default viewer, set in the project's
 # JupyterLab configuration jupyter/labconfig/); kernels run with this venv's python; root needs --allow-root

@@ -85,14 +85,65 @@ def _repeated(item, families: set) -> bool:
     return getattr(item, "originalname", None) == "test_bad_input_ends_with_one_line_and_nonzero_exit" and "missing model" not in callspec.id
 
 
+def _unavailable_families() -> dict[str, str]:
+    """model type -> why the installed transformers cannot run it: a type this release does not define, or
+    a family that needs a newer one (``Family.requires``); empty on the development release."""
+    import transformers
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    from hearlib.families.registry import FAMILIES
+
+    return {model_type: (f"{model_type} is absent from transformers {transformers.__version__}"
+                         if model_type not in CONFIG_MAPPING_NAMES else family.release_problem())
+            for model_type, family in FAMILIES.items()
+            if model_type not in CONFIG_MAPPING_NAMES or family.release_problem()}
+
+
+def _lineage_families() -> dict[str, list[str]]:
+    """Lineage file name -> the model types of the ``Family(...)`` records it writes (as
+    tests/families/test_lineages.py reads them)."""
+    import ast
+    from pathlib import Path
+
+    import hearlib.families
+
+    found = {}
+    for path in Path(hearlib.families.__file__).parent.glob("*.py"):
+        types = [node.args[1].value for node in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Family" and len(node.args) > 1
+                 and isinstance(node.args[1], ast.Constant)]
+        if types:
+            found[path.stem] = types
+    return found
+
+
+def _unavailable_in(item, unavailable: dict, lineages: dict) -> str | None:
+    """Why ``item`` cannot run under this release: it is parametrized with an unavailable family, or it is
+    in the test module of a lineage file (tests/families/test_<lineage>.py) that holds one."""
+    callspec = getattr(item, "callspec", None)
+    for value in (callspec.params.values() if callspec else ()):
+        if isinstance(value, str) and value in unavailable:
+            return unavailable[value]
+    for model_type in lineages.get(item.path.stem.removeprefix("test_"), ()):
+        if model_type in unavailable:
+            return unavailable[model_type]
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
     """Mark ``slow`` (left out by ``make test-fast``): the end-to-end modules, the tests of ten seconds
     or more, and the repetitions of a test (:func:`_repeated`), so the inner loop still runs each test
-    function at least once."""
+    function at least once. Under an older transformers (.ci/versions) the tests of a family it cannot
+    run are skipped with the reason."""
     from hearlib.families.registry import FAMILIES
 
     families = set(FAMILIES)
+    unavailable = _unavailable_families()
+    lineages = _lineage_families() if unavailable else {}
     for item in items:       # nbval's notebook cells have neither a callspec nor an originalname
         name = getattr(item, "originalname", None)
         if item.path.name in SLOW_MODULES or name in SLOW_TESTS or _repeated(item, families):
             item.add_marker(pytest.mark.slow)
+        why = _unavailable_in(item, unavailable, lineages) if unavailable else None
+        if why:
+            item.add_marker(pytest.mark.skip(reason=why))

@@ -143,7 +143,9 @@ def run_generate(args: argparse.Namespace) -> int:
                      "means": None if args.means is None else str(args.means),
                      "n_mean_images": None if means is None else means.n_images,
                      "max_new_tokens": args.max_new_tokens, "decoding": "greedy",
-                     "text_queries": "every position after the last image token, generated tokens included"},
+                     "text_queries": ("every position (the prompt's prefix too: a cross-attention layer's "
+                                      "queries), generated tokens included" if engine.family.cross_attention else
+                                      "every position after the last image token, generated tokens included")},
         "environment": engine.environment("literal"),
     })
     if document is not None and document.get("model_id") and Path(str(document.get("model", ""))).name \

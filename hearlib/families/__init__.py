@@ -10,4 +10,14 @@ Importing this package registers every lineage's records in
 from hearlib.families import (  # noqa: F401  (each registers its families)
     llava, qwen2_vl, internvl, gemma3, paligemma, mistral3, glm4v, aya_vision, idefics3, deepseek_vl,
     video_llama_3, paddleocr_vl, ovis2, exaone4_5, cohere_compass,
+    cosmos3_omni, qwen2_5_omni,
+    janus, deepseek_vl_hybrid,
+    qwen3_5, minicpmv4_6, lfm2_vl, nemotron_h_omni, glm5_next,
+    got_ocr2, idefics2, aria,
+    hyperclovax_vision_v2,
+    muse_glimmer, unlimited_ocr, molmo2,
+    deepseek_ocr2, apertus1p5,
+    granite_docling, granite4_vision,
+    mllama,
+    blip_2, kimi_k25, hunyuan_vl, fuyu,
 )

@@ -1,4 +1,6 @@
-"""The GLM-V lineage: GLM-4.1V, GLM-4.5V (mixture-of-experts decoder) and GLM-4.6V.
+"""The GLM-V lineage: GLM-4.1V, GLM-4.5V (mixture-of-experts decoder), GLM-4.6V, glmga (GLM-4.6V's model under
+GlmgaConfig, with GlmgaImageProcessor) and GLM-OCR (GLM-4.1V's classes, smaller). transformers maps no processor
+to glmga or glm_ocr; both records name Glm46VProcessor, which the tiny folders' processor_config.json carry.
 
 Layout: :func:`hearlib.families.qwen2_vl.qwen_layout` (dynamic resolution, patch 14, 2 × 2 merge);
 ``<|begin_of_image|>``/``<|end_of_image|>`` are not image tokens.
@@ -21,24 +23,24 @@ GLM4V_TEMPLATE = (
     "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
     "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
-_TOKENS = Tokens(("<|endoftext|>", "<unk>", "[gMASK]", "<sop>", "<|system|>", "<|user|>", "<|assistant|>",
+GLM_TOKENS = Tokens(("<|endoftext|>", "<unk>", "[gMASK]", "<sop>", "<|system|>", "<|user|>", "<|assistant|>",
                   "<|begin_of_image|>", "<|end_of_image|>", "<|image|>", "<|begin_of_video|>", "<|end_of_video|>",
                   "<|video|>"), dict(eos_token="<|endoftext|>", unk_token="<unk>", pad_token="<|endoftext|>"),
                  {"image_token": "<|image|>", "video_token": "<|video|>"})
-_IDS = {"image_token_id": "<|image|>", "video_token_id": "<|video|>", "image_start_token_id": "<|begin_of_image|>",
+GLM_IDS = {"image_token_id": "<|image|>", "video_token_id": "<|video|>", "image_start_token_id": "<|begin_of_image|>",
         "image_end_token_id": "<|end_of_image|>", "video_start_token_id": "<|begin_of_video|>",
         "video_end_token_id": "<|end_of_video|>"}
 _TEXT = {"head_dim": DROP, "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
                                                "mrope_section": [1, 1, 2], "partial_rotary_factor": 0.5}}
-_PIXELS = dict(size={"shortest_edge": 2 * 60 * 60, "longest_edge": 2 * 6000}, patch_size=8, temporal_patch_size=2,
+GLM_PIXELS = dict(size={"shortest_edge": 2 * 60 * 60, "longest_edge": 2 * 6000}, patch_size=8, temporal_patch_size=2,
                merge_size=2, image_mean=CLIP_MEAN, image_std=CLIP_STD)
 
 
 def _glm_spec(processors: str, **text) -> TinySpec:
-    return TinySpec(tokens=_TOKENS, template=GLM4V_TEMPLATE, image_tokens=16, processed_size=(64, 64),
-                    token_ids=_IDS, text={**_TEXT, **text},
-                    image_processor=(f"{processors}ImageProcessor", _PIXELS),
-                    video_processor=(f"{processors}VideoProcessor", _PIXELS))
+    return TinySpec(tokens=GLM_TOKENS, template=GLM4V_TEMPLATE, image_tokens=16, processed_size=(64, 64),
+                    token_ids=GLM_IDS, text={**_TEXT, **text},
+                    image_processor=(f"{processors}ImageProcessor", GLM_PIXELS),
+                    video_processor=(f"{processors}VideoProcessor", GLM_PIXELS))
 
 
 register(
@@ -57,5 +59,16 @@ register(
            resolution=(448, 448), layout=qwen_layout, tiny=_glm_spec("Glm46V"),
            note="GLM-4.1V's vision tower and decoder classes (glm4v_vision, glm4v_text) under the Glm46V wrapper; "
                 "runs at 448 × 448",
+           **TRANSFORMERS_DECODER),
+    Family("GLM (glmga)", "glmga", "Glm46VForConditionalGeneration", "Glm46VProcessor",
+           resolution=(448, 448), layout=qwen_layout, tiny=_glm_spec("Glmga"),
+           note="GlmgaConfig over GLM-4.6V's model and processor (transformers maps no processor to glmga); "
+                "GlmgaImageProcessor resizes to multiples of patch × merge × patch_expand_factor (1); runs at "
+                "448 × 448",
+           **TRANSFORMERS_DECODER),
+    Family("GLM-OCR", "glm_ocr", "GlmOcrForConditionalGeneration", "Glm46VProcessor",
+           resolution=(448, 448), layout=qwen_layout, tiny=_glm_spec("Glm46V"),
+           note="GLM-4.1V's layout with glm_ocr_vision / glm_ocr_text (attention with bias-free q/k/v); the hub "
+                "checkpoint's processor is Glm46VProcessor (transformers maps none to glm_ocr); runs at 448 × 448",
            **TRANSFORMERS_DECODER),
 )

@@ -72,7 +72,7 @@ def llava_layout(config, processor, sample, width, height):
 def llava_next_layout(config, processor, sample, width, height):
     if getattr(config, "vision_feature_select_strategy", "default") != "default":
         raise UnsupportedModel("LLaVA-NeXT layout needs vision_feature_select_strategy='default'")
-    return _anyres_layout(config, sample, width, height)
+    return anyres_layout(config, sample, width, height)
 
 
 def llava_onevision_layout(config, processor, sample, width, height):
@@ -81,7 +81,7 @@ def llava_onevision_layout(config, processor, sample, width, height):
     strategy = getattr(config, "vision_feature_select_strategy", "full")
     if strategy != "full" or "siglip" not in config.vision_config.model_type:
         raise UnsupportedModel("LLaVA-OneVision layout needs a SigLIP tower with vision_feature_select_strategy='full'")
-    panels, non_spatial = _anyres_layout(config, sample, width, height)
+    panels, non_spatial = anyres_layout(config, sample, width, height)
     rows, cols = panels[1].shape
     side = panels[0].shape[0]
     max_tiles = int(str(getattr(processor, "vision_aspect_ratio", "anyres_max_9")).replace("anyres_max_", ""))
@@ -91,13 +91,15 @@ def llava_onevision_layout(config, processor, sample, width, height):
     return panels, non_spatial
 
 
-def _anyres_layout(config, sample, width, height):
+def anyres_layout(config, sample, width, height, side: int | None = None):
+    """``side``: tokens per tile side when a projector changes it (Granite 4 Vision's downsampling); else
+    the tower's patches per side."""
     from transformers.image_processing_utils import get_patch_output_size, select_best_resolution
     from transformers.image_utils import ChannelDimension
 
     vision = config.vision_config
     tile = pair(vision.image_size)[0]
-    side = tile // pair(vision.patch_size)[0]
+    side = side or tile // pair(vision.patch_size)[0]
     orig_h, orig_w = (int(v) for v in np.asarray(sample.inputs["image_sizes"].cpu())[0])
     pin_h, pin_w = select_best_resolution([orig_h, orig_w], config.image_grid_pinpoints)
     tiles_h, tiles_w = pin_h // tile, pin_w // tile

@@ -14,13 +14,25 @@ from hearlib.families.gemma3 import GEMMA_ROLES, SLIDING_THEN_FULL
 from hearlib.families.geometry import pair, whole_image_grid
 from hearlib.families.registry import DROP, TRANSFORMERS_DECODER, Family, TinySpec, Tokens, register
 
-__all__ = ["paligemma_layout"]
+__all__ = ["paligemma_layout", "paligemma_final_softcap"]
 
 
 def paligemma_layout(config, processor, sample, width, height):
     vision = config.vision_config
     rows, cols = (s // p for s, p in zip(pair(vision.image_size), pair(vision.patch_size)))
     return whole_image_grid(processor.image_processor, rows, cols, width, height, "PaliGemma"), {}
+
+
+def paligemma_final_softcap(model) -> float | None:
+    """From transformers 5.23 on, ``PaliGemmaForConditionalGeneration`` soft-caps its logits with the text
+    config's ``final_logit_softcapping`` (PaliGemma 2's Gemma 2 decoder: ``models/paligemma/modeling_paligemma.py``,
+    ``logits = tanh(logits / cap) * cap``); the releases before it return the logits uncapped."""
+    import transformers
+    from packaging.version import Version
+
+    if Version(transformers.__version__).release >= (5, 23):
+        return getattr(model.config.get_text_config(), "final_logit_softcapping", None)
+    return None
 
 
 # no chat turns: "<image>" then the prompt; the processor inserts <bos> after the image tokens and "\n" at the end
@@ -47,6 +59,8 @@ register(
                    rescale_factor=1 / 255, do_normalize=True, image_mean=[0.5] * 3, image_std=[0.5] * 3,
                    do_convert_rgb=True, image_seq_length=16))),
            note="one SigLIP grid over the whole image; a prefix-LM: image and prompt attend to each other "
-                "bidirectionally, so the fast path's premise fails and the engine runs the literal path",
-           **TRANSFORMERS_DECODER),
+                "bidirectionally, so the fast path's premise fails and the engine runs the literal path; "
+                "from transformers 5.23 the wrapper soft-caps the final logits (PaliGemma 2), which the engine "
+                "then applies too",
+           final_softcap=paligemma_final_softcap, **TRANSFORMERS_DECODER),
 )

@@ -52,6 +52,15 @@ class Tokens:
     named: dict
     prepend: str | None = None
     extra_words: tuple[str, ...] = ()
+    # every word also an added single-word token: for a model type whose AutoTokenizer rebuilds its own BPE
+    # from the saved vocabulary, ignoring the saved tokenizer class (Qwen3.5's Qwen3_5Tokenizer), so that
+    # the word-level tokenizer survives the round trip
+    words_as_added_tokens: bool = False
+    # SentencePiece's word-start mark that the tokenizer puts before every stretch of text, and the specials
+    # kept as ordinary words so that a stretch of them starts with it too: Fuyu's processor drops the first
+    # token of its tokenized image placeholders (the '▁' its hub tokenizer puts there)
+    lead: str | None = None
+    plain: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,8 @@ class TinySpec:
     soft-caps, M-RoPE sections...; :data:`DROP` leaves a size key out) and ``token_ids`` (config
     attribute -> token, or list of tokens).
     The processor is ``Family.processor_class`` over ``image_processor`` (class name, settings),
-    ``video_processor`` (same, or None) and the tokenizer of ``tokens`` with ``template``
+    ``video_processor`` and ``feature_extractor`` (same, or None: an audio model's processor takes one)
+    and the tokenizer of ``tokens`` with ``template``
     (a string, or a function returning one), plus ``processor`` settings. ``image_tokens``: image
     tokens one square image of any size gives; ``processed_size``: the (w, h) the image processor
     brings a square input to."""
@@ -81,6 +91,10 @@ class TinySpec:
     config: dict = field(default_factory=dict)
     video_processor: tuple[str, dict] | None = None
     processor: dict = field(default_factory=dict)
+    feature_extractor: tuple[str, dict] | None = None
+    # applied to the freshly initialised model before it is saved: a scalar gate transformers initialises to
+    # zero (Mllama's tanh gates of the cross-attention layers) would cut the image off the decoder
+    weights: Callable | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +121,22 @@ class Family:
     derived: bool = False            # made by derived_family(), not registered: checked on load
     logit_scale: Callable | None = None  # model -> the factor its wrapper multiplies the logits by, where the
                                          # wrapper has no ``logit_scale`` attribute (None: read the attribute)
+    final_softcap: Callable | None = None  # model -> the soft-cap its wrapper applies to the final logits, where
+                                           # that depends on the release (None: the text config's, if any)
+    requires: tuple[str, str] | None = None  # (the oldest transformers release it runs on, why not an older one);
+                                             # None: every release hearlib supports (pyproject.toml)
+    softmax_layer: Callable | None = None  # decoder layer -> whether it is a softmax-attention layer, for a
+                                           # hybrid decoder (linear attention, convolutions, state-space layers
+                                           # between); HeAr covers those only. None: every layer
+    cross_attention_keys: Callable | None = None  # (model config, processor outputs) -> the number of keys a
+                                                  # cross-attention layer reads (the image's, every tile's):
+                                                  # the covered layers (softmax_layer) are cross-attention
+                                                  # layers and these keys are the image tokens (Mllama).
+                                                  # None: the image is read at image-token positions
+    chat_template: str | None = None  # the prompt format for a processor that keeps no chat template (BLIP-2's
+                                      # processors drop it in __init__); the engine gives it to such a processor
+    means_one_image_per_forward: bool = False  # the means run one image per forward: a batched forward would
+                                               # change a row (HunYuan-VL's M-RoPE counts images across the batch)
 
     # -- resolving the paths on a model ----------------------------------------------------
     def decoder_of(self, model):
@@ -115,9 +145,31 @@ class Family:
     def layers_of(self, model) -> list:
         return list(resolve_path(self.decoder_of(model), self.layers, self.name))
 
+    @property
+    def hybrid(self) -> bool:
+        """Whether the decoder interleaves softmax attention with other token mixers (HeAr covers the former)."""
+        return self.softmax_layer is not None
+
+    @property
+    def cross_attention(self) -> bool:
+        """Whether the covered layers read the image by cross-attention (docs/METHOD.md, "Cross-attention models")."""
+        return self.cross_attention_keys is not None
+
+    def covered_layers(self, model) -> list[int]:
+        """The decoder layers HeAr's heads lie in: every layer, or a hybrid decoder's softmax-attention ones."""
+        layers = self.layers_of(model)
+        return [i for i, layer in enumerate(layers) if self.softmax_layer is None or self.softmax_layer(layer)]
+
     def attention_modules(self, model) -> list:
-        """Each decoder layer's self-attention module, in layer order."""
-        return [resolve_path(layer, self.attention, self.name) for layer in self.layers_of(model)]
+        """The self-attention module of each covered decoder layer (:meth:`covered_layers`), in layer order."""
+        layers = self.layers_of(model)
+        return [resolve_path(layers[i], self.attention, self.name) for i in self.covered_layers(model)]
+
+    def give_chat_template(self, processor):
+        """``processor``, given the family's :attr:`chat_template` where it has none of its own."""
+        if self.chat_template is not None and getattr(processor, "chat_template", None) is None:
+            processor.chat_template = self.chat_template
+        return processor
 
     def output_projection_of(self, attention_module):
         return resolve_path(attention_module, self.output_projection, self.name)
@@ -133,6 +185,25 @@ class Family:
 
     def image_token_id_of(self, config) -> int:
         return resolve_path(config, self.image_token_id, self.name)
+
+    def release_problem(self) -> str | None:
+        """Why the installed transformers cannot run this family (None: it can)."""
+        if self.requires is None:
+            return None
+        import transformers
+        from packaging.version import Version
+
+        oldest, why = self.requires
+        if Version(transformers.__version__) < Version(oldest):
+            return f"{self.name} needs transformers >= {oldest} ({why}); this is {transformers.__version__}"
+        return None
+
+    def final_softcap_of(self, model) -> float | None:
+        """The soft-cap the model's wrapper applies to its final logits (None: none), which hearlib applies
+        too wherever it unembeds itself."""
+        if self.final_softcap is not None:
+            return self.final_softcap(model)
+        return getattr(self.text_config_of(model.config), "final_logit_softcapping", None)
 
     def logit_scale_of(self, model) -> float | None:
         """The factor the model's wrapper multiplies its logits by (None: it does not), which hearlib
@@ -184,6 +255,9 @@ def family_of(config_or_model_type, *, source: str | None = None) -> Family:
     model_type = getattr(config_or_model_type, "model_type", config_or_model_type)
     family = FAMILIES.get(model_type) if isinstance(model_type, str) else None
     if family is not None:
+        problem = family.release_problem()
+        if problem:
+            raise UnsupportedModel(problem)
         return family
     problem = None
     if not isinstance(config_or_model_type, str):

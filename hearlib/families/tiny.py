@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
+import re
 import sys
 from pathlib import Path
 
@@ -69,15 +71,28 @@ def build_tokenizer(tokens: Tokens):
         vocab.setdefault(w, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    if tokens.lead is not None:
+        from tokenizers import Regex, normalizers
+
+        tok.normalizer = normalizers.Prepend(f"{tokens.lead} ")
+        pattern = "|".join([*(re.escape(word) for word in tokens.plain), r"\w+", r"[^\w\s]+"])
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
+                                                     pre_tokenizers.Split(Regex(pattern), "isolated")])
     if tokens.prepend is not None:
         tok.post_processor = processors.TemplateProcessing(
             single=f"{tokens.prepend} $A", pair=f"{tokens.prepend} $A $B",
             special_tokens=[(tokens.prepend, vocab[tokens.prepend])])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, extra_special_tokens=dict(tokens.named),
                                    model_max_length=512, padding_side="left", **tokens.roles)
-    others = [t for t in tokens.specials if t not in set(tokens.named.values()) | set(tokens.roles.values())]
+    others = [t for t in tokens.specials
+              if t not in set(tokens.named.values()) | set(tokens.roles.values()) | set(tokens.plain)]
     if others:
         fast.add_special_tokens({"additional_special_tokens": others}, replace_extra_special_tokens=False)
+    if tokens.words_as_added_tokens:
+        from tokenizers import AddedToken
+
+        fast.add_tokens([AddedToken(w, single_word=True, normalized=False, special=False)
+                         for w in vocab if w not in set(tokens.specials)])
     assert len(fast) == len(vocab), (len(fast), len(vocab))
     return fast
 
@@ -96,12 +111,15 @@ def tiny_processor(model_type: str, spec: TinySpec | None = None):
     family = REGISTRY[model_type]
     spec = spec or family.tiny
     parts = {"tokenizer": build_tokenizer(spec.tokens)}
-    for role in ("image_processor", "video_processor"):
+    processor_class = getattr(transformers, family.processor_class)
+    if "qformer_tokenizer" in inspect.signature(processor_class.__init__).parameters:
+        parts["qformer_tokenizer"] = build_tokenizer(spec.tokens)      # InstructBLIP's Q-Former reads the prompt
+    for role in ("image_processor", "video_processor", "feature_extractor"):
         if getattr(spec, role) is not None:
             name, settings = getattr(spec, role)
             parts[role] = getattr(transformers, name)(**settings)
     template = spec.template() if callable(spec.template) else spec.template
-    return getattr(transformers, family.processor_class)(chat_template=template, **parts, **spec.processor)
+    return processor_class(chat_template=template, **parts, **spec.processor)
 
 
 def tiny_config(model_type: str, tokenizer, spec: TinySpec | None = None):
@@ -114,12 +132,13 @@ def tiny_config(model_type: str, tokenizer, spec: TinySpec | None = None):
                pad_token_id=tokenizer.pad_token_id)
     text_class = CONFIG_MAPPING[spec.text.get("model_type", defaults.text_config.model_type)]
     text = text_class(**_settings({**SIZES["text"], **ids}, spec.text))
-    vision_class = CONFIG_MAPPING[spec.vision.get("model_type", defaults.vision_config.model_type)]
-    vision = vision_class(**_settings(SIZES["vision"], spec.vision, probe=vision_class()))
+    parts = {"text_config": text}
+    if getattr(defaults, "vision_config", None) is not None:    # Fuyu has none: a linear patch embedding
+        vision_class = CONFIG_MAPPING[spec.vision.get("model_type", defaults.vision_config.model_type)]
+        parts["vision_config"] = vision_class(**_settings(SIZES["vision"], spec.vision, probe=vision_class()))
     token_ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in spec.token_ids.items()}
     top = _settings({**SIZES["config"], "vocab_size": len(tokenizer)}, spec.config, probe=defaults)
-    return AutoConfig.for_model(model_type, vision_config=vision, text_config=text, tie_word_embeddings=False,
-                                **token_ids, **top)
+    return AutoConfig.for_model(model_type, **parts, tie_word_embeddings=False, **token_ids, **top)
 
 
 def tiny_parts(model_type: str, spec: TinySpec | None = None):
@@ -161,6 +180,8 @@ def build_tiny(family: str, out_dir: Path, seed: int = 0, spec: TinySpec | None 
         for name, param in model.named_parameters():
             if param.ndim >= 2 and not bool(param.any()):
                 param.normal_(0.0, 0.02)
+        if (spec or REGISTRY[family].tiny).weights is not None:
+            (spec or REGISTRY[family].tiny).weights(model)
     gc = model.generation_config
     gc.bos_token_id, gc.eos_token_id, gc.pad_token_id = (tokenizer.bos_token_id, tokenizer.eos_token_id,
                                                          tokenizer.pad_token_id)

@@ -11,7 +11,9 @@ shipped. Inside one, a *plan* decides what each decoder layer's attention does:
 * :class:`KeyValuePlan` – keeps the image keys and values only (the means).
 * :class:`LiteralPlan` – the paper read literally: a full-sequence forward in which text
   query ``t`` of head ``n`` reads the mean key and value at image position ``j`` unless
-  ``x_n · u_t · v_j = 1``. The reference for tests.
+  ``x_n · u_t · v_j = 1``. The reference for tests. In a cross-attention layer (Mllama; the engine
+  marks its module ``hear_cross_attention``) every key is an image key and every query reads them,
+  the prefix ones with u = 1 (docs/METHOD.md, "Cross-attention models").
 * :class:`~hearlib.method.fastpath.FastPlan` – the same quantity from the text tokens only.
 
 Every plan attends under the model's own mask (causal, bidirectional image blocks, sliding
@@ -47,7 +49,8 @@ def hear_attention(module, query, key, value, attention_mask, scaling=None, drop
     if kwargs.get("s_aux") is not None:
         raise UnsupportedModel("attention sinks (s_aux) are not supported by hearlib's attention plans")
     plan = _ACTIVE_PLAN.get()
-    layer = getattr(module, "layer_idx", None)
+    # HeAr's layer: the engine's ordinal among the covered (softmax-attention) layers, else transformers' index
+    layer = getattr(module, "hear_layer", getattr(module, "layer_idx", None))
     if plan is None or layer is None:
         if softcap is None:
             return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling,
@@ -135,41 +138,35 @@ class RecordPlan(Plan):
     need, including which keys each text query may read and whether any prefix or image position
     reads a text position (the fast path's premise)."""
 
-    def __init__(self, text_start: int, image_positions: torch.Tensor, *, keep_head_outputs: bool = True,
-                 output_projection: str = "o_proj"):
+    def __init__(self, text_start: int, image_positions: torch.Tensor):
         self.text_start = text_start
         self.image_positions = image_positions
-        self.keep_head_outputs = keep_head_outputs
-        self.output_projection = output_projection         # attribute of the attention module
         self.keys: dict[int, torch.Tensor] = {}          # [KVH, text_start, D], rotated
         self.values: dict[int, torch.Tensor] = {}
         self.text_to_image: dict[int, torch.Tensor] = {}  # [H, P_txt, P_img]
-        self.head_outputs: dict[int, torch.Tensor] = {}   # [H, d_model]
+        self.head_outputs: dict[int, torch.Tensor] = {}   # [H, d_model], filled by the engine's output-projection hooks
         self.text_blocked: dict[int, torch.Tensor] = {}   # [P_txt, S] True = the text query may not read
         self.prefix_reads_text: dict[int, bool] = {}      # a prefix/image query reads a text key
 
     def attend(self, module, layer, query, key, value, attn):
         _, n_heads, seq, _ = query.shape
-        ts = self.text_start
-        self.keys[layer] = key[0, :, :ts].detach().clone()
-        self.values[layer] = value[0, :, :ts].detach().clone()
+        ts, n_key = self.text_start, key.shape[-2]
+        cross = getattr(module, "hear_cross_attention", False)        # every key an image key
+        self.keys[layer] = (key[0] if cross else key[0, :, :ts]).detach().clone()
+        self.values[layer] = (value[0] if cross else value[0, :, :ts]).detach().clone()
         keys, values = expand_heads(key, n_heads), expand_heads(value, n_heads)
-        blocked = attn.blocked(seq, seq, query.device)
-        rows = blocked.reshape(-1, seq, seq)
+        blocked = attn.blocked(seq, n_key, query.device)
+        rows = blocked.reshape(-1, seq, n_key)
         if rows.shape[0] != 1:
             raise UserError("the recorded forward must see one sample (a mask of batch 1)")
         self.text_blocked[layer] = rows[0, ts:].clone()
-        self.prefix_reads_text[layer] = bool((~rows[0, :ts, ts:]).any())
+        self.prefix_reads_text[layer] = False if cross else bool((~rows[0, :ts, ts:]).any())
         scores = attn.scores(torch.matmul(query, keys.transpose(-1, -2)))
         scores.masked_fill_(blocked, float("-inf"))
         probs = scores.softmax(-1)
         out = torch.matmul(probs.to(values.dtype), values)                   # [1, H, S, D]
         text_rows = probs[0, :, self.text_start:]                             # [H, P_txt, S]
         self.text_to_image[layer] = text_rows[:, :, self.image_positions].detach().clone()
-        if self.keep_head_outputs:
-            o_weight = getattr(module, self.output_projection).weight         # [d_model, H*D]
-            per_head = o_weight.view(o_weight.shape[0], n_heads, -1)          # [d_model, H, D]
-            self.head_outputs[layer] = torch.einsum("hd,mhd->hm", out[0, :, -1].to(per_head.dtype), per_head).detach()
         return out.transpose(1, 2).contiguous()
 
 
@@ -189,7 +186,7 @@ class KeyValuePlan(Plan):
         self.values[layer] = value[:, :, self.image_positions].detach().clone()
         keys, values = expand_heads(key, n_heads), expand_heads(value, n_heads)
         scores = attn.scores(torch.matmul(query, keys.transpose(-1, -2)))
-        scores.masked_fill_(attn.blocked(seq, seq, query.device), float("-inf"))
+        scores.masked_fill_(attn.blocked(seq, key.shape[-2], query.device), float("-inf"))
         out = torch.matmul(scores.softmax(-1).to(values.dtype), values)
         return out.transpose(1, 2).contiguous()
 
@@ -208,10 +205,29 @@ class LiteralPlan(Plan):
         keys, values = expand_heads(key, n_heads), expand_heads(value, n_heads)
         mean_k = expand_heads(self.means.k[layer], n_heads).to(query)        # [H, P_img, D]
         mean_v = expand_heads(self.means.v[layer], n_heads).to(query)
+        if getattr(module, "hear_cross_attention", False):
+            # every query reads the image: the prefix ones (before the text, u not defined) with u = 1
+            text = None if self.text is None else torch.cat([self.text.new_ones(batch, ts), self.text], 1)
+            keep = keep_mask(layer, n_heads, self.heads, text, self.image).expand(batch, n_heads, seq, img.numel())
+            return cross_mean_ablated(query, keys, values, attn, keep, mean_k, mean_v)
         keep = keep_mask(layer, n_heads, self.heads, self.text, self.image)
         keep = keep.expand(batch, n_heads, seq - ts, img.numel())[..., None]  # [B, H, T, P, 1]
 
         return mean_ablated(query, keys, values, attn, ts, img, keep, mean_k, mean_v, seq)
+
+
+def cross_mean_ablated(query, keys, values, attn: "Attn", keep, mean_k, mean_v) -> torch.Tensor:
+    """Cross-attention in which query ``t`` reads the mean key and value of image key ``j`` wherever
+    ``keep`` [B, H, Q, K] is False: :func:`mean_ablated` where every key is an image key, without its
+    per-query copies of the keys. Returns [B, Q, H, D]."""
+    n_query, n_key = query.shape[2], keys.shape[-2]
+    own = torch.matmul(query, keys.transpose(-1, -2))
+    mean = torch.matmul(query, mean_k.transpose(-1, -2))                       # [B, H, Q, K]
+    scores = attn.scores(torch.where(keep, own, mean))
+    probs = scores.masked_fill(attn.blocked(n_query, n_key, query.device), float("-inf")).softmax(-1)
+    probs = probs.to(values.dtype)
+    out = torch.matmul(probs * keep, values) + torch.matmul(probs * ~keep, mean_v)
+    return out.transpose(1, 2).contiguous()
 
 
 def mean_ablated(query, keys, values, attn: "Attn", ts: int, img, keep, mean_k, mean_v, n_key: int) -> torch.Tensor:

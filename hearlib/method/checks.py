@@ -66,12 +66,25 @@ class EngineChecks:
             self._fingerprint = digest.hexdigest()[:16]
         return self._fingerprint
 
+    @property
+    def coverage(self) -> str:
+        """Which decoder layers HeAr's heads cover, in a sentence (every figure's settings carry it)."""
+        if not self.family.hybrid:
+            return f"HeAr covers all {self.n_decoder_layers} decoder layers (softmax attention)"
+        if self.family.cross_attention:
+            return (f"HeAr covers the {self.n_layers} cross-attention layers of {self.n_decoder_layers} decoder "
+                    f"layers ({', '.join(map(str, self.covered_layers))}), the only ones that read the image; the "
+                    "self-attention layers never see the image and are not ablated")
+        return (f"HeAr covers {self.n_layers} of {self.n_decoder_layers} decoder layers (the softmax-attention "
+                f"ones: {', '.join(map(str, self.covered_layers))}); the other layers' token mixing (linear "
+                "attention, convolutions, state-space layers) is not ablated")
+
     def environment(self, method: str | None = None) -> dict:
         """What a result was computed with: library versions, device, dtype, engine path, attention
         implementation, the weights' fingerprint, the loading report and the load-time check."""
         return {**versions(), "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
                 "method": method, "attention": f"{ATTENTION_NAME} (hearlib; the model's sdpa/eager when no plan)",
-                "family": self.family.model_type, "weights": self.weight_fingerprint(),
+                "family": self.family.model_type, "coverage": self.coverage, "weights": self.weight_fingerprint(),
                 "load": self.load_report, "check": self.sanity}
 
     @torch.no_grad()

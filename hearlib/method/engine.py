@@ -20,7 +20,12 @@ scale and attention soft-cap. The fast path's premise, that no prefix or image p
 to a text position, is read from the recorded masks of each sample (:meth:`Engine.fast_path_problem`);
 where it fails the literal path runs instead, with a warning that says why.
 
-Masks use 1 (True) = intact; head ``n = l·H + h``.
+Masks use 1 (True) = intact; head ``n = l·H + h``, ``l`` counting the layers the engine covers: every
+decoder layer, or in a hybrid decoder (linear attention, convolutions or state-space layers between the
+softmax-attention ones) the softmax-attention layers only (:attr:`Engine.covered_layers`,
+:attr:`Engine.coverage`; docs/METHOD.md, "Hybrid decoders"), or in a cross-attention model (Mllama) the
+cross-attention layers only, whose keys are the image tokens (``Family.cross_attention``; docs/METHOD.md,
+"Cross-attention models"). The other layers run as the model runs them.
 """
 from __future__ import annotations
 
@@ -83,11 +88,17 @@ class Engine(EngineChecks):
         self.name = name or getattr(model.config, "_name_or_path", "") or model.config.model_type
         self.resolution = resolution
         self.family = family_of(model.config)
+        self.family.give_chat_template(processor)      # BLIP-2's processors keep none: the record's prompt format
         self.decoder = self.family.decoder_of(model)
         self.lm_head = self.family.lm_head_of(model)
         self.final_norm = self.family.final_norm_of(model)
         text_config = self.family.text_config_of(model.config)
-        self.n_layers = text_config.num_hidden_layers
+        # HeAr's layers: every decoder layer, or a hybrid decoder's softmax-attention layers only
+        # (decoder layer indices; head n = l·H + h counts the covered layers l in order)
+        self.covered_layers = self.family.covered_layers(model)
+        self.n_decoder_layers = (len(self.family.layers_of(model)) if self.family.hybrid
+                                 else text_config.num_hidden_layers)
+        self.n_layers = len(self.covered_layers) if self.family.hybrid else text_config.num_hidden_layers
         self.n_heads = text_config.num_attention_heads
         self.n_kv_heads = getattr(text_config, "num_key_value_heads", None) or self.n_heads
         self.head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // self.n_heads
@@ -100,7 +111,7 @@ class Engine(EngineChecks):
         self._tuned_batch: int | None = None            # batch_size="auto": the fastest size measured
         # Gemma-2-style decoders soft-cap the final logits; the fast path and the logit lens unembed
         # themselves, so they apply the same cap (None: no cap).
-        self._final_softcap = getattr(text_config, "final_logit_softcapping", None)
+        self._final_softcap = self.family.final_softcap_of(model)
         # A wrapper that scales its logits (Cohere Compass; Aya Vision from transformers 5.25) gets the
         # same scale where the engine unembeds itself. Asked of the family, not read from the text config:
         # Command A Vision's Cohere 2 text config has a logit_scale that its wrapper never applies.
@@ -109,10 +120,23 @@ class Engine(EngineChecks):
         self._last_only = ({"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters
                            else {})
         model.set_attn_implementation({self.family.text_config: ATTENTION_NAME})
-        for layer_index, attention in enumerate(self.family.attention_modules(model)):
+        if self.family.hybrid and not self.covered_layers:
+            raise UserError(f"{self.family.name}: no decoder layer has softmax attention; HeAr has no heads here")
+        for ordinal, (layer_index, attention) in enumerate(zip(self.covered_layers,
+                                                               self.family.attention_modules(model))):
             if getattr(attention, "layer_idx", None) != layer_index:
                 raise UserError(f"decoder layer {layer_index} has no matching layer_idx; unsupported attention module")
             self.family.output_projection_of(attention)     # UnsupportedModel if it has none
+            attention.hear_layer = ordinal                  # the plans' layer l (hear_attention)
+            attention.hear_cross_attention = self.family.cross_attention   # its keys are all image keys
+        if self.family.cross_attention:
+            # the self-attention layers between the cross-attention ones attend as the model does under any plan
+            covered = set(self.covered_layers)
+            for index, layer in enumerate(self.family.layers_of(model)):
+                if index not in covered:
+                    for module in layer.modules():
+                        if hasattr(module, "layer_idx"):
+                            module.hear_layer = None
         self.load_report: dict | None = None      # set by hearlib.method.loading.load_engine
         self.sanity: dict | None = None           # set by check_intact
         self._fingerprint: str | None = None
@@ -164,6 +188,10 @@ class Engine(EngineChecks):
         if not isinstance(prompt, str) or not prompt.strip():
             raise UserError("the prompt must be a non-empty string")
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        if getattr(self.processor, "chat_template", None) is None:
+            raise UserError(f"{self.family.name}: the processor ({type(self.processor).__name__}) has no chat template "
+                            "and the family's record gives none (Family.chat_template), so the prompt cannot be "
+                            "written")
         try:
             return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         except Exception as error:  # the template's own error, whatever it raises
@@ -215,12 +243,21 @@ class Engine(EngineChecks):
             raise UserError("the prompt has no text token after the image")
         answer_ids = self.answer_tokens(text, answer) if answer is not None else []
         prefix = ids[: int(positions[0])].tolist()
+        positions = self._image_keys(inputs, positions)
         digest = hashlib.sha256(repr((prefix, int(positions.numel()))).encode()).hexdigest()[:16]
         return Sample(inputs=inputs, prompt=PAPER_PROMPT if prompt is None else prompt, answer=answer,
                       answer_id=answer_ids[0] if answer_ids else None,
                       answer_tokens=self.tokenizer.convert_ids_to_tokens(answer_ids),
                       image_positions=positions, text_start=text_start, seq_len=int(ids.numel()),
                       prefix_hash=digest, sample_id=sample_id, image_size=tuple(image.size))
+
+    def _image_keys(self, inputs: dict, token_positions: torch.Tensor) -> torch.Tensor:
+        """HeAr's image tokens: the image-token positions of the sequence, or in a cross-attention model every
+        key a cross-attention layer reads (0..K-1; docs/METHOD.md, "Cross-attention models")."""
+        if not self.family.cross_attention:
+            return token_positions
+        n_keys = self.family.cross_attention_keys(self.model.config, inputs)
+        return torch.arange(n_keys, device=token_positions.device)
 
     def prefix_hash(self, prompt: str | None = None) -> str:
         """Hash of the token ids before the image (and of the image token count) for ``prompt``."""
@@ -232,19 +269,32 @@ class Engine(EngineChecks):
     # -- the unablated forward ---------------------------------------------------------
     @torch.no_grad()
     def _recorded_forward(self, sample: Sample, keep_head_outputs: bool = True):
-        plan = RecordPlan(sample.text_start, sample.image_positions, keep_head_outputs=keep_head_outputs,
-                          output_projection=self.family.output_projection)
+        plan = RecordPlan(sample.text_start, sample.image_positions)
         captured = {}
 
         def capture(module, args, kwargs):
-            captured.update(inputs_embeds=kwargs.get("inputs_embeds"), position_ids=kwargs.get("position_ids"))
+            captured.update(inputs_embeds=kwargs.get("inputs_embeds"), position_ids=kwargs.get("position_ids"),
+                            input_ids=kwargs.get("input_ids"))
 
-        handle = self.decoder.register_forward_pre_hook(capture, with_kwargs=True)
+        def head_output(layer, projection):
+            # each head's share of the output projection at the last position, from what the projection
+            # receives (after an output gate such as Qwen3.5's, where the attention has one)
+            def hook(module, args):
+                heads = args[0][0, -1].view(self.n_heads, -1)
+                per_head = projection.weight.view(projection.weight.shape[0], self.n_heads, -1)   # [d, H, D]
+                plan.head_outputs[layer] = torch.einsum("hd,mhd->hm", heads.to(per_head.dtype), per_head).detach()
+            return hook
+
+        handles = [self.decoder.register_forward_pre_hook(capture, with_kwargs=True)]
+        if keep_head_outputs:
+            projections = map(self.family.output_projection_of, self.family.attention_modules(self.model))
+            handles += [p.register_forward_pre_hook(head_output(l, p)) for l, p in enumerate(projections)]
         try:
             with ablation(plan):
                 logits = self.model(**sample.inputs, use_cache=False, **self._last_only).logits[0, -1]
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()
         return plan, captured, logits
 
     def record(self, sample: Sample) -> ForwardSummary:
@@ -256,6 +306,8 @@ class Engine(EngineChecks):
             return sample.recorded.record
         plan, captured, logits = self._recorded_forward(sample)
         embeds = captured["inputs_embeds"]
+        if embeds is None and self.family.cross_attention and captured["input_ids"] is not None:
+            embeds = self.decoder.get_input_embeddings()(captured["input_ids"])   # Mllama's decoder embeds ids
         if embeds is None:
             raise UserError("the decoder was not called with inputs_embeds; unsupported model")
         positions = captured["position_ids"]
@@ -321,7 +373,14 @@ class Engine(EngineChecks):
         forward: [B, L, KVH, P_img, D] each, and the prompt-prefix hash (as :meth:`prepare`'s).
 
         The chat text is rendered once and the processor called once for the batch; images must
-        give the same token sequence length (one fixed resolution), else UserError."""
+        give the same token sequence length (one fixed resolution), else UserError. A family whose
+        batched forward changes a row (``Family.means_one_image_per_forward``: HunYuan-VL's M-RoPE counts
+        images across the batch) runs one image per forward."""
+        if self.family.means_one_image_per_forward and len(images) > 1:
+            parts = [self.image_keys_values_many([image], prompt) for image in images]
+            if len({digest for _, _, digest in parts}) > 1:
+                raise UserError("reference images gave different image token counts; use one fixed resolution")
+            return torch.cat([k for k, _, _ in parts]), torch.cat([v for _, v, _ in parts]), parts[0][2]
         loaded = [self.load_image(image) for image in images]
         inputs = self._model_inputs(loaded, self.chat_text(prompt))
         ids = inputs["input_ids"]
@@ -332,6 +391,7 @@ class Engine(EngineChecks):
         if positions.numel() == 0:
             raise UserError("the chat template placed no image token in the prompt")
         prefix = inputs["input_ids"][0, : int(positions[0])].tolist()
+        positions = self._image_keys(inputs, positions)
         digest = hashlib.sha256(repr((prefix, int(positions.numel()))).encode()).hexdigest()[:16]
         plan = KeyValuePlan(positions)
         with ablation(plan):
@@ -365,6 +425,14 @@ class Engine(EngineChecks):
         is exact only if no prefix or image position attends to a text position. That is read from
         the model's own masks in the recorded forward (a prefix-LM such as PaliGemma fails it)."""
         self.record(sample)
+        if self.family.cross_attention:
+            return ("a cross-attention model's prefix positions read the image too (their ablated reads change "
+                    "what the text reads from them), and the fast path's text-only forward reuses no "
+                    "self-attention keys of the uncovered layers; the literal path runs instead")
+        if self.family.hybrid:
+            return ("a hybrid decoder's linear-attention / convolution / state-space layers carry state from the "
+                    "prefix and image into the text positions, which a text-only forward does not have; the "
+                    "literal path runs instead")
         layers = sample.recorded.prefix_reads_text
         if not layers:
             return None

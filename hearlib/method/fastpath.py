@@ -82,7 +82,8 @@ class FastPlan(Plan):
     def attend(self, module, layer, query, key, value, attn):
         if layer == self.last_query_layer and query.shape[2] > 1 and query.shape[0] >= MIN_ROWS:
             # only the last text position reaches the logits: the others get zeros in this layer
-            batch, n_text, n_heads, dim = query.shape[0], query.shape[2], query.shape[1], query.shape[3]
+            # (heads of the value's size: multi-head latent attention's differs from the query's)
+            batch, n_text, n_heads, dim = query.shape[0], query.shape[2], query.shape[1], value.shape[-1]
             out = query.new_zeros(batch, n_text, n_heads, dim)
             out[:, -1:] = self._attend(layer, query, key, value, attn, last_only=True)
             return out
@@ -92,7 +93,9 @@ class FastPlan(Plan):
         """Attention of the text queries (the last one only with ``last_only``) over prefix, image and text.
 
         The products among text positions are computed for every query even with ``last_only``:
-        the CPU kernels round a product of one row differently from the same row in a larger one."""
+        the CPU kernels round a product of one row differently from the same row in a larger one.
+        The output has the value's head size, which multi-head latent attention (DeepSeek-V3: values of
+        v_head_dim, keys of qk_nope_head_dim + qk_rope_head_dim) sets apart from the query's."""
         n_heads, n_all = query.shape[1], query.shape[2]
         queries = slice(-1, None) if last_only else slice(None)
         text_k, text_v = expand_heads(key, n_heads), expand_heads(value, n_heads)
@@ -127,7 +130,7 @@ class FastPlan(Plan):
             text_out = torch.matmul(every, text_v.transpose(0, 1))[:, :, -1:]
         else:
             text_out = torch.matmul(text_probs, text_v.transpose(0, 1))
-        out = out.view(n_heads, batch, n_text, dim) + text_out
+        out = out.view(n_heads, batch, n_text, cached.prefix_v.shape[-1]) + text_out
         return out.permute(1, 2, 0, 3).contiguous()                                   # [B, T, H, D]
 
 

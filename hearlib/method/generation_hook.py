@@ -18,11 +18,17 @@ position after the prompt's last image token, generated tokens included (METHOD.
 
 Prefix and image queries and every head outside the set attend as in the unablated model (in a
 prefix-LM such as PaliGemma the image reads text positions the ablation changed, as in the literal path).
+In a cross-attention model (Mllama) every query of a head in the set reads the mean image keys/values, the
+prompt's prefix included, as in the literal path (docs/METHOD.md, "Cross-attention models"); ``scale`` is
+refused there (every key is an image key, so renormalising over them changes nothing).
 The prompt's layout (image positions, where the text starts) is read from the ``input_ids`` of
 each forward that carries the image; the absolute position of each query from the key/value
 cache's length (``get_seq_length()`` of the ``cache`` / ``past_key_values`` the forward gets). Keys
 are taken to be positions 0..K-1, or the last K positions where a sliding-window layer has dropped
 the oldest (transformers' dynamic caches); a static cache that rolls its window over is not supported.
+Where the wrapper's ``generate`` runs ``language_model.generate`` from ``inputs_embeds`` (BLIP-2,
+InstructBLIP), the language model's forwards are watched as well, the prompt's ids being those the
+input embedding read.
 One image layout per batch (rows padded alike); ``generate`` must run in the calling thread (the
 plan is a context variable). On exit, normally or by an exception, the plan is reset and the hook
 removed: the model is the one that went in.
@@ -36,9 +42,10 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
+from transformers import GenerationMixin
 
 from hearlib.errors import MeansMismatch, UserError
-from hearlib.method.attention import ablation, mean_ablated
+from hearlib.method.attention import ablation, cross_mean_ablated, mean_ablated
 from hearlib.method.plans_common import Plan, expand_heads
 
 if TYPE_CHECKING:
@@ -93,13 +100,15 @@ class _Layout:
     def __init__(self, image_token_id: int):
         self.image_token_id = image_token_id
         self.image_positions: torch.Tensor | None = None   # [P_img] absolute positions
+        self.n_image: int | None = None                    # HeAr's image tokens (a cross-attention model's keys)
         self.text_start: int | None = None
         self.prefix_hash: str | None = None
         self.start = 0                                     # absolute position of query row 0
         self.n_query: int | None = None
 
-    def see(self, input_ids: torch.Tensor | None, past_length: int) -> None:
-        """One model forward: a prompt with the image sets the layout; a later step moves ``start``."""
+    def see(self, input_ids: torch.Tensor | None, past_length: int, n_keys: int | None = None) -> None:
+        """One model forward: a prompt with the image sets the layout; a later step moves ``start``.
+        ``n_keys``: a cross-attention model's image keys (HeAr's image tokens there), else None."""
         if input_ids is None:
             raise UserError("intervene needs input_ids in every forward (generate from token ids, not "
                             "inputs_embeds)")
@@ -115,8 +124,9 @@ class _Layout:
             ids = input_ids.reshape(-1, input_ids.shape[-1])[0]
             self.image_positions = positions
             self.text_start = int(positions[-1]) + 1
+            self.n_image = int(positions.numel()) if n_keys is None else int(n_keys)
             prefix = ids[: int(positions[0])].tolist()
-            self.prefix_hash = hashlib.sha256(repr((prefix, int(positions.numel()))).encode()).hexdigest()[:16]
+            self.prefix_hash = hashlib.sha256(repr((prefix, self.n_image)).encode()).hexdigest()[:16]
         elif past_length == 0:
             self.image_positions = self.text_start = self.prefix_hash = None
 
@@ -162,8 +172,14 @@ class MeanAblationPlan(_GenerationPlan):
     def attend(self, module, layer, query, key, value, attn):
         batch, n_heads, n_query, _ = query.shape
         n_key = key.shape[-2]
-        ts, img, which = self.layout.locate(n_query, n_key)
         keys, values = expand_heads(key, n_heads), expand_heads(value, n_heads)
+        if getattr(module, "hear_cross_attention", False):       # every query reads every (image) key
+            keep = self.intact.to(query.device)[layer * n_heads:(layer + 1) * n_heads][None, :, None, None]
+            mean_k = expand_heads(self.means.k[layer], n_heads).to(query)
+            mean_v = expand_heads(self.means.v[layer], n_heads).to(query)
+            return cross_mean_ablated(query, keys, values, attn, keep.expand(batch, n_heads, n_query, n_key),
+                                      mean_k, mean_v)
+        ts, img, which = self.layout.locate(n_query, n_key)
         if ts >= n_query or img.numel() == 0:
             return self._plain(query, keys, values, attn, n_key).transpose(1, 2).contiguous()
         mean_k = expand_heads(self.means.k[layer], n_heads)[:, which].to(query)   # [H, P, D]
@@ -220,6 +236,9 @@ def intervene(engine: "Engine", heads, mode: str = "ablate", scale: float = 1.0,
         raise UserError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     member = head_set(engine, heads)
     layout = _Layout(engine.image_token_id)
+    if mode == "scale" and engine.family.cross_attention:
+        raise UserError(f"{engine.family.name}: mode 'scale' renormalises a head's attention over the image keys, "
+                        "which are all the keys of a cross-attention layer (a no-op); use 'ablate' or 'keep-only'")
     if mode == "scale":
         try:
             factor = float(scale)
@@ -233,27 +252,51 @@ def intervene(engine: "Engine", heads, mode: str = "ablate", scale: float = 1.0,
         intact = member if mode == "keep-only" else ~member
         plan = MeanAblationPlan(layout, engine.n_heads, means, intact.to(engine.device))
 
-    def see(module, args, kwargs):
-        input_ids = kwargs.get("input_ids", args[0] if args else None)
+    def see(module, args, kwargs, input_ids=None):
+        if input_ids is None:
+            input_ids = kwargs.get("input_ids", args[0] if args else None)
         past = kwargs.get("cache", kwargs.get("past_key_values"))      # transformers 5 names it cache
-        layout.see(input_ids, past.get_seq_length() if past is not None else 0)
+        n_keys = (engine.family.cross_attention_keys(engine.model.config, kwargs)
+                  if engine.family.cross_attention and kwargs.get("pixel_values") is not None else None)
+        layout.see(input_ids, past.get_seq_length() if past is not None else 0, n_keys)
         if mode != "scale" and layout.image_positions is not None and layout.start == 0:
             _check_layout(means, layout)
 
-    handle = engine.model.register_forward_pre_hook(see, with_kwargs=True)
+    handles = [engine.model.register_forward_pre_hook(see, with_kwargs=True)]
+    language_model = getattr(engine.model, "language_model", None)
+    if isinstance(language_model, GenerationMixin) and type(engine.model).generate is not GenerationMixin.generate:
+        # BLIP-2 / InstructBLIP: the wrapper's generate embeds the prompt, writes the image in and runs
+        # language_model.generate from inputs_embeds, never calling the wrapper's forward: watch the language
+        # model's forwards too; the prompt's ids are those the input embedding last read
+        embedded: dict[str, torch.Tensor] = {}
+
+        def remember(module, args):
+            if args and torch.is_tensor(args[0]) and args[0].ndim == 2:
+                embedded["ids"] = args[0]
+
+        def see_language_model(module, args, kwargs):
+            input_ids = kwargs.get("input_ids", args[0] if args else None)
+            embeds = kwargs.get("inputs_embeds")
+            if input_ids is None and embeds is not None:
+                ids = embedded.get("ids")
+                input_ids = ids if ids is not None and ids.shape[-1] == embeds.shape[1] else None
+            see(module, (), kwargs, input_ids)
+
+        handles.append(engine.model.get_input_embeddings().register_forward_pre_hook(remember))
+        handles.append(language_model.register_forward_pre_hook(see_language_model, with_kwargs=True))
     try:
         with ablation(plan):
             yield plan
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
 
 
 def _check_layout(means: "MeanKV", layout: _Layout) -> None:
     """The means must belong to the prompt being generated from (its prefix and image token count)."""
     problems = []
-    if means.k.shape[2] != layout.image_positions.numel():
-        problems.append(f"they have {means.k.shape[2]} image positions, the prompt "
-                        f"{layout.image_positions.numel()}")
+    if means.k.shape[2] != layout.n_image:
+        problems.append(f"they have {means.k.shape[2]} image positions, the prompt {layout.n_image}")
     saved = means.meta.get("prefix_hash")
     if saved is not None and saved != layout.prefix_hash:
         problems.append("their prompt prefix (the tokens before the image, or the image token count) differs")

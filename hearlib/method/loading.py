@@ -164,6 +164,18 @@ def loading_problem(report: dict) -> str | None:
             "checkpoint; --allow-partial-load studies it anyway, and every record made with it says so")
 
 
+def load_processor(source: str | Path, *, trust_remote_code: bool = False):
+    """``AutoProcessor.from_pretrained(source)`` with the family's prompt format where the processor keeps no
+    chat template (BLIP-2's, InstructBLIP's: :attr:`hearlib.families.registry.Family.chat_template`), as the
+    engine renders prompts."""
+    from transformers import AutoConfig, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
+    config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    family = families.FAMILIES.get(config.model_type)
+    return family.give_chat_template(processor) if family is not None else processor
+
+
 def load_engine(model: str | Path, *, device: str | torch.device | None = None,
                 dtype: torch.dtype | None = None, trust_remote_code: bool = False,
                 resolution: tuple[int, int] | None = None, device_map=None, allow_partial_load: bool = False,

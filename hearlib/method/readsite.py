@@ -71,6 +71,11 @@ def _output_tensor(output):
 def residuals(engine, sample) -> tuple[np.ndarray, np.ndarray]:
     """The residual stream at the final position and the mean over the image positions, after the
     embedding (row 0) and after each decoder layer (row l + 1): two float32 arrays [L + 1, d]."""
+    if engine.family.cross_attention:
+        from hearlib.errors import UserError
+
+        raise UserError(f"{engine.family.name}: the image tokens are cross-attention keys, not positions of the "
+                        "residual stream; there is no image-token residual to probe")
     layers = engine.family.layers_of(engine.model)
     captured: dict[int, torch.Tensor] = {}
 

@@ -34,11 +34,14 @@ class _DecoderReached(Exception):
 @torch.no_grad()
 def decoder_input_tokens(engine, sample) -> np.ndarray:
     """[P_img, d] float32: the decoder's input embeddings at the image positions (after the
-    projector, before the first decoder layer), in the order of ``sample.image_positions``."""
+    projector, before the first decoder layer), in the order of ``sample.image_positions``; in a
+    cross-attention model the projected vision states its cross-attention layers read."""
     captured = {}
 
     def capture(module, args, kwargs):
-        captured["embeds"] = kwargs.get("inputs_embeds")
+        # a cross-attention model (Mllama): the image tokens are the states its cross-attention keys come from
+        name = "cross_attention_states" if engine.family.cross_attention else "inputs_embeds"
+        captured["embeds"] = kwargs.get(name)
         raise _DecoderReached
 
     handle = engine.decoder.register_forward_pre_hook(capture, with_kwargs=True)
@@ -49,6 +52,8 @@ def decoder_input_tokens(engine, sample) -> np.ndarray:
     finally:
         handle.remove()
     embeds = captured["embeds"]
+    if engine.family.cross_attention:      # Mllama passes [images × tiles, keys per tile, d]: one row per sample
+        embeds = embeds.reshape(sample.inputs["input_ids"].shape[0], -1, embeds.shape[-1])
     return embeds[0, sample.image_positions.to(embeds.device)].float().cpu().numpy()
 
 

@@ -9,6 +9,8 @@ which model types tests/families/test_real_configs.py also runs at the real geom
 checkpoint, from its hub files under tests/data/hub (``hearlib.families.real.REAL_MODELS``). The table of
 docs/MODELS.md ("Model types") is :func:`coverage_table`; ``python -m hearlib.paper.coverage --write``
 regenerates it (the check of every family takes about two minutes on two CPU cores).
+``--check`` runs :func:`check_family` on every registered family under the installed release only
+(:func:`check_release`; .ci/versions runs it on the oldest and the newest release hearlib supports).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import numpy as np
 # the kinds of refusal and the reason per model type (data only, shared with hearlib.families.registry)
 from hearlib.families.refusals import NOT_YET, REASONS
 
-__all__ = ["CHECKS", "Coverage", "check_family", "coverage", "coverage_table", "real_files",
+__all__ = ["CHECKS", "Coverage", "check_family", "check_release", "coverage", "coverage_table", "real_files",
            "write_table"]
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "MODELS.md"
@@ -177,10 +179,44 @@ def write_table(rows: list[Coverage], doc: Path = DOC) -> None:
     doc.write_text(replace_table(doc.read_text(), coverage_table(rows)))
 
 
+def check_release(check=None) -> dict[str, str]:
+    """Every registered family checked end to end under the installed transformers, printed as it goes:
+    model type -> the checks, ``absent from transformers <release>`` (a model type it does not define),
+    ``<name> needs transformers >= <release> (why)`` (the family's ``requires``), or ``FAILED: <error>``."""
+    import transformers
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    from hearlib.families.registry import FAMILIES
+
+    check = check or check_family
+    results = {}
+    for model_type in FAMILIES:
+        if model_type not in CONFIG_MAPPING_NAMES:
+            results[model_type] = f"absent from transformers {transformers.__version__}"
+        elif FAMILIES[model_type].release_problem():
+            results[model_type] = FAMILIES[model_type].release_problem()
+        else:
+            try:
+                results[model_type] = check(model_type)
+            except Exception as error:              # reported per family; the caller decides
+                results[model_type] = f"FAILED: {type(error).__name__}: {error}"
+        print(f"{model_type}: {results[model_type]}", flush=True)
+    return results
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="write the table into docs/MODELS.md")
+    parser.add_argument("--check", action="store_true",
+                        help="check every registered family under the installed transformers only (no table); "
+                             "exit status 1 if one fails")
     args = parser.parse_args(argv)
+    if args.check:
+        results = check_release()
+        failed = [t for t, r in results.items() if r.startswith("FAILED")]
+        print(f"{len(results) - len(failed)} of {len(results)} families pass or are absent from this release"
+              + (f"; failed: {', '.join(failed)}" if failed else ""))
+        raise SystemExit(1 if failed else 0)
     rows = coverage()
     if args.write:
         write_table(rows)

@@ -7,7 +7,8 @@ MESSAGES = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "te
 
 
 def rendered(folder) -> str:
-    """The chat template of the processor in ``folder`` applied to :data:`MESSAGES`, ready to generate."""
-    from transformers import AutoProcessor
+    """The chat template of the processor in ``folder`` (or the family's, where the processor keeps none)
+    applied to :data:`MESSAGES`, ready to generate."""
+    from hearlib.method.loading import load_processor
 
-    return AutoProcessor.from_pretrained(folder).apply_chat_template(MESSAGES, add_generation_prompt=True)
+    return load_processor(folder).apply_chat_template(MESSAGES, add_generation_prompt=True)

@@ -36,9 +36,9 @@ def test_reasons_name_model_types_of_this_transformers_only():
     assert not set(refusals.REASONS) & set(FAMILIES), "a registered family also has a refusal reason"
 
 
-def test_at_least_fifteen_model_types_work_and_the_readme_states_the_count(rows):
+def test_at_least_sixty_model_types_work_and_the_readme_states_the_count(rows):
     works = sum(r.status == "works" for r in rows)
-    assert works >= 15
+    assert works >= 60
     readme = (coverage.DOC.parent.parent / "README.md").read_text()
     assert f"**{works} of the {len(rows)} model types**" in readme
 
@@ -98,3 +98,23 @@ def test_internvl_is_checked_with_internvl3_5s_decoder_too(monkeypatch):
     monkeypatch.setitem(families.FAMILIES, "internvl", dataclasses.replace(families.FAMILIES["internvl"],
                                                                           tiny=internvl_qwen3_spec()))
     assert coverage.check_family("internvl").startswith("; ".join(coverage.CHECKS))
+
+
+def test_check_release_reports_every_family_a_failure_and_a_type_the_release_lacks(monkeypatch, capsys):
+    """`python -m hearlib.paper.coverage --check` (.ci/versions): every registered family checked under the
+    installed release, a family whose model type this release does not define reported absent, not failed,
+    and the exit status 1 as soon as one family fails."""
+    def check(model_type):
+        if model_type == "llava":
+            raise AssertionError("fast − literal = 1.0e-03")
+        return "checked"
+
+    monkeypatch.setitem(FAMILIES, "no_such_model_type", FAMILIES["llava"])
+    monkeypatch.setattr(coverage, "check_family", check)
+    with pytest.raises(SystemExit) as stop:
+        coverage.main(["--check"])
+    assert stop.value.code == 1
+    lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines() if ": " in line)
+    assert lines["llava"] == "FAILED: AssertionError: fast − literal = 1.0e-03"
+    assert lines["no_such_model_type"].startswith("absent from transformers")
+    assert all(lines[t] == "checked" for t in FAMILIES if t not in ("llava", "no_such_model_type"))

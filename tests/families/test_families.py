@@ -39,15 +39,26 @@ def test_every_field_of_every_family_is_filled(model_type):
         value = getattr(family, field.name)
         if field.name == "resolution":
             assert value is None or (len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value))
-        elif field.name == "logit_scale":           # optional: only a wrapper that scales its logits has one
+        elif field.name in ("logit_scale", "final_softcap"):   # optional: wrappers whose unembedding differs
             assert value is None or callable(value)
+        elif field.name == "requires":              # optional: (oldest release, why) where newer than pyproject's
+            assert value is None or (len(value) == 2 and all(isinstance(v, str) and v for v in value))
+        elif field.name == "softmax_layer":         # optional: only a hybrid decoder has one
+            assert value is None or callable(value)
+        elif field.name == "cross_attention_keys":  # optional: only a cross-attention model (Mllama) has one
+            assert value is None or (callable(value) and family.softmax_layer is not None)
+        elif field.name == "chat_template":         # optional: only a processor that keeps none (BLIP-2) needs it
+            assert value is None or (isinstance(value, str) and value)
+        elif field.name == "means_one_image_per_forward":   # a flag: True where a batched forward changes a row
+            assert isinstance(value, bool)
         else:
             assert value not in (None, "", ()), f"{model_type}: {field.name} is empty"
     for name in PATH_FIELDS:
         assert all(part.isidentifier() for part in getattr(family, name).split(".")), name
     # the classes load_engine's Auto classes pick for this model_type
     assert MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES[model_type] == family.model_class
-    assert PROCESSOR_MAPPING_NAMES[model_type] == family.processor_class
+    # (a type AutoProcessor maps to nothing loads the class its checkpoint's processor_config.json names)
+    assert PROCESSOR_MAPPING_NAMES.get(model_type, family.processor_class) == family.processor_class
     # the layout is a module-level function of a lineage file, with the signature image_token_layout calls
     module = importlib.import_module(family.layout.__module__)
     assert module.__name__.startswith("hearlib.families.") and getattr(module, family.layout.__name__) is family.layout
@@ -86,7 +97,7 @@ def tiny(request, tiny_model_dir, random_images):
 
     family = FAMILIES[request.param]
     folder = tiny_model_dir(request.param)
-    processor = AutoProcessor.from_pretrained(folder)
+    processor = family.give_chat_template(AutoProcessor.from_pretrained(folder))
     model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32).eval()
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PAPER_PROMPT}]}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True)
@@ -106,12 +117,16 @@ def test_paths_resolve_to_the_expected_modules(tiny):
     assert text is model.config.text_config
     decoder = family.decoder_of(model)
     assert isinstance(decoder, torch.nn.Module)
-    assert decoder.get_input_embeddings().weight.shape == (text.vocab_size, text.hidden_size)
+    # MllamaTextModel's embedding has 8 rows past the vocabulary (nn.Embedding(vocab_size + 8, ...))
+    extra_rows = 8 if family.model_type == "mllama" else 0
+    assert decoder.get_input_embeddings().weight.shape == (text.vocab_size + extra_rows, text.hidden_size)
     layers = family.layers_of(model)
     assert len(layers) == text.num_hidden_layers
     attentions = family.attention_modules(model)
-    assert len(attentions) == text.num_hidden_layers
-    for index, attention in enumerate(attentions):
+    covered = family.covered_layers(model)       # a hybrid decoder's softmax-attention layers; else every layer
+    assert len(attentions) == len(covered) >= 1
+    assert family.hybrid or covered == list(range(text.num_hidden_layers))
+    for index, attention in zip(covered, attentions):
         assert attention.layer_idx == index
         projection = family.output_projection_of(attention)
         assert isinstance(projection, torch.nn.Linear)
@@ -120,13 +135,19 @@ def test_paths_resolve_to_the_expected_modules(tiny):
     norm = family.final_norm_of(model)
     assert isinstance(norm, torch.nn.Module) and norm.weight.shape == (text.hidden_size,)
     lm_head = family.lm_head_of(model)
-    assert isinstance(lm_head, torch.nn.Linear) and lm_head is model.get_output_embeddings()
+    # Nemotron-H Omni's top-level class leaves the unembedding to its causal LM (language_model.lm_head)
+    output_embeddings = model.get_output_embeddings() or model.language_model.get_output_embeddings()
+    assert isinstance(lm_head, torch.nn.Linear) and lm_head is output_embeddings
     assert lm_head.weight.shape == (text.vocab_size, text.hidden_size)
     # Gemma3Processor's image_token(_id) is the <start_of_image> placeholder, AyaVisionProcessor's and
-    # Ovis2Processor's the <image> placeholder; the tokenizer's is the image token
-    image_token = (processor.tokenizer.image_token if family.model_type in ("gemma3", "aya_vision", "ovis2")
+    # Ovis2Processor's the <image> placeholder, PPChart2TableProcessor has none; the tokenizer's is the image token.
+    # Molmo2Processor's (and its tokenizer's) is the <|image|> placeholder it expands to rows of <im_patch>
+    image_token = (processor.tokenizer.image_token
+                   if family.model_type in ("gemma3", "aya_vision", "ovis2", "pp_chart2table")
+                   else "<im_patch>" if family.model_type == "molmo2"
                    else processor.image_token)
-    assert family.image_token_id_of(model.config) == processor.tokenizer.convert_tokens_to_ids(image_token)
+    # Blip2Processor's image_token is an AddedToken, whose str is its content
+    assert family.image_token_id_of(model.config) == processor.tokenizer.convert_tokens_to_ids(str(image_token))
 
 
 @torch.no_grad()
@@ -150,7 +171,7 @@ def test_the_forward_runs_through_the_recorded_modules(tiny):
     finally:
         for handle in handles:
             handle.remove()
-    assert calls == list(range(len(family.layers_of(model))))
+    assert calls == list(range(len(family.covered_layers(model))))
     for i in calls:
         torch.testing.assert_close(projected[i], attended[i], rtol=0, atol=0)
     torch.testing.assert_close(seen["norm"], seen["decoder"], rtol=0, atol=0)
@@ -243,8 +264,8 @@ def test_a_derived_record_that_fails_its_check_is_refused_with_what_failed(tiny_
         Engine(model, processor)
 
 
-@pytest.mark.parametrize("model_type, reason", [("mllama", "image read by cross-attention"),
-                                                 ("lfm2_vl", "token mixing outside softmax attention"),
+@pytest.mark.parametrize("model_type, reason", [("evolla", "image read by cross-attention"),
+                                                 ("dots3_note", "sparse key selection"),
                                                  ("bert", "maps no image-text-to-text class")])
 def test_model_types_hear_does_not_apply_to_are_refused_with_the_reason(model_type, reason):
     from transformers import AutoConfig
@@ -325,3 +346,16 @@ def test_the_records_are_data_that_import_nothing_built_on_them():
         assert not imported & {"hearlib.families.tiny", "hearlib.paper.coverage", "hearlib.method.engine"}, name
     assert "hearlib.families.registry" in _hearlib_imports(testing) and "hearlib.families.tiny" in _hearlib_imports(coverage)
     assert coverage.REASONS is refusals.REASONS
+
+
+def test_a_family_that_needs_a_newer_transformers_is_refused_with_the_release_and_why(monkeypatch):
+    """``Family.requires``: on an older release than the family's oldest, loading it is refused with that
+    release and the reason, and ``coverage --check`` (.ci/versions) reports it as needing that release."""
+    from hearlib.errors import UnsupportedModel
+    from hearlib.paper import coverage
+
+    monkeypatch.setitem(families.FAMILIES, "llava", dataclasses.replace(
+        FAMILIES["llava"], requires=("99.0", "its wrapper gained the layout in 99.0")))
+    with pytest.raises(UnsupportedModel, match=r"needs transformers >= 99.0 \(its wrapper gained the layout"):
+        family_of("llava")
+    assert coverage.check_release(lambda t: "checked")["llava"].startswith("LLaVA-1.5 needs transformers >= 99.0")

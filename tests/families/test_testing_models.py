@@ -24,7 +24,7 @@ def loaded(request, tmp_path_factory):
     from transformers import AutoModelForImageTextToText, AutoProcessor
     family = request.param
     folder = build_tiny(family, tmp_path_factory.mktemp(f"testing-{family}"))
-    processor = AutoProcessor.from_pretrained(folder)
+    processor = FAMILY_RECORDS[family].give_chat_template(AutoProcessor.from_pretrained(folder))
     model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32).eval()
     return family, processor, model
 
@@ -46,6 +46,15 @@ def test_image_token_ids(loaded):
         assert processor.image_token == "<image>" and processor.img_patch_token == "<|IMG_PATCH|>"
         assert processor.tokenizer.convert_tokens_to_ids("<|IMG_PATCH|>") == model.config.image_token_id
         assert model.config.image_token_id == processor.image_token_id
+    elif family == "pp_chart2table":   # PPChart2TableProcessor names no image token; the template writes <imgpad>
+        assert processor.tokenizer.convert_tokens_to_ids("<imgpad>") == model.config.image_token_id
+    elif family == "janus":   # JanusProcessor keeps the image token but not its id
+        assert processor.tokenizer.convert_tokens_to_ids(processor.image_token) == model.config.image_token_id
+    elif family == "molmo2":   # Molmo2Processor expands its <|image|> placeholder to rows of <im_patch> tokens
+        assert processor.image_token == "<|image|>"
+        assert processor.tokenizer.convert_tokens_to_ids("<im_patch>") == model.config.image_token_id
+    elif family in ("blip-2", "instructblip"):   # Blip2Processor keeps its <image> as an AddedToken, and no id
+        assert processor.tokenizer.convert_tokens_to_ids(str(processor.image_token)) == model.config.image_token_id
     else:
         assert model.config.image_token_id == processor.image_token_id
         assert processor.tokenizer.convert_tokens_to_ids(processor.image_token) == model.config.image_token_id
@@ -56,19 +65,53 @@ def test_image_token_ids(loaded):
     assert isinstance(FAMILY_RECORDS[family].decoder_of(model), torch.nn.Module)
 
 
+def _image_tokens(family, model, inputs) -> int:
+    """HeAr's image tokens: the image-token ids, or a cross-attention model's keys (Mllama: one <|image|> id)."""
+    record = FAMILY_RECORDS[family]
+    n_ids = int((inputs.input_ids == model.config.image_token_id).sum())
+    if record.cross_attention:
+        assert n_ids == 1
+        return record.cross_attention_keys(model.config, inputs)
+    return n_ids
+
+
+def _cross_attention_states(model, inputs) -> torch.Tensor:
+    """What a cross-attention model's decoder reads the image from (Mllama's cross_attention_states)."""
+    captured = {}
+    handle = FAMILY_RECORDS[model.config.model_type].decoder_of(model).register_forward_pre_hook(
+        lambda module, args, kwargs: captured.update(x=kwargs["cross_attention_states"]), with_kwargs=True)
+    try:
+        model(**inputs)
+    finally:
+        handle.remove()
+    return captured["x"]
+
+
 def test_image_tokens_match_features_and_forward(loaded):
     family, processor, model = loaded
     inputs = _inputs(processor, _image((48, 48)))
-    n_image = int((inputs.input_ids == model.config.image_token_id).sum())
+    n_image = _image_tokens(family, model, inputs)
     assert n_image == NUM_IMAGE_TOKENS[family]
-    pixel_kwargs = {k: v for k, v in inputs.items() if k in ("image_sizes", "image_grid_thw", "image_merge_sizes")}
+    pixel_kwargs = {k: v for k, v in inputs.items() if k in ("image_sizes", "image_grid_thw", "image_merge_sizes",
+                                                                       "high_res_pixel_values", "pixel_values_local",
+                                                                       "num_local_patches", "patches_grid",
+                                                                       "pixel_attention_mask", "image_token_pooling",
+                                                                       "image_grids", "target_sizes", "spatial_shapes",
+                                                                       "image_grid_hw", "qformer_input_ids",
+                                                                       "qformer_attention_mask")}
     with torch.no_grad():
-        # Video-LLaVA's processor names the pixels pixel_values_images
-        pixels = inputs["pixel_values"] if "pixel_values" in inputs else inputs["pixel_values_images"]
+        # Video-LLaVA's processor names the pixels pixel_values_images, Fuyu's (legacy) image_patches
+        pixels = next(inputs[name] for name in ("pixel_values", "pixel_values_images", "image_patches")
+                      if name in inputs)
         # DeepSeek-VL's wrapper leaves get_image_features to its inner model
-        image_features = getattr(model, "get_image_features", None) or model.model.get_image_features
-        features = image_features(pixel_values=pixels, **pixel_kwargs)
-        features = getattr(features, "pooler_output", features)
+        image_features = (getattr(model, "get_image_features", None) or getattr(model.model, "get_image_features", None)
+                          or (lambda **_: _cross_attention_states(model, inputs)))
+        output = image_features(pixel_values=pixels, **pixel_kwargs)
+        features = getattr(output, "pooler_output", output)
+        if features is None and getattr(output, "deepstack_features", None) is None:   # Fuyu: the patch embeddings
+            features = output.last_hidden_state
+        if features is None:    # Granite 4 Vision: only (decoder layer, per-image features) pairs, added inside
+            features = output.deepstack_features[0][1]
         if isinstance(features, (list, tuple)):
             features = torch.cat([f.reshape(-1, f.shape[-1]) for f in features])
         out = model(**inputs)
@@ -78,16 +121,29 @@ def test_image_tokens_match_features_and_forward(loaded):
     # the same image size gives the same count twice; other square sizes give it too
     for size in ((48, 48), (448, 448)):
         again = _inputs(processor, _image(size, seed=1))
-        assert int((again.input_ids == model.config.image_token_id).sum()) == n_image
+        assert _image_tokens(family, model, again) == n_image
         assert again.input_ids.shape == inputs.input_ids.shape
+
+
+# decoders whose eager attention has no key/value groups (the tiny model is multi-head, as the real one)
+MULTI_HEAD_ONLY = {"unlimited_ocr": "modeling_unlimited_ocr.py's eager_attention_forward never calls repeat_kv",
+                   "glm5_next": "Glm5NextTextConfig.validate_architecture requires num_key_value_heads == "
+                                "num_attention_heads (MLA: kv_b_proj expands the latent for every head)",
+                   "blip-2": "OPTAttention has one key/value head per query head (OPTConfig has no num_key_value_heads)",
+                   "kimi_k25": "DeepseekV3Attention's kv_b_proj expands the latent into keys and values for every "
+                               "query head (num_heads × (qk_nope_head_dim + v_head_dim)): no key/value groups",
+                   "fuyu": "PersimmonAttention's query_key_value projects keys and values for every query head "
+                           "(PersimmonConfig has no num_key_value_heads)"}
 
 
 def test_gqa(loaded):
     family, _, model = loaded
+    if family in MULTI_HEAD_ONLY:
+        pytest.skip(f"{family}: {MULTI_HEAD_ONLY[family]}")
     text = model.config.text_config
     assert text.num_key_value_heads < text.num_attention_heads
-    decoder = FAMILY_RECORDS[family].decoder_of(model)
-    assert decoder.layers[0].self_attn.k_proj.out_features == text.num_key_value_heads * 16
+    attention = FAMILY_RECORDS[family].attention_modules(model)[0]      # a hybrid decoder's first softmax layer
+    assert attention.k_proj.out_features == text.num_key_value_heads * 16
 
 
 def test_eager_matches_sdpa(loaded):
