@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 import torch
 
-__all__ = ["decoder_input_tokens", "token_coverage", "token_features", "probe", "FEATURES", "OBJECT_COVER"]
+__all__ = ["decoder_inputs", "decoder_input_tokens", "token_coverage", "token_features", "probe", "FEATURES", "OBJECT_COVER"]
 
 # a token belongs to the object when the object covers at least this share of its cell
 OBJECT_COVER = 0.5
@@ -32,16 +32,13 @@ class _DecoderReached(Exception):
 
 
 @torch.no_grad()
-def decoder_input_tokens(engine, sample) -> np.ndarray:
-    """[P_img, d] float32: the decoder's input embeddings at the image positions (after the
-    projector, before the first decoder layer), in the order of ``sample.image_positions``; in a
-    cross-attention model the projected vision states its cross-attention layers read."""
+def decoder_inputs(engine, sample) -> dict:
+    """The keyword arguments the decoder receives for ``sample``: ``inputs_embeds`` and whatever the family adds
+    (``deepstack_features``, ``cross_attention_states`` ...), captured before its first layer runs."""
     captured = {}
 
     def capture(module, args, kwargs):
-        # a cross-attention model (Mllama): the image tokens are the states its cross-attention keys come from
-        name = "cross_attention_states" if engine.family.cross_attention else "inputs_embeds"
-        captured["embeds"] = kwargs.get(name)
+        captured.update(kwargs)
         raise _DecoderReached
 
     handle = engine.decoder.register_forward_pre_hook(capture, with_kwargs=True)
@@ -51,9 +48,19 @@ def decoder_input_tokens(engine, sample) -> np.ndarray:
         pass
     finally:
         handle.remove()
-    embeds = captured["embeds"]
-    if engine.family.cross_attention:      # Mllama passes [images × tiles, keys per tile, d]: one row per sample
-        embeds = embeds.reshape(sample.inputs["input_ids"].shape[0], -1, embeds.shape[-1])
+    return captured
+
+
+def decoder_input_tokens(engine, sample) -> np.ndarray:
+    """[P_img, d] float32: the decoder's input embeddings at the image positions (after the
+    projector, before the first decoder layer), in the order of ``sample.image_positions``; in a
+    cross-attention model the projected vision states its cross-attention layers read."""
+    inputs = decoder_inputs(engine, sample)
+    if engine.family.cross_attention:      # Mllama: the image tokens are the states its cross-attention keys come from,
+        states = inputs["cross_attention_states"]            # [images × tiles, keys per tile, d]: one row per sample
+        embeds = states.reshape(sample.inputs["input_ids"].shape[0], -1, states.shape[-1])
+    else:
+        embeds = inputs["inputs_embeds"]
     return embeds[0, sample.image_positions.to(embeds.device)].float().cpu().numpy()
 
 

@@ -20,6 +20,7 @@ from hearlib.method.engine import Engine
 from hearlib.errors import UserError
 from hearlib.families.geometry import Panel, TokenLayout, draw_over_image, image_token_layout, to_maps
 from hearlib.method.loading import load_engine
+from hearlib.method.tokenprobes import decoder_input_tokens, decoder_inputs
 from hearlib.families.tiny import FAMILIES, PROCESSED_SIZE
 
 HUB = Path(__file__).resolve().parents[1] / "data" / "hub"     # the real hub files this project ships (tests/data/hub/NOTICE.md)
@@ -30,37 +31,16 @@ VICUNA_PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]
 # ---------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------
-class _Stop(Exception):
-    pass
-
-
 def image_features(engine, sample) -> torch.Tensor:
     """[P_img, d] the embeddings the decoder receives at the image positions (decoder not run), joined with the
     features it adds there inside (Granite 4 Vision zeroes those embeddings and passes its image as
     ``deepstack_features``, one [P_img, d] tensor per decoder layer); in a cross-attention model the
     ``cross_attention_states`` its cross-attention layers read."""
-    captured = {}
-
-    def hook(module, args, kwargs):
-        if engine.family.cross_attention:       # Mllama: the image tokens are the cross-attention keys' states
-            states = kwargs["cross_attention_states"]                # [images × tiles, keys per tile, d]
-            states = states.reshape(sample.inputs["input_ids"].shape[0], -1, states.shape[-1])
-            captured["x"] = states[0, sample.image_positions].detach().float().clone()
-            raise _Stop
-        injected = list((kwargs.get("deepstack_features") or {}).values())
-        features = torch.cat([kwargs["inputs_embeds"][0, sample.image_positions], *injected], -1)
-        captured["x"] = features.detach().float().clone()
-        raise _Stop
-
-    handle = engine.decoder.register_forward_pre_hook(hook, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            engine.model(**sample.inputs, use_cache=False)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
-    return captured["x"]
+    if engine.family.cross_attention:
+        return torch.from_numpy(decoder_input_tokens(engine, sample))
+    inputs = decoder_inputs(engine, sample)
+    injected = list((inputs.get("deepstack_features") or {}).values())
+    return torch.cat([inputs["inputs_embeds"][0, sample.image_positions], *injected], -1).float()
 
 
 ATTENTION_OUT = ("self_attn.out_proj", "attn.proj", "attention.projection_layer", "self_attn.projection_layer",

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from hearlib.method.tokenprobes import decoder_inputs
 from hearlib.prompts import PAPER_PROMPT
 
 from .common import rendered
@@ -21,28 +22,6 @@ EXPECTED = {
 @pytest.mark.parametrize("model_type", EXPECTED)
 def test_the_template_renders_the_stand_in_format(model_type, tiny_model_dir):
     assert rendered(tiny_model_dir(model_type)) == EXPECTED[model_type]
-
-
-class _Stop(Exception):
-    pass
-
-
-def _decoder_inputs(engine, sample) -> dict:
-    captured = {}
-
-    def hook(module, args, kwargs):
-        captured.update(kwargs)
-        raise _Stop
-
-    handle = engine.decoder.register_forward_pre_hook(hook, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            engine.model(**sample.inputs, use_cache=False)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
-    return captured
 
 
 def test_the_image_is_added_inside_the_decoder_and_newlines_are_the_image_newline(tiny_model_dir):
@@ -60,7 +39,7 @@ def test_the_image_is_added_inside_the_decoder_and_newlines_are_the_image_newlin
     layout = image_token_layout(engine, sample)
     assert [(p.name, p.shape) for p in layout.panels] == [("base", (4, 4)), ("high-res", (4, 4))]
     np.testing.assert_array_equal(layout.non_spatial["newline"], 16 + 5 * np.arange(4) + 4)
-    inputs = _decoder_inputs(engine, sample)
+    inputs = decoder_inputs(engine, sample)
     assert not inputs["inputs_embeds"][0, sample.image_positions].any()
     features = inputs["deepstack_features"]
     assert sorted(features) == [0, 1]

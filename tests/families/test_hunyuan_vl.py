@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from hearlib.method.tokenprobes import decoder_input_tokens
 from hearlib.prompts import PAPER_PROMPT
 
 from .common import rendered
@@ -22,10 +23,6 @@ def test_the_template_renders_the_stand_in_format(model_type, tiny_model_dir):
     assert rendered(tiny_model_dir(model_type)) == EXPECTED[model_type]
 
 
-class _Stop(Exception):
-    pass
-
-
 def test_begin_newlines_and_end_are_the_mergers_learned_embeddings(tiny_model_dir):
     """At the layout's non-spatial tokens the decoder receives after_rms(image_begin), after_rms(mlp(image_newline))
     and after_rms(image_end); the 4 × 4 grid tokens are none of them."""
@@ -39,21 +36,7 @@ def test_begin_newlines_and_end_are_the_mergers_learned_embeddings(tiny_model_di
     layout = image_token_layout(engine, sample)
     assert sample.n_image == 4 * 5 + 2
     assert layout.non_spatial == {"image begin": (0,), "newline": (5, 10, 15, 20), "image end": (21,)}
-    captured = {}
-
-    def hook(module, args, kwargs):
-        captured["x"] = kwargs["inputs_embeds"][0, sample.image_positions].detach().clone()
-        raise _Stop
-
-    handle = engine.decoder.register_forward_pre_hook(hook, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            engine.model(**sample.inputs, use_cache=False)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
-    features = captured["x"]
+    features = torch.from_numpy(decoder_input_tokens(engine, sample))
     merger = engine.model.model.vision_tower.patch_merger
     with torch.no_grad():
         begin, end = merger.after_rms(merger.image_begin[None]), merger.after_rms(merger.image_end[None])
