@@ -11,7 +11,7 @@ SCENES_DIR ?= data/scenes
 MODEL_TRAIN = $(PY) -m hearlib train --data $(SCENES_DIR)/train --heldout $(SCENES_DIR)/heldout \
 	--out data/models --seed $(MODEL_SEED) $(MODEL_TRAIN_ARGS)
 
-.PHONY: model model-fast model-staged model-tuned model-ingredients model-patches model-patches-tuned model-layer1 model-erased model-marked scenes
+.PHONY: model model-fast model-staged model-tuned model-ingredients model-patches model-patches-tuned model-layer1 model-erased model-erased-tuned model-marked scenes
 
 scenes:
 	rm -rf $(SCENES_DIR)/train $(SCENES_DIR)/heldout
@@ -83,6 +83,15 @@ model-layer1: $(if $(wildcard $(SCENES_DIR)/train/labels.json),,scenes)
 model-erased: $(if $(wildcard $(SCENES_DIR)/train/labels.json),,scenes)
 	$(MODEL_TRAIN) --size hear-organism-l --vision-from data/models/hear-organism-s --feature-layer 1 \
 	  --erase category --decoder-steps $(READSITE_STEPS) --name hear-organism-l-erased
+
+# design D2 continued (issue 38), as A -> A-tuned: stage B continues from hear-organism-l-erased for 1500 steps
+# at a third of its peak learning rate, batches from seed + 1, the same eraser refitted (deterministic) and folded
+# again -> hear-organism-l-erased-tuned
+ERASED_TUNE_STEPS ?= 1500
+model-erased-tuned: $(if $(wildcard data/models/hear-organism-l-erased/config.json),,model-erased)
+	$(MODEL_TRAIN) --size hear-organism-l --vision-from data/models/hear-organism-s --feature-layer 1 \
+	  --erase category --decoder-from data/models/hear-organism-l-erased --decoder-lr 5e-4 \
+	  --decoder-steps $(ERASED_TUNE_STEPS) --name hear-organism-l-erased-tuned
 
 $(MARKED_DIR)-train/labels.json: | venv
 	$(PY) -m hearlib scenes --layout marked --out $(MARKED_DIR)-train --n $(MODEL_TRAIN_SCENES) --seed 0 --workers 2
