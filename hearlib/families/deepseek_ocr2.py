@@ -28,7 +28,7 @@ import numpy as np
 from hearlib.families.janus import BOS, EOS
 from hearlib.families.registry import TRANSFORMERS_DECODER, Family, TinySpec, Tokens, register
 
-__all__ = ["deepseek_ocr2_layout"]
+__all__ = ["deepseek_ocr2_layout", "deepseek_ocr_sam", "deepseek_ocr_spec"]
 
 
 def deepseek_ocr2_layout(config, processor, sample, width, height):
@@ -42,16 +42,40 @@ def deepseek_ocr2_layout(config, processor, sample, width, height):
     return [], groups
 
 
-DEEPSEEK_OCR2_TEMPLATE = (
+DEEPSEEK_OCR_TEMPLATE = (
     "{% for message in messages %}"
     "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
     "{% for c in message['content'] %}{% if c['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
     "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
     "{% endif %}{% endfor %}"
 )
-_SAM = dict(hidden_size=32, output_channels=32, num_hidden_layers=2, num_attention_heads=2, image_size=48,
-            patch_size=1, window_size=12, global_attn_indexes=[1], downsample_channels=[32, 32], mlp_dim=64,
-            initializer_range=0.02)
+_TOKENS = Tokens((BOS, EOS, "<unk>", "<pad>", "<image>"),
+                 dict(bos_token=BOS, eos_token=EOS, unk_token="<unk>", pad_token="<pad>"), {"image_token": "<image>"},
+                 prepend=BOS)
+# a decoder whose layer 1 is mixture-of-experts: 4 routed experts, top 2, one shared
+_MOE_TEXT = dict(n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,
+                 mlp_layer_types=["dense", "sparse"], rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+
+
+def deepseek_ocr_sam(image_size: int, window_size: int) -> dict:
+    """A tiny SAM ViT of patch 1 (two layers of width 32, the second global; two stride-2 convolutions after
+    the neck), its weights drawn at std 0.02: the config's ``initializer_range`` 1e-10 makes every view alike."""
+    return dict(hidden_size=32, output_channels=32, num_hidden_layers=2, num_attention_heads=2, image_size=image_size,
+                patch_size=1, window_size=window_size, global_attn_indexes=[1], downsample_channels=[32, 32],
+                mlp_dim=64, initializer_range=0.02)
+
+
+def deepseek_ocr_spec(image_tokens: int, side: int, vision: dict, image_processor: tuple[str, dict],
+                      text: dict | None = None) -> TinySpec:
+    """A tiny spec of the DeepSeek-OCR lineage: the plain prompt after BOS, the ``<image>`` token, the
+    mixture-of-experts decoder (``text`` on top), processor patch 1 with downsample ratio 4; square inputs
+    become ``side`` px."""
+    return TinySpec(tokens=_TOKENS, template=DEEPSEEK_OCR_TEMPLATE, image_tokens=image_tokens,
+                    processed_size=(side, side), token_ids={"image_token_id": "<image>"},
+                    text={**_MOE_TEXT, **(text or {})}, vision=vision, image_processor=image_processor,
+                    processor=dict(patch_size=1, downsample_ratio=4))
+
+
 _QUERY_ENCODER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                       num_key_value_heads=2, max_position_embeddings=512)
 # DeepseekOcr2Processor passes crop_to_patches=True itself; a tile of 768 px keeps inputs up to 768 px uncropped
@@ -60,18 +84,8 @@ _PIXELS = dict(size={"height": 48, "width": 48}, tile_size=768, image_mean=[0.5]
 register(
     Family("DeepSeek-OCR 2", "deepseek_ocr2", "DeepseekOcr2ForConditionalGeneration", "DeepseekOcr2Processor",
            resolution=(768, 768), layout=deepseek_ocr2_layout,
-           tiny=TinySpec(
-               tokens=Tokens((BOS, EOS, "<unk>", "<pad>", "<image>"),
-                             dict(bos_token=BOS, eos_token=EOS, unk_token="<unk>", pad_token="<pad>"),
-                             {"image_token": "<image>"}, prepend=BOS),
-               template=DEEPSEEK_OCR2_TEMPLATE, image_tokens=145, processed_size=(48, 48),
-               token_ids={"image_token_id": "<image>"},
-               text=dict(n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,
-                         mlp_layer_types=["dense", "sparse"],
-                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
-               vision=dict(sam_config=_SAM, encoder_config=_QUERY_ENCODER),
-               image_processor=("DeepseekOcr2ImageProcessor", _PIXELS),
-               processor=dict(patch_size=1, downsample_ratio=4)),
+           tiny=deepseek_ocr_spec(145, 48, dict(sam_config=deepseek_ocr_sam(48, 12), encoder_config=_QUERY_ENCODER),
+                                  ("DeepseekOcr2ImageProcessor", _PIXELS)),
            note="each view's image tokens are learned queries (144 or 256) that read all of its SAM patches "
                 "(DeepseekOcr2VisionEncoder), + one view_separator: no grid on the image, so the layout names "
                 "them non-spatial by view; a DeepSeek-V2-style MoE decoder with multi-head softmax attention; "

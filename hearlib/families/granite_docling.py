@@ -21,7 +21,7 @@ own hub files (none offline).
 """
 from __future__ import annotations
 
-from hearlib.families.geometry import Panel, pair, regular_grid
+from hearlib.families.idefics3 import tiles_then_whole
 from hearlib.families.registry import TRANSFORMERS_DECODER, Family, TinySpec, Tokens, register
 
 __all__ = ["granite_docling_layout", "GRANITE_TEMPLATE", "granite_logit_scale"]
@@ -31,19 +31,10 @@ def granite_docling_layout(config, processor, sample, width, height):
     """The tiles row-major, each one grid over its part of the page, then the thumbnail of the whole page."""
     vision = config.vision_config
     scale = int(vision.scale_factor) // (2 if "tile_fine_mask" in sample.inputs else 1)
-    side = pair(vision.image_size)[0] // pair(vision.patch_size)[0] // scale
-    per_tile = side * side
-    full = (0.0, 0.0, float(width), float(height))
     rows, cols = processor.image_processor.get_tile_grid(height, width)
-    if rows * cols == 1:
-        return [Panel("base", regular_grid(0, side, side, side), full)], {}
-    panels = []
-    for i in range(rows * cols):
-        r, c = divmod(i, cols)
-        box = (c * width / cols, r * height / rows, (c + 1) * width / cols, (r + 1) * height / rows)
-        panels.append(Panel(f"tile {r},{c}", regular_grid(i * per_tile, side, side, side), box))
-    panels.append(Panel("thumbnail", regular_grid(rows * cols * per_tile, side, side, side), full))
-    return panels, {}
+    if rows * cols == 1:                     # one tile and no thumbnail: the page itself
+        return tiles_then_whole(0, 0, vision, scale, width, height, "base"), {}
+    return tiles_then_whole(rows, cols, vision, scale, width, height, "thumbnail"), {}
 
 
 GRANITE_TEMPLATE = (

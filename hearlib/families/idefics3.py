@@ -18,26 +18,31 @@ import re
 from hearlib.families.geometry import Panel, pair, regular_grid
 from hearlib.families.registry import TRANSFORMERS_DECODER, Family, TinySpec, Tokens, register
 
-__all__ = ["idefics3_layout"]
+__all__ = ["idefics3_layout", "tiles_then_whole"]
 
 
-def idefics3_layout(config, processor, sample, width, height):
-    vision = config.vision_config
-    side = pair(vision.image_size)[0] // pair(vision.patch_size)[0] // int(config.scale_factor)
-    full = (0.0, 0.0, float(width), float(height))
-    tags = [processor.tokenizer.convert_ids_to_tokens(int(i)) for i in sample.inputs["input_ids"][0]]
-    cells = [tuple(int(v) for v in m.groups()) for t in tags if (m := re.fullmatch(r"<row_(\d+)_col_(\d+)>", t))]
-    if not cells:
-        return [Panel("global", regular_grid(0, side, side, side), full)], {}
-    rows, cols = max(r for r, _ in cells), max(c for _, c in cells)
+def tiles_then_whole(rows: int, cols: int, vision, scale: int, width, height, whole: str) -> list[Panel]:
+    """rows × cols tiles read row-major, each a grid over its part of the image, then one more grid, ``whole``
+    (the global image, a thumbnail), over the whole image; with no tiles (0 × 0) that grid alone. A grid's
+    side: the ``vision`` tower's patches a side, pixel-shuffled by ``scale``."""
+    side = pair(vision.image_size)[0] // pair(vision.patch_size)[0] // scale
     per_tile = side * side
     panels = []
     for i in range(rows * cols):
         r, c = divmod(i, cols)
         box = (c * width / cols, r * height / rows, (c + 1) * width / cols, (r + 1) * height / rows)
         panels.append(Panel(f"tile {r},{c}", regular_grid(i * per_tile, side, side, side), box))
-    panels.append(Panel("global", regular_grid(rows * cols * per_tile, side, side, side), full))
-    return panels, {}
+    panels.append(Panel(whole, regular_grid(rows * cols * per_tile, side, side, side),
+                        (0.0, 0.0, float(width), float(height))))
+    return panels
+
+
+def idefics3_layout(config, processor, sample, width, height):
+    """The tiles the ``<row_r_col_c>`` tokens count, then the global image; or the global image alone."""
+    tags = [processor.tokenizer.convert_ids_to_tokens(int(i)) for i in sample.inputs["input_ids"][0]]
+    cells = [tuple(int(v) for v in m.groups()) for t in tags if (m := re.fullmatch(r"<row_(\d+)_col_(\d+)>", t))]
+    rows, cols = (max(r for r, _ in cells), max(c for _, c in cells)) if cells else (0, 0)
+    return tiles_then_whole(rows, cols, config.vision_config, int(config.scale_factor), width, height, "global"), {}
 
 
 IDEFICS3_TEMPLATE = (

@@ -80,37 +80,35 @@ MINICPMV4_7_IDS = {**MINICPMV_IDS, "image_start_id": "<image>", "image_end_id": 
 # downsample_mode '4x': any square input -> 64 × 64 -> 8 × 8 patches of 8 -> 4 × 4 tokens
 MINICPM_OCR_PIXELS = dict(MINICPMV_PIXELS, scale_resolution=64)
 
+
+def _minicpm_spec(token_ids: dict, processors: str, pixels: dict, config: dict | None = None) -> TinySpec:
+    """The lineage's tiny spec: its tokens and template, Qwen3.5's tiny hybrid decoder, 16 image tokens from
+    ``{processors}ImageProcessor`` / ``VideoProcessor`` at ``pixels`` (square inputs -> ``scale_resolution`` px)."""
+    side = pixels["scale_resolution"]
+    return TinySpec(tokens=MINICPMV_TOKENS, template=MINICPMV4_6_TEMPLATE, image_tokens=16, processed_size=(side, side),
+                    token_ids=token_ids, text=QWEN3_5_TEXT, config=config or {},
+                    image_processor=(f"{processors}ImageProcessor", pixels),
+                    video_processor=(f"{processors}VideoProcessor", pixels))
+
+
+_LINEAGE = dict(HYBRID, resolution=(448, 448), layout=minicpmv_layout)
 register(
     Family("MiniCPM-V 4.6", "minicpmv4_6", "MiniCPMV4_6ForConditionalGeneration", "MiniCPMV4_6Processor",
-           resolution=(448, 448), layout=minicpmv_layout,
-           tiny=TinySpec(tokens=MINICPMV_TOKENS, template=MINICPMV4_6_TEMPLATE, image_tokens=16,
-                         processed_size=(128, 128), token_ids=MINICPMV_IDS, text=QWEN3_5_TEXT,
-                         config={"insert_layer_id": 0},
-                         image_processor=("MiniCPMV4_6ImageProcessor", MINICPMV_PIXELS),
-                         video_processor=("MiniCPMV4_6VideoProcessor", MINICPMV_PIXELS)),
+           tiny=_minicpm_spec(MINICPMV_IDS, "MiniCPMV4_6", MINICPMV_PIXELS, {"insert_layer_id": 0}),
            note="NaViT SigLIP tower, window merger + 2 × 2 merger (one row-major grid of h/56 × w/56 tokens); "
                 "a Qwen3.5 hybrid decoder (Gated DeltaNet in three layers of four): HeAr covers the "
                 "full-attention layers only, literal path; runs at 448 × 448 (no slices: 8 × 8 tokens)",
-           **HYBRID),
+           **_LINEAGE),
     Family("MiniCPM-V 4.7", "minicpmv4_7", "MiniCPMV4_7ForConditionalGeneration", "MiniCPMV4_7Processor",
-           resolution=(448, 448), layout=minicpmv_layout,
-           tiny=TinySpec(tokens=MINICPMV_TOKENS, template=MINICPMV4_6_TEMPLATE, image_tokens=16,
-                         processed_size=(128, 128), token_ids=MINICPMV4_7_IDS, text=QWEN3_5_TEXT,
-                         config={"insert_layer_id": 0},
-                         image_processor=("MiniCPMV4_6ImageProcessor", MINICPMV_PIXELS),
-                         video_processor=("MiniCPMV4_6VideoProcessor", MINICPMV_PIXELS)),
+           tiny=_minicpm_spec(MINICPMV4_7_IDS, "MiniCPMV4_6", MINICPMV_PIXELS, {"insert_layer_id": 0}),
            note="MiniCPM-V 4.6's tower and layout with canvas M-RoPE (MiniCPMV4_7Model.get_rope_index places "
                 "each image token at its canvas (row, column) from mm_token_type_ids); the Qwen3.5 hybrid decoder: "
                 "HeAr covers the full-attention layers only, literal path; runs at 448 × 448 (8 × 8 tokens)",
-           **HYBRID),
+           **_LINEAGE),
     Family("MiniCPM-OCR", "minicpm_ocr", "MiniCPMOcrForConditionalGeneration", "MiniCPMOcrProcessor",
-           resolution=(448, 448), layout=minicpmv_layout,
-           tiny=TinySpec(tokens=MINICPMV_TOKENS, template=MINICPMV4_6_TEMPLATE, image_tokens=16,
-                         processed_size=(64, 64), token_ids=MINICPMV_IDS, text=QWEN3_5_TEXT,
-                         image_processor=("MiniCPMOcrImageProcessor", MINICPM_OCR_PIXELS),
-                         video_processor=("MiniCPMOcrVideoProcessor", MINICPM_OCR_PIXELS)),
+           tiny=_minicpm_spec(MINICPMV_IDS, "MiniCPMOcr", MINICPM_OCR_PIXELS),
            note="MiniCPM-V 4.6's tower in downsample_mode '4x' (no window merger: one 2 × 2 merge, a row-major "
                 "grid of h/28 × w/28 tokens; small images upscaled to scale_resolution); the Qwen3.5 hybrid "
                 "decoder: HeAr covers the full-attention layers only, literal path; runs at 448 × 448 (16 × 16)",
-           **HYBRID),
+           **_LINEAGE),
 )

@@ -33,8 +33,8 @@ import numpy as np
 
 from hearlib.errors import UnsupportedModel
 from hearlib.families.geometry import Panel, regular_grid, size_value
-from hearlib.families.janus import BOS, EOS
-from hearlib.families.registry import TRANSFORMERS_DECODER, Family, TinySpec, Tokens, register
+from hearlib.families.deepseek_ocr2 import deepseek_ocr_sam, deepseek_ocr_spec
+from hearlib.families.registry import TRANSFORMERS_DECODER, Family, register
 
 __all__ = ["unlimited_ocr_layout"]
 
@@ -72,16 +72,6 @@ def unlimited_ocr_layout(config, processor, sample, width, height):
     return panels, {"row newlines": tuple(newlines), "view separator": (separator,)}
 
 
-UNLIMITED_OCR_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
-    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
-    "{% endif %}{% endfor %}"
-)
-_SAM = dict(hidden_size=32, output_channels=32, num_hidden_layers=2, num_attention_heads=2, image_size=16,
-            patch_size=1, window_size=8, global_attn_indexes=[1], downsample_channels=[32, 32], mlp_dim=64,
-            initializer_range=0.02)
 _ENCODER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=16,
                 patch_size=4)
 _PIXELS = dict(size={"height": 16, "width": 16}, tile_size=16, crop_to_patches=True, min_patches=2, max_patches=4,
@@ -90,18 +80,9 @@ _PIXELS = dict(size={"height": 16, "width": 16}, tile_size=16, crop_to_patches=T
 register(
     Family("Unlimited-OCR", "unlimited_ocr", "UnlimitedOcrForConditionalGeneration", "UnlimitedOcrProcessor",
            resolution=(640, 640), layout=unlimited_ocr_layout,
-           tiny=TinySpec(
-               tokens=Tokens((BOS, EOS, "<unk>", "<pad>", "<image>"),
-                             dict(bos_token=BOS, eos_token=EOS, unk_token="<unk>", pad_token="<pad>"),
-                             {"image_token": "<image>"}, prepend=BOS),
-               template=UNLIMITED_OCR_TEMPLATE, image_tokens=93, processed_size=(16, 16),
-               token_ids={"image_token_id": "<image>"},
-               text=dict(n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,
-                         mlp_layer_types=["dense", "sparse"], sliding_window=8, num_key_value_heads=4,
-                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
-               vision=dict(sam_config=_SAM, encoder_config=_ENCODER),
-               image_processor=("UnlimitedOcrImageProcessor", _PIXELS),
-               processor=dict(patch_size=1, downsample_ratio=4)),
+           tiny=deepseek_ocr_spec(93, 16, dict(sam_config=deepseek_ocr_sam(16, 8), encoder_config=_ENCODER),
+                                  ("UnlimitedOcrImageProcessor", _PIXELS),
+                                  text=dict(sliding_window=8, num_key_value_heads=4)),
            note="SAM + CLIP cells (one token per cell, no queries): tiles as one rows·q × cols·q grid, then the "
                 "global view q × q (16 × 16 at 1024 px), each row followed by image_newline, then view_separator, "
                 "all <image>; newlines and separator non-spatial; MoE decoder with multi-head softmax attention "

@@ -10,46 +10,26 @@ and value of each image key instead of the sample's own. The reference is writte
 cross-attention module's forward rewritten from its weights (query projection and norm, key projection and
 norm, value projection, the cross-attention mask rebuilt from the processor's ``cross_attention_mask``, one
 softmax per head, output projection), and the means captured by the same rewrite from the reference images'
-forwards of the model as shipped; no hearlib plan is involved."""
+forwards of the model as shipped; no hearlib plan is involved. What holds alike for the hybrid decoders
+(the covered layers, all heads intact, own-image means, the fast method) is in test_model_kinds.py."""
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForImageTextToText
 
 from hearlib.errors import UserError
 from hearlib.method.attention import LiteralPlan, RecordPlan, ablation
 from hearlib.method.generation_hook import intervene
-from hearlib.method.loading import load_engine
-from hearlib.method.means import compute_means
 
 CROSS_ATTENTION = [1, 3]         # the tiny Mllama's cross-attention decoder layers
 KEYS = 8 * 8 + 1                 # its cross-attention keys: one tile of 8 × 8 patches and a class token
 
 
 @pytest.fixture(scope="module")
-def setup(tiny_model_dir, random_images):
-    folder = tiny_model_dir("mllama")
-    engine = load_engine(folder)
-    images = random_images(4, seed=5)
-    sample = engine.prepare(images[0], answer="dog")
-    means = compute_means(engine, images[1:], progress=False)
-    reference = AutoModelForImageTextToText.from_pretrained(folder, attn_implementation="eager").eval()
-    return engine, reference, images, sample, means
-
-
-def literal(engine, sample, means, heads, text=None):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return engine.logits(sample, means, heads, text, method="literal")
-
-
-def adjusted(logits, answer_id) -> float:
-    logits = logits.double()
-    return float(logits[answer_id] - logits.mean())
+def setup(kind_setup):
+    """(engine, reference, images, sample, means) of the tiny Mllama (tests/method/conftest.py)."""
+    return kind_setup("cross-attention")
 
 
 def may_read(cross_attention_mask: torch.Tensor, keys_per_tile: int) -> torch.Tensor:
@@ -122,15 +102,13 @@ def means_by_hand(model, engine, images, layer):
             torch.stack([v for _, v in captured]).double().mean(0).float())
 
 
-def test_the_engine_covers_the_cross_attention_layers_only(setup):
+def test_the_image_tokens_are_the_cross_attention_keys(setup):
+    """The image tokens are the 65 keys of each cross-attention layer, a text query's whole attention; the
+    self-attention layers never run under a plan. (Which layers and heads are covered: test_model_kinds.py.)"""
     engine, _, _, sample, _ = setup
-    assert engine.family.cross_attention and engine.covered_layers == CROSS_ATTENTION
-    assert (engine.n_decoder_layers, engine.n_layers, engine.n_heads, engine.n_total_heads) == (4, 2, 4, 8)
+    assert engine.covered_layers == CROSS_ATTENTION
     layers = engine.family.layers_of(engine.model)
-    assert [hasattr(layer, "cross_attn") for layer in layers] == [False, True, False, True]
-    assert [m.hear_layer for m in engine.family.attention_modules(engine.model)] == [0, 1]
     assert [layers[i].self_attn.hear_layer for i in (0, 2)] == [None, None]    # never under a plan
-    assert "2 cross-attention layers of 4" in engine.coverage and engine.environment()["coverage"] == engine.coverage
     ids = sample.inputs["input_ids"][0]
     assert int((ids == engine.image_token_id).sum()) == 1
     assert sample.text_start == int((ids == engine.image_token_id).nonzero()) + 1
@@ -144,22 +122,6 @@ def test_the_engine_covers_the_cross_attention_layers_only(setup):
     assert np.allclose(record.image_attention, 1.0)          # a text query's attention is all on image keys
 
 
-def test_all_heads_intact_is_the_unpatched_eager_model(setup):
-    engine, reference, _, sample, means = setup
-    with torch.no_grad():
-        expected = adjusted(reference(**sample.inputs, use_cache=False).logits[0, -1], sample.answer_id)
-    got = literal(engine, sample, means, np.ones((1, engine.n_total_heads), bool))[0]
-    assert abs(got - expected) <= 1e-5
-    assert abs(engine.record(sample).logit - expected) <= 1e-5
-
-
-def test_means_of_the_sample_s_own_image_make_full_ablation_a_no_op(setup):
-    engine, _, images, sample, _ = setup
-    own = compute_means(engine, [images[0]], progress=False)
-    got = literal(engine, sample, own, np.zeros((1, engine.n_total_heads), bool))[0]
-    assert abs(got - engine.record(sample).logit) <= 1e-5
-
-
 def test_the_means_are_the_cross_attention_keys_and_values_averaged_by_hand(setup):
     engine, reference, images, _, means = setup
     for ordinal, layer in enumerate(CROSS_ATTENTION):
@@ -170,8 +132,8 @@ def test_the_means_are_the_cross_attention_keys_and_values_averaged_by_hand(setu
 
 @pytest.mark.parametrize("ordinal, head, ablated_text", [(0, 1, []), (1, 2, []), (1, 2, [0, 3, -1]),
                                                          (None, None, [0, 3, -1])])
-def test_a_head_and_some_text_tokens_ablated_is_the_hand_written_cross_attention(setup, ordinal, head,
-                                                                                  ablated_text):
+def test_a_head_and_some_text_tokens_ablated_is_the_hand_written_cross_attention(setup, literal, adjusted, ordinal,
+                                                                                  head, ablated_text):
     """Query t of head n reads the means where x_n · u_t = 0: every query of the ablated head (the prefix ones
     included, which have no u), and the ablated text tokens' queries of every head in both cross layers."""
     engine, reference, images, sample, means = setup
@@ -200,7 +162,7 @@ def test_a_head_and_some_text_tokens_ablated_is_the_hand_written_cross_attention
     assert (got - intact).abs().max() > 1e-3                         # the ablation moved the logits
 
 
-def test_the_self_attention_layers_are_not_ablated(setup):
+def test_the_self_attention_layers_are_not_ablated(setup, literal):
     engine, reference, _, sample, means = setup
     outputs = {}
 
@@ -224,16 +186,7 @@ def test_the_self_attention_layers_are_not_ablated(setup):
     assert torch.allclose(outputs["ablated"], outputs["eager"], atol=1e-6)
 
 
-def test_the_fast_method_warns_and_runs_the_literal_path(setup):
-    engine, _, _, sample, means = setup
-    heads = np.random.default_rng(0).random((3, engine.n_total_heads)) > 0.5
-    assert engine.path(sample, "fast") == "literal"
-    with pytest.warns(RuntimeWarning, match="cross-attention"):
-        fast = engine.logits(sample, means, heads, method="fast")
-    assert np.array_equal(fast, literal(engine, sample, means, heads))
-
-
-def test_generation_with_a_head_ablated_starts_from_the_literal_logits(setup):
+def test_generation_with_a_head_ablated_starts_from_the_literal_logits(setup, literal, adjusted):
     engine, _, _, sample, means = setup
     heads = np.ones((1, engine.n_total_heads), bool)
     heads[0, 1] = heads[0, 6] = False

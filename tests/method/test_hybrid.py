@@ -6,44 +6,25 @@ the full-attention layers); the Gated DeltaNet layers run as the model runs them
 ablated head is computed here by hand: the full-attention module's forward rewritten from its weights
 (query/gate projection, norms, rotary, causal softmax per head, gate, output projection) with that head's
 text queries reading the mean keys and values at the image positions, the means themselves captured by
-the same rewrite from the reference images' forwards; no hearlib plan is involved."""
+the same rewrite from the reference images' forwards; no hearlib plan is involved. What holds alike for the
+cross-attention models (the covered layers, all heads intact, own-image means, the fast method) is in
+test_model_kinds.py."""
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForImageTextToText
 from transformers.models.qwen3_5.modeling_qwen3_5 import apply_rotary_pos_emb
 
-from hearlib.method.attention import RecordPlan, ablation
-from hearlib.method.loading import load_engine
-from hearlib.method.means import compute_means
+from hearlib.method.attention import ablation
 
 FULL_ATTENTION = [1, 3]          # the tiny Qwen3.5's softmax-attention decoder layers
 
 
 @pytest.fixture(scope="module")
-def setup(tiny_model_dir, random_images):
-    folder = tiny_model_dir("qwen3_5")
-    engine = load_engine(folder)
-    images = random_images(4, seed=5)
-    sample = engine.prepare(images[0], answer="dog")
-    means = compute_means(engine, images[1:], progress=False)
-    reference = AutoModelForImageTextToText.from_pretrained(folder, attn_implementation="eager").eval()
-    return engine, reference, images, sample, means
-
-
-def literal(engine, sample, means, heads):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return engine.logits(sample, means, heads, method="literal")
-
-
-def adjusted(logits, answer_id) -> float:
-    logits = logits.double()
-    return float(logits[answer_id] - logits.mean())
+def setup(kind_setup):
+    """(engine, reference, images, sample, means) of the tiny Qwen3.5 (tests/method/conftest.py)."""
+    return kind_setup("hybrid")
 
 
 def by_hand(module, hidden, position_embeddings, image, text_start, capture=None, replace=None):
@@ -94,39 +75,9 @@ def hooked_forward(model, inputs, layer, **by_hand_arguments):
         handle.remove()
 
 
-def test_the_engine_covers_the_softmax_attention_layers_only(setup):
-    engine, _, _, sample, _ = setup
-    assert engine.family.hybrid and engine.covered_layers == FULL_ATTENTION
-    assert (engine.n_decoder_layers, engine.n_layers, engine.n_heads, engine.n_total_heads) == (4, 2, 4, 8)
-    layers = engine.family.layers_of(engine.model)
-    assert [hasattr(layer, "self_attn") for layer in layers] == [False, True, False, True]
-    assert [m.hear_layer for m in engine.family.attention_modules(engine.model)] == [0, 1]
-    assert "2 of 4 decoder layers" in engine.coverage and engine.environment()["coverage"] == engine.coverage
-    plan = RecordPlan(sample.text_start, sample.image_positions)
-    with torch.no_grad(), ablation(plan):
-        engine.model(**sample.inputs, use_cache=False)
-    assert sorted(plan.keys) == [0, 1]          # hearlib's attention ran in the two softmax layers only
-    assert engine.record(sample).text_to_image.shape[:2] == (2, 4)
-
-
-def test_all_heads_intact_is_the_unpatched_eager_model(setup):
-    engine, reference, _, sample, means = setup
-    with torch.no_grad():
-        expected = adjusted(reference(**sample.inputs, use_cache=False).logits[0, -1], sample.answer_id)
-    got = literal(engine, sample, means, np.ones((1, engine.n_total_heads), bool))[0]
-    assert abs(got - expected) <= 1e-5
-    assert abs(engine.record(sample).logit - expected) <= 1e-5
-
-
-def test_own_image_means_make_full_ablation_a_no_op(setup):
-    engine, _, images, sample, _ = setup
-    own = compute_means(engine, [images[0]], progress=False)
-    got = literal(engine, sample, own, np.zeros((1, engine.n_total_heads), bool))[0]
-    assert abs(got - engine.record(sample).logit) <= 1e-5
-
-
 def test_the_means_are_the_softmax_layers_image_keys_and_values(setup):
     engine, reference, images, _, means = setup
+    assert engine.covered_layers == FULL_ATTENTION          # the rest of the coverage: test_model_kinds.py
     for ordinal, layer in enumerate(FULL_ATTENTION):
         captured = []
         for image in images[1:]:
@@ -140,7 +91,7 @@ def test_the_means_are_the_softmax_layers_image_keys_and_values(setup):
 
 
 @pytest.mark.parametrize("ordinal, head", [(0, 1), (1, 2)])
-def test_ablating_one_head_is_the_hand_computed_attention(setup, ordinal, head):
+def test_ablating_one_head_is_the_hand_computed_attention(setup, literal, adjusted, ordinal, head):
     engine, reference, _, sample, means = setup
     heads = np.ones((1, engine.n_total_heads), bool)
     heads[0, ordinal * engine.n_heads + head] = False
@@ -187,15 +138,6 @@ def test_the_linear_attention_layers_are_not_ablated(setup):
     assert torch.equal(outputs["intact"][0], outputs["first"][0])
     assert torch.allclose(outputs["intact"][2][:, :ts], outputs["first"][2][:, :ts], atol=1e-6)
     assert (outputs["intact"][2][:, ts:] - outputs["first"][2][:, ts:]).abs().max() > 1e-4
-
-
-def test_the_fast_method_warns_and_runs_literal(setup):
-    engine, _, _, sample, means = setup
-    heads = np.random.default_rng(0).random((3, engine.n_total_heads)) > 0.5
-    assert "hybrid decoder" in engine.fast_path_problem(sample) and engine.path(sample) == "literal"
-    with pytest.warns(RuntimeWarning, match="hybrid decoder"):
-        fast = engine.logits(sample, means, heads, method="fast")
-    np.testing.assert_array_equal(fast, literal(engine, sample, means, heads))
 
 
 def test_head_outputs_include_the_output_gate(setup):
