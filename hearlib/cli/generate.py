@@ -22,6 +22,16 @@ GENERATE_DESCRIPTION = (
     "'intact' (text, tokens, token_strings, first_token) and OUT/first_logits_intact.npy, to compare with.")
 
 
+
+def text_queries(family) -> str:
+    """Which query positions an intervention reaches during generation, in words, for the settings."""
+    if family.encoder_decoder:
+        return ("every decoder position (the encoder and its prompt positions are not intervened on), "
+                "generated tokens included")
+    if family.cross_attention:
+        return "every position (the prompt's prefix too: a cross-attention layer's queries), generated tokens included"
+    return "every position after the last image token, generated tokens included"
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser("generate", help="generate while a head set is ablated, scaled or kept alone",
                                    description=GENERATE_DESCRIPTION)
@@ -118,7 +128,7 @@ def run_generate(args: argparse.Namespace) -> int:
     def generate():
         """(tokens, text, first-step raw logits float32 [vocab]) of greedy generation from the sample."""
         out = engine.model.generate(**sample.inputs, max_new_tokens=args.max_new_tokens, do_sample=False,
-                                    output_logits=True, return_dict_in_generate=True)
+                                    num_beams=1, output_logits=True, return_dict_in_generate=True)
         tokens = out.sequences[0, sample.seq_len:].tolist()
         first = out.logits[0][0].float().cpu().numpy().astype(np.float32)
         return tokens, engine.tokenizer.decode(tokens, skip_special_tokens=True), first
@@ -143,9 +153,7 @@ def run_generate(args: argparse.Namespace) -> int:
                      "means": None if args.means is None else str(args.means),
                      "n_mean_images": None if means is None else means.n_images,
                      "max_new_tokens": args.max_new_tokens, "decoding": "greedy",
-                     "text_queries": ("every position (the prompt's prefix too: a cross-attention layer's "
-                                      "queries), generated tokens included" if engine.family.cross_attention else
-                                      "every position after the last image token, generated tokens included")},
+                     "text_queries": text_queries(engine.family)},
         "environment": engine.environment("literal"),
     })
     if document is not None and document.get("model_id") and Path(str(document.get("model", ""))).name \

@@ -18,6 +18,6 @@ from hearlib.families import (  # noqa: F401  (each registers its families)
     muse_glimmer, unlimited_ocr, molmo2,
     deepseek_ocr2, apertus1p5,
     granite_docling, granite4_vision,
-    mllama,
+    mllama, florence2,
     blip_2, kimi_k25, hunyuan_vl, fuyu,
 )

@@ -32,12 +32,15 @@ NO_FINAL_NORM = "no final norm of a single hidden state (the record's final_norm
 REASONS: dict[str, tuple[str, str]] = {
     # encoder-decoders: the text is produced by a decoder that reads the image through cross-attention
     "blip": (ENCODER_DECODER, "BLIP's text decoder reads the image embeddings through cross-attention layers"),
-    "florence2": (ENCODER_DECODER, "the language model is BART (text_config model_type 'bart'): the answer "
-                                   "comes from a decoder that cross-attends to the encoded image + prompt"),
-    "pix2struct": (ENCODER_DECODER, "a T5-style encoder-decoder; the text decoder reads the image by cross-attention"),
+    "pix2struct": (ENCODER_DECODER, "its encoder reads only flattened image patches (Pix2StructProcessor renders a VQA "
+                                    "question into the image as header_text; no input_ids, no image token id), so the "
+                                    "image positions Family.encoder_decoder reads from the encoder's input ids and the "
+                                    "prompt do not exist"),
     "udop": (ENCODER_DECODER, "a T5-style encoder-decoder over text, layout and image"),
-    "t5gemma2": (ENCODER_DECODER, "T5Gemma 2 is an encoder-decoder; the decoder reads the encoded image by "
-                                  "cross-attention"),
+    "t5gemma2": (ENCODER_DECODER, "its decoder layers attend with T5Gemma2MergedAttention: one softmax over the "
+                                  "decoder's own keys and the encoder's concatenated ([self | cross], one merged mask), "
+                                  "not a cross-attention call of its own as Family.encoder_decoder covers (BART's "
+                                  "encoder_attn)"),
     "vision-encoder-decoder": (ENCODER_DECODER, "a generic vision encoder + text decoder joined by "
                                                 "cross-attention"),
     "pp_formulanet": (ENCODER_DECODER, "an image encoder + an MBart-style decoder with cross-attention"),

@@ -137,6 +137,10 @@ class Family:
                                       # processors drop it in __init__); the engine gives it to such a processor
     means_one_image_per_forward: bool = False  # the means run one image per forward: a batched forward would
                                                # change a row (HunYuan-VL's M-RoPE counts images across the batch)
+    encoder_decoder: bool = False  # the covered layers are a decoder's cross-attention over an encoder whose
+                                   # image-token positions are HeAr's image keys (a subset of the keys); the text
+                                   # tokens are the decoder's positions (Florence-2; docs/METHOD.md,
+                                   # "Encoder-decoder models")
 
     # -- resolving the paths on a model ----------------------------------------------------
     def decoder_of(self, model):
@@ -147,13 +151,29 @@ class Family:
 
     @property
     def hybrid(self) -> bool:
-        """Whether the decoder interleaves softmax attention with other token mixers (HeAr covers the former)."""
-        return self.softmax_layer is not None
+        """Whether HeAr covers some of the decoder's token mixers only: a hybrid decoder's softmax-attention layers
+        (linear attention, convolutions... between), a cross-attention model's cross-attention layers, an
+        encoder-decoder's cross-attentions (not the decoder's self-attention)."""
+        return self.softmax_layer is not None or self.encoder_decoder
 
     @property
     def cross_attention(self) -> bool:
-        """Whether the covered layers read the image by cross-attention (docs/METHOD.md, "Cross-attention models")."""
-        return self.cross_attention_keys is not None
+        """Whether the covered layers read the image by cross-attention (docs/METHOD.md, "Cross-attention models"
+        and "Encoder-decoder models")."""
+        return self.cross_attention_keys is not None or self.encoder_decoder
+
+    def decoder_prompt_of(self, model) -> list[int]:
+        """An encoder-decoder's decoder input before the answer's first token, as ``generate`` starts it: the
+        decoder start token, then the forced BOS where the generation config forces one."""
+        generation = getattr(model, "generation_config", None)
+        start = getattr(generation, "decoder_start_token_id", None)
+        if start is None:
+            start = getattr(self.text_config_of(model.config), "decoder_start_token_id", None)
+        if start is None:
+            raise UnsupportedModel(f"{self.name}: neither the generation config nor the text config names a "
+                                   "decoder_start_token_id")
+        forced = getattr(generation, "forced_bos_token_id", None)
+        return [int(start)] + ([int(forced)] if forced is not None else [])
 
     def covered_layers(self, model) -> list[int]:
         """The decoder layers HeAr's heads lie in: every layer, or a hybrid decoder's softmax-attention ones."""
@@ -213,10 +233,21 @@ class Family:
         return getattr(model, "logit_scale", None)        # Cohere Compass: ``logits * self.logit_scale``
 
 
+def _step(obj, name: str):
+    """``obj.name``, or ``obj[int(name)]`` for an integer step into a list (``-1``: the last)."""
+    if name.lstrip("-").isdigit() and hasattr(obj, "__getitem__"):
+        try:
+            return obj[int(name)]
+        except IndexError:
+            raise AttributeError(name) from None
+    return getattr(obj, name)
+
+
 def resolve_path(obj, path: str, family: str = ""):
-    """``obj.a.b`` for ``path="a.b"``; UnsupportedModel naming the missing step if absent."""
+    """``obj.a.b`` for ``path="a.b"`` (``"layers.-1"``: the last of ``obj.layers``); UnsupportedModel naming the
+    missing step if absent."""
     try:
-        return functools.reduce(getattr, path.split("."), obj)
+        return functools.reduce(_step, path.split("."), obj)
     except AttributeError:
         raise UnsupportedModel(f"{family or type(obj).__name__}: {type(obj).__name__} has no {path!r}; "
                                "the transformers version may lay this family out differently") from None

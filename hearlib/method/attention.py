@@ -13,7 +13,9 @@ shipped. Inside one, a *plan* decides what each decoder layer's attention does:
   query ``t`` of head ``n`` reads the mean key and value at image position ``j`` unless
   ``x_n · u_t · v_j = 1``. The reference for tests. In a cross-attention layer (Mllama; the engine
   marks its module ``hear_cross_attention``) every key is an image key and every query reads them,
-  the prefix ones with u = 1 (docs/METHOD.md, "Cross-attention models").
+  the prefix ones with u = 1 (docs/METHOD.md, "Cross-attention models"); in an encoder-decoder's
+  cross-attention the image keys are the encoder's image positions among its keys and the queries the
+  decoder's positions, all text (docs/METHOD.md, "Encoder-decoder models").
 * :class:`~hearlib.method.fastpath.FastPlan` – the same quantity from the text tokens only.
 
 Every plan attends under the model's own mask (causal, bidirectional image blocks, sliding
@@ -151,7 +153,7 @@ class RecordPlan(Plan):
     def attend(self, module, layer, query, key, value, attn):
         _, n_heads, seq, _ = query.shape
         ts, n_key = self.text_start, key.shape[-2]
-        cross = getattr(module, "hear_cross_attention", False)        # every key an image key
+        cross = getattr(module, "hear_cross_attention", False)        # keys from outside the sequence
         self.keys[layer] = (key[0] if cross else key[0, :, :ts]).detach().clone()
         self.values[layer] = (value[0] if cross else value[0, :, :ts]).detach().clone()
         keys, values = expand_heads(key, n_heads), expand_heads(value, n_heads)
@@ -209,18 +211,24 @@ class LiteralPlan(Plan):
             # every query reads the image: the prefix ones (before the text, u not defined) with u = 1
             text = None if self.text is None else torch.cat([self.text.new_ones(batch, ts), self.text], 1)
             keep = keep_mask(layer, n_heads, self.heads, text, self.image).expand(batch, n_heads, seq, img.numel())
-            return cross_mean_ablated(query, keys, values, attn, keep, mean_k, mean_v)
+            return cross_mean_ablated(query, keys, values, attn, keep, mean_k, mean_v, img)
         keep = keep_mask(layer, n_heads, self.heads, self.text, self.image)
         keep = keep.expand(batch, n_heads, seq - ts, img.numel())[..., None]  # [B, H, T, P, 1]
 
         return mean_ablated(query, keys, values, attn, ts, img, keep, mean_k, mean_v, seq)
 
 
-def cross_mean_ablated(query, keys, values, attn: "Attn", keep, mean_k, mean_v) -> torch.Tensor:
+def cross_mean_ablated(query, keys, values, attn: "Attn", keep, mean_k, mean_v, image_keys=None) -> torch.Tensor:
     """Cross-attention in which query ``t`` reads the mean key and value of image key ``j`` wherever
-    ``keep`` [B, H, Q, K] is False: :func:`mean_ablated` where every key is an image key, without its
-    per-query copies of the keys. Returns [B, Q, H, D]."""
+    ``keep`` [B, H, Q, P] is False: :func:`mean_ablated` where every query is a text query, without its
+    per-query copies of the keys. ``image_keys`` [P]: the key columns that are image keys (an encoder's image
+    positions; the other keys stay the sample's own); None: every key (Mllama). Returns [B, Q, H, D]."""
     n_query, n_key = query.shape[2], keys.shape[-2]
+    if image_keys is not None and not torch.equal(image_keys, torch.arange(n_key, device=image_keys.device)):
+        full = keep.new_ones(*keep.shape[:-1], n_key)
+        full[..., image_keys] = keep
+        keep = full
+        mean_k, mean_v = _with_image_keys(keys, mean_k, image_keys), _with_image_keys(values, mean_v, image_keys)
     own = torch.matmul(query, keys.transpose(-1, -2))
     mean = torch.matmul(query, mean_k.transpose(-1, -2))                       # [B, H, Q, K]
     scores = attn.scores(torch.where(keep, own, mean))
@@ -228,6 +236,13 @@ def cross_mean_ablated(query, keys, values, attn: "Attn", keep, mean_k, mean_v) 
     probs = probs.to(values.dtype)
     out = torch.matmul(probs * keep, values) + torch.matmul(probs * ~keep, mean_v)
     return out.transpose(1, 2).contiguous()
+
+
+def _with_image_keys(own: torch.Tensor, mean: torch.Tensor, image_keys: torch.Tensor) -> torch.Tensor:
+    """``own`` [B, H, K, D] with the mean [H, P, D] written at the columns ``image_keys``."""
+    full = own.clone()
+    full[:, :, image_keys] = mean.to(own.dtype)
+    return full
 
 
 def mean_ablated(query, keys, values, attn: "Attn", ts: int, img, keep, mean_k, mean_v, n_key: int) -> torch.Tensor:

@@ -71,6 +71,10 @@ class EngineChecks:
         """Which decoder layers HeAr's heads cover, in a sentence (every figure's settings carry it)."""
         if not self.family.hybrid:
             return f"HeAr covers all {self.n_decoder_layers} decoder layers (softmax attention)"
+        if self.family.encoder_decoder:
+            return (f"HeAr covers the cross-attention (over the encoder's image positions) of all {self.n_layers} "
+                    "decoder layers; the encoder, where image and prompt mix, and the decoder's self-attention are "
+                    "not ablated")
         if self.family.cross_attention:
             return (f"HeAr covers the {self.n_layers} cross-attention layers of {self.n_decoder_layers} decoder "
                     f"layers ({', '.join(map(str, self.covered_layers))}), the only ones that read the image; the "

@@ -25,7 +25,9 @@ decoder layer, or in a hybrid decoder (linear attention, convolutions or state-s
 softmax-attention ones) the softmax-attention layers only (:attr:`Engine.covered_layers`,
 :attr:`Engine.coverage`; docs/METHOD.md, "Hybrid decoders"), or in a cross-attention model (Mllama) the
 cross-attention layers only, whose keys are the image tokens (``Family.cross_attention``; docs/METHOD.md,
-"Cross-attention models"). The other layers run as the model runs them.
+"Cross-attention models"), or in an encoder-decoder (Florence-2) the decoder's cross-attention over the
+encoder's image positions, the decoder's positions being the text (``Family.encoder_decoder``; docs/METHOD.md,
+"Encoder-decoder models"). The other layers (and an encoder) run as the model runs them.
 """
 from __future__ import annotations
 
@@ -33,7 +35,6 @@ import contextlib
 import hashlib
 import inspect
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -45,7 +46,7 @@ from hearlib.method.attention import ATTENTION_NAME, KeyValuePlan, LiteralPlan, 
 from hearlib.method.checks import EngineChecks
 from hearlib.method.fastpath import FastPlan, computed_once, last_position_only, shared_head_prefixes
 from hearlib.method.masks import parse_batch_size
-from hearlib.method.samples import ForwardSummary, RecordedForward, Sample, as_mask
+from hearlib.method.samples import ForwardSummary, RecordedForward, Sample, as_mask, load_image
 from hearlib.prompts import PAPER_PROMPT
 
 if TYPE_CHECKING:
@@ -99,7 +100,8 @@ class Engine(EngineChecks):
         self.n_decoder_layers = (len(self.family.layers_of(model)) if self.family.hybrid
                                  else text_config.num_hidden_layers)
         self.n_layers = len(self.covered_layers) if self.family.hybrid else text_config.num_hidden_layers
-        self.n_heads = text_config.num_attention_heads
+        # an encoder-decoder's text config (BART) names the decoder's heads apart from the encoder's
+        self.n_heads = getattr(text_config, "decoder_attention_heads", None) or text_config.num_attention_heads
         self.n_kv_heads = getattr(text_config, "num_key_value_heads", None) or self.n_heads
         self.head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // self.n_heads
         self.image_token_id = self.family.image_token_id_of(model.config)
@@ -128,15 +130,13 @@ class Engine(EngineChecks):
                 raise UserError(f"decoder layer {layer_index} has no matching layer_idx; unsupported attention module")
             self.family.output_projection_of(attention)     # UnsupportedModel if it has none
             attention.hear_layer = ordinal                  # the plans' layer l (hear_attention)
-            attention.hear_cross_attention = self.family.cross_attention   # its keys are all image keys
+            attention.hear_cross_attention = self.family.cross_attention   # its keys come from outside the sequence
         if self.family.cross_attention:
-            # the self-attention layers between the cross-attention ones attend as the model does under any plan
-            covered = set(self.covered_layers)
-            for index, layer in enumerate(self.family.layers_of(model)):
-                if index not in covered:
-                    for module in layer.modules():
-                        if hasattr(module, "layer_idx"):
-                            module.hear_layer = None
+            # every other attention (the self-attention layers, an encoder's) attends as the model does under any plan
+            covered = {id(module) for module in self.family.attention_modules(model)}
+            for module in model.modules():
+                if hasattr(module, "layer_idx") and id(module) not in covered:
+                    module.hear_layer = None
         self.load_report: dict | None = None      # set by hearlib.method.loading.load_engine
         self.sanity: dict | None = None           # set by check_intact
         self._fingerprint: str | None = None
@@ -163,25 +163,8 @@ class Engine(EngineChecks):
 
     # -- samples -----------------------------------------------------------------------
     def load_image(self, image):
-        from PIL import Image, UnidentifiedImageError
-
-        if isinstance(image, (str, Path)):
-            path = Path(image)
-            if not path.is_file():
-                raise UserError(f"image not found: {path}")
-            try:
-                with Image.open(path) as opened:
-                    opened.load()
-                    image = opened.convert("RGB")
-            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-                raise UserError(f"cannot read image {path}: {error}") from None
-        elif not isinstance(image, Image.Image):
-            raise UserError(f"expected a PIL image or a path, got {type(image).__name__}")
-        else:
-            image = image.convert("RGB")
-        if self.resolution is not None and image.size != tuple(self.resolution):
-            image = image.resize(tuple(self.resolution), Image.BICUBIC)
-        return image
+        """An RGB PIL image from a path or an image, at the engine's resolution (:func:`load_image`)."""
+        return load_image(image, self.resolution)
 
     def chat_text(self, prompt: str | None) -> str:
         prompt = PAPER_PROMPT if prompt is None else prompt
@@ -202,7 +185,9 @@ class Engine(EngineChecks):
         if not isinstance(answer, str) or not answer.strip():
             return [], "the answer must be a non-empty word"
         try:
-            separator = "" if chat_text[-1:].isspace() else " "
+            if self.family.encoder_decoder:     # the answer starts the decoder's output, not the encoder's text
+                chat_text = ""
+            separator = "" if chat_text[-1:].isspace() or not chat_text else " "
             prompt_ids = self.tokenizer(chat_text, add_special_tokens=False)["input_ids"]
             full_ids = self.tokenizer(chat_text + separator + answer.strip(), add_special_tokens=False)["input_ids"]
             if full_ids[: len(prompt_ids)] != prompt_ids or len(full_ids) == len(prompt_ids):
@@ -238,8 +223,10 @@ class Engine(EngineChecks):
         positions = (ids == self.image_token_id).nonzero().flatten()
         if positions.numel() == 0:
             raise UserError("the chat template placed no image token in the prompt")
-        text_start = int(positions[-1]) + 1
-        if text_start >= ids.numel():
+        # an encoder-decoder's text tokens are the decoder's positions (docs/METHOD.md, "Encoder-decoder models")
+        text_start = 0 if self.family.encoder_decoder else int(positions[-1]) + 1
+        seq_len = int(inputs["decoder_input_ids"].shape[-1] if self.family.encoder_decoder else ids.numel())
+        if text_start >= seq_len:
             raise UserError("the prompt has no text token after the image")
         answer_ids = self.answer_tokens(text, answer) if answer is not None else []
         prefix = ids[: int(positions[0])].tolist()
@@ -248,13 +235,13 @@ class Engine(EngineChecks):
         return Sample(inputs=inputs, prompt=PAPER_PROMPT if prompt is None else prompt, answer=answer,
                       answer_id=answer_ids[0] if answer_ids else None,
                       answer_tokens=self.tokenizer.convert_ids_to_tokens(answer_ids),
-                      image_positions=positions, text_start=text_start, seq_len=int(ids.numel()),
+                      image_positions=positions, text_start=text_start, seq_len=seq_len,
                       prefix_hash=digest, sample_id=sample_id, image_size=tuple(image.size))
 
     def _image_keys(self, inputs: dict, token_positions: torch.Tensor) -> torch.Tensor:
         """HeAr's image tokens: the image-token positions of the sequence, or in a cross-attention model every
         key a cross-attention layer reads (0..K-1; docs/METHOD.md, "Cross-attention models")."""
-        if not self.family.cross_attention:
+        if self.family.cross_attention_keys is None:       # an encoder's image positions are a subset of the keys
             return token_positions
         n_keys = self.family.cross_attention_keys(self.model.config, inputs)
         return torch.arange(n_keys, device=token_positions.device)
@@ -360,6 +347,9 @@ class Engine(EngineChecks):
         except Exception as error:
             raise UserError(f"the processor cannot take this image/prompt: {error}") from None
         inputs.pop("labels", None)        # PaliGemma's processor adds training labels; not a forward input
+        if self.family.encoder_decoder:   # the decoder's input before the answer, as generate starts it
+            prompt = torch.tensor([self.family.decoder_prompt_of(self.model)] * len(images))
+            inputs["decoder_input_ids"] = prompt
         inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
         for key, value in inputs.items():
             if torch.is_tensor(value) and value.is_floating_point():
@@ -425,6 +415,10 @@ class Engine(EngineChecks):
         is exact only if no prefix or image position attends to a text position. That is read from
         the model's own masks in the recorded forward (a prefix-LM such as PaliGemma fails it)."""
         self.record(sample)
+        if self.family.encoder_decoder:
+            return ("the fast path reruns a decoder's text positions over its recorded image tokens; an "
+                    "encoder-decoder's decoder holds no image tokens (its cross-attention reads the encoder's output) "
+                    "and no fast path is written for it; the literal path runs instead")
         if self.family.cross_attention:
             return ("a cross-attention model's prefix positions read the image too (their ablated reads change "
                     "what the text reads from them), and the fast path's text-only forward reuses no "

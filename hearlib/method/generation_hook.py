@@ -20,7 +20,11 @@ Prefix and image queries and every head outside the set attend as in the unablat
 prefix-LM such as PaliGemma the image reads text positions the ablation changed, as in the literal path).
 In a cross-attention model (Mllama) every query of a head in the set reads the mean image keys/values, the
 prompt's prefix included, as in the literal path (docs/METHOD.md, "Cross-attention models"); ``scale`` is
-refused there (every key is an image key, so renormalising over them changes nothing).
+refused there (every key is an image key, so renormalising over them changes nothing). In an encoder-decoder
+(Florence-2) every decoder query is a text query and the image keys are the encoder's image positions, read
+from the encoder's input ids where the model embeds them (``generate`` runs the encoder itself and then the
+forwards without input_ids); ``scale`` rescales a head's attention to them (docs/METHOD.md, "Encoder-decoder
+models").
 The prompt's layout (image positions, where the text starts) is read from the ``input_ids`` of
 each forward that carries the image; the absolute position of each query from the key/value
 cache's length (``get_seq_length()`` of the ``cache`` / ``past_key_values`` the forward gets). Keys
@@ -97,8 +101,9 @@ class _Layout:
     """Where the image and the text lie in the sequence being generated, and the absolute
     position of the current forward's first query."""
 
-    def __init__(self, image_token_id: int):
+    def __init__(self, image_token_id: int, encoder: bool = False):
         self.image_token_id = image_token_id
+        self.encoder = encoder                             # an encoder-decoder: the image lies in the encoder's keys
         self.image_positions: torch.Tensor | None = None   # [P_img] absolute positions
         self.n_image: int | None = None                    # HeAr's image tokens (a cross-attention model's keys)
         self.text_start: int | None = None
@@ -173,12 +178,16 @@ class MeanAblationPlan(_GenerationPlan):
         batch, n_heads, n_query, _ = query.shape
         n_key = key.shape[-2]
         keys, values = expand_heads(key, n_heads), expand_heads(value, n_heads)
-        if getattr(module, "hear_cross_attention", False):       # every query reads every (image) key
+        if getattr(module, "hear_cross_attention", False):       # every query reads the image keys
+            if self.layout.encoder and self.layout.image_positions is None:
+                raise UserError("intervene: the encoder's input ids with the image tokens were not seen (generate "
+                                "from input_ids and pixel_values, not from encoder_outputs)")
+            image_keys = self.layout.image_positions if self.layout.encoder else None    # None: every key
             keep = self.intact.to(query.device)[layer * n_heads:(layer + 1) * n_heads][None, :, None, None]
+            keep = keep.expand(batch, n_heads, n_query, n_key if image_keys is None else image_keys.numel())
             mean_k = expand_heads(self.means.k[layer], n_heads).to(query)
             mean_v = expand_heads(self.means.v[layer], n_heads).to(query)
-            return cross_mean_ablated(query, keys, values, attn, keep.expand(batch, n_heads, n_query, n_key),
-                                      mean_k, mean_v)
+            return cross_mean_ablated(query, keys, values, attn, keep, mean_k, mean_v, image_keys)
         ts, img, which = self.layout.locate(n_query, n_key)
         if ts >= n_query or img.numel() == 0:
             return self._plain(query, keys, values, attn, n_key).transpose(1, 2).contiguous()
@@ -201,7 +210,10 @@ class ScalePlan(_GenerationPlan):
     def attend(self, module, layer, query, key, value, attn):
         _, n_heads, n_query, _ = query.shape
         n_key = key.shape[-2]
-        ts, img, _ = self.layout.locate(n_query, n_key)
+        if self.layout.encoder:             # every decoder query is a text query; the image keys are encoder positions
+            ts, img = 0, self.layout.image_positions
+        else:
+            ts, img, _ = self.layout.locate(n_query, n_key)
         keys, values = expand_heads(key, n_heads), expand_heads(value, n_heads)
         heads = self.member[layer * n_heads:(layer + 1) * n_heads].nonzero().flatten().tolist()
         if ts >= n_query or img.numel() == 0 or not heads:
@@ -235,8 +247,8 @@ def intervene(engine: "Engine", heads, mode: str = "ablate", scale: float = 1.0,
     if mode not in MODES:
         raise UserError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     member = head_set(engine, heads)
-    layout = _Layout(engine.image_token_id)
-    if mode == "scale" and engine.family.cross_attention:
+    layout = _Layout(engine.image_token_id, encoder=engine.family.encoder_decoder)
+    if mode == "scale" and engine.family.cross_attention and not engine.family.encoder_decoder:
         raise UserError(f"{engine.family.name}: mode 'scale' renormalises a head's attention over the image keys, "
                         "which are all the keys of a cross-attention layer (a no-op); use 'ablate' or 'keep-only'")
     if mode == "scale":
@@ -262,7 +274,18 @@ def intervene(engine: "Engine", heads, mode: str = "ablate", scale: float = 1.0,
         if mode != "scale" and layout.image_positions is not None and layout.start == 0:
             _check_layout(means, layout)
 
-    handles = [engine.model.register_forward_pre_hook(see, with_kwargs=True)]
+    def see_encoder_input(module, args):
+        # an encoder-decoder: the layout is the encoder's, read where its input ids are embedded (generate
+        # embeds them itself and then calls the forward with the encoder's output, no input_ids)
+        if args and torch.is_tensor(args[0]) and bool((args[0] == engine.image_token_id).any()):
+            layout.see(args[0], 0)
+            if mode != "scale":
+                _check_layout(means, layout)
+
+    if engine.family.encoder_decoder:
+        handles = [engine.model.get_input_embeddings().register_forward_pre_hook(see_encoder_input)]
+    else:
+        handles = [engine.model.register_forward_pre_hook(see, with_kwargs=True)]
     language_model = getattr(engine.model, "language_model", None)
     if isinstance(language_model, GenerationMixin) and type(engine.model).generate is not GenerationMixin.generate:
         # BLIP-2 / InstructBLIP: the wrapper's generate embeds the prompt, writes the image in and runs

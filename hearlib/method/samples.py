@@ -4,6 +4,7 @@ model's own processor and chat template), the :class:`ForwardSummary` of its una
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -46,6 +47,12 @@ class Sample:
     def n_image(self) -> int:
         return int(self.image_positions.numel())
 
+    @property
+    def text_ids(self) -> list[int]:
+        """The text tokens' ids: the positions after the image, or an encoder-decoder's decoder input."""
+        sequence = self.inputs.get("decoder_input_ids", self.inputs["input_ids"])
+        return sequence[0, self.text_start:self.seq_len].tolist()
+
 
 @dataclass
 class ForwardSummary:
@@ -79,6 +86,30 @@ class RecordedForward:
     # (means, layers): the fast path's per-layer tensors for the last means it ran with
     # (hearlib.method.fastpath.fast_layers); the means compared by identity
     fast_layers: "tuple[MeanKV, list[FastLayer]] | None" = None
+
+
+def load_image(image, resolution: tuple[int, int] | None = None):
+    """An RGB PIL image from a path or a PIL image, resized (bicubic) to ``resolution`` (w, h) where given;
+    UserError for a missing or unreadable file or another type."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        if not path.is_file():
+            raise UserError(f"image not found: {path}")
+        try:
+            with Image.open(path) as opened:
+                opened.load()
+                image = opened.convert("RGB")
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+            raise UserError(f"cannot read image {path}: {error}") from None
+    elif not isinstance(image, Image.Image):
+        raise UserError(f"expected a PIL image or a path, got {type(image).__name__}")
+    else:
+        image = image.convert("RGB")
+    if resolution is not None and image.size != tuple(resolution):
+        image = image.resize(tuple(resolution), Image.BICUBIC)
+    return image
 
 
 def as_mask(mask, rows: int | None, cols: int, name: str, device) -> torch.Tensor:

@@ -56,7 +56,9 @@ def decoder_input_tokens(engine, sample) -> np.ndarray:
     projector, before the first decoder layer), in the order of ``sample.image_positions``; in a
     cross-attention model the projected vision states its cross-attention layers read."""
     inputs = decoder_inputs(engine, sample)
-    if engine.family.cross_attention:      # Mllama: the image tokens are the states its cross-attention keys come from,
+    if engine.family.encoder_decoder:      # the encoder's output, from which the decoder's cross-attention keys come
+        embeds = inputs["encoder_hidden_states"]
+    elif engine.family.cross_attention:    # Mllama: the image tokens are the states its cross-attention keys come from,
         states = inputs["cross_attention_states"]            # [images × tiles, keys per tile, d]: one row per sample
         embeds = states.reshape(sample.inputs["input_ids"].shape[0], -1, states.shape[-1])
     else:

@@ -179,13 +179,12 @@ def screen(ctx, settings: Settings) -> tuple[dict, dict]:
         return {}, {"usable": False, "correct": False, "reason": problem, "predicted": None,
                     "prompt": settings.prompt}
     sample, record = ctx.sample, ctx.record
-    ids = sample.inputs["input_ids"][0].tolist()
     predicted = engine.tokenizer.convert_ids_to_tokens([record.predicted_id])[0]
     correct = bool(record.correct)
     reason = "" if correct else f"the model answers {predicted!r}, not {sample.answer_tokens[0]!r}"
     return {}, {"usable": True, "correct": correct, "reason": reason, "predicted": predicted,
                 "logit": float(record.logit), "answer_tokens": list(sample.answer_tokens),
-                "text_tokens": list(engine.tokenizer.convert_ids_to_tokens(ids[sample.text_start:])),
+                "text_tokens": list(engine.tokenizer.convert_ids_to_tokens(sample.text_ids)),
                 "n_text": sample.n_text, "n_image": sample.n_image, "n_layers": engine.n_layers,
                 "n_heads": engine.n_heads, "prompt": sample.prompt}
 

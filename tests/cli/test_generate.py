@@ -44,6 +44,8 @@ def test_ablate_writes_the_literal_ablations_first_logits(setup, tmp_path):
     assert len(generation["tokens"]) <= 3 and generation["settings"]["heads"] == [list(p) for p in heads]
     assert generation["first_token"] == int(first.argmax()) == generation["tokens"][0]
     assert {"text", "environment", "token_strings"} <= set(generation)
+    # an encoder-decoder's interventions reach the decoder's positions only, and the settings say so
+    assert ("every decoder position" in generation["settings"]["text_queries"]) == engine.family.encoder_decoder
 
     from hearlib.method.means import MeanKV
 

@@ -35,12 +35,29 @@ def image_features(engine, sample) -> torch.Tensor:
     """[P_img, d] the embeddings the decoder receives at the image positions (decoder not run), joined with the
     features it adds there inside (Granite 4 Vision zeroes those embeddings and passes its image as
     ``deepstack_features``, one [P_img, d] tensor per decoder layer); in a cross-attention model the
-    ``cross_attention_states`` its cross-attention layers read."""
+    ``cross_attention_states`` its cross-attention layers read; in an encoder-decoder the embeddings the encoder
+    receives there (its output mixes every position)."""
+    if engine.family.encoder_decoder:
+        return encoder_inputs(engine, sample)[0, sample.image_positions].float()
     if engine.family.cross_attention:
         return torch.from_numpy(decoder_input_tokens(engine, sample))
     inputs = decoder_inputs(engine, sample)
     injected = list((inputs.get("deepstack_features") or {}).values())
     return torch.cat([inputs["inputs_embeds"][0, sample.image_positions], *injected], -1).float()
+
+
+def encoder_inputs(engine, sample) -> torch.Tensor:
+    """[1, S, d] the ``inputs_embeds`` an encoder-decoder's encoder receives: the image features written over the
+    image tokens' embeddings."""
+    captured = {}
+    handle = engine.model.get_encoder().register_forward_pre_hook(
+        lambda module, args, kwargs: captured.update(kwargs), with_kwargs=True)
+    try:
+        with torch.no_grad():
+            engine.model(**sample.inputs, use_cache=False)
+    finally:
+        handle.remove()
+    return captured["inputs_embeds"]
 
 
 ATTENTION_OUT = ("self_attn.out_proj", "attn.proj", "attention.projection_layer", "self_attn.projection_layer",
@@ -63,10 +80,16 @@ def make_vision_local(model) -> None:
         for layer_name, layer in layers:
             projections = [m for n, m in layer.named_modules()
                            if isinstance(m, torch.nn.Linear) and f"{layer_name}.{n}".endswith(ATTENTION_OUT)]
-            assert len(projections) == 1, (layer_name, len(projections))
-            projections[0].weight.zero_()
-            if projections[0].bias is not None:
-                projections[0].bias.zero_()
+            # Florence-2's DaViT stage: per block a window attention and a channel attention (which mixes every token)
+            davit_blocks = [n for n, _ in layer.named_modules() if n.endswith("channel_block")]
+            assert len(projections) == (2 * len(davit_blocks) or 1), (layer_name, len(projections))
+            # and around each attention a residual 3 × 3 depthwise convolution (conv1, conv2: position encodings)
+            convolutions = [m for n, m in layer.named_modules()
+                            if davit_blocks and isinstance(m, torch.nn.Conv2d) and n.endswith(("conv1", "conv2"))]
+            for projection in projections + convolutions:
+                projection.weight.zero_()
+                if projection.bias is not None:
+                    projection.bias.zero_()
 
 
 def random_image(size, seed=0) -> Image.Image:
@@ -348,7 +371,9 @@ def check_rectangles(engine, size, rectangles, margin=0.0):
         assert (delta[inside] > 1e-3 * delta.max()).all(), (box, np.flatnonzero(delta[inside] <= 1e-3 * delta.max()))
         assert (delta[outside] <= 1e-6 * delta.max()).all(), (box, outside[delta[outside] > 1e-6 * delta.max()])
         spatial = np.setdiff1d(np.arange(layout.n_tokens), layout.non_spatial_indices)
-        assert np.setdiff1d(np.flatnonzero(delta > 1e-6 * delta.max()), spatial).size == 0
+        pooled = np.asarray(layout.non_spatial.get("mean", ()), dtype=np.int64)   # Florence-2's: the grid's mean
+        assert np.setdiff1d(np.flatnonzero(delta > 1e-6 * delta.max()), np.union1d(spatial, pooled)).size == 0
+        assert (delta[pooled] > 1e-3 * delta.max()).all()
     assert n_inside > 0
     return layout
 
@@ -363,7 +388,9 @@ NEIGHBOUR_MARGIN = {"pp_chart2table": 4,    # GOT-OCR2's 3 × 3 neck and two str
                     # SAM's 3 × 3 neck, a bilinear resize × 4 and two stride-2 3 × 3 convolutions: three cells
                     "deepseek_vl_hybrid": 24,
                     # SAM's 3 × 3 neck and two stride-2 3 × 3 convolutions over 1 px patches: a 4 px cell
-                    "unlimited_ocr": 4}
+                    "unlimited_ocr": 4,
+                    # DaViT's 7 × 7 stride-4 and 3 × 3 stride-2 patch convolutions: 7 px beyond an 8 px cell
+                    "florence2": 8}
 # families whose image tokens no zeroed projection makes local, each checked in its own lineage test instead
 NOT_LOCAL = {"apertus1p5": "discrete VQ codes: GroupNorms over the whole image and an argmax "
                            "(tests/families/test_apertus1p5.py checks the grid with the encoder made local)"}

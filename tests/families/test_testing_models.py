@@ -66,10 +66,11 @@ def test_image_token_ids(loaded):
 
 
 def _image_tokens(family, model, inputs) -> int:
-    """HeAr's image tokens: the image-token ids, or a cross-attention model's keys (Mllama: one <|image|> id)."""
+    """HeAr's image tokens: the image-token ids (an encoder-decoder's: in the encoder's input), or a cross-attention
+    model's keys (Mllama: one <|image|> id)."""
     record = FAMILY_RECORDS[family]
     n_ids = int((inputs.input_ids == model.config.image_token_id).sum())
-    if record.cross_attention:
+    if record.cross_attention_keys is not None:
         assert n_ids == 1
         return record.cross_attention_keys(model.config, inputs)
     return n_ids
@@ -116,7 +117,9 @@ def test_image_tokens_match_features_and_forward(loaded):
             features = torch.cat([f.reshape(-1, f.shape[-1]) for f in features])
         out = model(**inputs)
     assert features.reshape(-1, features.shape[-1]).shape[0] == n_image
-    assert out.logits.shape == (1, inputs.input_ids.shape[1], model.config.text_config.vocab_size)
+    # an encoder-decoder's logits are the decoder's (one start token by default), not the encoder's input's
+    positions = 1 if FAMILY_RECORDS[family].encoder_decoder else inputs.input_ids.shape[1]
+    assert out.logits.shape == (1, positions, model.config.text_config.vocab_size)
     assert torch.isfinite(out.logits).all()
     # the same image size gives the same count twice; other square sizes give it too
     for size in ((48, 48), (448, 448)):
@@ -133,7 +136,9 @@ MULTI_HEAD_ONLY = {"unlimited_ocr": "modeling_unlimited_ocr.py's eager_attention
                    "kimi_k25": "DeepseekV3Attention's kv_b_proj expands the latent into keys and values for every "
                                "query head (num_heads × (qk_nope_head_dim + v_head_dim)): no key/value groups",
                    "fuyu": "PersimmonAttention's query_key_value projects keys and values for every query head "
-                           "(PersimmonConfig has no num_key_value_heads)"}
+                           "(PersimmonConfig has no num_key_value_heads)",
+                   "florence2": "BartAttention has one key/value head per query head (BartConfig has no "
+                                "num_key_value_heads)"}
 
 
 def test_gqa(loaded):

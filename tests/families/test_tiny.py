@@ -70,7 +70,7 @@ def image_tokens(folder: Path, image) -> int:
     inputs = processor(images=image, text=text, return_tensors="pt")
     config = AutoConfig.from_pretrained(folder)
     family = FAMILIES.get(config.model_type)
-    if family is not None and family.cross_attention:      # Mllama: the cross-attention keys
+    if family is not None and family.cross_attention_keys is not None:      # Mllama: the cross-attention keys
         return family.cross_attention_keys(config, inputs)
     return int((inputs.input_ids == config.image_token_id).sum())
 

@@ -138,6 +138,8 @@ def test_the_other_families_run_literal_and_say_why(loaded, family):
     assert problem and engine.path(sample) == "literal"
     if family in READS_TEXT_IN_THE_PREFIX:
         assert "attend to text positions" in problem
+    elif RECORDS[family].encoder_decoder:           # Florence-2: no fast path written for a decoder without image tokens
+        assert "encoder-decoder" in problem and engine.covered_layers == list(range(engine.n_decoder_layers))
     else:
         assert RECORDS[family].hybrid and engine.covered_layers != list(range(engine.n_decoder_layers))
 

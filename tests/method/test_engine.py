@@ -58,12 +58,18 @@ def test_sample_layout_is_prefix_image_text(setup):
     ids = sample.inputs["input_ids"][0]
     image = sample.image_positions
     assert sample.n_image > 0 and sample.n_text > 0
+    if engine.family.encoder_decoder:     # the image in the encoder's input, the text the decoder's
+        assert bool((ids[image] == engine.image_token_id).all())          # (test_encoder_decoder.py)
+        assert int((ids == engine.image_token_id).sum()) == sample.n_image
+        assert sample.text_start == 0 and sample.n_text == sample.inputs["decoder_input_ids"].shape[-1]
+        return
     if engine.family.cross_attention:     # the image tokens are the cross-attention keys (test_cross_attention.py)
         assert torch.equal(image.cpu(), torch.arange(sample.n_image))
         image = (ids == engine.image_token_id).nonzero().flatten()
     assert bool((ids[image] == engine.image_token_id).all())
     assert not bool((ids[sample.text_start:] == engine.image_token_id).any())
     assert sample.text_start == int(image[-1]) + 1
+    assert sample.text_ids == ids[sample.text_start:].tolist()
 
 
 def test_fast_equals_literal_for_random_head_text_and_image_masks(setup):
@@ -224,7 +230,9 @@ def test_ablation_changes_text_positions_only(setup):
         after = engine.model(**sample.inputs).logits[0].double()
     ts = sample.text_start
     engine.record(sample)
-    if not sample.recorded.prefix_reads_text and not engine.family.cross_attention:
+    if engine.family.encoder_decoder:
+        assert ts == 0                    # the logits are the decoder's, whose every position is a text position
+    elif not sample.recorded.prefix_reads_text and not engine.family.cross_attention:
         assert torch.allclose(before[:ts], after[:ts], atol=1e-5)   # no prefix/image position reads text
     else:   # a prefix-LM (PaliGemma): the image positions read the ablated text; a cross-attention model's
             # prefix queries read the (mean) image keys themselves: they change too
@@ -268,8 +276,10 @@ def test_record_attention_statistics_match_their_definition(setup):
     try:
         with torch.no_grad():
             output = engine.model(**sample.inputs, output_attentions=True)
-        # BLIP-2's output keeps the decoder's attentions in language_model_outputs
-        attentions = output.attentions if hasattr(output, "attentions") else output.language_model_outputs.attentions
+        # BLIP-2's output keeps the decoder's attentions in language_model_outputs; an encoder-decoder's HeAr heads
+        # are its decoder's cross-attention heads
+        attentions = (output.cross_attentions if engine.family.encoder_decoder else output.attentions
+                      if hasattr(output, "attentions") else output.language_model_outputs.attentions)
     finally:
         engine.model.set_attn_implementation({"text_config": "hear"})
     ts, img = sample.text_start, sample.image_positions

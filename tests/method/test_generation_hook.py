@@ -47,11 +47,12 @@ def extended_inputs(engine, sample, sequence):
     """The sample's inputs for ``sequence`` (the prompt plus generated tokens) in one forward: the
     per-token inputs grow with the generated tokens as text (PaliGemma's are suffix tokens, type 1;
     Mllama's ``cross_attention_mask`` [B, S, images, tiles] repeats its last row, as its
-    ``_update_model_kwargs_for_generation`` grows it during ``generate``)."""
+    ``_update_model_kwargs_for_generation`` grows it during ``generate``; an encoder-decoder's sequence is its
+    decoder's input, the encoder's stays)."""
     grown = sequence.shape[1] - sample.seq_len
     inputs = {}
     for name, value in sample.inputs.items():
-        if name == "input_ids":
+        if name == ("decoder_input_ids" if engine.family.encoder_decoder else "input_ids"):
             value = sequence
         elif name == "cross_attention_mask" and value.shape[1] == sample.seq_len:
             value = torch.cat([value, value[:, -1:].expand(-1, grown, *value.shape[2:])], dim=1)
@@ -80,8 +81,9 @@ def adjusted(logits, sample) -> float:
 def scale_refused(engine) -> bool:
     """A cross-attention model (Mllama) refuses ``scale`` by design: every key of its cross-attention layers is
     an image key, so renormalising a head's attention over them is a no-op (generation_hook's docstring;
-    also tests/method/test_cross_attention.py). There the scale checks assert the refusal instead."""
-    if not engine.family.cross_attention:
+    also tests/method/test_cross_attention.py). There the scale checks assert the refusal instead. An
+    encoder-decoder's image keys are some of its cross-attention keys: scale applies."""
+    if not engine.family.cross_attention or engine.family.encoder_decoder:
         return False
     hooks = len(engine.model._forward_pre_hooks)
     with pytest.raises(UserError, match="cross-attention"), engine.intervene([0], mode="scale", scale=0.5):
@@ -185,7 +187,10 @@ class LogScalePlan(_GenerationPlan):
         from hearlib.method.plans_common import expand_heads
 
         n_query, n_key = query.shape[2], key.shape[-2]
-        ts, img, _ = self.layout.locate(n_query, n_key)
+        if self.layout.encoder:         # every decoder query reads the encoder's image positions
+            ts, img = 0, self.layout.image_positions
+        else:
+            ts, img, _ = self.layout.locate(n_query, n_key)
         keys, values = expand_heads(key, query.shape[1]), expand_heads(value, query.shape[1])
         scores = attn.scores(torch.matmul(query, keys.transpose(-1, -2)))
         heads = self.member[layer * query.shape[1]:(layer + 1) * query.shape[1]]
