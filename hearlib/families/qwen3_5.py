@@ -15,7 +15,10 @@ Tiny models: Qwen3-VL's tiny tower and image processor (square inputs → 64 × 
 decoder of four layers, linear / full / linear / full (two softmax-attention layers of 4 query and 2
 key/value heads, two Gated DeltaNet layers of 2 key and 4 value heads of 8); interleaved M-RoPE on half
 of each head ([2, 1, 1]). Template: the hub's Qwen3.5 template for one user turn (no default system turn,
-the generation prompt opens a thinking block: ``<|im_start|>assistant\\n<think>\\n``).
+the generation prompt opens a thinking block: ``<|im_start|>assistant\\n<think>\\n``). That default is the
+thinking checkpoints'; Qwen3.5-0.8B's hub template (tests/data/hub/qwen3.5-0.8b, "operates in non-thinking mode
+by default") closes an empty block, ``<think>\\n\\n</think>\\n\\n``, unless ``enable_thinking`` is true. A real
+checkpoint runs with its own template (tests/families/test_real_configs.py).
 """
 from __future__ import annotations
 

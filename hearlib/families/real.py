@@ -17,7 +17,8 @@ __all__ = ["REAL_HUB", "REAL_MODELS", "STANDIN_NOTE", "has_real_tokenizer", "sta
 REAL_HUB = Path(__file__).resolve().parents[2] / "tests" / "data" / "hub"     # the repository's tests/data/hub
 REAL_MODELS = {"llava-1.5-7b": "llava-1.5-7b-hf", "qwen2-vl-2b": "qwen2-vl-2b-instruct",
                "qwen2.5-vl-3b": "qwen2.5-vl-3b-instruct", "qwen3-vl-4b": "qwen3-vl-4b-instruct",
-               "smolvlm-256m": "smolvlm-256m-instruct", "gemma-3-4b": "gemma-3-4b-it"}
+               "smolvlm-256m": "smolvlm-256m-instruct", "gemma-3-4b": "gemma-3-4b-it",
+               "qwen3.5-0.8b": "qwen3.5-0.8b", "qwen2.5-omni-7b": "qwen2.5-omni-7b-awq"}
 _WEIGHT_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 # tokenizer files a stand-in replaces in the built model's folder (the real ones describe a tokenizer that is absent)
@@ -35,16 +36,16 @@ def has_real_tokenizer(name: str, hub: Path | None = None) -> bool:
 
 def standin_tokenizer(source: Path):
     """A word-level STAND-IN for a checkpoint whose tokenizer files are not under tests/data/hub
-    (Gemma 3's ``tokenizer.json`` (33 MB) and ``tokenizer.model`` (4.7 MB) are in no public copy
-    that could be retrieved whole). Every token the real tokenizer config lists in
-    ``added_tokens_decoder`` (control, turn, image and unused tokens) keeps its real id, and the
-    special ones stay special; hearlib's test words take free ids, placeholders the rest, up to the
-    real size; bos/eos/pad/unk, the extra special tokens (image markers) and ``add_bos_token`` are
-    the real config's. So the processor's image block, the chat template's turn markers and the
+    (Gemma 3's ``tokenizer.json`` (33 MB) and ``tokenizer.model`` (4.7 MB), Qwen3.5's ``tokenizer.json``
+    and ``vocab.json`` are in no public copy that could be retrieved whole). Every token the
+    real tokenizer config lists in ``added_tokens_decoder`` (control, turn, image and unused tokens) keeps
+    its real id, and the special ones stay special; hearlib's test words take free ids, placeholders the
+    rest, up to the real size; bos/eos/pad/unk, the extra special tokens (image markers) and
+    ``add_bos_token`` are the real config's. So the processor's image block, the chat template's turn markers and the
     image token id are the real ones; ordinary words are NOT split as the real tokenizer splits them."""
     import json
 
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     from hearlib.families.vocabulary import vocabulary
@@ -53,9 +54,10 @@ def standin_tokenizer(source: Path):
     listed = {int(i): t for i, t in config["added_tokens_decoder"].items()}
     vocab = {t["content"]: i for i, t in listed.items()}
     free = (i for i in range(max(listed) + 1) if i not in listed)
-    for word in vocabulary() + ["model", "user", "fire", "hydrant", "teddy", "bear"]:   # + tests' COCO labels
-        if word not in vocab:
-            vocab[word] = next(free)
+    words = [w for w in dict.fromkeys(vocabulary() + ["model", "user", "fire", "hydrant", "teddy", "bear"])
+             if w not in vocab]                                                  # + tests' COCO labels
+    for word in words:
+        vocab[word] = next(free)
     for i in free:
         vocab[f"<standin_{i}>"] = i
     roles = {k: config[k] for k in ("bos_token", "eos_token", "pad_token", "unk_token") if isinstance(config.get(k), str)}
@@ -71,6 +73,12 @@ def standin_tokenizer(source: Path):
     named = set(roles.values()) | set(extra.values())
     others = [t["content"] for _, t in sorted(listed.items()) if t.get("special") and t["content"] not in named]
     fast.add_special_tokens({"additional_special_tokens": others}, replace_extra_special_tokens=False)
+    # the listed non-special tokens (Gemma 3's <start_of_turn>) and the test words are added tokens too, at the same
+    # ids: markers inside the chat text stay whole, and a type whose tokenizer transformers rebuilds from the saved
+    # vocabulary as a byte-level BPE (Qwen3.5's Qwen3_5Tokenizer, whatever class is saved) keeps the words whole
+    fast.add_tokens([AddedToken(t["content"], normalized=False, special=False)
+                     for _, t in sorted(listed.items()) if not t.get("special")])
+    fast.add_tokens([AddedToken(w, single_word=True, normalized=False, special=False) for w in words])
     return fast
 
 
@@ -80,15 +88,17 @@ def real_config(name: str, layers: int = 2, vision_layers: int = 2, intermediate
 
     Decoder depth becomes ``layers`` (``num_hidden_layers`` and, where the config has one, the
     ``layer_types`` list); vision depth becomes ``vision_layers`` (``num_hidden_layers`` of a
-    CLIP/InternViT tower, ``depth`` of a Qwen2-VL one). Width, query and key/value heads,
-    head size, RoPE / M-RoPE and vocabulary stay as published. ``intermediate_size`` (the
-    decoder MLP width, which hearlib never touches) may be cut too, to save CPU time."""
+    CLIP/InternViT tower, ``depth`` of a Qwen2-VL one), and so does an audio encoder's. Width, query
+    and key/value heads, head size, RoPE / M-RoPE and vocabulary stay as published. ``intermediate_size``
+    (the decoder MLP width, which hearlib never touches) may be cut too, to save CPU time. An Omni
+    checkpoint's config (Qwen2.5-Omni) gives its thinker's, the image-text-to-text model that hearlib runs."""
     from transformers import AutoConfig
 
     source = Path(hub or REAL_HUB) / REAL_MODELS.get(name, name)
     if not (source / "config.json").is_file():
         raise FileNotFoundError(f"no hub files for {name!r} at {source}")
     config = AutoConfig.from_pretrained(source)        # trust_remote_code stays off
+    config = getattr(config, "thinker_config", config)  # an Omni model's talker and vocoder are not built
     text, vision = config.text_config, config.vision_config
     if not 1 <= layers <= text.num_hidden_layers or vision_layers < 1:
         raise ValueError(f"layers must lie in 1..{text.num_hidden_layers} and vision_layers be >= 1")
@@ -101,6 +111,8 @@ def real_config(name: str, layers: int = 2, vision_layers: int = 2, intermediate
         text.intermediate_size = intermediate_size
     depth_key = "depth" if hasattr(vision, "depth") else "num_hidden_layers"
     setattr(vision, depth_key, vision_layers)
+    if getattr(config, "audio_config", None) is not None:   # never fed by an image-only input
+        config.audio_config.num_hidden_layers = vision_layers
     return config, source
 
 

@@ -119,7 +119,8 @@ def real_files() -> dict[str, list[str]]:
 
     found: dict[str, list[str]] = {}
     for name, folder in REAL_MODELS.items():
-        model_type = json.loads((REAL_HUB / folder / "config.json").read_text())["model_type"]
+        config = json.loads((REAL_HUB / folder / "config.json").read_text())
+        model_type = config.get("thinker_config", config)["model_type"]   # an Omni checkpoint: its thinker's
         found.setdefault(model_type, []).append(
             f"`{folder}`" + ("" if has_real_tokenizer(name) else " (stand-in tokenizer)"))
     return found

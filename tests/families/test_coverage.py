@@ -60,9 +60,10 @@ def test_real_geometry_column_names_the_hub_files_that_test_real_configs_runs(ro
 
     real = coverage.real_files()
     assert sum(len(folders) for folders in real.values()) == len(REAL_MODELS)
-    assert {"llava", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "idefics3", "gemma3"} <= set(real)
+    assert {"llava", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "idefics3", "gemma3", "qwen3_5"} <= set(real)
     assert set(real) <= set(FAMILIES), "real hub files of a model type that is not a registered family"
     assert real["gemma3"] == ["`gemma-3-4b-it` (stand-in tokenizer)"]
+    assert real["qwen2_5_omni_thinker"] == ["`qwen2.5-omni-7b-awq`"]      # an Omni checkpoint: its thinker's type
     for r in rows:
         assert r.real == ", ".join(real.get(r.model_type, []))
     table = coverage.coverage_table(rows)

@@ -1,12 +1,14 @@
 """Random-weight models of the real geometry of published checkpoints.
 
 LLaVA-1.5-7B, Qwen2-VL-2B-Instruct, Qwen2.5-VL-3B-Instruct, Qwen3-VL-4B-Instruct,
-SmolVLM-256M-Instruct (model type ``idefics3``) and Gemma-3-4B-it (with a stand-in tokenizer, see
-STANDIN below), built from the real hub files in
+SmolVLM-256M-Instruct (model type ``idefics3``), Gemma-3-4B-it and Qwen3.5-0.8B (with stand-in tokenizers,
+see STANDIN below) and the thinker of Qwen2.5-Omni-7B, built from the real hub files in
 tests/data/hub (config, processor, tokenizer, chat template; sources and licences in
 tests/data/hub/NOTICE.md) by :func:`hearlib.families.real.real_config_model`, with decoder and vision
 depth cut to 2 layers (width, query and key/value heads, head size, RoPE / M-RoPE and vocabulary
-as published; the decoder MLP of the larger ones is narrowed to 1024 to fit a CPU, see BUILD).
+as published; the decoder MLP of the larger ones is narrowed to 1024 to fit a CPU, see BUILD). Qwen3.5's
+hybrid decoder keeps its first 4 layers, three Gated DeltaNet layers and one softmax-attention layer, the
+one HeAr covers (docs/METHOD.md, "Hybrid decoders").
 The engine must run them exactly: fast = literal, intact = the plain transformers forward, answer
 words tokenized as the tokenizer itself does after the chat prompt, and ``python -m hearlib run``
 end to end.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,18 +38,22 @@ BUILD = {"llava-1.5-7b": dict(layers=2, vision_layers=2, intermediate_size=1024)
          "qwen2.5-vl-3b": dict(layers=2, vision_layers=2, intermediate_size=1024),
          "qwen3-vl-4b": dict(layers=2, vision_layers=2, intermediate_size=1024),
          "smolvlm-256m": dict(layers=2, vision_layers=2),
-         "gemma-3-4b": dict(layers=2, vision_layers=2, intermediate_size=1024)}
+         "gemma-3-4b": dict(layers=2, vision_layers=2, intermediate_size=1024),
+         "qwen3.5-0.8b": dict(layers=4, vision_layers=2, intermediate_size=1024),
+         "qwen2.5-omni-7b": dict(layers=2, vision_layers=2, intermediate_size=1024)}
 # image tokens of one 640 × 480 photo at the input size hearlib runs the family at (Family.resolution):
 # LLaVA-1.5 one 24 × 24 grid; Qwen2-VL / Qwen2.5-VL at 448 × 448 16 × 16; Qwen3-VL (patch 16) at 448 × 448
 # 14 × 14; SmolVLM-256M (idefics3 record, 364 × 364): the processor resizes the longest edge to 2048, so
 # 4 × 4 tiles of 512 px + the global image, 17 views × 64 tokens (pixel shuffle 4 on 32 × 32 patches);
-# Gemma 3: SigLIP at 896 px pooled to 16 × 16.
+# Gemma 3: SigLIP at 896 px pooled to 16 × 16; Qwen3.5 (patch 16, 2 × 2 merge) at 448 × 448 14 × 14;
+# the Qwen2.5-Omni thinker (Qwen2.5-VL's tower: patch 14, 2 × 2 merge) at 448 × 448 16 × 16.
 IMAGE_TOKENS = {"llava-1.5-7b": 576, "qwen2-vl-2b": 256, "qwen2.5-vl-3b": 256, "qwen3-vl-4b": 196,
-                "smolvlm-256m": 1088, "gemma-3-4b": 256}
-# Gemma 3's tokenizer files (tokenizer.json 33 MB, tokenizer.model 4.7 MB) are in no public copy that could be
-# retrieved whole: its model runs with the real config, processor config and chat template and a STAND-IN
-# tokenizer (hearlib.families.real.standin_tokenizer: every special/added token at its real id, test words elsewhere),
-# so the tests of how words are tokenized are skipped for it; everything else is checked as for the others.
+                "smolvlm-256m": 1088, "gemma-3-4b": 256, "qwen3.5-0.8b": 196, "qwen2.5-omni-7b": 256}
+# Gemma 3's tokenizer files (tokenizer.json 33 MB, tokenizer.model 4.7 MB) and Qwen3.5's (tokenizer.json and
+# vocab.json, each over 4 MB) are in no public copy that could be retrieved whole: their models run with the real
+# config, processor config and chat template and a STAND-IN tokenizer (hearlib.families.real.standin_tokenizer:
+# every special/added token at its real id, test words elsewhere), so the tests of how words are tokenized are
+# skipped for them; everything else is checked as for the others.
 STANDIN = sorted(name for name in BUILD if not has_real_tokenizer(name))
 
 
@@ -62,19 +69,6 @@ def test_every_model_with_real_hub_files_is_run_here():
     assert set(BUILD) == set(REAL_MODELS) == set(IMAGE_TOKENS)
 
 
-@pytest.fixture(scope="session")
-def real_model_dir(tmp_path_factory):
-    """``real_model_dir(name)`` -> folder of a random-weight model of ``name``'s real geometry."""
-    built: dict[str, Path] = {}
-
-    def get(name: str) -> Path:
-        if name not in built:
-            built[name] = real_config_model(name, tmp_path_factory.mktemp(f"real-{name}"), **BUILD[name])
-        return built[name]
-
-    return get
-
-
 def _photos(n, seed):
     from PIL import Image
 
@@ -83,18 +77,23 @@ def _photos(n, seed):
 
 
 @pytest.fixture(scope="module", params=list(BUILD))
-def real(request, real_model_dir, tmp_path_factory):
+def real(request, tmp_path_factory):
+    """A random-weight model of the real geometry, built once per model; its folder (1.6-2.9 GB of
+    full-vocabulary embeddings) is removed when the model's tests are done, so a run holds one at a time."""
     from hearlib.method.means import compute_means
 
     name = request.param
-    folder = real_model_dir(name)
-    engine = load_engine(folder)
-    images = _photos(2, seed=5)
-    means = compute_means(engine, images[1:], progress=False)      # one reference image: one forward
-    means_file = means.save(tmp_path_factory.mktemp(f"means-{name}") / "means.safetensors")
-    sample = engine.prepare(images[0], answer="cat")
-    return dict(name=name, folder=folder, engine=engine, images=images, means=means, means_file=means_file,
-                sample=sample, hub=REAL_HUB / REAL_MODELS[name])
+    folder = real_config_model(name, tmp_path_factory.mktemp(f"real-{name}"), **BUILD[name])
+    try:
+        engine = load_engine(folder)
+        images = _photos(2, seed=5)
+        means = compute_means(engine, images[1:], progress=False)      # one reference image: one forward
+        means_file = means.save(tmp_path_factory.mktemp(f"means-{name}") / "means.safetensors")
+        sample = engine.prepare(images[0], answer="cat")
+        yield dict(name=name, folder=folder, engine=engine, images=images, means=means, means_file=means_file,
+                   sample=sample, hub=REAL_HUB / REAL_MODELS[name])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _processor_files(real) -> Path:
@@ -120,13 +119,27 @@ def _independent_inputs(hub, resolution, image, prompt):
     return inputs, processor, text
 
 
-def test_the_model_has_the_real_geometry(real):
+def _published(hub: Path):
+    """The hub's config of the image-text-to-text model (an Omni checkpoint's: its thinker's)."""
     from transformers import AutoConfig
 
+    config = AutoConfig.from_pretrained(hub)
+    return getattr(config, "thinker_config", config)
+
+
+def _covered_layers(real) -> int:
+    """Decoder layers HeAr covers in the built model: all of them, or in a hybrid decoder the softmax-attention
+    ones among the first BUILD layers (``layer_types``: not Qwen3.5's ``linear_attention``)."""
+    layers = BUILD[real["name"]]["layers"]
+    kinds = getattr(_published(real["hub"]).text_config, "layer_types", None) or ["full_attention"] * layers
+    return sum(kind != "linear_attention" for kind in kinds[:layers])
+
+
+def test_the_model_has_the_real_geometry(real):
     engine, sample = real["engine"], real["sample"]
-    published = AutoConfig.from_pretrained(real["hub"])
+    published = _published(real["hub"])
     text = published.text_config
-    assert engine.n_layers == BUILD[real["name"]]["layers"]
+    assert engine.n_layers == _covered_layers(real) >= 1
     assert (engine.n_heads, engine.n_kv_heads) == (text.num_attention_heads, text.num_key_value_heads)
     assert engine.head_dim == (getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads)
     built = engine.model.config.text_config
@@ -134,7 +147,7 @@ def test_the_model_has_the_real_geometry(real):
     assert built.rope_parameters == text.rope_parameters              # M-RoPE sections for Qwen2-VL
     assert engine.lm_head.weight.shape == (text.vocab_size, text.hidden_size)
     assert engine.image_token_id == published.image_token_id
-    assert engine.n_total_heads == BUILD[real["name"]]["layers"] * text.num_attention_heads
+    assert engine.n_total_heads == _covered_layers(real) * text.num_attention_heads
     # the processor and chat template are the real ones: the same ids as the hub files give
     inputs, _, _ = _independent_inputs(_processor_files(real), engine.resolution, real["images"][0], sample.prompt)
     assert torch.equal(sample.inputs["input_ids"].cpu(), inputs["input_ids"])
@@ -151,7 +164,8 @@ def test_the_tokenizer_is_the_real_one_or_a_declared_stand_in(real):
         for token_id, token in real_config["added_tokens_decoder"].items():   # every listed token at its real id
             assert tokenizer.convert_tokens_to_ids(token["content"]) == int(token_id)
         for role in ("bos_token", "eos_token", "pad_token", "unk_token"):
-            assert getattr(tokenizer, role) == real_config[role]
+            if real_config.get(role) is not None:   # one the config leaves out is the tokenizer class's default
+                assert getattr(tokenizer, role) == real_config[role]
     else:
         assert not (folder / STANDIN_NOTE).exists()
 
@@ -288,7 +302,7 @@ def test_hearlib_run_end_to_end(real, tmp_path):
     store = Store(out)
     assert store.summary()["failed"] == 0 and store.summary()["skipped"] == 0
     heads = engine.n_heads
-    n = BUILD[real["name"]]["layers"] * heads                            # N = layers × heads
+    n = _covered_layers(real) * heads                                    # N = covered layers × heads
     keys = [k for k in store.keys() if "/attribution-" in k]
     assert sorted(store.get(k).meta["label"] for k in keys) == sorted(labels.values())
     for key in keys:
