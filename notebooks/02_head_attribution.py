@@ -157,12 +157,17 @@ for ax, m in zip(axes[0], p.models):
                                       at[0]["n_heads"], P.model_label(m))
 fig.colorbar(sc, ax=axes, shrink=0.8, label=P.DEPTH)
 report.figure(fig, "fig14_attention_scatter_models", "Fig. 14")
-note = "" if abs(rho_att) < 0.3 else (f"The organism shows a clearer correlation (ρ = {rho_att:.2f}) between θ "
-                                       "and attention weight than the paper's 'no significant correlation'.")
+weights = stack(attrs, "image_attention")
+constant = bool(np.ptp(weights) == 0)        # Mllama: a cross-attention layer's keys are all image keys
+note = (f"ρ is undefined: every head's image attention weight is {weights.flat[0]:.2f} (its layer's keys are all "
+        "image keys), so the weight varies with nothing, θ included." if constant else
+        "" if abs(rho_att) < 0.3 else (f"The organism shows a clearer correlation (ρ = {rho_att:.2f}) between θ "
+                                       "and attention weight than the paper's 'no significant correlation'."))
 report.headline("Fig. 3D", "Pearson ρ between a head's θ_n and its image attention weight (Eq. 10), "
                 "all heads and samples",
-                f"ρ = {rho_att:.2f}", "no significant correlation", note,
-                verdict="agrees" if abs(rho_att) < 0.3 else "weaker" if abs(rho_att) < 0.5 else "disagrees")
+                "ρ undefined (constant weight)" if constant else f"ρ = {rho_att:.2f}", "no significant correlation",
+                note, verdict="agrees" if constant or abs(rho_att) < 0.3 else "weaker" if abs(rho_att) < 0.5
+                else "disagrees")
 
 # %% [markdown]
 # ## Fig. 8 — Some important heads write the answer itself, others do not

@@ -62,11 +62,16 @@ nb.record_settings(models=[P.model_label(m) for m in studied])
 # ## The measurements, per model
 
 # %%
-results = {}
+results, left_out = {}, {}
 for m in studied:
     sm = nb.study_of(m)
     types = sm.questions()
     items = sm.samples(p.n_readsite_samples, correct_only=p.correct_only, questions=types.values())
+    why = sm.refusal("readout", items[0], prompt=types["object"].prompt, answer=types["object"].answer)
+    if why:                   # a model without an image-token residual (Mllama's image tokens are keys)
+        left_out[P.model_label(m)] = why
+        print(f"{P.model_label(m)}: left out of this notebook: {why}")
+        continue
     knock = {n: sm.many("knockout", items, desc=f"knockout, {n}", prompt=q.prompt, answer=q.answer)
              for n, q in types.items()}
     read = {n: sm.many("readout", items, desc=f"readout, {n}", prompt=q.prompt, answer=q.answer)
@@ -105,6 +110,8 @@ for m in studied:
     results[P.model_label(m)] = res
     print(f"{P.model_label(m)}: {len(items)} samples, N = {L}×{H}, questions {', '.join(types)}; "
           f"knockout peak at layer {R.peak_layer(res['drop']['object'])}, x* peak at layer {R.peak_layer(res['xstar'])}")
+if left_out:
+    nb.record_settings(left_out="; ".join(f"{name} ({why})" for name, why in left_out.items()))
 
 # %% [markdown]
 # ## Window knockout — The paper: the image reaches the text in the middle-to-late layers (Fig. 3C)

@@ -106,6 +106,9 @@ ax = axes[1]
 if len(scaling):
     ax.plot(scaling.scale, scaling.accuracy, "o-", label="accuracy")
     ax.plot(scaling.scale, scaling["answers changed"], "s--", label="answers changed")
+else:                        # Mllama: the keys of a cross-attention layer are all image keys
+    ax.text(0.5, 0.5, "no scaled sets: renormalising\nover image keys only is a no-op", ha="center",
+            va="center", transform=ax.transAxes, fontsize=8)
 ax.axvline(1.0, color="0.8", lw=1)
 ax.set_xlabel(f"scale s on the image attention of the top {scale_k} HeAr heads"), ax.set_ylim(-0.05, 1.05)
 ax.legend(fontsize=7), ax.set_title("scaling the set's image attention", fontsize=9)

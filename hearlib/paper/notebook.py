@@ -78,8 +78,27 @@ class Notebook:
         """Settings known only once the data is read (question types, the models found), for the report."""
         self.report.settings.update(values)
 
+    def layers_covered(self) -> str | None:
+        """Which layers HeAr covers in each model this notebook studied whose coverage is not the whole
+        decoder, read from its records ("mllama: cross-attention layers only, 2 of 4 (layers 1, 3): ...";
+        models joined by "; "), or None where every model's whole decoder is covered."""
+        from hearlib.paper.plotting import model_label
+        from hearlib.paper.study import layers_covered
+
+        notes = {}
+        for study in (self.study, *self._studies.values()):
+            coverage = study.coverage()
+            note = layers_covered(coverage) if coverage else None
+            if note:
+                notes.setdefault(model_label(study.model), note)
+        return "; ".join(f"{label}: {note}" for label, note in notes.items()) or None
+
     def finish(self) -> None:
-        """Write the notebook's part of RESULTS.md and figures/README.md."""
+        """Record which layers HeAr covered (every figure's settings state it where not the whole
+        decoder), then write the notebook's part of RESULTS.md and figures/README.md."""
+        covered = self.layers_covered()
+        if covered:
+            self.report.save_settings(coverage=covered)
         self.report.write_readme()
 
 
@@ -126,5 +145,6 @@ def _report(name: str, params: dict, study):
 
     settings = dict(profile=params["profile"], model=model_label(study.model), model_id=study.model_id,
                     data=study.dataset_id, **{k: params[k] for k in REPORT_SETTINGS[name]}, R=params["n_mean_images"],
-                    n_masks=params["n_masks"], ratio=params["ratio"], seed=params["seed"])
+                    n_masks=params["n_masks"], ratio=params["ratio"], seed=params["seed"],
+                    **({} if params["correct_only"] else {"correct_only": False}))    # every sample studied
     return Report(name, params["out"], settings)

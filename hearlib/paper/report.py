@@ -187,6 +187,11 @@ class Report:
 
             display(Markdown(f"### {title}\n\n{markdown}"))
 
+    def save_settings(self, **values) -> None:
+        """Add settings known only once the notebook has run (which layers HeAr covered) and save them."""
+        self.settings.update(values)
+        self._save()
+
     def write_results(self) -> Path:
         """``<out>/RESULTS.md`` (never the published figures/README.md; see :func:`publish`)."""
         return write_results(self.out)

@@ -27,7 +27,7 @@ from hearlib.records.selection import Selection
 from hearlib.records.stages import Settings
 from hearlib.records.store import Record
 
-__all__ = ["Study", "stack", "SMALL_PROFILES"]
+__all__ = ["Study", "stack", "layers_covered", "SMALL_PROFILES"]
 
 SMALL_PROFILES = ("quick", "ci")
 
@@ -206,6 +206,38 @@ class Study:
         (``effect``, ``flipped``; the partner in the record's metadata)."""
         return self._get("patching", item, prompt=prompt, answer=answer)
 
+    def refusal(self, stage: str, item, **settings) -> str | None:
+        """Why ``stage`` gives ``item`` no record (a model that cannot have it: Mllama's readout, whose
+        image tokens are cross-attention keys), as the store's manifest keeps it or computing it says;
+        None when the record is there or can be made."""
+        from hearlib.records.stages import StageFailed
+
+        made = Settings.make(**settings)
+        status = self.pipeline.store.status(self.pipeline.key(stage, made, item)) or {}
+        if status.get("status") == "failed" and self.pipeline.get(stage, item, made) is None:
+            return status.get("reason") or "failed"
+        try:
+            self._get(stage, item, **settings)
+        except StageFailed as error:
+            return str(error)
+        return None
+
+    def coverage(self) -> str | None:
+        """Which decoder layers HeAr covers in this model (:attr:`hearlib.method.engine.Engine.coverage`),
+        as the environment of its first stored record says, so it is known without loading the model;
+        None while the store holds no record of it."""
+        from hearlib.records.store import META, slug
+
+        store = self.pipeline.store
+        for folder, dirs, files in os.walk(store.root / slug(self.model_id)):
+            dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+            if META in files:
+                record = store.get(Path(folder).relative_to(store.root).as_posix())
+                coverage = (record.meta.get("environment") or {}).get("coverage") if record else None
+                if coverage:
+                    return coverage
+        return None
+
     # -- the engine, for API users -------------------------------------------------------
     def record(self, item, prompt: str | None = None, answer: str = "label"):
         """The engine's unablated forward for ``item`` (loads the model); ``answer``: the answer field."""
@@ -214,6 +246,29 @@ class Study:
     def evaluator(self, item, prompt: str | None = None, answer: str = "label"):
         """``evaluate(heads, text=None, image=None) -> π`` for ``item`` (loads the model)."""
         return self.pipeline.context(item, prompt or Settings().prompt, answer).evaluate
+
+
+CROSS_ATTENTION_COVERAGE = re.compile(r"covers the (\d+) cross-attention layers of (\d+) decoder layers \(([\d, ]+)\)")
+SOFTMAX_COVERAGE = re.compile(r"covers (\d+) of (\d+) decoder layers \(the softmax-attention ones: ([\d, ]+)\)")
+ENCODER_COVERAGE = re.compile(r"covers the cross-attention \(over the encoder's image positions\) of all (\d+) decoder")
+
+
+def layers_covered(coverage: str) -> str | None:
+    """The restriction a figure's settings state, from :attr:`hearlib.method.engine.Engine.coverage`:
+    None where HeAr covers the whole decoder, else which layers it covers ("cross-attention layers
+    only, 2 of 4 (layers 1, 3): ..."); a sentence of another form is returned whole, never dropped."""
+    if coverage.startswith("HeAr covers all "):
+        return None
+    if match := CROSS_ATTENTION_COVERAGE.search(coverage):
+        return (f"cross-attention layers only, {match[1]} of {match[2]} (layers {match[3]}): the self-attention "
+                "layers never see the image and are left alone")
+    if match := SOFTMAX_COVERAGE.search(coverage):
+        return (f"softmax-attention layers only, {match[1]} of {match[2]} (layers {match[3]}): the other layers' "
+                "token mixing is not ablated")
+    if match := ENCODER_COVERAGE.search(coverage):
+        return (f"the decoder's cross-attention over the encoder only (all {match[1]} decoder layers): the encoder "
+                "and the decoder's self-attention are not ablated")
+    return coverage
 
 
 def stack(entries: Sequence[Record], key: str) -> np.ndarray:

@@ -7,7 +7,7 @@
 each k of ``head_set_sizes`` the top-k heads by mean θ (HeAr), the k heads with the largest mean
 image attention (Attention), ``random_sets`` sets of k heads drawn from a seeded stream (Random),
 each ablated; and the top max(k) HeAr heads with their image attention scaled by each of
-``scales``. :func:`generate_under` runs a plain greedy ``generate`` under each of them
+``scales`` (where scaling applies, :func:`scaling_applies`). :func:`generate_under` runs a plain greedy ``generate`` under each of them
 (:meth:`hearlib.method.engine.Engine.intervene`). The sets depend only on the settings and the
 store, so every sample of a sharded run derives the same ones.
 """
@@ -19,13 +19,20 @@ import torch
 from hearlib.method.effects import ranking
 from hearlib.records.selection import Selection
 
-__all__ = ["head_sets", "generate_under", "top_heads"]
+__all__ = ["head_sets", "generate_under", "top_heads", "scaling_applies"]
 
 
 def top_heads(values, k: int) -> list[int]:
     """The k largest of ``values`` as flat head indices, in :func:`hearlib.method.effects.ranking`'s
     order (ties: the lower index)."""
     return [int(n) for n in ranking(values)[:k]]
+
+
+def scaling_applies(family) -> bool:
+    """Whether scaling a head's image attention changes anything: not in a decoder's cross-attention
+    layers whose keys are all image keys (Mllama), where renormalising undoes the scale and
+    :func:`hearlib.method.generation_hook.intervene` refuses mode 'scale'; so no scaled sets there."""
+    return not (family.cross_attention and not family.encoder_decoder)
 
 
 def head_sets(pipeline, settings) -> dict:
@@ -48,7 +55,7 @@ def head_sets(pipeline, settings) -> dict:
             for _ in range(settings.random_sets):
                 sets.append(dict(criterion="Random", k=k, mode="ablate", scale=1.0,
                                  heads=sorted(int(n) for n in rng.choice(n_heads, k, replace=False))))
-        if sizes:
+        if sizes and scaling_applies(pipeline.engine.family):
             largest = top_heads(theta, max(sizes))
             sets += [dict(criterion="HeAr", k=max(sizes), mode="scale", scale=float(scale), heads=list(largest))
                      for scale in settings.scales]

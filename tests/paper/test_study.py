@@ -124,3 +124,115 @@ def test_the_generated_study_scenes_are_made_where_missing(tmp_path, monkeypatch
     assert len(list((made / "coco" / "images").iterdir())) == 3 and (made / "domains").is_dir()
     with pytest.raises(UserError, match="run `make figures` first"):
         study_data(tmp_path / "elsewhere")
+
+
+@pytest.fixture(scope="module")
+def restricted_setup(tmp_path_factory):
+    """Tiny Mllama (cross-attention) and Qwen3.5 (hybrid) models, each with one screen record stored,
+    and the decoder layers HeAr should cover, read from each config (not from the engine)."""
+    import json
+
+    from hearlib.families.tiny import build_tiny
+    from hearlib.organism import scenes
+    from hearlib.paper.study import Study
+
+    root = tmp_path_factory.mktemp("restricted")
+    scenes.generate(root / "scenes", 2, seed=1, progress=False)
+    covered, studies = {}, {}
+    for family in ("mllama", "qwen3_5"):
+        model = build_tiny(family, root / family)
+        text = json.loads((model / "config.json").read_text())["text_config"]
+        covered[family] = (text["cross_attention_layers"] if family == "mllama" else
+                           [i for i, kind in enumerate(text["layer_types"]) if kind == "full_attention"])
+        covered[family] = (covered[family], text["num_hidden_layers"])
+        studies[family] = Study(model, root / "scenes", store=root / "store", n_mean_images=2, progress=False,
+                                profile="ci")
+        studies[family].screen(studies[family].samples(1, correct_only=False)[0])
+    return root, studies, covered
+
+
+def expected_restriction(family: str, layers: list[int], n_layers: int) -> str:
+    shown = f"{len(layers)} of {n_layers} (layers {', '.join(map(str, layers))})"
+    if family == "mllama":
+        return (f"cross-attention layers only, {shown}: the self-attention layers never see the image and "
+                "are left alone")
+    return f"softmax-attention layers only, {shown}: the other layers' token mixing is not ablated"
+
+
+def test_the_coverage_is_read_from_the_records_and_named_in_short(restricted_setup, study_setup):
+    """Study.coverage is the engine's sentence as the stored records carry it; layers_covered names the
+    layers the config says HeAr covers, and nothing for a model whose whole decoder it covers."""
+    from hearlib.paper.study import Study, layers_covered
+
+    root, studies, covered = restricted_setup
+    for family, study in studies.items():
+        reader = Study(study.model, root / "scenes", store=root / "store", n_mean_images=2, profile="ci")
+        assert reader.coverage() == study.engine.coverage and not reader.pipeline.engine_loaded
+        assert layers_covered(reader.coverage()) == expected_restriction(family, *covered[family])
+    model, scenes_root = study_setup
+    llava = Study(model, scenes_root / "scenes", store=root / "llava-store", n_mean_images=2, profile="ci")
+    assert llava.coverage() is None                                       # nothing stored yet
+    llava.screen(llava.samples(1, correct_only=False)[0])
+    assert llava.coverage().startswith("HeAr covers all ") and layers_covered(llava.coverage()) is None
+
+
+def test_every_figure_s_settings_state_the_layers_covered(restricted_setup, tmp_path):
+    """A notebook's report settings (RESULTS.md's settings line) name, per model studied, the layers
+    HeAr covers where not the whole decoder, and say when every sample was studied (CORRECT_ONLY=0)."""
+    import json
+
+    from hearlib.paper.notebook import open_notebook
+
+    root, studies, covered = restricted_setup
+    nb = open_notebook("02_head_attribution", "ci", model=str(studies["mllama"].model), data=str(root / "scenes"),
+                       store=str(root / "store"), out=str(tmp_path), correct_only=False)
+    nb.study_of(str(studies["qwen3_5"].model))
+    nb.finish()
+    settings = json.loads((tmp_path / ".report" / "02_head_attribution.json").read_text())["settings"]
+    assert settings["coverage"] == "; ".join(f"{family}: {expected_restriction(family, *covered[family])}"
+                                             for family in ("mllama", "qwen3_5"))
+    assert settings["correct_only"] is False
+    assert f"coverage={settings['coverage']}" in (tmp_path / "RESULTS.md").read_text()
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("decoder", None),
+    ("cross-attention", "cross-attention layers only, 2 of 5 (layers 1, 3): the self-attention layers never see the "
+                        "image and are left alone"),
+    ("hybrid", "softmax-attention layers only, 2 of 5 (layers 1, 3): the other layers' token mixing is not ablated"),
+    ("encoder-decoder", "the decoder's cross-attention over the encoder only (all 2 decoder layers): the encoder and "
+                        "the decoder's self-attention are not ablated"),
+])
+def test_the_restriction_is_named_from_the_engine_s_own_sentence(kind, expected):
+    """layers_covered reads each form of EngineChecks.coverage (built here by the engine's own property
+    on a stand-in with 2 covered layers, 1 and 3, of 5); a sentence of an unknown form is kept whole."""
+    from types import SimpleNamespace
+
+    from hearlib.method.checks import EngineChecks
+    from hearlib.paper.study import layers_covered
+
+    family = SimpleNamespace(hybrid=kind != "decoder", cross_attention=kind in ("cross-attention", "encoder-decoder"),
+                             encoder_decoder=kind == "encoder-decoder")
+    engine = SimpleNamespace(family=family, n_layers=2, n_decoder_layers=5, covered_layers=[1, 3])
+    assert layers_covered(EngineChecks.coverage.fget(engine)) == expected
+    assert layers_covered("HeAr covers a new kind of layer") == "HeAr covers a new kind of layer"
+
+
+def test_a_stage_a_model_cannot_have_is_refused_with_its_reason(restricted_setup, monkeypatch):
+    """Mllama's readout is refused (its image tokens are cross-attention keys): the reason computing it
+    gives, then the one the manifest keeps for a reader that loads no model; Qwen3.5's is made."""
+    from hearlib.paper.study import Study
+    from hearlib.records.stages import Settings
+
+    root, studies, _ = restricted_setup
+    mllama, qwen = studies["mllama"], studies["qwen3_5"]
+    (item,) = mllama.samples(1, correct_only=False)
+    why = mllama.refusal("readout", item)
+    assert "the image tokens are cross-attention keys" in why
+    monkeypatch.setenv("HEARLIB_READ_ONLY", "1")
+    reader = Study(mllama.model, root / "scenes", store=root / "store", n_mean_images=2, profile="ci")
+    assert reader.refusal("readout", item) == why and not reader.pipeline.engine_loaded
+    monkeypatch.delenv("HEARLIB_READ_ONLY")
+    (item,) = qwen.samples(1, correct_only=False)
+    assert qwen.refusal("readout", item) is None
+    assert qwen.pipeline.get("readout", item, Settings.make()) is not None

@@ -95,3 +95,14 @@ def test_a_record_key_changes_with_the_attribution_it_was_derived_from(tiny_llav
     a = pipe.key_settings("generation", Settings.make(**SETTINGS))
     b = pipe.key_settings("generation", Settings.make(**{**SETTINGS, "n_masks": 128}))
     assert a != b and a["versions"]["attribution"] == 1 and "n_masks" in a
+
+
+def test_scaled_sets_only_where_scaling_a_head_s_image_attention_changes_anything():
+    """Mllama's cross-attention layers attend to image keys only, so renormalising after a scale undoes
+    it (the hook refuses mode 'scale'); its head sets have no scaled ones. Decoders that mix image and
+    text keys (LLaVA, the hybrid Qwen3.5) keep them."""
+    from hearlib.families.registry import family_of
+    from hearlib.records.generation_stage import scaling_applies
+
+    assert not scaling_applies(family_of("mllama"))
+    assert scaling_applies(family_of("llava")) and scaling_applies(family_of("qwen3_5"))
