@@ -8,10 +8,12 @@ MODEL_TRAIN_SCENES ?= 8000
 MODEL_HELDOUT_SCENES ?= 300
 MODEL_TRAIN_ARGS ?=
 SCENES_DIR ?= data/scenes
+# seed 0 keeps the plain names; another seed's organisms are saved beside them as <name>-seed<N>
+SEED_TAG = $(if $(filter 0,$(MODEL_SEED)),,-seed$(MODEL_SEED))
 MODEL_TRAIN = $(PY) -m hearlib train --data $(SCENES_DIR)/train --heldout $(SCENES_DIR)/heldout \
 	--out data/models --seed $(MODEL_SEED) $(MODEL_TRAIN_ARGS)
 
-.PHONY: model model-fast model-staged model-tuned model-ingredients model-patches model-patches-tuned model-layer1 model-erased model-erased-tuned model-marked scenes
+.PHONY: model model-tower model-fast model-staged model-tuned model-ingredients model-patches model-patches-tuned model-layer1 model-erased model-erased-tuned model-marked scenes
 
 scenes:
 	rm -rf $(SCENES_DIR)/train $(SCENES_DIR)/heldout
@@ -19,6 +21,10 @@ scenes:
 	$(PY) -m hearlib scenes --out $(SCENES_DIR)/heldout --n $(MODEL_HELDOUT_SCENES) --seed 1 --workers 2
 
 model: model-fast
+
+# the shared tower (stage A) and hear-organism-s's stage B from MODEL_SEED -> hear-organism-s$(SEED_TAG)
+model-tower: $(if $(wildcard $(SCENES_DIR)/train/labels.json),,scenes)
+	$(MODEL_TRAIN) --size hear-organism-s --name hear-organism-s$(SEED_TAG)
 
 # the current (fast) recipe: shared tower with per-patch labels, then projector+decoder per size
 model-fast: scenes
@@ -80,18 +86,19 @@ model-layer1: $(if $(wildcard $(SCENES_DIR)/train/labels.json),,scenes)
 
 # design D2 (issue 38): as design C, with the category erased from the tower's tokens by a linear concept
 # eraser (LEACE) fitted on the training images and folded into the projector -> hear-organism-l-erased
+# (another MODEL_SEED: from that seed's tower, make model-tower MODEL_SEED=N first)
 model-erased: $(if $(wildcard $(SCENES_DIR)/train/labels.json),,scenes)
-	$(MODEL_TRAIN) --size hear-organism-l --vision-from data/models/hear-organism-s --feature-layer 1 \
-	  --erase category --decoder-steps $(READSITE_STEPS) --name hear-organism-l-erased
+	$(MODEL_TRAIN) --size hear-organism-l --vision-from data/models/hear-organism-s$(SEED_TAG) --feature-layer 1 \
+	  --erase category --decoder-steps $(READSITE_STEPS) --name hear-organism-l-erased$(SEED_TAG)
 
 # design D2 continued (issue 38), as A -> A-tuned: stage B continues from hear-organism-l-erased for 1500 steps
 # at a third of its peak learning rate, batches from seed + 1, the same eraser refitted (deterministic) and folded
 # again -> hear-organism-l-erased-tuned
 ERASED_TUNE_STEPS ?= 1500
-model-erased-tuned: $(if $(wildcard data/models/hear-organism-l-erased/config.json),,model-erased)
-	$(MODEL_TRAIN) --size hear-organism-l --vision-from data/models/hear-organism-s --feature-layer 1 \
-	  --erase category --decoder-from data/models/hear-organism-l-erased --decoder-lr 5e-4 \
-	  --decoder-steps $(ERASED_TUNE_STEPS) --name hear-organism-l-erased-tuned
+model-erased-tuned: $(if $(wildcard data/models/hear-organism-l-erased$(SEED_TAG)/config.json),,model-erased)
+	$(MODEL_TRAIN) --size hear-organism-l --vision-from data/models/hear-organism-s$(SEED_TAG) --feature-layer 1 \
+	  --erase category --decoder-from data/models/hear-organism-l-erased$(SEED_TAG) --decoder-lr 5e-4 \
+	  --decoder-steps $(ERASED_TUNE_STEPS) --name hear-organism-l-erased-tuned$(SEED_TAG)
 
 $(MARKED_DIR)-train/labels.json: | venv
 	$(PY) -m hearlib scenes --layout marked --out $(MARKED_DIR)-train --n $(MODEL_TRAIN_SCENES) --seed 0 --workers 2
