@@ -5,6 +5,7 @@ fingerprint, the environment every record carries). A mixin of :class:`hearlib.m
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,6 +24,58 @@ def versions() -> dict:
     except ImportError:                     # pragma: no cover - accelerate is a dependency
         accelerate_version = None
     return {"torch": torch.__version__, "transformers": transformers.__version__, "accelerate": accelerate_version}
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Which decoder layers HeAr's heads cover in a model: ``kind`` is ``"decoder"`` (every layer's
+    self-attention), ``"cross-attention"`` (Mllama's cross-attention layers), ``"hybrid"`` (a hybrid decoder's
+    softmax-attention layers) or ``"encoder-decoder"`` (the decoder's cross-attention over the encoder);
+    ``layers`` the covered decoder layers, of ``decoder_layers``. Every record's environment carries it
+    (``as_dict``), and every figure's settings its :meth:`restriction` (docs/METHOD.md)."""
+
+    kind: str
+    layers: tuple[int, ...]
+    decoder_layers: int
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "layers": list(self.layers), "decoder_layers": self.decoder_layers}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Coverage":
+        return cls(values["kind"], tuple(values["layers"]), int(values["decoder_layers"]))
+
+    def _shown(self) -> str:
+        return f"{len(self.layers)} of {self.decoder_layers} (layers {', '.join(map(str, self.layers))})"
+
+    def sentence(self) -> str:
+        """In a sentence, with what is left alone."""
+        listed = ", ".join(map(str, self.layers))
+        if self.kind == "decoder":
+            return f"HeAr covers all {self.decoder_layers} decoder layers (softmax attention)"
+        if self.kind == "encoder-decoder":
+            return (f"HeAr covers the cross-attention (over the encoder's image positions) of all {self.decoder_layers} "
+                    "decoder layers; the encoder, where image and prompt mix, and the decoder's self-attention are "
+                    "not ablated")
+        if self.kind == "cross-attention":
+            return (f"HeAr covers the {len(self.layers)} cross-attention layers of {self.decoder_layers} decoder "
+                    f"layers ({listed}), the only ones that read the image; the self-attention layers never see the "
+                    "image and are not ablated")
+        return (f"HeAr covers {len(self.layers)} of {self.decoder_layers} decoder layers (the softmax-attention "
+                f"ones: {listed}); the other layers' token mixing (linear attention, convolutions, state-space "
+                "layers) is not ablated")
+
+    def restriction(self) -> str | None:
+        """What a figure's settings state: None where HeAr covers the whole decoder, else which layers."""
+        if self.kind == "decoder":
+            return None
+        if self.kind == "encoder-decoder":
+            return (f"the decoder's cross-attention over the encoder only (all {self.decoder_layers} decoder layers): "
+                    "the encoder and the decoder's self-attention are not ablated")
+        if self.kind == "cross-attention":
+            return (f"cross-attention layers only, {self._shown()}: the self-attention layers never see the image "
+                    "and are left alone")
+        return f"softmax-attention layers only, {self._shown()}: the other layers' token mixing is not ablated"
 
 
 class EngineChecks:
@@ -67,28 +120,25 @@ class EngineChecks:
         return self._fingerprint
 
     @property
+    def covered(self) -> Coverage:
+        """Which decoder layers HeAr's heads cover (:class:`Coverage`)."""
+        family = self.family
+        kind = ("decoder" if not family.hybrid else "encoder-decoder" if family.encoder_decoder
+                else "cross-attention" if family.cross_attention else "hybrid")
+        return Coverage(kind, tuple(self.covered_layers), self.n_decoder_layers)
+
+    @property
     def coverage(self) -> str:
-        """Which decoder layers HeAr's heads cover, in a sentence (every figure's settings carry it)."""
-        if not self.family.hybrid:
-            return f"HeAr covers all {self.n_decoder_layers} decoder layers (softmax attention)"
-        if self.family.encoder_decoder:
-            return (f"HeAr covers the cross-attention (over the encoder's image positions) of all {self.n_layers} "
-                    "decoder layers; the encoder, where image and prompt mix, and the decoder's self-attention are "
-                    "not ablated")
-        if self.family.cross_attention:
-            return (f"HeAr covers the {self.n_layers} cross-attention layers of {self.n_decoder_layers} decoder "
-                    f"layers ({', '.join(map(str, self.covered_layers))}), the only ones that read the image; the "
-                    "self-attention layers never see the image and are not ablated")
-        return (f"HeAr covers {self.n_layers} of {self.n_decoder_layers} decoder layers (the softmax-attention "
-                f"ones: {', '.join(map(str, self.covered_layers))}); the other layers' token mixing (linear "
-                "attention, convolutions, state-space layers) is not ablated")
+        """Which decoder layers HeAr's heads cover, in a sentence."""
+        return self.covered.sentence()
 
     def environment(self, method: str | None = None) -> dict:
         """What a result was computed with: library versions, device, dtype, engine path, attention
         implementation, the weights' fingerprint, the loading report and the load-time check."""
         return {**versions(), "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
                 "method": method, "attention": f"{ATTENTION_NAME} (hearlib; the model's sdpa/eager when no plan)",
-                "family": self.family.model_type, "coverage": self.coverage, "weights": self.weight_fingerprint(),
+                "family": self.family.model_type, "coverage": self.coverage, "covered": self.covered.as_dict(),
+                "weights": self.weight_fingerprint(),
                 "load": self.load_report, "check": self.sanity}
 
     @torch.no_grad()

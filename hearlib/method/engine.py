@@ -262,6 +262,8 @@ class Engine(EngineChecks):
         def capture(module, args, kwargs):
             captured.update(inputs_embeds=kwargs.get("inputs_embeds"), position_ids=kwargs.get("position_ids"),
                             input_ids=kwargs.get("input_ids"))
+            if self.family.cross_attention and not args:
+                captured["decoder_inputs"] = dict(kwargs)
 
         def head_output(layer, projection):
             # each head's share of the output projection at the last position, from what the projection
@@ -317,6 +319,7 @@ class Engine(EngineChecks):
             text_positions=positions[..., sample.text_start:].detach(),
             text_blocked=[plan.text_blocked[l] for l in range(self.n_layers)],
             prefix_reads_text=[l for l in range(self.n_layers) if plan.prefix_reads_text[l]],
+            decoder_inputs=captured.get("decoder_inputs"),
         )
         return record
 
@@ -457,9 +460,16 @@ class Engine(EngineChecks):
 
     @torch.no_grad()
     def _literal(self, sample, means, heads, text, image) -> np.ndarray:
+        """One full forward under the mask. A cross-attention model's starts at its decoder, from the inputs the
+        recorded forward gave it: no covered head lies before the decoder (the tower, the projector, an
+        encoder), so what they compute is the same under every mask and is computed once a sample."""
         plan = LiteralPlan(sample.text_start, sample.image_positions, means, heads, text, image)
+        decoder_inputs = sample.recorded.decoder_inputs if sample.recorded is not None else None
         with ablation(plan):
-            logits = self.model(**sample.inputs, use_cache=False, **self._last_only).logits[:, -1]
+            if decoder_inputs is None:
+                logits = self.model(**sample.inputs, use_cache=False, **self._last_only).logits[:, -1]
+            else:
+                logits = self._unembed(self.decoder(**decoder_inputs).last_hidden_state[:, -1])
         return self._adjusted(logits, sample)
 
     def logits(self, sample: Sample, means: "MeanKV", heads, text=None, image=None, *,

@@ -86,6 +86,9 @@ class RecordedForward:
     # (means, layers): the fast path's per-layer tensors for the last means it ran with
     # (hearlib.method.fastpath.fast_layers); the means compared by identity
     fast_layers: "tuple[MeanKV, list[FastLayer]] | None" = None
+    # a cross-attention model's decoder inputs (the tower's or the encoder's output among them), which the
+    # literal path reruns the decoder on for every mask (no covered head lies before the decoder)
+    decoder_inputs: dict | None = None
 
 
 def load_image(image, resolution: tuple[int, int] | None = None):

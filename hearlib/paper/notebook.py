@@ -83,12 +83,11 @@ class Notebook:
         decoder, read from its records ("mllama: cross-attention layers only, 2 of 4 (layers 1, 3): ...";
         models joined by "; "), or None where every model's whole decoder is covered."""
         from hearlib.paper.plotting import model_label
-        from hearlib.paper.study import layers_covered
 
         notes = {}
         for study in (self.study, *self._studies.values()):
             coverage = study.coverage()
-            note = layers_covered(coverage) if coverage else None
+            note = coverage.restriction() if coverage else None
             if note:
                 notes.setdefault(model_label(study.model), note)
         return "; ".join(f"{label}: {note}" for label, note in notes.items()) or None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
@@ -25,9 +25,12 @@ from hearlib.errors import UserError
 from hearlib.records.pipeline import Pipeline
 from hearlib.records.selection import Selection
 from hearlib.records.stages import Settings
-from hearlib.records.store import Record
+from hearlib.records.store import Record, slug
 
-__all__ = ["Study", "stack", "layers_covered", "SMALL_PROFILES"]
+if TYPE_CHECKING:
+    from hearlib.method.checks import Coverage
+
+__all__ = ["Study", "stack", "SMALL_PROFILES"]
 
 SMALL_PROFILES = ("quick", "ci")
 
@@ -222,20 +225,18 @@ class Study:
             return str(error)
         return None
 
-    def coverage(self) -> str | None:
-        """Which decoder layers HeAr covers in this model (:attr:`hearlib.method.engine.Engine.coverage`),
-        as the environment of its first stored record says, so it is known without loading the model;
-        None while the store holds no record of it."""
-        from hearlib.records.store import META, slug
+    def coverage(self) -> "Coverage | None":
+        """Which decoder layers HeAr covers in this model (:class:`hearlib.method.checks.Coverage`), as the
+        environment of its first stored record says, so it is known without loading the model; None while the
+        store holds no record of it."""
+        from hearlib.method.checks import Coverage
 
         store = self.pipeline.store
-        for folder, dirs, files in os.walk(store.root / slug(self.model_id)):
-            dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
-            if META in files:
-                record = store.get(Path(folder).relative_to(store.root).as_posix())
-                coverage = (record.meta.get("environment") or {}).get("coverage") if record else None
-                if coverage:
-                    return coverage
+        for key in store.keys(prefix=f"{slug(self.model_id)}/"):
+            record = store.get(key)
+            covered = (record.meta.get("environment") or {}).get("covered") if record else None
+            if covered:
+                return Coverage.from_dict(covered)
         return None
 
     # -- the engine, for API users -------------------------------------------------------
@@ -246,29 +247,6 @@ class Study:
     def evaluator(self, item, prompt: str | None = None, answer: str = "label"):
         """``evaluate(heads, text=None, image=None) -> π`` for ``item`` (loads the model)."""
         return self.pipeline.context(item, prompt or Settings().prompt, answer).evaluate
-
-
-CROSS_ATTENTION_COVERAGE = re.compile(r"covers the (\d+) cross-attention layers of (\d+) decoder layers \(([\d, ]+)\)")
-SOFTMAX_COVERAGE = re.compile(r"covers (\d+) of (\d+) decoder layers \(the softmax-attention ones: ([\d, ]+)\)")
-ENCODER_COVERAGE = re.compile(r"covers the cross-attention \(over the encoder's image positions\) of all (\d+) decoder")
-
-
-def layers_covered(coverage: str) -> str | None:
-    """The restriction a figure's settings state, from :attr:`hearlib.method.engine.Engine.coverage`:
-    None where HeAr covers the whole decoder, else which layers it covers ("cross-attention layers
-    only, 2 of 4 (layers 1, 3): ..."); a sentence of another form is returned whole, never dropped."""
-    if coverage.startswith("HeAr covers all "):
-        return None
-    if match := CROSS_ATTENTION_COVERAGE.search(coverage):
-        return (f"cross-attention layers only, {match[1]} of {match[2]} (layers {match[3]}): the self-attention "
-                "layers never see the image and are left alone")
-    if match := SOFTMAX_COVERAGE.search(coverage):
-        return (f"softmax-attention layers only, {match[1]} of {match[2]} (layers {match[3]}): the other layers' "
-                "token mixing is not ablated")
-    if match := ENCODER_COVERAGE.search(coverage):
-        return (f"the decoder's cross-attention over the encoder only (all {match[1]} decoder layers): the encoder "
-                "and the decoder's self-attention are not ablated")
-    return coverage
 
 
 def stack(entries: Sequence[Record], key: str) -> np.ndarray:

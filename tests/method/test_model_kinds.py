@@ -26,6 +26,8 @@ def test_the_engine_covers_the_kind_s_layers_only(kind):
         i in spec.covered for i in range(spec.decoder_layers)]
     assert [m.hear_layer for m in engine.family.attention_modules(engine.model)] == list(range(n_covered))
     assert spec.coverage in engine.coverage and engine.environment()["coverage"] == engine.coverage
+    assert engine.environment()["covered"] == {"kind": spec.flag.replace("_", "-"), "layers": list(spec.covered),
+                                               "decoder_layers": spec.decoder_layers}
     plan = RecordPlan(sample.text_start, sample.image_positions)
     with torch.no_grad(), ablation(plan):
         engine.model(**sample.inputs, use_cache=False)
@@ -59,3 +61,22 @@ def test_the_fast_method_warns_and_runs_the_literal_path(kind, literal):
     with pytest.warns(RuntimeWarning, match=spec.fast_path_problem):
         fast = engine.logits(sample, means, heads, method="fast")
     np.testing.assert_array_equal(fast, literal(engine, sample, means, heads))
+
+
+def test_a_cross_attention_model_s_literal_path_runs_what_lies_before_its_decoder_once(kind, literal):
+    """The tower, projector and encoder hold no covered head, so the literal path reruns only the decoder on the
+    inputs the recorded forward gave it, and gets what the whole model under the same masks gives."""
+    spec, engine, _, images, _, means = kind
+    heads = np.random.default_rng(1).random((3, engine.n_total_heads)) > 0.5
+    sample = engine.prepare(images[0], answer="dog")
+    whole = literal(engine, sample, means, heads)                   # not recorded yet: the whole model per mask
+    engine.record(sample)
+    calls = []
+    handle = engine.model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        reused = literal(engine, sample, means, heads)
+    finally:
+        handle.remove()
+    np.testing.assert_allclose(reused, whole, rtol=0, atol=1e-5)
+    assert len(calls) == (0 if engine.family.cross_attention else 3)
+    assert abs(whole - engine.record(sample).logit).max() > 1e-4            # the masks change the answer

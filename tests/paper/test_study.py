@@ -160,20 +160,25 @@ def expected_restriction(family: str, layers: list[int], n_layers: int) -> str:
 
 
 def test_the_coverage_is_read_from_the_records_and_named_in_short(restricted_setup, study_setup):
-    """Study.coverage is the engine's sentence as the stored records carry it; layers_covered names the
-    layers the config says HeAr covers, and nothing for a model whose whole decoder it covers."""
-    from hearlib.paper.study import Study, layers_covered
+    """Study.coverage is the engine's, as the stored records carry it (read without loading the model); its
+    restriction names the layers the config says HeAr covers, and nothing for a model whose whole decoder it
+    covers."""
+    from hearlib.paper.study import Study
 
     root, studies, covered = restricted_setup
     for family, study in studies.items():
         reader = Study(study.model, root / "scenes", store=root / "store", n_mean_images=2, profile="ci")
-        assert reader.coverage() == study.engine.coverage and not reader.pipeline.engine_loaded
-        assert layers_covered(reader.coverage()) == expected_restriction(family, *covered[family])
+        coverage = reader.coverage()
+        assert coverage == study.engine.covered and not reader.pipeline.engine_loaded
+        assert coverage.sentence() == study.engine.coverage
+        assert (list(coverage.layers), coverage.decoder_layers) == covered[family]
+        assert coverage.restriction() == expected_restriction(family, *covered[family])
     model, scenes_root = study_setup
     llava = Study(model, scenes_root / "scenes", store=root / "llava-store", n_mean_images=2, profile="ci")
     assert llava.coverage() is None                                       # nothing stored yet
     llava.screen(llava.samples(1, correct_only=False)[0])
-    assert llava.coverage().startswith("HeAr covers all ") and layers_covered(llava.coverage()) is None
+    assert llava.coverage().kind == "decoder" and llava.coverage().restriction() is None
+    assert llava.coverage().sentence().startswith("HeAr covers all ")
 
 
 def test_every_figure_s_settings_state_the_layers_covered(restricted_setup, tmp_path):
@@ -203,19 +208,22 @@ def test_every_figure_s_settings_state_the_layers_covered(restricted_setup, tmp_
     ("encoder-decoder", "the decoder's cross-attention over the encoder only (all 2 decoder layers): the encoder and "
                         "the decoder's self-attention are not ablated"),
 ])
-def test_the_restriction_is_named_from_the_engine_s_own_sentence(kind, expected):
-    """layers_covered reads each form of EngineChecks.coverage (built here by the engine's own property
-    on a stand-in with 2 covered layers, 1 and 3, of 5); a sentence of an unknown form is kept whole."""
+def test_the_engine_s_coverage_names_its_kind_and_layers(kind, expected):
+    """EngineChecks.covered (the engine's own property on a stand-in with 2 covered layers, 1 and 3, of 5; an
+    encoder-decoder's 2 decoder layers) is the kind and layers every record's environment carries, and what a
+    figure's settings state."""
     from types import SimpleNamespace
 
-    from hearlib.method.checks import EngineChecks
-    from hearlib.paper.study import layers_covered
+    from hearlib.method.checks import Coverage, EngineChecks
 
     family = SimpleNamespace(hybrid=kind != "decoder", cross_attention=kind in ("cross-attention", "encoder-decoder"),
                              encoder_decoder=kind == "encoder-decoder")
-    engine = SimpleNamespace(family=family, n_layers=2, n_decoder_layers=5, covered_layers=[1, 3])
-    assert layers_covered(EngineChecks.coverage.fget(engine)) == expected
-    assert layers_covered("HeAr covers a new kind of layer") == "HeAr covers a new kind of layer"
+    layers = [0, 1] if kind in ("decoder", "encoder-decoder") else [1, 3]
+    n_decoder = 2 if kind in ("decoder", "encoder-decoder") else 5
+    engine = SimpleNamespace(family=family, covered_layers=layers, n_decoder_layers=n_decoder)
+    covered = EngineChecks.covered.fget(engine)
+    assert covered == Coverage(kind, tuple(layers), n_decoder) == Coverage.from_dict(covered.as_dict())
+    assert covered.restriction() == expected
 
 
 def test_a_stage_a_model_cannot_have_is_refused_with_its_reason(restricted_setup, monkeypatch):
