@@ -59,7 +59,7 @@ print("Δ:", deltas.shape, "max over all:", deltas.max().round(3))
 rng = np.random.default_rng(p.seed)
 show = rng.choice(len(items), size=min(p.n_show, len(items)), replace=False)
 titles = [f"{items[s].label} (#{items[s].image_id}): max $\\Delta_n$ = {deltas[s].max():.2f}" for s in show]
-fig = P.head_map_panels([deltas[s].reshape(L, H) for s in show], titles,
+fig = P.head_map_panels([deltas[s].reshape(L, H) for s in show], titles, layers=[st.layer_rows()] * len(show),
                         cmap="Reds", vmin=0, vmax=max(0.05, float(deltas[show].max())), label=P.DELTA_N,
                         suptitle=f"Fig. 7: single-head ablation, {P.model_label(st.model)}")
 report.figure(fig, "fig7_single_head_ablation", "Fig. 7")

@@ -59,7 +59,7 @@ fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.6), gridspec_kw=dict(width_rati
 P.heldout_scatter(a1, pi_test, pred,
                   f"{items[0].label}: $R^2$ = {ex['r2']:.2f}, $\\rho$ = {ex['pearson']:.2f} (held-out)")
 P.head_map(a2, ex["theta"], f"{P.model_label(st.model)}: attribution coefficients {P.THETA}", shape=(L, H),
-           cmap="RdBu_r", symmetric=True, label=P.THETA_N)
+           cmap="RdBu_r", symmetric=True, label=P.THETA_N, layers=st.layer_rows())
 report.figure(fig, "fig2_attribution_example", "Fig. 2")
 report.headline("Fig. 2", "held-out R² / Pearson ρ of θ·x + b on the sample shown", f"{ex['r2']:.2f} / {ex['pearson']:.2f}",
                 "a close fit (R² 0.77–0.92 over ten models, Table 2)",
@@ -122,22 +122,23 @@ print("R² ≥ 0.7 and ρ ≥ 0.85 for every size:", ok)
 dist = A.head_distribution(stack(valid, "x_star"), L, H)
 fig, ax = plt.subplots(figsize=(4.5, 3.6))
 P.head_map(ax, dist, f"{P.model_label(st.model)}: share of samples whose $x^*$ has the head", vmin=0, vmax=1,
-           label="share of samples")
+           label="share of samples", layers=st.layer_rows())
 report.figure(fig, "fig3c_head_distribution", "Fig. 3C")
 
 fig = P.head_map_panels([A.head_distribution(stack(per_model[m][3], "x_star"), per_model[m][2][0]["n_layers"],
                                              per_model[m][2][0]["n_heads"]) for m in p.models],
                         [P.model_label(m) for m in p.models], cols=len(p.models), vmin=0, vmax=1,
-                        label="share of samples whose $x^*$ has the head", panel_size=(4.0, 3.4))
+                        label="share of samples whose $x^*$ has the head", panel_size=(4.0, 3.4),
+                        layers=[per_model[m][0].layer_rows() for m in p.models])
 report.figure(fig, "fig12_head_distribution_models", "Fig. 12")
 
 depth_share = dist.mean(axis=1)
-layer_peak = int(np.argmax(depth_share))
-note = "" if layer_peak >= L // 3 else ("The organism's important heads sit in its early layers, "
-                                         "unlike the paper's middle-to-late layers.")
+layer_peak, n_decoder = st.decoder_layer(int(np.argmax(depth_share)), L)
+note = "" if layer_peak >= n_decoder // 3 else ("The organism's important heads sit in its early layers, "
+                                                 "unlike the paper's middle-to-late layers.")
 report.headline("Fig. 3C", "layer whose heads are most often in x* (relative depth 0 = first, 1 = last)",
-                f"layer {layer_peak} of {L} (relative depth {layer_peak / max(1, L - 1):.2f})",
-                "middle-to-late layers", note, verdict="agrees" if layer_peak >= L // 3 else "disagrees")
+                f"layer {layer_peak} of {n_decoder} (relative depth {layer_peak / max(1, n_decoder - 1):.2f})",
+                "middle-to-late layers", note, verdict="agrees" if layer_peak >= n_decoder // 3 else "disagrees")
 
 # %% [markdown]
 # ## Fig. 3D / Fig. 14 — A head's importance is not its attention to the image: θ and the attention weight are uncorrelated

@@ -86,6 +86,7 @@ report.headline("Fig. 9A", "does HeAr need the fewest heads (ties count) for bot
 # %%
 maps = {d: A.head_distribution(stack([v for v, x in zip(valid, dom) if x == d], "x_star"), L, H) for d in present}
 fig = P.head_map_panels([maps[d] for d in present], present, cols=len(present), vmin=0, vmax=1,
+                        layers=[st.layer_rows()] * len(present),
                         label="share of samples whose $x^*$ has the head", panel_size=(4.0, 3.3),
                         suptitle=P.model_label(st.model))
 report.figure(fig, "fig9b_head_distribution", "Fig. 9B")

@@ -87,7 +87,7 @@ report.table(fit_table, "q_fit_per_type", ITEM,
 means = {name: t.mean(axis=0) for name, t in thetas.items()}
 bound = float(max(np.abs(m).max() for m in means.values())) or 1.0
 fig = P.head_map_panels([m.reshape(L, H) for m in means.values()], [f"{n} question" for n in names],
-                        cols=len(names), cmap="RdBu_r", vmin=-bound, vmax=bound,
+                        cols=len(names), cmap="RdBu_r", vmin=-bound, vmax=bound, layers=[st.layer_rows()] * len(names),
                         label=f"mean {P.THETA_N} over {len(items)} samples", panel_size=(3.2, 2.9),
                         suptitle=f"{P.model_label(st.model)}: HeAr {P.THETA} per question type")
 report.figure(fig, "q_theta_maps", ITEM)

@@ -69,8 +69,8 @@ for m in present:
     L, H = attrs[0]["n_layers"], attrs[0]["n_heads"]
     # Fig. 3C: per layer, the mean share of samples whose x* contains the layer's heads
     per_layer = A.head_distribution(stack(valid, "x_star"), L, H).mean(axis=1)
-    peak = int(np.argmax(per_layer))
-    layer_shares[P.model_label(m)] = per_layer
+    peak, n_decoder = sm.decoder_layer(int(np.argmax(per_layer)), L)
+    layer_shares[P.model_label(m)] = sm.row_depths(L), per_layer
     # Fig. 3A: heads HeAr needs; Fig. 7: single-head redundancy; Table 2: the linear fit
     criteria = list(valid[0]["criteria"])
     kf, kc = A.min_heads_per_criterion(valid)
@@ -91,7 +91,7 @@ for m in present:
                                                                     prompt=prompt, **settings), "theta"))
                           for i, prompt in enumerate(ALTERNATIVE_PROMPTS, start=1)])
     rows.append(dict(organism=P.model_label(m), recipe=recipe_of(m), heads=f"{L} × {H}", samples=len(items),
-                     layer_peak=peak, layers=L, depth=peak / max(1, L - 1), hear_faith=kf[:, hear].mean(),
+                     layer_peak=peak, layers=n_decoder, depth=peak / max(1, n_decoder - 1), hear_faith=kf[:, hear].mean(),
                      hear_comp=kc[:, hear].mean(), r2=r2.mean(), r2_std=r2.std(), rho=rho.mean(), rho_std=rho.std(),
                      prompt_cos=float(np.nanmean(cos)), no_head=no_head, same=same, chance=chance,
                      per_layer=" ".join(f"{v:.2f}" for v in per_layer)))
@@ -106,8 +106,7 @@ report.table(results, "organisms_numbers", "Organisms", "The six numbers per org
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 3.6))
-for name, share in layer_shares.items():
-    depth = np.linspace(0, 1, len(share)) if len(share) > 1 else np.zeros(1)
+for name, (depth, share) in layer_shares.items():
     ax.plot(depth, share, "o-", label=name)
 ax.axvspan(0.4, 1.0, color="0.9", zorder=0, label="paper: middle-to-late layers")
 ax.set_xlabel("relative depth of the layer (0 = first, 1 = last)")

@@ -129,18 +129,20 @@ def _image(ax, values, cmap, vmin, vmax, symmetric):
 
 def head_map(ax, values, title: str | None = None, *, shape: tuple[int, int] | None = None,
              cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None,
-             symmetric: bool = False, colorbar: bool = True, label: str | None = None, fontsize: int = 9):
+             symmetric: bool = False, colorbar: bool = True, label: str | None = None, fontsize: int = 9,
+             layers: Sequence[int] | None = None):
     """One value per head as an L × H map (layer rows, head columns) on ``ax``, with a colour bar.
 
     ``values`` [L, H], or [N] with ``shape=(L, H)``. ``symmetric`` centres a diverging map on 0
     (±max |value|). ``colorbar=False`` leaves the bar to the caller (one shared bar for a row of
-    maps, see :func:`head_map_panels`). Returns the image.
+    maps, see :func:`head_map_panels`). ``layers``: the decoder layer of each row where HeAr covers
+    some layers only (:meth:`hearlib.paper.study.Study.layer_rows`). Returns the image.
     """
     values = np.asarray(values, dtype=np.float64)
     if shape is not None:
         values = values.reshape(shape)
     im = _image(ax, values, cmap, vmin, vmax, symmetric)
-    head_grid(ax)
+    head_grid(ax, layers)
     if title:
         ax.set_title(title, fontsize=fontsize)
     if colorbar:
@@ -150,10 +152,12 @@ def head_map(ax, values, title: str | None = None, *, shape: tuple[int, int] | N
 
 def head_map_panels(maps: Sequence, titles: Sequence[str], *, cols: int = 3, cmap: str = "viridis",
                     vmin: float | None = None, vmax: float | None = None, label: str | None = None,
-                    suptitle: str | None = None, panel_size=(3.6, 3.0), fontsize: int = 8) -> Figure:
+                    suptitle: str | None = None, panel_size=(3.6, 3.0), fontsize: int = 8,
+                    layers: Sequence[Sequence[int] | None] | None = None) -> Figure:
     """A grid of head maps (one per entry of ``maps``, each [L, H]) sharing one colour scale and bar.
 
-    ``vmin``/``vmax`` default to the range over all maps. Unused cells are switched off.
+    ``vmin``/``vmax`` default to the range over all maps. Unused cells are switched off. ``layers``: per
+    map, the decoder layer of each row where HeAr covers some layers only (see :func:`head_map`).
     """
     maps = [np.asarray(m, dtype=np.float64) for m in maps]
     if not maps:
@@ -165,8 +169,10 @@ def head_map_panels(maps: Sequence, titles: Sequence[str], *, cols: int = 3, cma
     fig = new_figure(figsize=(panel_size[0] * cols + 0.8, panel_size[1] * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
     im = None
-    for ax, m, title in zip(axes.flat, maps, titles):
-        im = head_map(ax, m, title, cmap=cmap, vmin=lo, vmax=hi, colorbar=False, fontsize=fontsize)
+    rows = [None] * len(maps) if layers is None else list(layers)
+    for ax, m, title, map_layers in zip(axes.flat, maps, titles, rows):
+        im = head_map(ax, m, title, cmap=cmap, vmin=lo, vmax=hi, colorbar=False, fontsize=fontsize,
+                      layers=map_layers)
     for ax in axes.flat[len(maps):]:
         ax.axis("off")
     fig.colorbar(im, ax=axes, shrink=0.8, label=label)

@@ -21,7 +21,7 @@ import math
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -43,14 +43,20 @@ def fmt_pm(values, digits: int = 2) -> str:
     return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
 
 
-def head_grid(ax) -> None:
-    """Label an L × H heat map of heads: integer layer and head ticks (no 0.5 steps on small models)."""
+def head_grid(ax, layers: Sequence[int] | None = None) -> None:
+    """Label an L × H heat map of heads: integer layer and head ticks (no 0.5 steps on small models).
+    ``layers``: the decoder layer of each row where HeAr covers some layers only (Mllama's cross-attention
+    layers; :meth:`hearlib.paper.study.Study.layer_rows`), which label the rows."""
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("head")
-    ax.set_ylabel("layer")
+    if layers is None:
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("layer")
+    else:
+        ax.set_yticks(range(len(layers)), [str(layer) for layer in layers])
+        ax.set_ylabel("decoder layer (covered ones)")
 
 
 def _cell(value) -> str:

@@ -239,6 +239,26 @@ class Study:
                 return Coverage.from_dict(covered)
         return None
 
+    def layer_rows(self) -> list[int] | None:
+        """The decoder layer of each row of this model's head maps where HeAr covers some layers only (tiny
+        Mllama: [1, 3]); None where the rows are every decoder layer, or while the store holds no record."""
+        coverage = self.coverage()
+        return list(coverage.layers) if coverage is not None and coverage.kind != "decoder" else None
+
+    def row_depths(self, n_rows: int) -> np.ndarray:
+        """The relative depth in the decoder (0 = first layer, 1 = last) of each of a head map's ``n_rows`` rows."""
+        layers = [self.decoder_layer(row, n_rows) for row in range(n_rows)]
+        return np.array([layer / max(1, n_decoder - 1) for layer, n_decoder in layers])
+
+    def decoder_layer(self, row: int, n_rows: int) -> tuple[int, int]:
+        """(the decoder layer, the decoder's number of layers) of row ``row`` of ``n_rows`` of a head map: the
+        row itself where HeAr covers every layer, else the covered layer it stands for (Mllama's row 0 is
+        decoder layer 1 of 4), so that depths are the decoder's."""
+        coverage = self.coverage()
+        if coverage is None or coverage.kind == "decoder":
+            return row, n_rows
+        return coverage.layers[row], coverage.decoder_layers
+
     # -- the engine, for API users -------------------------------------------------------
     def record(self, item, prompt: str | None = None, answer: str = "label"):
         """The engine's unablated forward for ``item`` (loads the model); ``answer``: the answer field."""

@@ -97,6 +97,15 @@ def test_head_map_without_colour_bar_and_all_zero_symmetric():
     assert colorbars(fig) == [] and im.get_clim() == (-1.0, 1.0)
 
 
+def test_a_partial_coverage_map_labels_its_rows_with_the_decoder_layers_they_stand_for():
+    """Mllama's head map has a row per cross-attention layer (decoder layers 1 and 3 of 4): the rows say so."""
+    fig = P.head_map_panels([np.zeros((2, 4)), np.zeros((3, 4))], ["mllama", "llava"], layers=[[1, 3], None])
+    mllama, llava = [ax for ax in fig.axes if ax.images]
+    assert [t.get_text() for t in mllama.get_yticklabels()] == ["1", "3"] and list(mllama.get_yticks()) == [0, 1]
+    assert mllama.get_ylabel() == "decoder layer (covered ones)" and llava.get_ylabel() == "layer"
+    assert renders(fig)
+
+
 def test_head_map_panels_share_one_scale_and_bar():
     maps = [np.full((2, 3), 0.1), np.full((2, 3), 0.5), np.full((4, 4), 0.9)]
     fig = P.head_map_panels(maps, ["a", "b", "c"], cols=2, cmap="Reds", label=P.DELTA_N, suptitle="Fig. 7")

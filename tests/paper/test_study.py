@@ -173,12 +173,17 @@ def test_the_coverage_is_read_from_the_records_and_named_in_short(restricted_set
         assert coverage.sentence() == study.engine.coverage
         assert (list(coverage.layers), coverage.decoder_layers) == covered[family]
         assert coverage.restriction() == expected_restriction(family, *covered[family])
+        layers, n_decoder = covered[family]
+        assert reader.layer_rows() == layers and reader.decoder_layer(1, len(layers)) == (layers[1], n_decoder)
+        np.testing.assert_allclose(reader.row_depths(len(layers)), np.array(layers) / (n_decoder - 1))
     model, scenes_root = study_setup
     llava = Study(model, scenes_root / "scenes", store=root / "llava-store", n_mean_images=2, profile="ci")
     assert llava.coverage() is None                                       # nothing stored yet
     llava.screen(llava.samples(1, correct_only=False)[0])
     assert llava.coverage().kind == "decoder" and llava.coverage().restriction() is None
     assert llava.coverage().sentence().startswith("HeAr covers all ")
+    assert llava.layer_rows() is None and llava.decoder_layer(1, 2) == (1, 2)
+    np.testing.assert_allclose(llava.row_depths(3), [0, 0.5, 1])
 
 
 def test_every_figure_s_settings_state_the_layers_covered(restricted_setup, tmp_path):
