@@ -16,8 +16,9 @@ from hearlib.families import (  # noqa: F401  (each registers its families)
     got_ocr2, idefics2, aria,
     hyperclovax_vision_v2,
     muse_glimmer, unlimited_ocr, molmo2,
-    deepseek_ocr2, apertus1p5,
+    deepseek_ocr2, apertus1p5, emu3,
     granite_docling, granite4_vision,
     mllama, florence2,
     blip_2, kimi_k25, hunyuan_vl, fuyu,
+    perception_lm,
 )

@@ -1,4 +1,4 @@
-"""The LLaVA lineage: LLaVA-1.5, LLaVA-NeXT, LLaVA-NeXT-Video, Video-LLaVA, ViP-LLaVA, LLaVA-OneVision.
+"""The LLaVA lineage: LLaVA-1.5, LLaVA-NeXT, LLaVA-NeXT-Video, Video-LLaVA, ViP-LLaVA, LLaVA-OneVision, FastVLM.
 
 Layouts:
 
@@ -13,11 +13,14 @@ Layouts:
   (``unpad_image``) and one ``image_newline`` token after each row (non-spatial ``"newline"``).
 * **LLaVA-OneVision** (``llava_onevision``): LLaVA-NeXT's anyres layout over a SigLIP tower (no class
   token, strategy ``"full"``); the ``anyres_max_9`` down-sizing of a large high-res grid is refused.
+* **FastVLM** (``fast_vlm``): LLaVA-1.5's layout over FastViTHD (a timm tower through ``TimmWrapperModel``;
+  timm must be installed), whose last feature map, one cell per 64 px of the centre crop, is the grid.
 
 Tiny models: CLIP 32 px / patch 8 (4 × 4 = 16 tokens, CLS dropped) and a Llama decoder, the
 LLaVA-1.5 template ``USER: <image>\\n{p} ASSISTANT:`` with ``<s>`` prepended; the anyres families use
 pinpoints ``[[32, 32], [32, 64], [64, 32]]``, so a square input gives 16 base tokens + 4 rows of 4
-tokens and a newline = 36 image tokens. LLaVA-OneVision: SigLIP 32 px, a Qwen2 decoder, ChatML.
+tokens and a newline = 36 image tokens. LLaVA-OneVision: SigLIP 32 px, a Qwen2 decoder, ChatML. FastVLM:
+timm's ``fastvit_mci3`` narrowed to one block a stage (256 px -> 4 × 4 tokens), a Qwen2 decoder, ChatML.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from hearlib.families.geometry import Box, Panel, pair, regular_grid, size_value
 from hearlib.families.registry import TRANSFORMERS_DECODER, Family, TinySpec, Tokens, register
 from hearlib.families.templates import HELPFUL, LLAVA_TEMPLATE, chatml
 
-__all__ = ["llava_layout", "llava_next_layout", "llava_onevision_layout", "LLAVA_TOKENS", "CLIP_MEAN", "CLIP_STD"]
+__all__ = ["llava_layout", "fast_vlm_layout", "llava_next_layout", "llava_onevision_layout", "LLAVA_TOKENS", "CLIP_MEAN", "CLIP_STD"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -67,6 +70,25 @@ def llava_layout(config, processor, sample, width, height):
     n_cls = 0 if strategy == "default" else 1
     panel = Panel("base", regular_grid(n_cls, cols, rows, cols), _clip_box(processor.image_processor, width, height))
     return [panel], ({"cls": (0,)} if n_cls else {})
+
+
+def fast_vlm_layout(config, processor, sample, width, height):
+    """FastViTHD's last feature map, one token per ``patch_size`` (its stride, 64) of the processed image."""
+    rows, cols = (int(s) // int(processor.patch_size) for s in sample.inputs["pixel_values"].shape[-2:])
+    return [Panel("base", regular_grid(0, cols, rows, cols), _clip_box(processor.image_processor, width, height))], {}
+
+
+def variance_preserving_tower(model) -> None:
+    """The timm tower's convolutions and linear maps drawn variance-preserving (He normal, zero biases):
+    transformers' normal(0, 0.02) shrinks the activations of a tower without normalisation (FastViTHD in
+    inference mode) layer by layer to nothing, which would cut the image off the decoder."""
+    import torch
+
+    for module in model.model.vision_tower.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            torch.nn.init.kaiming_normal_(module.weight)
+            if module.bias is not None:
+                module.bias.zero_()
 
 
 def llava_next_layout(config, processor, sample, width, height):
@@ -220,5 +242,28 @@ register(
                             image_processor=("VideoLlavaImageProcessor", _CLIP_32),
                             video_processor=("VideoLlavaVideoProcessor", _VIDEO_32), processor=_PROCESSOR),
            note="separate image and video CLIP towers (image_tower, video_tower); images as LLaVA-1.5",
+           **TRANSFORMERS_DECODER),
+    Family("FastVLM", "fast_vlm", "FastVlmForConditionalGeneration", "LlavaProcessor",
+           resolution=None, layout=fast_vlm_layout,
+           tiny=TinySpec(
+               tokens=Tokens(("<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<image>"),
+                             dict(eos_token="<|im_end|>", unk_token="<unk>", pad_token="<|endoftext|>"),
+                             {"image_token": "<image>"}),
+               template=chatml(HELPFUL, "<image>\n"), image_tokens=16, processed_size=(256, 256),
+               token_ids={"image_token_id": "<image>"},
+               text={"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}},
+               # FastViTHD itself (timm's fastvit_mci3: five stages, stride 64, attention in the last two)
+               # narrowed to one block a stage: 256 px -> a 4 × 4 grid of 64 channels
+               vision={"architecture": "fastvit_mci3", "hidden_size": 64, "do_pooling": True, "global_pool": "avg",
+                       "model_args": {"inference_mode": True, "layers": [1, 1, 1, 1, 1],
+                                      "embed_dims": [8, 8, 16, 32, 32]}},
+               config=dict(image_seq_length=16, projector_hidden_act="gelu", vision_feature_select_strategy="full",
+                           vision_feature_layer=-1),
+               image_processor=("CLIPImageProcessor", dict(
+                   _CLIP_32, size={"shortest_edge": 256}, crop_size={"height": 256, "width": 256})),
+               processor=dict(image_token="<image>", patch_size=64, vision_feature_select_strategy="full",
+                              num_additional_image_tokens=0), weights=variance_preserving_tower),
+           note="FastViTHD (a timm tower, stride 64): one grid of (crop/64)² tokens, 16 × 16 at 1024 px, over the "
+                "processor's shortest-edge resize and centre crop; Qwen2 decoder",
            **TRANSFORMERS_DECODER),
 )

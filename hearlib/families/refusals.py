@@ -71,15 +71,6 @@ REASONS: dict[str, tuple[str, str]] = {
                              "from which Engine.record takes the text embeddings; and ChameleonProcessor.__init__ "
                              "(image_processor, tokenizer, image_seq_length, image_token) takes no chat_template, "
                              "which tiny.tiny_processor passes (Family.chat_template would give the prompt format)"),
-    "emu3": (NO_LAYOUT, "Emu3VQVAE quantises the image (8× down) into codes that Emu3ImageVocabularyMapping maps "
-                        "to <|visual token N|> ids, one <|extra_200|> end-of-line id after each row, embedded over the "
-                        "h·(w+1) <image> placeholders Emu3Processor writes after '<|image start|>{h}*{w}<|image "
-                        "token|>'; the text_model decoder reads them by self-attention (image_token_id from "
-                        "vocabulary_map['<image>']); the tiny model needs a codebook-sized visual-token vocabulary "
-                        "and the geometry test a quantising tower, not written"),
-    "gemma3n": (NO_TINY, "the vision tower is AutoModel.from_config(Gemma3nVisionConfig), a TimmWrapperModel "
-                         "(timm architecture 'mobilenetv5_300m_enc'), and timm is not installed in hearlib's "
-                         "environment; its decoder also shares keys/values across later layers, as Gemma 4's"),
     "gemma4": (PER_LAYER_SHAPES, "full-attention layers have heads of global_head_dim (512) and sliding ones of "
                                  "head_dim (256) through per_layer_config, so text_config.head_dim raises "
                                  "AmbiguousGlobalPerLayerAttributeError; and under logits_to_keep=1 "
@@ -90,13 +81,9 @@ REASONS: dict[str, tuple[str, str]] = {
                                        "(create_moe_mm_token_type_ids); the end token follows the last image token, "
                                        "so the fast path's text-only decoder call, which passes no "
                                        "moe_mm_token_type_ids, would run it through text_moe"),
-    "perception_lm": (NO_TINY, "the vision tower is a TimmWrapperModel (vision_config 'timm_wrapper'), and timm is "
-                               "not installed in hearlib's environment"),
     "got_ocr2": (PROCESSOR_INPUTS, "GotOcr2Processor raises 'Nested images are only supported with `multi_page` "
                                    "set to `True`' on the one-list-per-text images the engine passes for a batch "
                                    "of reference images (the model, layout and prompt fit: see pp_chart2table)"),
-    "fast_vlm": (NO_TINY, "the vision tower is a TimmWrapperModel (FastVlmConfig's vision_config 'timm_wrapper', "
-                          "architecture 'fastvit_mci3'), and timm is not installed in hearlib's environment"),
     "mistral4": (GENERATION, "mapped to Mistral4ForCausalLM, a text-only causal LM: the class has no vision "
                              "input, so there is no image to attribute"),
     "qwen4_exp": (NO_FINAL_NORM, "Qwen4ExpTextModel ends in hyper_connection_mixer (Qwen4ExpTextGatedResidual: a "

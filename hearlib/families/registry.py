@@ -71,8 +71,8 @@ class TinySpec:
     sub-config classes, shrinks them by the one table :data:`hearlib.families.tiny.SIZES` (each size
     key the class has; every text key), then applies ``text`` / ``vision`` / ``config`` (the text,
     vision and top-level overrides: a decoder ``model_type`` other than the default, sliding windows,
-    soft-caps, M-RoPE sections...; :data:`DROP` leaves a size key out) and ``token_ids`` (config
-    attribute -> token, or list of tokens).
+    soft-caps, M-RoPE sections...; :data:`DROP` leaves a size key out; a ``config`` value may be a function
+    of the tokenizer: Emu3's ``vocabulary_map``) and ``token_ids`` (config attribute -> token, or list of tokens).
     The processor is ``Family.processor_class`` over ``image_processor`` (class name, settings),
     ``video_processor`` and ``feature_extractor`` (same, or None: an audio model's processor takes one)
     and the tokenizer of ``tokens`` with ``template``
@@ -141,6 +141,15 @@ class Family:
                                    # image-token positions are HeAr's image keys (a subset of the keys); the text
                                    # tokens are the decoder's positions (Florence-2; docs/METHOD.md,
                                    # "Encoder-decoder models")
+    decoder_position_inputs: tuple[str, ...] = ()  # decoder keyword inputs besides inputs_embeds with one row per
+                                                   # position, which the fast path passes at the text positions
+                                                   # (Gemma 3n's per_layer_inputs: each token's per-layer embedding)
+    fast_groups: bool = True  # the fast path may run a layer once per group of masks that agree on the heads so far;
+                              # False where a layer's inputs do not follow the mask rows (Gemma 3n: AltUp stacks its
+                              # streams before the batch, and kv-shared layers read an earlier layer's keys/values)
+    layer_residual: Callable | None = None  # (model config, a decoder layer's output tensor) -> its residual stream
+                                            # [B, T, d]; None: the output itself (Gemma 3n's layers return AltUp's
+                                            # streams [altup_num_inputs, B, T, d], of which the active one)
 
     # -- resolving the paths on a model ----------------------------------------------------
     def decoder_of(self, model):

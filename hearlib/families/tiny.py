@@ -137,7 +137,9 @@ def tiny_config(model_type: str, tokenizer, spec: TinySpec | None = None):
         vision_class = CONFIG_MAPPING[spec.vision.get("model_type", defaults.vision_config.model_type)]
         parts["vision_config"] = vision_class(**_settings(SIZES["vision"], spec.vision, probe=vision_class()))
     token_ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in spec.token_ids.items()}
-    top = _settings({**SIZES["config"], "vocab_size": len(tokenizer)}, spec.config, probe=defaults)
+    # a top-level setting read from the tokenizer (Emu3's vocabulary_map) is given as a function of it
+    overrides = {name: value(tokenizer) if callable(value) else value for name, value in spec.config.items()}
+    top = _settings({**SIZES["config"], "vocab_size": len(tokenizer)}, overrides, probe=defaults)
     return AutoConfig.for_model(model_type, **parts, tie_word_embeddings=False, **token_ids, **top)
 
 

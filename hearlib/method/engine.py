@@ -107,7 +107,7 @@ class Engine(EngineChecks):
         self.image_token_id = self.family.image_token_id_of(model.config)
         # the fast path runs a layer once per group of masks that agree on its heads and every
         # earlier layer's (shared_head_prefixes); False runs every mask through every layer
-        self.share_prefixes = True
+        self.share_prefixes = self.family.fast_groups
         # and its last layer computes the last text position only (the only one the logits read)
         self.last_position_only = True
         self._tuned_batch: int | None = None            # batch_size="auto": the fastest size measured
@@ -261,7 +261,8 @@ class Engine(EngineChecks):
 
         def capture(module, args, kwargs):
             captured.update(inputs_embeds=kwargs.get("inputs_embeds"), position_ids=kwargs.get("position_ids"),
-                            input_ids=kwargs.get("input_ids"))
+                            input_ids=kwargs.get("input_ids"),
+                            per_position={name: kwargs[name] for name in self.family.decoder_position_inputs})
             if self.family.cross_attention and not args:
                 captured["decoder_inputs"] = dict(kwargs)
 
@@ -320,6 +321,7 @@ class Engine(EngineChecks):
             text_blocked=[plan.text_blocked[l] for l in range(self.n_layers)],
             prefix_reads_text=[l for l in range(self.n_layers) if plan.prefix_reads_text[l]],
             decoder_inputs=captured.get("decoder_inputs"),
+            text_inputs={n: v[:, sample.text_start:].detach() for n, v in captured["per_position"].items()},
         )
         return record
 
@@ -398,9 +400,6 @@ class Engine(EngineChecks):
         return (logits[:, sample.answer_id] - logits.mean(-1)).cpu().numpy()
 
     # -- ablated forwards --------------------------------------------------------------
-    def _check_means(self, sample: Sample, means: "MeanKV") -> None:
-        means.check(self, sample)
-
     def _unembed(self, hidden: torch.Tensor) -> torch.Tensor:
         """The model's logits from final hidden states: lm_head, the wrapper's logit scale and the final
         soft-cap, where the model has them."""
@@ -455,7 +454,8 @@ class Engine(EngineChecks):
         last = (last_position_only(layers[-1], len(layers) - 1, plan) if self.last_position_only
                 else contextlib.nullcontext())
         with ablation(plan), computed_once(layers, plan, groups, batch), last:
-            hidden = self.decoder(inputs_embeds=embeds, position_ids=positions, use_cache=False).last_hidden_state
+            hidden = self.decoder(inputs_embeds=embeds, position_ids=positions, use_cache=False,
+                                  **sample.recorded.text_inputs_for(batch)).last_hidden_state
         return self._adjusted(self._unembed(hidden[:, -1]), sample)
 
     @torch.no_grad()
@@ -488,7 +488,7 @@ class Engine(EngineChecks):
         if method not in ("fast", "literal"):
             raise UserError(f"unknown method {method!r}; use 'fast' or 'literal'")
         batch_size = parse_batch_size(batch_size)
-        self._check_means(sample, means)
+        means.check(self, sample)
         device = self.device
         heads = as_mask(heads, None, self.n_total_heads, "head", device)
         n_masks = heads.shape[0]

@@ -84,7 +84,10 @@ def residuals(engine, sample) -> tuple[np.ndarray, np.ndarray]:
 
     def after(index):
         def hook(module, args, output):
-            captured[index] = _output_tensor(output).detach()
+            state = _output_tensor(output).detach()
+            if engine.family.layer_residual is not None:
+                state = engine.family.layer_residual(engine.model.config, state)
+            captured[index] = state
         return hook
 
     handles = [engine.decoder.register_forward_pre_hook(embeds, with_kwargs=True)]

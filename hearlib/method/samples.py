@@ -89,6 +89,13 @@ class RecordedForward:
     # a cross-attention model's decoder inputs (the tower's or the encoder's output among them), which the
     # literal path reruns the decoder on for every mask (no covered head lies before the decoder)
     decoder_inputs: dict | None = None
+    # the decoder's other per-position inputs at the text positions ([1, P_txt, ...] by name: Gemma 3n's
+    # per_layer_inputs; Family.decoder_position_inputs), which the fast path passes with text_embeds
+    text_inputs: dict = field(default_factory=dict)
+
+    def text_inputs_for(self, batch: int) -> dict:
+        """:attr:`text_inputs` expanded to a batch of ``batch`` masks."""
+        return {name: value.expand(batch, *value.shape[1:]) for name, value in self.text_inputs.items()}
 
 
 def load_image(image, resolution: tuple[int, int] | None = None):

@@ -51,6 +51,12 @@ def test_every_field_of_every_family_is_filled(model_type):
             assert value is None or (isinstance(value, str) and value)
         elif field.name == "means_one_image_per_forward":   # a flag: True where a batched forward changes a row
             assert isinstance(value, bool)
+        elif field.name == "fast_groups":           # a flag: False where a layer's inputs do not follow the mask rows
+            assert isinstance(value, bool)
+        elif field.name == "decoder_position_inputs":   # optional: the decoder's other per-position inputs (Gemma 3n)
+            assert isinstance(value, tuple) and all(isinstance(name, str) and name for name in value)
+        elif field.name == "layer_residual":        # optional: a layer that returns more than its residual stream
+            assert value is None or callable(value)
         else:
             assert value not in (None, "", ()), f"{model_type}: {field.name} is empty"
     for name in PATH_FIELDS:

@@ -393,7 +393,9 @@ NEIGHBOUR_MARGIN = {"pp_chart2table": 4,    # GOT-OCR2's 3 × 3 neck and two str
                     "florence2": 8}
 # families whose image tokens no zeroed projection makes local, each checked in its own lineage test instead
 NOT_LOCAL = {"apertus1p5": "discrete VQ codes: GroupNorms over the whole image and an argmax "
-                           "(tests/families/test_apertus1p5.py checks the grid with the encoder made local)"}
+                           "(tests/families/test_apertus1p5.py checks the grid with the encoder made local)",
+             "emu3": "discrete VQ codes: GroupNorms over the whole image and an argmin "
+                     "(tests/families/test_emu3.py checks the grid with the encoder made local)"}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
