@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from hearlib.method.tokenprobes import decoder_inputs
 from hearlib.prompts import PAPER_PROMPT
 
 from .common import rendered
@@ -53,20 +54,10 @@ def test_image_tokens_are_the_code_embeddings_row_by_row(engine, random_images):
     assert after_rows == [tokenizer.convert_tokens_to_ids("<|image_eol|>")] * 7 + [
         tokenizer.convert_tokens_to_ids("<|image_end|>")]
     assert (positions[:, 1:] - positions[:, :-1] == 1).all()
-    captured = {}
-
-    def keep_embeddings(module, args, kwargs):
-        captured["x"] = kwargs["inputs_embeds"][0, sample.image_positions].detach().clone()
-
-    handle = engine.decoder.register_forward_pre_hook(keep_embeddings, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            engine.model(**sample.inputs, use_cache=False)
-    finally:
-        handle.remove()
+    embeds = decoder_inputs(engine, sample)["inputs_embeds"][0, sample.image_positions].detach()
     table = engine.model.get_input_embeddings().weight.detach()
     codes = torch.as_tensor(_codes(engine, sample))
-    assert torch.equal(captured["x"], table[codes + engine.model.config.image_token_offset])
+    assert torch.equal(embeds, table[codes + engine.model.config.image_token_offset])
 
 
 def test_a_changed_corner_changes_the_codes_the_layout_puts_there(engine, random_images):

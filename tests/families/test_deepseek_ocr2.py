@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hearlib.method.tokenprobes import decoder_inputs
 from hearlib.prompts import PAPER_PROMPT
 
 from .common import rendered
@@ -30,19 +31,9 @@ def test_the_image_tokens_are_the_queries_then_the_view_separator(tiny_model_dir
     sample = engine.prepare(random_images(1)[0], answer="dog")
     model = engine.model
     assert sample.n_image == model.model.vision_tower.query_768_resolution.num_embeddings + 1 == 145
-    captured = {}
-
-    def keep_embeddings(module, args, kwargs):
-        captured["x"] = kwargs["inputs_embeds"][0, sample.image_positions].detach().clone()
-
-    handle = engine.decoder.register_forward_pre_hook(keep_embeddings, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            model(**sample.inputs, use_cache=False)
-    finally:
-        handle.remove()
-    assert torch.equal(captured["x"][-1], model.model.view_separator.detach())
-    assert not torch.equal(captured["x"][-2], model.model.view_separator.detach())
+    embeds = decoder_inputs(engine, sample)["inputs_embeds"][0, sample.image_positions].detach()
+    assert torch.equal(embeds[-1], model.model.view_separator.detach())
+    assert not torch.equal(embeds[-2], model.model.view_separator.detach())
     layout = image_token_layout(engine, sample)
     assert layout.panels == ()
     assert layout.non_spatial == {"global view queries": tuple(range(144)), "view separator": (144,)}

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from hearlib.method.tokenprobes import decoder_inputs
 from hearlib.prompts import PAPER_PROMPT
 
 from .common import rendered
@@ -57,24 +58,14 @@ def test_image_tokens_are_the_code_embeddings_then_a_row_end_per_row(engine, ran
     assert (sample.image_positions == torch.arange(first, last + 1)).all()
     assert tokenizer.convert_ids_to_tokens([int(ids[first - 1]), int(ids[last + 1])]) == [
         "<|image token|>", "<|extra_201|>"]
-    captured = {}
-
-    def keep_embeddings(module, args, kwargs):
-        captured["x"] = kwargs["inputs_embeds"][0, sample.image_positions].detach().clone()
-
-    handle = engine.decoder.register_forward_pre_hook(keep_embeddings, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            engine.model(**sample.inputs, use_cache=False)
-    finally:
-        handle.remove()
+    embeds = decoder_inputs(engine, sample)["inputs_embeds"][0, sample.image_positions].detach()
     table = engine.model.get_input_embeddings().weight.detach()
     codes = _codes(engine.model, sample.inputs)
     assert codes.shape == (8, 8) and len(np.unique(codes)) > 1
     code_ids = torch.tensor([tokenizer.convert_tokens_to_ids(f"<|visual token {c:06d}|>") for c in codes.ravel()])
-    assert torch.equal(captured["x"][torch.as_tensor(panel.tokens.ravel())], table[code_ids])
+    assert torch.equal(embeds[torch.as_tensor(panel.tokens.ravel())], table[code_ids])
     row_ends = torch.as_tensor(layout.non_spatial["row ends"])
-    assert torch.equal(captured["x"][row_ends], table[[tokenizer.convert_tokens_to_ids("<|extra_200|>")] * 8])
+    assert torch.equal(embeds[row_ends], table[[tokenizer.convert_tokens_to_ids("<|extra_200|>")] * 8])
 
 
 def test_a_changed_corner_changes_the_codes_the_layout_puts_there(engine, random_images):
