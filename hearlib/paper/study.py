@@ -86,6 +86,7 @@ class Study:
                                  progress=progress, compute=may_compute(profile) if compute is None else compute,
                                  fill_command=command)
         self.progress = progress
+        self._coverage = None                   # Study.coverage, once a record has it (a model's coverage is fixed)
 
     def __repr__(self) -> str:
         p = self.pipeline
@@ -232,12 +233,14 @@ class Study:
         from hearlib.method.checks import Coverage
 
         store = self.pipeline.store
-        for key in store.keys(prefix=f"{slug(self.model_id)}/"):
+        keys = store.keys(prefix=f"{slug(self.model_id)}/") if self._coverage is None else []
+        for key in keys:
             record = store.get(key)
             covered = (record.meta.get("environment") or {}).get("covered") if record else None
             if covered:
-                return Coverage.from_dict(covered)
-        return None
+                self._coverage = Coverage.from_dict(covered)
+                break
+        return self._coverage
 
     def layer_rows(self) -> list[int] | None:
         """The decoder layer of each row of this model's head maps where HeAr covers some layers only (tiny
