@@ -10,8 +10,11 @@
 ``text``      where a text-only decoder reads its context: the text-pretraining stage's decoder on
               held-out question documents, the question's attention to the description blocked in
               a window of layers (attention knockout, Geva et al. 2023), per start layer
+``prompts``   whether the image read depends on a fixed distance from the final position to the image:
+              window knockout of the object question under prompts of different lengths, those the
+              organism was trained on and unseen ones (the fixed prompt length of issue 38's "Why")
 
-``python -m hearlib.organism.diagnostics probes|colours|text ...`` prints a table and writes JSON.
+``python -m hearlib.organism.diagnostics probes|colours|text|prompts ...`` prints a table and writes JSON.
 """
 from __future__ import annotations
 
@@ -29,7 +32,8 @@ from hearlib.organism import scenes
 from hearlib.organism.recipe import TEXT_CORPORA, color_name
 
 __all__ = ["image_token_probes", "projector_input_tokens", "colour_misses", "hue_neighbours", "classify_miss", "context_knockout",
-           "blocked_context", "text_documents", "text_knockout", "main"]
+           "blocked_context", "text_documents", "text_knockout", "UNSEEN_PROMPTS", "text_after_image",
+           "prompt_knockout", "main"]
 
 LABELS = {"category": "object", "colour": "color"}
 
@@ -245,6 +249,54 @@ def _knockout_summary(rows: list[dict], widths, n_layers: int) -> dict:
     return result
 
 
+# ----------------------------------------------------------------------------- prompt lengths
+
+# object questions of lengths the organisms never saw in training (their words are the vocabulary's)
+UNSEEN_PROMPTS = ("What is the main object in the image?",
+                  "What is the main object in the image? Please answer with a single word. "
+                  "Please answer with a single word.",
+                  "What is the main object in the image? Please answer with a single word. "
+                  "Please answer with a single word. Please answer with a single word.")
+
+
+def text_after_image(sample) -> int:
+    """How many positions follow the last image token: the distance from the final position to the image."""
+    return int(sample.seq_len - 1 - int(sample.image_positions.max()))
+
+
+def prompt_knockout(model, scenes_dir, prompts, n_scenes: int = 14, n_reference: int = 100,
+                    progress: bool = True) -> dict:
+    """Window knockout (w = 1) of the object question under each prompt, on the first ``n_scenes`` held-out
+    scenes per style (those answered correctly under that prompt), with the means of the last ``n_reference``
+    images of ``scenes_dir``: per prompt the positions after the image, the accuracy, the drop curve
+    (:func:`hearlib.method.readsite.knockout_drop`) and its peak layer."""
+    from tqdm import tqdm
+
+    from hearlib.method.loading import load_engine
+    from hearlib.method.means import compute_means
+    from hearlib.method.readsite import knockout_drop, peak_layer, relative_depth, window_knockout
+    from hearlib.records.pipeline import mean_reference_images
+
+    engine = load_engine(model)
+    means = compute_means(engine, mean_reference_images(Path(scenes_dir), n_reference), progress=False)
+    items = _scene_items(scenes_dir, n_scenes, scenes.STYLES)
+    out = {"model": str(model), "n_scenes": len(items), "n_reference": n_reference, "n_layers": engine.n_layers,
+           "prompts": []}
+    for prompt in prompts:
+        pis, offset = [], None
+        for path, label in tqdm(items, desc=prompt[:40], disable=not progress):
+            sample = engine.prepare(Path(scenes_dir) / path, answer=label["object"], prompt=prompt)
+            offset = text_after_image(sample)
+            if engine.record(sample).correct:
+                pis.append(window_knockout(engine, sample, means, 1))
+        curve = knockout_drop(pis) if pis else np.full(engine.n_layers, np.nan)
+        peak = peak_layer(curve) if pis else None
+        out["prompts"].append({"prompt": prompt, "text_after_image": offset, "n_correct": len(pis),
+                               "accuracy": len(pis) / max(len(items), 1), "drop": curve.tolist(), "peak_layer": peak,
+                               "relative_depth": None if peak is None else relative_depth(peak, engine.n_layers)})
+    return out
+
+
 # ----------------------------------------------------------------------------- command line
 
 def _print_probes(result: dict) -> None:
@@ -257,8 +309,8 @@ def _print_probes(result: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hearlib.organism.diagnostics", description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=("probes", "colours", "text"))
-    parser.add_argument("--model", type=Path, help="an organism folder (probes, colours)")
+    parser.add_argument("what", choices=("probes", "colours", "text", "prompts"))
+    parser.add_argument("--model", type=Path, help="an organism folder (probes, colours, prompts)")
     parser.add_argument("--scenes", type=Path, default=Path("data/scenes/heldout"), help="a 'hearlib scenes' folder")
     parser.add_argument("--n", type=int, default=300, help="scenes per style, or documents (text)")
     parser.add_argument("--style", default="clipart", help="colours: the style")
@@ -278,6 +330,13 @@ def main(argv: list[str] | None = None) -> int:
     elif args.what == "colours":
         result = colour_misses(args.model, args.scenes, args.style, args.n)
         print(json.dumps({k: v for k, v in result.items() if k != "misses"}, indent=1))
+    elif args.what == "prompts":
+        from hearlib.prompts import ALTERNATIVE_PROMPTS, PAPER_PROMPT
+
+        result = prompt_knockout(args.model, args.scenes, (PAPER_PROMPT, *ALTERNATIVE_PROMPTS, *UNSEEN_PROMPTS), args.n)
+        for row in result["prompts"]:
+            print(f"{row['text_after_image']:3d} after the image  acc {row['accuracy']:.2f}  peak {row['peak_layer']}  "
+                  + " ".join(f"{d:+.2f}" for d in row["drop"]) + f"  {row['prompt']}")
     else:
         from hearlib.organism.recipe import Recipe
         from hearlib.organism.staged import StagedTrainer

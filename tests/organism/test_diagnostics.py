@@ -2,6 +2,8 @@
 attention knockout against a layer-by-layer forward written out here."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -104,3 +106,40 @@ def test_context_knockout_equals_the_forward_written_out(tiny_lm, width):
     assert not lm.layers[0].self_attn._forward_pre_hooks                 # hooks removed
     # blocking every layer is π = 0 by definition
     np.testing.assert_allclose(D.context_knockout(lm, head, ids, context, answer, 4), [0.0], atol=1e-6)
+
+
+def test_prompt_knockout_is_the_literal_window_ablation_per_prompt(tmp_path):
+    """On hear-organism-s: the positions after the image are the prompt's own tokens counted by the
+    tokenizer, and each prompt's drop is 1 − π with one layer's heads ablated by the literal path."""
+    from hearlib.method.loading import load_engine
+    from hearlib.method.means import compute_means
+    from hearlib.organism.model import prompt_text
+    from hearlib.paths import MODELS
+    from hearlib.prompts import PAPER_PROMPT
+    from hearlib.records.pipeline import mean_reference_images
+
+    model = MODELS / "hear-organism-s"
+    scenes.generate(tmp_path / "scenes", 4, seed=4242, progress=False)
+    prompts = (PAPER_PROMPT, D.UNSEEN_PROMPTS[1])
+    result = D.prompt_knockout(model, tmp_path / "scenes", prompts, n_scenes=1, n_reference=3, progress=False)
+
+    engine = load_engine(model)
+    tail = {p: prompt_text(p).split("<image>", 1)[1] for p in prompts}
+    means = compute_means(engine, mean_reference_images(tmp_path / "scenes", 3), progress=False)
+    labels = json.loads((tmp_path / "scenes" / "labels.json").read_text())["images"]
+    items = [(path, label) for path, label in labels.items() if label["scene_id"] < 1]
+    assert [row["prompt"] for row in result["prompts"]] == list(prompts)
+    for row in result["prompts"]:
+        assert row["text_after_image"] == len(engine.tokenizer(tail[row["prompt"]], add_special_tokens=False)["input_ids"])
+        pis = []
+        for path, label in items:
+            sample = engine.prepare(tmp_path / "scenes" / path, answer=label["object"], prompt=row["prompt"])
+            if not engine.record(sample).correct:
+                continue
+            masks = np.ones((engine.n_layers, engine.n_layers * engine.n_heads), dtype=bool)
+            for layer in range(engine.n_layers):
+                masks[layer, layer * engine.n_heads:(layer + 1) * engine.n_heads] = False
+            pis.append(engine.normalized(sample, means, masks, method="literal"))
+        assert row["n_correct"] == len(pis) > 0
+        np.testing.assert_allclose(row["drop"], 1 - np.median(pis, axis=0), atol=1e-4)
+    assert result["prompts"][1]["text_after_image"] == result["prompts"][0]["text_after_image"] + 7
