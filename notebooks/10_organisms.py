@@ -76,7 +76,7 @@ for m in present:
     kf, kc = A.min_heads_per_criterion(valid)
     hear = criteria.index("HeAr")
     r2, rho = np.array([a["r2"] for a in attrs]), np.array([a["pearson"] for a in attrs])
-    no_head = EF.share_without_important_head(stack(valid, "delta"), 0.05)
+    no_head_hits = EF.samples_without_important_head(stack(valid, "delta"), 0.05)
     # Fig. 3E: nearest neighbour in θ
     t_items = sm.samples(p.n_size_tsne_samples, correct_only=p.correct_only, per_class=p.per_class,
                          min_per_class=p.min_per_class)
@@ -84,16 +84,22 @@ for m in present:
         t_items = sm.samples(p.n_size_tsne_samples, correct_only=p.correct_only, per_class=p.per_class)
     t_theta = stack(sm.many("attribution", t_items, **settings), "theta")
     same, chance = A.same_label_rate(t_theta, [it.label for it in t_items])
+    same_hits = A.same_label_hits(t_theta, [it.label for it in t_items])
     # Table 1: θ under the paper prompt against each alternative prompt
     p_items = sm.samples(p.n_organism_prompt_samples, correct_only=p.correct_only)
     base = stack(sm.many("attribution", p_items, desc="paper prompt", **settings), "theta")
-    cos = np.concatenate([A.paired_cosine(base, stack(sm.many("attribution", p_items, desc=f"prompt {i}",
-                                                                    prompt=prompt, **settings), "theta"))
-                          for i, prompt in enumerate(ALTERNATIVE_PROMPTS, start=1)])
+    cos = np.stack([A.paired_cosine(base, stack(sm.many("attribution", p_items, desc=f"prompt {i}",
+                                                              prompt=prompt, **settings), "theta"))
+                    for i, prompt in enumerate(ALTERNATIVE_PROMPTS, start=1)])          # [prompts, samples]
     rows.append(dict(organism=P.model_label(m), recipe=recipe_of(m), heads=f"{L} × {H}", samples=len(items),
                      layer_peak=peak, layers=n_decoder, depth=peak / max(1, n_decoder - 1), hear_faith=kf[:, hear].mean(),
                      hear_comp=kc[:, hear].mean(), r2=r2.mean(), r2_std=r2.std(), rho=rho.mean(), rho_std=rho.std(),
-                     prompt_cos=float(np.nanmean(cos)), no_head=no_head, same=same, chance=chance,
+                     prompt_cos=float(np.nanmean(cos)), no_head=float(no_head_hits.mean()), same=same, chance=chance,
+                     # 95% bootstrap intervals over the samples (Table 1: each sample's mean over the nine prompts)
+                     hear_faith_ci=A.bootstrap_interval(kf[:, hear]), hear_comp_ci=A.bootstrap_interval(kc[:, hear]),
+                     prompt_cos_ci=A.bootstrap_interval(np.nanmean(cos, axis=0)), prompt_samples=len(p_items),
+                     no_head_ci=A.bootstrap_interval(no_head_hits), same_ci=A.bootstrap_interval(same_hits),
+                     tsne_samples=len(t_items),
                      per_layer=" ".join(f"{v:.2f}" for v in per_layer)))
     print(f"{P.model_label(m)}: {len(items)} samples, N = {L}×{H}, x* peak at layer {peak}")
 if not rows:
@@ -124,7 +130,8 @@ table = pd.DataFrame([{"paper item": item, "what": WHAT[item],
                        "paper (LLaVA-1.5-7B)": PAPER[item]} for item in WHAT])
 report.table(table, "organisms_side_by_side", "Organisms",
              f"The six numbers per organism, each on the same {p.n_size_samples} samples "
-             f"({p.n_size_tsne_samples} for Fig. 3E, {p.n_organism_prompt_samples} for Table 1).")
+             f"({p.n_size_tsne_samples} for Fig. 3E, {p.n_organism_prompt_samples} for Table 1); in brackets, 95% "
+             "bootstrap intervals over the samples.")
 notes = [f"- **{r.organism}** ({r.recipe}): " + ("; ".join(disagreements(r)) or "agrees with the paper on all six")
          for r in results.itertuples()]
 report.section("The organisms side by side",

@@ -40,7 +40,7 @@ import numpy as np
 from hearlib.method.attribution import Attribution, fit_attribution
 from hearlib.method.masks import sample_token_masks
 
-__all__ = ['CRITERIA', 'Curves', 'Evaluate', 'ImageTokens', 'NOT_REACHED', 'TextTokens', 'criterion_orders', 'curve_masks', 'engine_evaluator', 'head_vectors', 'image_attention_weight', 'image_tokens', 'min_heads', 'min_heads_sweep', 'minimal_head_set', 'random_order', 'ranking', 'sample_agnostic_heads', 'share_without_important_head', 'single_head_delta', 'text_tokens', 'to_grid', 'top_k_mask', 'validation_curves', 'weighted_image_attention']
+__all__ = ['CRITERIA', 'Curves', 'Evaluate', 'ImageTokens', 'NOT_REACHED', 'TextTokens', 'criterion_orders', 'curve_masks', 'engine_evaluator', 'head_vectors', 'image_attention_weight', 'image_tokens', 'min_heads', 'min_heads_sweep', 'minimal_head_set', 'random_order', 'ranking', 'sample_agnostic_heads', 'samples_without_important_head', 'share_without_important_head', 'single_head_delta', 'text_tokens', 'to_grid', 'top_k_mask', 'validation_curves', 'weighted_image_attention']
 
 Evaluate = Callable[..., np.ndarray]
 NOT_REACHED = 1          # min_heads returns len(curve) + NOT_REACHED when the threshold is never met
@@ -77,10 +77,15 @@ def single_head_delta(evaluate: Evaluate, n_heads: int) -> np.ndarray:
     return 1.0 - _call(evaluate, masks)
 
 
+def samples_without_important_head(deltas: np.ndarray, threshold: float = 0.05) -> np.ndarray:
+    """Per sample (rows of ``deltas`` [S, N]): whether no head has Δ_n > threshold."""
+    deltas = np.atleast_2d(np.asarray(deltas, dtype=np.float64))
+    return ~np.any(deltas > threshold, axis=1)
+
+
 def share_without_important_head(deltas: np.ndarray, threshold: float = 0.05) -> float:
     """Share of samples (rows of ``deltas`` [S, N]) in which no head has Δ_n > threshold (paper: 0.80)."""
-    deltas = np.atleast_2d(np.asarray(deltas, dtype=np.float64))
-    return float(np.mean(~np.any(deltas > threshold, axis=1)))
+    return float(np.mean(samples_without_important_head(deltas, threshold)))
 
 
 # ----------------------------------------------------------------------------- validation curves

@@ -19,7 +19,7 @@ import numpy as np
 
 from hearlib.method.effects import min_heads, ranking
 
-__all__ = ['head_distribution', 'relative_depth', 'HeadClusters', 'cluster_head_vectors', 'cosine_similarity', 'paired_cosine', 'mean_std', 'min_heads_per_criterion', 'heldout_prediction', 'head_name', 'top_share', 'token_text', 'answer_in_tokens', 'important_tokens', 'describe_tokens', 'only_role_and_final', 'same_label_rate', 'tsne_perplexity', 'tsne_embedding', 'cross_domain_cosines', 'type_cosines', 'layer_share', 'specific_heads', 'ROLE_TOKENS']
+__all__ = ['head_distribution', 'relative_depth', 'HeadClusters', 'cluster_head_vectors', 'cosine_similarity', 'paired_cosine', 'mean_std', 'min_heads_per_criterion', 'heldout_prediction', 'head_name', 'top_share', 'token_text', 'answer_in_tokens', 'important_tokens', 'describe_tokens', 'only_role_and_final', 'same_label_rate', 'same_label_hits', 'bootstrap_interval', 'tsne_perplexity', 'tsne_embedding', 'cross_domain_cosines', 'type_cosines', 'layer_share', 'specific_heads', 'ROLE_TOKENS']
 
 
 # ----------------------------------------------------------------------------- head distribution, depth
@@ -229,13 +229,9 @@ def only_role_and_final(tokens: Sequence[str], positions: Sequence[int], tail: i
 
 # ----------------------------------------------------------------------------- patterns (Fig. 3E, 9B, 9E)
 
-def same_label_rate(x: np.ndarray, groups: Sequence) -> tuple[float, float]:
-    """Share of samples whose nearest neighbour (cosine, rows of ``x``) has the same label, and chance.
-
-    ``x`` [S, D] (θ per sample), ``groups`` [S] labels. Chance is the probability that a random
-    other sample has the same label: Σ_g c_g (c_g − 1) / (S (S − 1)). Ties in similarity go to
-    the lower index. Needs S ≥ 2.
-    """
+def same_label_hits(x: np.ndarray, groups: Sequence) -> np.ndarray:
+    """Per sample (rows of ``x`` [S, D], θ per sample): whether its nearest neighbour (cosine) has the same
+    label. Ties in similarity go to the lower index. Needs S ≥ 2."""
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     groups = np.asarray(groups)
     n = len(groups)
@@ -244,10 +240,38 @@ def same_label_rate(x: np.ndarray, groups: Sequence) -> tuple[float, float]:
     z = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     sim = z @ z.T
     np.fill_diagonal(sim, -np.inf)
-    nn = sim.argmax(axis=1)
-    _, counts = np.unique(groups, return_counts=True)
+    return groups[sim.argmax(axis=1)] == groups
+
+
+def same_label_rate(x: np.ndarray, groups: Sequence) -> tuple[float, float]:
+    """Share of samples whose nearest neighbour (cosine, rows of ``x``) has the same label, and chance.
+
+    ``x`` [S, D] (θ per sample), ``groups`` [S] labels. Chance is the probability that a random
+    other sample has the same label: Σ_g c_g (c_g − 1) / (S (S − 1)). Ties in similarity go to
+    the lower index. Needs S ≥ 2.
+    """
+    hits = same_label_hits(x, groups)
+    n = len(hits)
+    _, counts = np.unique(np.asarray(groups), return_counts=True)
     chance = float((counts * (counts - 1)).sum() / (n * (n - 1)))
-    return float((groups[nn] == groups).mean()), chance
+    return float(hits.mean()), chance
+
+
+def bootstrap_interval(per_sample, level: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval (scipy.stats.bootstrap) of the mean of ``per_sample`` values, resampling
+    samples: how far a number measured on these samples could move on others. NaNs are left out; (nan, nan)
+    with fewer than two values; a constant sample gives its value at both ends."""
+    from scipy.stats import bootstrap
+
+    values = np.asarray(per_sample, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if values.size < 2:
+        return float("nan"), float("nan")
+    if np.all(values == values[0]):
+        return float(values[0]), float(values[0])
+    result = bootstrap((values,), np.mean, n_resamples=n_resamples, confidence_level=level, method="percentile",
+                       rng=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def tsne_perplexity(n_samples: int) -> float:

@@ -34,11 +34,18 @@ def recipe_of(folder) -> str:
 
 
 def six_cells(r) -> dict:
-    """One organism's row of notebook 10's results as the table's cells, keyed by paper item."""
+    """One organism's row of notebook 10's results as the table's cells, keyed by paper item; a number with
+    a 95% bootstrap interval over the samples (``<name>_ci``) shows it in brackets."""
+    def with_ci(name: str, form: str) -> str:
+        low, high = getattr(r, f"{name}_ci", (float("nan"),) * 2)
+        shown = format(getattr(r, name), form)
+        return shown if low != low else f"{shown} [{format(low, form)}–{format(high, form)}]"
+
     return {"Fig. 3C": f"layer {r.layer_peak} of {r.layers} ({r.depth:.2f})",
-            "Fig. 3A": f"{r.hear_faith:.1f} / {r.hear_comp:.1f}",
+            "Fig. 3A": f"{with_ci('hear_faith', '.1f')} / {with_ci('hear_comp', '.1f')}",
             "Table 2": f"{r.r2:.2f} ± {r.r2_std:.2f} / {r.rho:.2f} ± {r.rho_std:.2f}",
-            "Table 1": f"{r.prompt_cos:.2f}", "Fig. 7": f"{r.no_head:.0%}", "Fig. 3E": f"{r.same:.0%} ({r.chance:.0%})"}
+            "Table 1": with_ci("prompt_cos", ".2f"), "Fig. 7": with_ci("no_head", ".0%"),
+            "Fig. 3E": f"{with_ci('same', '.0%')} ({r.chance:.0%})"}
 
 
 def disagreements(r) -> list[str]:

@@ -48,6 +48,7 @@ def test_single_head_delta_is_the_weight_and_one_batch():
 def test_share_without_important_head():
     deltas = np.array([[0.01, 0.02], [0.06, 0.0], [0.05, 0.05], [0.0, 0.3]])
     assert EF.share_without_important_head(deltas, 0.05) == pytest.approx(0.5)   # > 0.05 strictly
+    np.testing.assert_array_equal(EF.samples_without_important_head(deltas, 0.05), [True, False, True, False])
 
 
 def test_validation_curves_match_hand_computation():
@@ -409,3 +410,39 @@ def test_specific_heads_by_hand():
     out3 = A.specific_heads(mean, k=3)
     # tops: object [0, 1, 4], color [0, 2, 1] (tie: lower index first), kind [1, 0, 2]
     assert out3["object"].tolist() == [4] and out3["color"].tolist() == [] and out3["kind"].tolist() == []
+
+
+def test_same_label_hits_are_the_rate_per_sample():
+    x = np.array([[1.0, 0.0], [0.99, 0.01], [0.0, 1.0], [0.01, 0.99], [0.1, 1.0]])
+    groups = ["a", "a", "b", "b", "c"]
+    np.testing.assert_array_equal(A.same_label_hits(x, groups), [True, True, True, True, False])
+    assert A.same_label_hits(x, groups).mean() == A.same_label_rate(x, groups)[0]
+
+
+def test_bootstrap_interval_of_a_share_matches_the_normal_approximation():
+    hits = np.r_[np.ones(30), np.zeros(10)]                  # 0.75 of 40 samples
+    low, high = A.bootstrap_interval(hits)
+    half = 1.96 * np.sqrt(0.75 * 0.25 / 40)                  # Wald interval: 0.616-0.884
+    assert low < 0.75 < high
+    assert low == pytest.approx(0.75 - half, abs=0.03) and high == pytest.approx(0.75 + half, abs=0.03)
+    assert A.bootstrap_interval(hits, seed=0) == (low, high)              # reproducible
+    wider = A.bootstrap_interval(np.r_[np.ones(6), np.zeros(2)])         # the same share on 8 samples
+    assert wider[1] - wider[0] > high - low
+    assert A.bootstrap_interval([0.9] * 5) == (0.9, 0.9)
+    assert A.bootstrap_interval([0.5, np.nan, 0.7, 0.6])[0] >= 0.5       # NaNs left out
+    assert all(np.isnan(A.bootstrap_interval([0.5])))
+
+
+def test_six_cells_show_intervals_where_the_row_has_them():
+    from types import SimpleNamespace
+
+    from hearlib.paper.organisms import six_cells
+
+    row = dict(layer_peak=0, layers=4, depth=0.0, hear_faith=2.0, hear_comp=5.0, r2=0.7, r2_std=0.1, rho=0.9,
+               rho_std=0.05, prompt_cos=0.84, no_head=0.9, same=0.6, chance=0.2)
+    plain = six_cells(SimpleNamespace(**row))
+    assert plain["Table 1"] == "0.84" and plain["Fig. 7"] == "90%" and plain["Fig. 3E"] == "60% (20%)"
+    cells = six_cells(SimpleNamespace(**row, prompt_cos_ci=(0.8, 0.88), no_head_ci=(0.8, 0.97), same_ci=(0.45, 0.75),
+                                      hear_faith_ci=(1.5, 2.5), hear_comp_ci=(4.0, 6.0)))
+    assert cells["Table 1"] == "0.84 [0.80–0.88]" and cells["Fig. 7"] == "90% [80%–97%]"
+    assert cells["Fig. 3E"] == "60% [45%–75%] (20%)" and cells["Fig. 3A"] == "2.0 [1.5–2.5] / 5.0 [4.0–6.0]"

@@ -119,7 +119,7 @@ def test_a_profile_can_change_a_few_values_of_another(tmp_path):
     assert staged["models"][0] == staged["model"] and staged["organisms"] == quick["organisms"]
     assert {k: v for k, v in staged.items() if k not in ("profile", "model", "models")} == \
         {k: v for k, v in quick.items() if k not in ("profile", "model", "models")}
-    with pytest.raises(UserError, match="ci, ingredients, paper, quick, readsite, readsite-erased, readsite-erased-seed1, readsite-marked, staged or a YAML file"):
+    with pytest.raises(UserError, match="ci, ingredients, organisms-seeds, paper, quick, readsite, readsite-erased, readsite-erased-seed1, readsite-marked, staged or a YAML file"):
         load_profile("no-such-profile")     # the error lists what notebooks/profiles/ ships
     (tmp_path / "loop.yaml").write_text("base: " + str(tmp_path / "loop.yaml") + "\n")
     with pytest.raises(UserError, match="itself"):
