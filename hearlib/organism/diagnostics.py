@@ -33,7 +33,7 @@ from hearlib.organism.recipe import TEXT_CORPORA, color_name
 
 __all__ = ["image_token_probes", "projector_input_tokens", "colour_misses", "hue_neighbours", "classify_miss", "context_knockout",
            "blocked_context", "text_documents", "text_knockout", "UNSEEN_PROMPTS", "text_after_image",
-           "prompt_knockout", "main"]
+           "prompt_knockout", "peak_stability", "main"]
 
 LABELS = {"category": "object", "colour": "color"}
 
@@ -293,8 +293,20 @@ def prompt_knockout(model, scenes_dir, prompts, n_scenes: int = 14, n_reference:
         peak = peak_layer(curve) if pis else None
         out["prompts"].append({"prompt": prompt, "text_after_image": offset, "n_correct": len(pis),
                                "accuracy": len(pis) / max(len(items), 1), "drop": curve.tolist(), "peak_layer": peak,
-                               "relative_depth": None if peak is None else relative_depth(peak, engine.n_layers)})
+                               "relative_depth": None if peak is None else relative_depth(peak, engine.n_layers),
+                               "peak_stability": peak_stability(pis, peak) if pis else None})
     return out
+
+
+def peak_stability(pis, peak: int, n_resamples: int = 1000, seed: int = 0) -> float:
+    """The share of bootstrap resamples of the samples whose drop curve peaks at ``peak``: how firmly the
+    samples place the peak there (1.0: every resample agrees)."""
+    from hearlib.method.readsite import knockout_drop, peak_layer
+
+    pis = np.asarray(pis, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(len(pis), size=(n_resamples, len(pis)))
+    return float(np.mean([peak_layer(knockout_drop(pis[d])) == peak for d in draws]))
 
 
 # ----------------------------------------------------------------------------- command line
@@ -335,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
 
         result = prompt_knockout(args.model, args.scenes, (PAPER_PROMPT, *ALTERNATIVE_PROMPTS, *UNSEEN_PROMPTS), args.n)
         for row in result["prompts"]:
-            print(f"{row['text_after_image']:3d} after the image  acc {row['accuracy']:.2f}  peak {row['peak_layer']}  "
+            print(f"{row['text_after_image']:3d} after the image  acc {row['accuracy']:.2f}  peak {row['peak_layer']} "
+                  f"({row['peak_stability'] or 0:.2f})  "
                   + " ".join(f"{d:+.2f}" for d in row["drop"]) + f"  {row['prompt']}")
     else:
         from hearlib.organism.recipe import Recipe

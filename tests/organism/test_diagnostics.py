@@ -143,3 +143,13 @@ def test_prompt_knockout_is_the_literal_window_ablation_per_prompt(tmp_path):
         assert row["n_correct"] == len(pis) > 0
         np.testing.assert_allclose(row["drop"], 1 - np.median(pis, axis=0), atol=1e-4)
     assert result["prompts"][1]["text_after_image"] == result["prompts"][0]["text_after_image"] + 7
+
+
+def test_peak_stability_is_the_share_of_resamples_that_keep_the_peak():
+    firm = np.tile([0.1, 0.9, 0.8], (20, 1))                    # π lowest at layer 0 in every sample: drop peaks there
+    assert D.peak_stability(firm, 0) == 1.0 and D.peak_stability(firm, 1) == 0.0
+    split = np.array([[0.0, 1.0]] * 10 + [[1.0, 0.0]] * 11)     # 10 samples read in layer 0, 11 in layer 1
+    share = D.peak_stability(split, 1)
+    draws = np.random.default_rng(0).integers(21, size=(1000, 21))
+    expected = np.mean([(draws[i] >= 10).sum() > 10.5 for i in range(1000)])    # layer 1 wins when its readers are most
+    assert share == pytest.approx(expected, abs=0.02) and 0.2 < share < 0.8
