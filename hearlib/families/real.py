@@ -18,7 +18,8 @@ REAL_HUB = Path(__file__).resolve().parents[2] / "tests" / "data" / "hub"     # 
 REAL_MODELS = {"llava-1.5-7b": "llava-1.5-7b-hf", "qwen2-vl-2b": "qwen2-vl-2b-instruct",
                "qwen2.5-vl-3b": "qwen2.5-vl-3b-instruct", "qwen3-vl-4b": "qwen3-vl-4b-instruct",
                "smolvlm-256m": "smolvlm-256m-instruct", "gemma-3-4b": "gemma-3-4b-it",
-               "qwen3.5-0.8b": "qwen3.5-0.8b", "qwen2.5-omni-7b": "qwen2.5-omni-7b-awq"}
+               "qwen3.5-0.8b": "qwen3.5-0.8b", "qwen2.5-omni-7b": "qwen2.5-omni-7b-awq",
+               "blip2-opt-2.7b": "blip2-opt-2.7b"}
 _WEIGHT_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 # tokenizer files a stand-in replaces in the built model's folder (the real ones describe a tokenizer that is absent)
@@ -88,9 +89,10 @@ def real_config(name: str, layers: int = 2, vision_layers: int = 2, intermediate
 
     Decoder depth becomes ``layers`` (``num_hidden_layers`` and, where the config has one, the
     ``layer_types`` list); vision depth becomes ``vision_layers`` (``num_hidden_layers`` of a
-    CLIP/InternViT tower, ``depth`` of a Qwen2-VL one), and so does an audio encoder's. Width, query
-    and key/value heads, head size, RoPE / M-RoPE and vocabulary stay as published. ``intermediate_size``
-    (the decoder MLP width, which hearlib never touches) may be cut too, to save CPU time. An Omni
+    CLIP/InternViT tower, ``depth`` of a Qwen2-VL one), and so does an audio encoder's and a BLIP-2
+    Q-Former's. Width, query and key/value heads, head size, RoPE / M-RoPE and vocabulary stay as published.
+    ``intermediate_size`` (the decoder MLP width, OPT's ``ffn_dim``, which hearlib never touches) may be cut
+    too, to save CPU time. An Omni
     checkpoint's config (Qwen2.5-Omni) gives its thinker's, the image-text-to-text model that hearlib runs."""
     from transformers import AutoConfig
 
@@ -107,10 +109,12 @@ def real_config(name: str, layers: int = 2, vision_layers: int = 2, intermediate
         text.layer_types = list(text.layer_types)[:layers]
     if getattr(text, "max_window_layers", None) is not None:
         text.max_window_layers = min(text.max_window_layers, layers)
-    if intermediate_size is not None:
-        text.intermediate_size = intermediate_size
+    if intermediate_size is not None:                       # OPT (BLIP-2's decoder) names it ffn_dim
+        setattr(text, "ffn_dim" if hasattr(text, "ffn_dim") else "intermediate_size", intermediate_size)
     depth_key = "depth" if hasattr(vision, "depth") else "num_hidden_layers"
     setattr(vision, depth_key, vision_layers)
+    if getattr(config, "qformer_config", None) is not None:   # BLIP-2's Q-Former, between tower and decoder
+        config.qformer_config.num_hidden_layers = vision_layers
     if getattr(config, "audio_config", None) is not None:   # never fed by an image-only input
         config.audio_config.num_hidden_layers = vision_layers
     return config, source
@@ -139,9 +143,10 @@ def real_config_model(name: str, out_dir: Path, layers: int = 2, vision_layers: 
         for key, param in model.named_parameters():
             if not bool(torch.isfinite(param).all()) or float(param.abs().max()) > 100:
                 raise RuntimeError(f"parameter {key} was left uninitialised")
-            # as build_tiny: a matrix transformers initialises to zeros (Gemma 3's mm_input_projection_weight)
-            # would cut the image off the decoder; draw it like the other matrices
-            if param.ndim >= 2 and not bool(param.any()):
+            # as build_tiny: a matrix transformers initialises to zeros (Gemma 3's mm_input_projection_weight) or
+            # next to zero (BLIP-2's vision tower: its config's initializer_range 1e-10) would cut the image off
+            # the decoder; draw it like the other matrices
+            if param.ndim >= 2 and float(param.abs().max()) < 1e-6:
                 param.normal_(0.0, 0.02)
     model.save_pretrained(out_dir)
     del model

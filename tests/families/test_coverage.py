@@ -64,6 +64,7 @@ def test_real_geometry_column_names_the_hub_files_that_test_real_configs_runs(ro
     assert set(real) <= set(FAMILIES), "real hub files of a model type that is not a registered family"
     assert real["gemma3"] == ["`gemma-3-4b-it` (stand-in tokenizer)"]
     assert real["qwen2_5_omni_thinker"] == ["`qwen2.5-omni-7b-awq`"]      # an Omni checkpoint: its thinker's type
+    assert real["blip-2"] == ["`blip2-opt-2.7b`"]                          # with its own (OPT) tokenizer
     for r in rows:
         assert r.real == ", ".join(real.get(r.model_type, []))
     table = coverage.coverage_table(rows)

@@ -2,7 +2,8 @@
 
 LLaVA-1.5-7B, Qwen2-VL-2B-Instruct, Qwen2.5-VL-3B-Instruct, Qwen3-VL-4B-Instruct,
 SmolVLM-256M-Instruct (model type ``idefics3``), Gemma-3-4B-it and Qwen3.5-0.8B (with stand-in tokenizers,
-see STANDIN below) and the thinker of Qwen2.5-Omni-7B, built from the real hub files in
+see STANDIN below), the thinker of Qwen2.5-Omni-7B and BLIP-2 OPT-2.7b (model type ``blip-2``: 32 Q-Former
+queries before the text of an OPT decoder), built from the real hub files in
 tests/data/hub (config, processor, tokenizer, chat template; sources and licences in
 tests/data/hub/NOTICE.md) by :func:`hearlib.families.real.real_config_model`, with decoder and vision
 depth cut to 2 layers (width, query and key/value heads, head size, RoPE / M-RoPE and vocabulary
@@ -27,6 +28,7 @@ import pytest
 import torch
 
 from hearlib.method.loading import load_engine
+from hearlib.families.blip_2 import QUERY_TEMPLATE
 from hearlib.families.real import REAL_HUB, REAL_MODELS, STANDIN_NOTE, has_real_tokenizer, real_config_model
 
 pytestmark = pytest.mark.slow          # about two minutes a model on a shared 2-core CPU machine
@@ -40,15 +42,18 @@ BUILD = {"llava-1.5-7b": dict(layers=2, vision_layers=2, intermediate_size=1024)
          "smolvlm-256m": dict(layers=2, vision_layers=2),
          "gemma-3-4b": dict(layers=2, vision_layers=2, intermediate_size=1024),
          "qwen3.5-0.8b": dict(layers=4, vision_layers=2, intermediate_size=1024),
-         "qwen2.5-omni-7b": dict(layers=2, vision_layers=2, intermediate_size=1024)}
+         "qwen2.5-omni-7b": dict(layers=2, vision_layers=2, intermediate_size=1024),
+         "blip2-opt-2.7b": dict(layers=2, vision_layers=2, intermediate_size=1024)}   # + the Q-Former's depth
 # image tokens of one 640 × 480 photo at the input size hearlib runs the family at (Family.resolution):
 # LLaVA-1.5 one 24 × 24 grid; Qwen2-VL / Qwen2.5-VL at 448 × 448 16 × 16; Qwen3-VL (patch 16) at 448 × 448
 # 14 × 14; SmolVLM-256M (idefics3 record, 364 × 364): the processor resizes the longest edge to 2048, so
 # 4 × 4 tiles of 512 px + the global image, 17 views × 64 tokens (pixel shuffle 4 on 32 × 32 patches);
 # Gemma 3: SigLIP at 896 px pooled to 16 × 16; Qwen3.5 (patch 16, 2 × 2 merge) at 448 × 448 14 × 14;
-# the Qwen2.5-Omni thinker (Qwen2.5-VL's tower: patch 14, 2 × 2 merge) at 448 × 448 16 × 16.
+# the Qwen2.5-Omni thinker (Qwen2.5-VL's tower: patch 14, 2 × 2 merge) at 448 × 448 16 × 16; BLIP-2: the
+# processor's num_query_tokens (processor_config.json) <image> tokens at 224 × 224, whatever the image.
 IMAGE_TOKENS = {"llava-1.5-7b": 576, "qwen2-vl-2b": 256, "qwen2.5-vl-3b": 256, "qwen3-vl-4b": 196,
-                "smolvlm-256m": 1088, "gemma-3-4b": 256, "qwen3.5-0.8b": 196, "qwen2.5-omni-7b": 256}
+                "smolvlm-256m": 1088, "gemma-3-4b": 256, "qwen3.5-0.8b": 196, "qwen2.5-omni-7b": 256,
+                "blip2-opt-2.7b": 32}
 # Gemma 3's tokenizer files (tokenizer.json 33 MB, tokenizer.model 4.7 MB) and Qwen3.5's (tokenizer.json and
 # vocab.json, each over 4 MB) are in no public copy that could be retrieved whole: their models run with the real
 # config, processor config and chat template and a STAND-IN tokenizer (hearlib.families.real.standin_tokenizer:
@@ -108,6 +113,8 @@ def _independent_inputs(hub, resolution, image, prompt):
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(hub)
+    if processor.chat_template is None:                   # BLIP-2's hub files have none: the model card's prompt
+        processor.chat_template = QUERY_TEMPLATE
     if resolution is not None:                            # hearlib's fixed input size (Family.resolution)
         image = image.resize(resolution, Image.BICUBIC)
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
@@ -140,11 +147,13 @@ def test_the_model_has_the_real_geometry(real):
     published = _published(real["hub"])
     text = published.text_config
     assert engine.n_layers == _covered_layers(real) >= 1
-    assert (engine.n_heads, engine.n_kv_heads) == (text.num_attention_heads, text.num_key_value_heads)
+    kv_heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads   # OPT: no grouped heads
+    assert (engine.n_heads, engine.n_kv_heads) == (text.num_attention_heads, kv_heads)
     assert engine.head_dim == (getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads)
     built = engine.model.config.text_config
     assert (built.hidden_size, built.vocab_size) == (text.hidden_size, text.vocab_size)
-    assert built.rope_parameters == text.rope_parameters              # M-RoPE sections for Qwen2-VL
+    # M-RoPE sections for Qwen2-VL; OPT has learned positions and no RoPE
+    assert getattr(built, "rope_parameters", None) == getattr(text, "rope_parameters", None)
     assert engine.lm_head.weight.shape == (text.vocab_size, text.hidden_size)
     assert engine.image_token_id == published.image_token_id
     assert engine.n_total_heads == _covered_layers(real) * text.num_attention_heads
@@ -229,8 +238,8 @@ def test_answer_tokens_are_the_tokenizers_own(real, answer):
     ids = [vocab[t] for t in sample.answer_tokens]
     assert sample.answer_id == ids[0]
     # the tokens spell the answer with the word boundary the model emits after the chat prompt:
-    # a space after LLaVA's "ASSISTANT:" (SentencePiece "▁") and SmolVLM's "Assistant:" (byte-level
-    # "Ġ"), none after Qwen's "assistant\n" ("Ġ" inside)
+    # a space after LLaVA's "ASSISTANT:" (SentencePiece "▁"), SmolVLM's "Assistant:" and BLIP-2's "Answer:"
+    # (byte-level "Ġ"), none after Qwen's "assistant\n" ("Ġ" inside)
     chat = engine.chat_text(None)
     space = "▁" if (real["hub"] / "tokenizer.model").is_file() else "Ġ"
     boundary = "" if chat.endswith("\n") else " "
@@ -246,7 +255,7 @@ def test_answer_tokens_are_the_tokenizers_own(real, answer):
     assert tokenizer.decode(full_ids[len(prompt_ids):]).strip() == answer
     # the prompt ids the model sees end where the answer begins; the first may be a marker that the
     # processor writes to close the image block (Idefics3's <fake_token_around_image>), which the chat
-    # text holds only as its one image placeholder
+    # text holds only as its one image placeholder, or the BOS the tokenizer writes after it (BLIP-2's </s>)
     seen = sample.inputs["input_ids"][0, sample.text_start:].tolist()
     if seen != prompt_ids[len(prompt_ids) - len(seen):]:
         assert seen[0] in tokenizer.added_tokens_decoder and seen[0] != engine.image_token_id
