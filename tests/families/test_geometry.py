@@ -23,6 +23,8 @@ from hearlib.method.loading import load_engine
 from hearlib.method.tokenprobes import decoder_input_tokens, decoder_inputs
 from hearlib.families.tiny import FAMILIES, PROCESSED_SIZE
 
+from .geometry_helpers import make_timm_tower_local
+
 HUB = Path(__file__).resolve().parents[1] / "data" / "hub"     # the real hub files this project ships (tests/data/hub/NOTICE.md)
 # LLaVA-1.6 (vicuna) anyres pinpoints, as in llava-hf/llava-v1.6-vicuna-7b-hf
 VICUNA_PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
@@ -72,6 +74,8 @@ def make_vision_local(model) -> None:
     tower = next((getattr(inner, name) for name in towers if getattr(inner, name, None) is not None), None)
     if tower is None and isinstance(getattr(inner, "vision_embed_tokens", None), torch.nn.Linear):
         return                                      # Fuyu: each patch embedded alone by one Linear, already local
+    if hasattr(tower, "timm_model") and not hasattr(tower.timm_model, "blocks"):   # staged convolutional towers
+        return make_timm_tower_local(tower.timm_model)     # (Gemma 3n's, FastVLM's); PerceptionLM's ViT goes on below
     second = getattr(inner, "high_res_vision_model", None)     # DeepSeek-VL hybrid's SAM tower
     layers = [(n, m) for t in (tower, second) if t is not None for n, m in t.named_modules()
               if re.fullmatch(r"(.+\.)?(layers|layer|blocks)\.\d+", n)]
@@ -399,11 +403,7 @@ NEIGHBOUR_MARGIN = {"pp_chart2table": 4,    # GOT-OCR2's 3 × 3 neck and two str
 NOT_LOCAL = {"apertus1p5": "discrete VQ codes: GroupNorms over the whole image and an argmax "
                            "(tests/families/test_apertus1p5.py checks the grid with the encoder made local)",
              "emu3": "discrete VQ codes: GroupNorms over the whole image and an argmin "
-                     "(tests/families/test_emu3.py checks the grid with the encoder made local)",
-             # timm towers: make_vision_local zeroes attention outputs, which a convolutional tower has none of;
-             # their layouts are checked by token count only (NOT a locality check)
-             "gemma3n": "a timm convolutional tower (MobileNetV5): no attention to zero; layout not checked for locality",
-             "fast_vlm": "a timm convolutional tower (FastViT): no attention to zero; layout not checked for locality"}
+                     "(tests/families/test_emu3.py checks the grid with the encoder made local)"}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
