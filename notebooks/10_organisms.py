@@ -129,14 +129,14 @@ table = pd.DataFrame([{"paper item": item, "what": WHAT[item],
                        **{f"{r.organism} ({r.recipe})": six_cells(r)[item] for r in results.itertuples()},
                        "paper (LLaVA-1.5-7B)": PAPER[item]} for item in WHAT])
 report.table(table, "organisms_side_by_side", "Organisms",
-             f"The six numbers per organism, each on the same {p.n_size_samples} samples "
-             f"({p.n_size_tsne_samples} for Fig. 3E, {p.n_organism_prompt_samples} for Table 1); in brackets, 95% "
-             "bootstrap intervals over the samples.")
+             f"The six numbers per organism, each on at least {results.samples.min()} samples "
+             f"({results.tsne_samples.min()} for Fig. 3E, {results.prompt_samples.min()} for Table 1); in brackets, "
+             "95% bootstrap intervals over the samples.")
 notes = [f"- **{r.organism}** ({r.recipe}): " + ("; ".join(disagreements(r)) or "agrees with the paper on all six")
          for r in results.itertuples()]
 report.section("The organisms side by side",
-               f"Each organism on the same {p.n_size_samples} samples ({p.n_size_tsne_samples} for Fig. 3E, "
-               f"{p.n_organism_prompt_samples} for Table 1), `notebooks/10_organisms.py`; the recipes are in "
+               f"Each organism on at least {results.samples.min()} samples ({results.tsne_samples.min()} for Fig. 3E, "
+               f"{results.prompt_samples.min()} for Table 1), `notebooks/10_organisms.py`; the recipes are in "
                "docs/ORGANISM.md.\n\n" + markdown_table(table) + "\n\nWhere each disagrees with the paper "
                "(generated from the numbers above):\n\n" + "\n".join(notes))
 print(table.to_string(index=False))
