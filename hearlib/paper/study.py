@@ -232,9 +232,10 @@ class Study:
         store holds no record of it."""
         from hearlib.method.checks import Coverage
 
+        if self._coverage is not None:
+            return self._coverage
         store = self.pipeline.store
-        keys = store.keys(prefix=f"{slug(self.model_id)}/") if self._coverage is None else []
-        for key in keys:
+        for key in store.keys(prefix=f"{slug(self.model_id)}/"):
             record = store.get(key)
             covered = (record.meta.get("environment") or {}).get("covered") if record else None
             if covered:
